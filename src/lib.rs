@@ -1,0 +1,17 @@
+//! keysweep: a credential rotation orchestrator.
+//!
+//! ```text
+//! playbook files ──load/validate──▶ Plan ──execute──▶ Journal ──summarise──▶ Report
+//! ```
+//! See the README for the playbook format and `DESIGN` notes in the docs.
+
+pub mod plan;
+pub mod progress;
+pub mod playbook;
+pub mod provider;
+pub mod report;
+pub mod secret;
+
+pub mod engine;
+pub mod journal;
+pub mod providers;

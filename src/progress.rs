@@ -1,0 +1,103 @@
+//! Progress: indicatif bars on a terminal (overall and per provider, with rate
+//! and ETA), one plain line per finished credential otherwise.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::engine::Observer;
+use crate::report::Outcome;
+
+pub enum Progress {
+    Bars { multi: MultiProgress, overall: Mutex<Option<ProgressBar>>, per: Mutex<BTreeMap<String, ProgressBar>> },
+    Lines { total: AtomicUsize, done: AtomicUsize, quiet: bool },
+}
+
+impl Progress {
+    /// Bars when stderr is a terminal (or `force_bars`), plain lines otherwise.
+    pub fn new(quiet: bool, force_bars: bool) -> Progress {
+        if (std::io::stderr().is_terminal() || force_bars) && !quiet {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+            Progress::Bars { multi, overall: Mutex::new(None), per: Mutex::new(BTreeMap::new()) }
+        } else {
+            Progress::Lines { total: AtomicUsize::new(0), done: AtomicUsize::new(0), quiet }
+        }
+    }
+}
+
+fn style(overall: bool) -> ProgressStyle {
+    let t = if overall {
+        "{prefix:>14.bold} [{bar:40.green/white}] {pos}/{len} {per_sec:>9} ETA {eta:>4} {msg}"
+    } else {
+        "{prefix:>14} [{bar:40.cyan/white}] {pos}/{len} {per_sec:>9} {msg}"
+    };
+    ProgressStyle::with_template(t).expect("static template").progress_chars("=> ")
+}
+
+impl Observer for Progress {
+    fn begin(&self, per_provider: &BTreeMap<String, usize>, already: &BTreeMap<String, usize>) {
+        let total: usize = per_provider.values().sum();
+        let done: usize = already.values().sum();
+        match self {
+            Progress::Bars { multi, overall, per } => {
+                let o = multi.add(ProgressBar::new(total as u64));
+                o.set_style(style(true));
+                o.set_prefix("all");
+                o.set_position(done as u64);
+                o.reset_eta();
+                *overall.lock().unwrap() = Some(o);
+                let mut per = per.lock().unwrap();
+                for (name, n) in per_provider {
+                    let b = multi.add(ProgressBar::new(*n as u64));
+                    b.set_style(style(false));
+                    b.set_prefix(name.clone());
+                    b.set_position(already.get(name).copied().unwrap_or(0) as u64);
+                    per.insert(name.clone(), b);
+                }
+            }
+            Progress::Lines { total: t, done: d, quiet } => {
+                t.store(total, Ordering::SeqCst);
+                d.store(done, Ordering::SeqCst);
+                if !quiet {
+                    eprintln!("keysweep: {total} credential(s) selected, {done} already finished");
+                }
+            }
+        }
+    }
+
+    fn finished(&self, provider: &str, id: &str, outcome: &Outcome) {
+        match self {
+            Progress::Bars { overall, per, .. } => {
+                if let Some(o) = overall.lock().unwrap().as_ref() {
+                    o.inc(1);
+                    if !outcome.is_verified() {
+                        o.set_message(format!("last gap: {id} {}", outcome.name()));
+                    }
+                }
+                if let Some(b) = per.lock().unwrap().get(provider) {
+                    b.inc(1);
+                }
+            }
+            Progress::Lines { total, done, quiet } => {
+                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                if !*quiet || !outcome.is_verified() {
+                    eprintln!("keysweep: [{n}/{}] {id}: {} {}", total.load(Ordering::SeqCst), outcome.name(), outcome.detail());
+                }
+            }
+        }
+    }
+
+    fn end(&self) {
+        if let Progress::Bars { overall, per, .. } = self {
+            for b in per.lock().unwrap().values() {
+                b.finish();
+            }
+            if let Some(o) = overall.lock().unwrap().as_ref() {
+                o.finish();
+            }
+        }
+    }
+}

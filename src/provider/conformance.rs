@@ -1,0 +1,117 @@
+//! The conformance suite every provider runs against its real server (or the
+//! simulator of a SaaS API). Cases are chosen from the kind's capabilities:
+//! a revoke-only kind runs the revoke/verify cases, a minting kind the mint
+//! and orphan-cleanup cases too, a store the staging contract.
+//!
+//! A provider's test supplies a [`Fixture`] that creates real, live secrets.
+//! Every case asserts (panics) with a message naming the kind and the case.
+
+use async_trait::async_trait;
+
+use super::{capabilities, Handle, Provider, Store, Verdict};
+use crate::playbook::model::Target;
+use crate::playbook::StoreLocation;
+use crate::secret::{Delivered, ExposeSecret, SecretString};
+
+/// Creates live secrets of one kind in the system under test.
+#[async_trait]
+pub trait Fixture: Send + Sync {
+    /// A new live secret: its target description, handle and value.
+    async fn create(&self) -> (Target, Handle, SecretString);
+}
+
+fn is_dead(v: &Verdict) -> bool {
+    matches!(v, Verdict::Dead(_))
+}
+
+/// Runs every case the kind's capabilities call for.
+pub async fn run(p: &dyn Provider, f: &dyn Fixture, kind: &str) {
+    let caps = capabilities(kind).unwrap_or_else(|| panic!("{kind}: no capabilities declared"));
+    if caps.revoke && caps.verify_dead {
+        revoke_and_prove_dead(p, f, kind).await;
+    }
+    if caps.rotate && caps.mints {
+        mint_test_and_cleanup_orphans(p, f, kind).await;
+    }
+}
+
+/// retire makes a live secret dead, is idempotent, and death is proven both
+/// with and without the old value; a live secret is never reported dead.
+pub async fn revoke_and_prove_dead(p: &dyn Provider, f: &dyn Fixture, kind: &str) {
+    let (target, handle, value) = f.create().await;
+    let before = p.verify_dead(&target, &handle, Some(&value)).await;
+    assert!(matches!(before, Verdict::Alive(_)), "{kind}: a live secret must verify Alive, got {before:?}");
+    let before_admin = p.verify_dead(&target, &handle, None).await;
+    assert!(!is_dead(&before_admin), "{kind}: a live secret verified Dead admin-side: {before_admin:?}");
+    p.retire(&target, &handle).await.unwrap_or_else(|e| panic!("{kind}: retire: {e}"));
+    p.retire(&target, &handle).await.unwrap_or_else(|e| panic!("{kind}: retire is not idempotent: {e}"));
+    let after = p.verify_dead(&target, &handle, Some(&value)).await;
+    assert!(is_dead(&after), "{kind}: retired secret not proven dead with its value: {after:?}");
+    let after_admin = p.verify_dead(&target, &handle, None).await;
+    assert!(is_dead(&after_admin), "{kind}: retired secret not proven dead admin-side: {after_admin:?}");
+}
+
+/// mint gives a working secret tagged with the nonce; cleanup_minted retires
+/// the orphans of that nonce and keeps the one named.
+pub async fn mint_test_and_cleanup_orphans(p: &dyn Provider, f: &dyn Fixture, kind: &str) {
+    let (target, old, old_value) = f.create().await;
+    let nonce = format!("conformance/{}", uuid::Uuid::new_v4());
+    let kept = p.mint(&target, &old, &nonce).await.unwrap_or_else(|e| panic!("{kind}: mint: {e}"));
+    assert_ne!(kept.delivered.value.expose_secret(), old_value.expose_secret(), "{kind}: mint returned the old value");
+    let t = p.test(&target, &kept.delivered, &kept.handle).await;
+    assert!(matches!(t, Verdict::Alive(_)), "{kind}: a freshly minted secret must test Alive: {t:?}");
+    // Two orphans of the same nonce (as if the process died twice after minting).
+    let o1 = p.mint(&target, &old, &nonce).await.unwrap();
+    let o2 = p.mint(&target, &old, &nonce).await.unwrap();
+    let n = p.cleanup_minted(&target, &nonce, Some(&kept.handle)).await.unwrap_or_else(|e| panic!("{kind}: cleanup_minted: {e}"));
+    assert_eq!(n, 2, "{kind}: cleanup_minted should retire exactly the two orphans");
+    for o in [&o1, &o2] {
+        let v = p.verify_dead(&target, &o.handle, Some(&o.delivered.value)).await;
+        assert!(is_dead(&v), "{kind}: orphan not dead after cleanup: {v:?}");
+    }
+    let t = p.test(&target, &kept.delivered, &kept.handle).await;
+    assert!(matches!(t, Verdict::Alive(_)), "{kind}: cleanup retired the kept secret: {t:?}");
+    // The old secret is untouched by minting.
+    let v = p.verify_dead(&target, &old, Some(&old_value)).await;
+    assert!(matches!(v, Verdict::Alive(_)), "{kind}: minting disturbed the old secret: {v:?}");
+    let n = p.cleanup_minted(&target, &nonce, Some(&kept.handle)).await.unwrap();
+    assert_eq!(n, 0, "{kind}: cleanup_minted is not idempotent");
+    p.retire(&target, &kept.handle).await.unwrap();
+    p.retire(&target, &old).await.unwrap();
+}
+
+/// The staging contract of a store: pending is invisible to consumers until
+/// promoted; promotion is idempotent and keeps the old version readable; a
+/// pending value of another nonce is never promoted.
+pub async fn store_contract(s: &dyn Store, loc: &StoreLocation) {
+    let v1 = Delivered::new(SecretString::from("conformance-value-one-aaaaaaaa".to_string())).with_field("accessor", "acc-1");
+    s.stage(loc, &v1, "n1").await.unwrap();
+    s.promote(loc, "n1").await.unwrap();
+    let cur = s.read_current(loc).await.unwrap().expect("current after first promote");
+    assert_eq!(cur.delivered.value.expose_secret(), "conformance-value-one-aaaaaaaa");
+    let first_version = cur.version.clone();
+
+    let v2 = Delivered::new(SecretString::from("conformance-value-two-bbbbbbbb".to_string())).with_field("accessor", "acc-2");
+    s.stage(loc, &v2, "n2").await.unwrap();
+    let (p, n) = s.read_pending(loc).await.unwrap().expect("pending");
+    assert_eq!(n, "n2");
+    assert_eq!(p.value.expose_secret(), "conformance-value-two-bbbbbbbb");
+    assert_eq!(p.fields.get("accessor").map(String::as_str), Some("acc-2"));
+    let cur = s.read_current(loc).await.unwrap().unwrap();
+    assert_eq!(cur.delivered.value.expose_secret(), "conformance-value-one-aaaaaaaa", "staging changed what consumers read");
+
+    assert!(s.promote(loc, "other-nonce").await.is_err(), "promoted a pending value of another nonce");
+    let v_a = s.promote(loc, "n2").await.unwrap();
+    let v_b = s.promote(loc, "n2").await.unwrap();
+    assert_eq!(v_a, v_b, "promote is not idempotent");
+    assert!(s.read_pending(loc).await.unwrap().is_none(), "pending left after promote");
+    let cur = s.read_current(loc).await.unwrap().unwrap();
+    assert_eq!(cur.delivered.value.expose_secret(), "conformance-value-two-bbbbbbbb");
+    let old = s.read_version(loc, &first_version).await.unwrap().expect("old version readable");
+    assert_eq!(old.value.expose_secret(), "conformance-value-one-aaaaaaaa");
+
+    s.stage(loc, &v1, "n3").await.unwrap();
+    s.discard_pending(loc).await.unwrap();
+    s.discard_pending(loc).await.unwrap();
+    assert!(s.read_pending(loc).await.unwrap().is_none());
+}

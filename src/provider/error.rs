@@ -1,0 +1,60 @@
+//! One error type for every provider: what happened, whether retrying can
+//! help, and scrubbed context. Messages never carry secret values: provider
+//! error text passes through [`crate::secret::scrub`] before it is kept.
+
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Bad settings or a playbook the provider cannot act on.
+    Config,
+    /// keysweep's own login to the provider was refused.
+    Unauthenticated,
+    /// keysweep is logged in but not allowed to do this.
+    PermissionDenied,
+    /// The thing named does not exist.
+    NotFound,
+    /// The provider does not do this for this kind of credential.
+    Unsupported,
+    /// A state the provider will not change by itself (two keys already, a cas mismatch...).
+    Conflict,
+    /// Throttled (429, ThrottlingException).
+    RateLimited,
+    /// Timeouts, 5xx, connection errors.
+    Unavailable,
+    /// Anything else.
+    Other,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// What the provider asked us to wait (Retry-After), if it said.
+    pub retry_after: Option<Duration>,
+    pub operation: &'static str,
+}
+
+impl ProviderError {
+    pub fn new(kind: ErrorKind, operation: &'static str, message: impl Into<String>) -> Self {
+        ProviderError { kind, message: crate::secret::scrub(&message.into()), retry_after: None, operation }
+    }
+    pub fn with_retry_after(mut self, d: Option<Duration>) -> Self {
+        self.retry_after = d;
+        self
+    }
+    /// Retrying may help: throttling and unavailability only.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self.kind, ErrorKind::RateLimited | ErrorKind::Unavailable)
+    }
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {:?}: {}", self.operation, self.kind, self.message)
+    }
+}
+
+impl std::error::Error for ProviderError {}

@@ -1,0 +1,171 @@
+//! The provider contract: what an adapter for one owning system implements,
+//! what it can do (capabilities), how it fails (errors that know whether they
+//! are temporary), and how verification answers (dead / alive / unknown).
+
+pub mod conformance;
+pub mod error;
+pub mod registry;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use error::{ErrorKind, ProviderError};
+
+use crate::playbook::model::Target;
+use crate::playbook::StoreLocation;
+use crate::secret::{Delivered, SecretString};
+
+/// What a credential kind supports. The loader refuses an action the kind
+/// lacks, and the conformance suite picks its cases from this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// Can issue a replacement (rotate).
+    pub rotate: bool,
+    /// Can retire the old secret (revoke, and the end of a rotation).
+    pub revoke: bool,
+    /// The owning system mints the new secret itself (as opposed to accepting
+    /// one keysweep generates). Minted secrets are journaled before minting and
+    /// orphans from a crash are found and cleaned up.
+    pub mints: bool,
+    /// Can prove an old secret dead (admin-side or by probing it).
+    pub verify_dead: bool,
+    /// Needs a delivery store for rotation (false when the credential is itself a store entry).
+    pub needs_store: bool,
+}
+
+/// The capabilities of a credential kind (a `target.kind` string).
+pub fn capabilities(target_kind: &str) -> Option<Capabilities> {
+    match target_kind {
+        "vault_token" | "vault_approle_secret_id" => Some(Capabilities {
+            rotate: true,
+            revoke: true,
+            mints: true,
+            verify_dead: true,
+            needs_store: true,
+        }),
+        "vault_kv_secret" => Some(Capabilities {
+            rotate: true,
+            revoke: true,
+            mints: false,
+            verify_dead: true,
+            needs_store: false,
+        }),
+        _ => None,
+    }
+}
+
+/// The answer of one verification: three-valued, never guessed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", content = "evidence", rename_all = "snake_case")]
+pub enum Verdict {
+    /// The system refused the secret with its own documented refusal.
+    Dead(String),
+    /// The system accepted the secret.
+    Alive(String),
+    /// No proof either way (timeout, 429, 5xx, network, ambiguous refusal).
+    Unknown(String),
+}
+
+impl Verdict {
+    pub fn evidence(&self) -> &str {
+        match self {
+            Verdict::Dead(e) | Verdict::Alive(e) | Verdict::Unknown(e) => e,
+        }
+    }
+}
+
+/// The non-secret identity of one issued secret: an accessor, a key id, a
+/// store version. Journaled; never holds secret material.
+pub type Handle = BTreeMap<String, String>;
+
+/// A secret the owning system minted, with its non-secret handle.
+#[derive(Debug)]
+pub struct Minted {
+    pub delivered: Delivered,
+    pub handle: Handle,
+}
+
+/// One item of a provider's inventory (for discovery and stuck-state reports).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InventoryItem {
+    pub kind: String,
+    /// The identifier a playbook would use (accessor, path, ...).
+    pub id: String,
+    pub created: Option<String>,
+    pub last_used: Option<String>,
+    pub details: BTreeMap<String, String>,
+}
+
+/// An owning system: issues, tests, retires and proves dead the credentials it owns.
+///
+/// Every method must be idempotent: the engine re-runs a step after a crash
+/// whenever it cannot tell whether the step took effect.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    fn name(&self) -> &str;
+    fn kind(&self) -> &'static str;
+
+    /// The handle of the secret in service now. `stored` is the handle the
+    /// primary store's current value carries, if any (it wins over the playbook).
+    async fn current_handle(&self, target: &Target, stored: Option<&Handle>) -> Result<Handle, ProviderError>;
+
+    /// Mint a new secret in the owning system, tagged with `nonce` so that an
+    /// orphan from a crash can be found again (`Capabilities::mints`). `old` is
+    /// the secret being replaced, whose settings the new one copies.
+    async fn mint(&self, target: &Target, old: &Handle, nonce: &str) -> Result<Minted, ProviderError>;
+
+    /// Retire every secret minted with `nonce` that is not `keep` (orphans of a
+    /// crash between mint and store). Returns how many were retired.
+    async fn cleanup_minted(&self, target: &Target, nonce: &str, keep: Option<&Handle>) -> Result<usize, ProviderError>;
+
+    /// Make the owning system accept a secret keysweep generated (`!mints`).
+    async fn apply(&self, target: &Target, new: &SecretString) -> Result<(), ProviderError>;
+
+    /// Authenticate with the new secret; `Alive` means it works.
+    async fn test(&self, target: &Target, new: &Delivered, handle: &Handle) -> Verdict;
+
+    /// Revoke / delete / disable the secret named by `old`. Already gone is success.
+    async fn retire(&self, target: &Target, old: &Handle) -> Result<(), ProviderError>;
+
+    /// Prove the secret named by `old` dead; `old_value` is its value when a
+    /// store still holds it (probe with it only when policy allows).
+    async fn verify_dead(&self, target: &Target, old: &Handle, old_value: Option<&SecretString>) -> Verdict;
+
+    /// What this system holds, for discovery.
+    async fn inventory(&self) -> Result<Vec<InventoryItem>, ProviderError>;
+
+    /// This provider as a delivery store, if it is one.
+    fn as_store(&self) -> Option<&dyn Store> {
+        None
+    }
+}
+
+/// A version of a value in a store.
+#[derive(Debug)]
+pub struct StoredValue {
+    pub delivered: Delivered,
+    /// Store-specific version id (KV version number, SM version id).
+    pub version: String,
+}
+
+/// A place new values are delivered to, with staged (pending) and current versions.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The value consumers read now, if any.
+    async fn read_current(&self, loc: &StoreLocation) -> Result<Option<StoredValue>, ProviderError>;
+    /// A specific (older) version, if still held.
+    async fn read_version(&self, loc: &StoreLocation, version: &str) -> Result<Option<Delivered>, ProviderError>;
+    /// The staged value, with the nonce it was staged under.
+    async fn read_pending(&self, loc: &StoreLocation) -> Result<Option<(Delivered, String)>, ProviderError>;
+    /// Durably stage `value` as pending under `nonce` (overwrites an older pending).
+    async fn stage(&self, loc: &StoreLocation, value: &Delivered, nonce: &str) -> Result<(), ProviderError>;
+    /// Make the pending value current. Idempotent: if current already equals
+    /// pending, only clears the pending entry. Returns the new current version.
+    async fn promote(&self, loc: &StoreLocation, nonce: &str) -> Result<String, ProviderError>;
+    /// Drop a pending value that will not be promoted.
+    async fn discard_pending(&self, loc: &StoreLocation) -> Result<(), ProviderError>;
+    /// Every pending entry left under this store (for `plan` to report stuck ones).
+    async fn list_pending(&self, mount: &str) -> Result<Vec<String>, ProviderError>;
+}

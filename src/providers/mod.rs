@@ -1,0 +1,2 @@
+//! Provider adapters, one folder per owning system.
+pub mod vault;

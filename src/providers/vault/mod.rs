@@ -1,0 +1,579 @@
+//! Vault / OpenBao: tokens, AppRole secret-ids and KV v2 secrets as credentials,
+//! and KV v2 as a delivery store.
+//!
+//! Proof of death, from the API's own answers (checked against OpenBao 2.7):
+//! - token: `POST auth/token/lookup-accessor` answers 400 `invalid accessor`
+//!   (admin side). A probe with the old token answers 403 `permission denied`,
+//!   which a policy problem also gives, so the probe alone never proves death;
+//!   a 200 to it proves life.
+//! - AppRole secret-id: `secret-id-accessor/lookup` answers 404 `failed to find
+//!   accessor entry`; a login with the old secret-id answers 400
+//!   `invalid role or secret ID` (the role id having just been proven good).
+//! - KV secret: the old version is destroyed (`destroyed: true` in metadata).
+//! Anything else (429, 5xx, timeouts, other bodies) is unknown.
+
+pub mod http;
+mod store;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::engine::retry::RetryPolicy;
+use crate::playbook::model::{Target, VaultAuth, VaultProviderConfig};
+use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Store, Verdict};
+use crate::secret::{Delivered, ExposeSecret, SecretString};
+use http::{list_method, VaultHttp};
+
+pub const NONCE_KEY: &str = "keysweep_nonce";
+
+pub struct VaultProvider {
+    name: String,
+    pub(crate) http: VaultHttp,
+    pending_prefix: String,
+}
+
+impl VaultProvider {
+    /// Connects and logs in (token, or AppRole through vaultrs).
+    pub async fn connect(
+        name: &str,
+        cfg: &VaultProviderConfig,
+        resolve: &dyn Fn(&crate::playbook::model::SecretRef) -> Result<SecretString, ProviderError>,
+    ) -> Result<Self, ProviderError> {
+        let limits = &cfg.limits;
+        let timeout = limits.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(30));
+        let retry = RetryPolicy { max_attempts: limits.max_attempts.unwrap_or(5), ..RetryPolicy::default() };
+        let token = match &cfg.auth {
+            VaultAuth::Token { token } => resolve(token)?,
+            VaultAuth::Approle { mount, role_id, secret_id } => {
+                let role_id = resolve(role_id)?;
+                let secret_id = resolve(secret_id)?;
+                approle_login(&cfg.address, cfg.namespace.clone(), mount, &role_id, &secret_id).await?
+            }
+        };
+        let http = VaultHttp::new(
+            &cfg.address,
+            cfg.namespace.clone(),
+            token,
+            timeout,
+            limits.rate_per_second,
+            limits.burst,
+            retry,
+        )?;
+        Ok(VaultProvider { name: name.to_string(), http, pending_prefix: cfg.pending_prefix.trim_matches('/').to_string() })
+    }
+
+    /// Checks that keysweep's own token is accepted.
+    pub async fn check_login(&self) -> Result<(), ProviderError> {
+        self.http.admin_ok("vault.lookup_self", Method::GET, "auth/token/lookup-self", None).await.map(|_| ())
+    }
+
+    pub fn request_count(&self) -> u64 {
+        self.http.request_count()
+    }
+
+    async fn token_lookup_accessor(&self, accessor: &str) -> Result<http::Resp, ProviderError> {
+        self.http
+            .admin("vault.token.lookup_accessor", Method::POST, "auth/token/lookup-accessor", Some(json!({ "accessor": accessor })))
+            .await
+    }
+
+    async fn secret_id_lookup(&self, mount: &str, role: &str, accessor: &str) -> Result<http::Resp, ProviderError> {
+        self.http
+            .admin(
+                "vault.approle.lookup_accessor",
+                Method::POST,
+                &format!("auth/{mount}/role/{role}/secret-id-accessor/lookup"),
+                Some(json!({ "secret_id_accessor": accessor })),
+            )
+            .await
+    }
+
+    async fn role_id(&self, mount: &str, role: &str) -> Result<String, ProviderError> {
+        let r = self.http.admin_ok("vault.approle.role_id", Method::GET, &format!("auth/{mount}/role/{role}/role-id"), None).await?;
+        r.body["data"]["role_id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ProviderError::new(ErrorKind::Other, "vault.approle.role_id", "answer has no role_id"))
+    }
+
+    /// Logs in with an AppRole secret-id; revokes the token it gets at once.
+    async fn approle_probe(&self, mount: &str, role_id: &str, secret_id: &SecretString) -> Verdict {
+        let body = json!({ "role_id": role_id, "secret_id": secret_id.expose_secret() });
+        let r = match self.http.send("vault.approle.login", Method::POST, &format!("auth/{mount}/login"), None, Some(&body)).await {
+            Ok(r) => r,
+            Err(e) => return Verdict::Unknown(e.to_string()),
+        };
+        if r.ok() {
+            if let Some(t) = r.body["auth"]["client_token"].as_str() {
+                let t = SecretString::from(t.to_string());
+                let _ = self.http.send("vault.token.revoke_self", Method::POST, "auth/token/revoke-self", Some(&t), None).await;
+            }
+            return Verdict::Alive(format!("auth/{mount}/login accepted it (HTTP {})", r.status));
+        }
+        if r.status == 400 && r.error_contains("invalid role or secret ID") {
+            return Verdict::Dead(format!("auth/{mount}/login refused it: {}", r.describe()));
+        }
+        Verdict::Unknown(format!("auth/{mount}/login: {}", r.describe()))
+    }
+
+    /// Finds every accessor under `list_path` whose metadata carries `nonce`.
+    async fn find_by_nonce(&self, kind: &str, mount: &str, role: &str, nonce: &str) -> Result<Vec<String>, ProviderError> {
+        let (list_path, is_token) = match kind {
+            "token" => ("auth/token/accessors".to_string(), true),
+            _ => (format!("auth/{mount}/role/{role}/secret-id"), false),
+        };
+        let r = self.http.admin("vault.list_accessors", list_method(), &list_path, None).await?;
+        if r.status == 404 {
+            return Ok(vec![]);
+        }
+        if !r.ok() {
+            return Err(ProviderError::new(ErrorKind::Other, "vault.list_accessors", r.describe()));
+        }
+        // Only reached after a crash between mint and store: a scan of every
+        // accessor, sixteen lookups at a time.
+        use futures::{StreamExt, TryStreamExt};
+        let accessors: Vec<String> =
+            r.body["data"]["keys"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+        let found: Vec<Option<String>> = futures::stream::iter(accessors)
+            .map(|acc| async move {
+                let l = if is_token { self.token_lookup_accessor(&acc).await? } else { self.secret_id_lookup(mount, role, &acc).await? };
+                let meta = if is_token { &l.body["data"]["meta"] } else { &l.body["data"]["metadata"] };
+                Ok::<_, ProviderError>((l.ok() && meta[NONCE_KEY].as_str() == Some(nonce)).then_some(acc))
+            })
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    async fn revoke_token_accessor(&self, accessor: &str) -> Result<(), ProviderError> {
+        // 2xx whether or not the token still exists (OpenBao warns "No token found").
+        self.http
+            .admin_ok("vault.token.revoke_accessor", Method::POST, "auth/token/revoke-accessor", Some(json!({ "accessor": accessor })))
+            .await
+            .map(|_| ())
+    }
+
+    async fn destroy_secret_id(&self, mount: &str, role: &str, accessor: &str) -> Result<(), ProviderError> {
+        // Look first: destroying an accessor that is already gone answers 500.
+        let l = self.secret_id_lookup(mount, role, accessor).await?;
+        if l.status == 404 || (!l.ok() && l.error_contains("failed to find accessor entry")) {
+            return Ok(());
+        }
+        self.http
+            .admin_ok(
+                "vault.approle.destroy_accessor",
+                Method::POST,
+                &format!("auth/{mount}/role/{role}/secret-id-accessor/destroy"),
+                Some(json!({ "secret_id_accessor": accessor })),
+            )
+            .await
+            .map(|_| ())
+    }
+}
+
+async fn approle_login(
+    address: &str,
+    namespace: Option<String>,
+    mount: &str,
+    role_id: &SecretString,
+    secret_id: &SecretString,
+) -> Result<SecretString, ProviderError> {
+    let mut b = vaultrs::client::VaultClientSettingsBuilder::default();
+    b.address(address);
+    if let Some(ns) = namespace {
+        b.set_namespace(ns);
+    }
+    // Never Debug-print the settings or the client: they carry the token.
+    let settings = b.build().map_err(|e| ProviderError::new(ErrorKind::Config, "vault.approle_login", e.to_string()))?;
+    let client = vaultrs::client::VaultClient::new(settings)
+        .map_err(|e| ProviderError::new(ErrorKind::Config, "vault.approle_login", e.to_string()))?;
+    let auth = vaultrs::auth::approle::login(&client, mount, role_id.expose_secret(), secret_id.expose_secret())
+        .await
+        .map_err(|e| {
+            let kind = match &e {
+                vaultrs::error::ClientError::APIError { code, .. } if *code == 429 => ErrorKind::RateLimited,
+                vaultrs::error::ClientError::APIError { code, .. } if *code >= 500 => ErrorKind::Unavailable,
+                vaultrs::error::ClientError::APIError { .. } => ErrorKind::Unauthenticated,
+                _ => ErrorKind::Unavailable,
+            };
+            ProviderError::new(kind, "vault.approle_login", e.to_string())
+        })?;
+    Ok(SecretString::from(auth.client_token))
+}
+
+fn unsupported(op: &'static str, target: &Target) -> ProviderError {
+    ProviderError::new(ErrorKind::Unsupported, op, format!("vault provider does not {op} `{}`", target.kind()))
+}
+
+fn handle_get<'a>(h: &'a Handle, k: &str) -> Option<&'a str> {
+    h.get(k).map(String::as_str).filter(|s| !s.is_empty())
+}
+
+fn one(k: &str, v: impl Into<String>) -> Handle {
+    BTreeMap::from([(k.to_string(), v.into())])
+}
+
+#[async_trait]
+impl Provider for VaultProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "vault"
+    }
+
+    async fn current_handle(&self, target: &Target, stored: Option<&Handle>) -> Result<Handle, ProviderError> {
+        let from_store = |k: &str| stored.and_then(|s| handle_get(s, k)).map(str::to_string);
+        match target {
+            Target::VaultToken(t) => {
+                let acc = from_store("accessor").or_else(|| t.accessor.clone()).ok_or_else(|| {
+                    ProviderError::new(ErrorKind::Config, "vault.current_handle", "no accessor known for the token in service: set target.accessor")
+                })?;
+                Ok(one("accessor", acc))
+            }
+            Target::VaultApproleSecretId(t) => {
+                let acc = from_store("accessor").or_else(|| t.secret_id_accessor.clone()).ok_or_else(|| {
+                    ProviderError::new(
+                        ErrorKind::Config,
+                        "vault.current_handle",
+                        "no accessor known for the secret-id in service: set target.secret_id_accessor",
+                    )
+                })?;
+                Ok(one("accessor", acc))
+            }
+            Target::VaultKvSecret(t) => {
+                if let Some(v) = from_store("version") {
+                    return Ok(one("version", v));
+                }
+                let r = self
+                    .http
+                    .admin("vault.kv.metadata", Method::GET, &format!("{}/metadata/{}", t.mount, t.path), None)
+                    .await?;
+                match r.status {
+                    404 => Ok(Handle::new()),
+                    s if (200..300).contains(&s) => Ok(one("version", r.body["data"]["current_version"].to_string())),
+                    _ => Err(ProviderError::new(ErrorKind::Other, "vault.kv.metadata", r.describe())),
+                }
+            }
+        }
+    }
+
+    async fn mint(&self, target: &Target, old: &Handle, nonce: &str) -> Result<Minted, ProviderError> {
+        match target {
+            Target::VaultToken(t) => {
+                // Copy what the old token had, unless the playbook says otherwise.
+                let mut policies: Vec<String> = vec![];
+                let mut ttl: Option<String> = None;
+                let mut meta = serde_json::Map::new();
+                let mut display = None;
+                if let Some(acc) = handle_get(old, "accessor") {
+                    let l = self.token_lookup_accessor(acc).await?;
+                    if l.ok() {
+                        let d = &l.body["data"];
+                        policies = d["policies"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|p| p.as_str())
+                            .filter(|p| *p != "root")
+                            .map(str::to_string)
+                            .collect();
+                        if let Some(s) = d["creation_ttl"].as_u64().filter(|s| *s > 0) {
+                            ttl = Some(format!("{s}s"));
+                        }
+                        if let Some(m) = d["meta"].as_object() {
+                            meta = m.clone();
+                        }
+                        display = d["display_name"].as_str().map(|s| s.trim_start_matches("token-").to_string());
+                    }
+                }
+                if let Some(p) = &t.policies {
+                    policies = p.clone();
+                }
+                if let Some(d) = t.ttl {
+                    ttl = Some(format!("{}s", d.0.as_secs()));
+                }
+                meta.insert(NONCE_KEY.into(), Value::String(nonce.to_string()));
+                let mut body = json!({ "policies": policies, "meta": meta, "renewable": true });
+                if let Some(ttl) = ttl {
+                    body["ttl"] = Value::String(ttl);
+                }
+                if let Some(d) = display.filter(|d| !d.is_empty()) {
+                    body["display_name"] = Value::String(d);
+                }
+                let path = match (&t.role, t.orphan.unwrap_or(true)) {
+                    (Some(role), _) => format!("auth/token/create/{role}"),
+                    (None, true) => "auth/token/create-orphan".to_string(),
+                    (None, false) => "auth/token/create".to_string(),
+                };
+                // Not retried: a retry after a lost answer would mint a second
+                // token. A lost answer leaves an orphan that cleanup_minted finds.
+                let r = self.http.send_admin("vault.token.create", Method::POST, &path, Some(&body)).await?;
+                let r = http::classify_transient("vault.token.create", &path, r)?;
+                if !r.ok() {
+                    return Err(ProviderError::new(ErrorKind::Other, "vault.token.create", r.describe()));
+                }
+                let token = r.body["auth"]["client_token"].as_str().map(|s| SecretString::from(s.to_string()));
+                let acc = r.body["auth"]["accessor"].as_str().map(str::to_string);
+                match (token, acc) {
+                    (Some(token), Some(acc)) => Ok(Minted {
+                        delivered: Delivered::new(token).with_field("accessor", acc.clone()),
+                        handle: one("accessor", acc),
+                    }),
+                    _ => Err(ProviderError::new(ErrorKind::Other, "vault.token.create", "answer has no client_token/accessor")),
+                }
+            }
+            Target::VaultApproleSecretId(t) => {
+                let role_id = self.role_id(&t.mount, &t.role).await?;
+                let mut meta = serde_json::Map::new();
+                if let Some(acc) = handle_get(old, "accessor") {
+                    let l = self.secret_id_lookup(&t.mount, &t.role, acc).await?;
+                    if let Some(m) = l.body["data"]["metadata"].as_object().filter(|_| l.ok()) {
+                        meta = m.clone();
+                    }
+                }
+                meta.insert(NONCE_KEY.into(), Value::String(nonce.to_string()));
+                let path = format!("auth/{}/role/{}/secret-id", t.mount, t.role);
+                let body = json!({ "metadata": Value::Object(meta).to_string() });
+                let r = self.http.send_admin("vault.approle.secret_id", Method::POST, &path, Some(&body)).await?;
+                let r = http::classify_transient("vault.approle.secret_id", &path, r)?;
+                if !r.ok() {
+                    return Err(ProviderError::new(ErrorKind::Other, "vault.approle.secret_id", r.describe()));
+                }
+                let sid = r.body["data"]["secret_id"].as_str().map(|s| SecretString::from(s.to_string()));
+                let acc = r.body["data"]["secret_id_accessor"].as_str().map(str::to_string);
+                match (sid, acc) {
+                    (Some(sid), Some(acc)) => Ok(Minted {
+                        delivered: Delivered::new(sid).with_field("accessor", acc.clone()).with_field("role_id", role_id),
+                        handle: one("accessor", acc),
+                    }),
+                    _ => Err(ProviderError::new(ErrorKind::Other, "vault.approle.secret_id", "answer has no secret_id/accessor")),
+                }
+            }
+            Target::VaultKvSecret(_) => Err(unsupported("mint", target)),
+        }
+    }
+
+    async fn cleanup_minted(&self, target: &Target, nonce: &str, keep: Option<&Handle>) -> Result<usize, ProviderError> {
+        let keep_acc = keep.and_then(|h| handle_get(h, "accessor"));
+        let (kind, mount, role) = match target {
+            Target::VaultToken(_) => ("token", "", ""),
+            Target::VaultApproleSecretId(t) => ("secret_id", t.mount.as_str(), t.role.as_str()),
+            Target::VaultKvSecret(_) => return Ok(0),
+        };
+        let mut n = 0;
+        for acc in self.find_by_nonce(kind, mount, role, nonce).await? {
+            if Some(acc.as_str()) == keep_acc {
+                continue;
+            }
+            if kind == "token" {
+                self.revoke_token_accessor(&acc).await?;
+            } else {
+                self.destroy_secret_id(mount, role, &acc).await?;
+            }
+            tracing::warn!(provider = %self.name, accessor = %acc, "retired an orphan minted by an interrupted run");
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    async fn apply(&self, target: &Target, _new: &SecretString) -> Result<(), ProviderError> {
+        match target {
+            // The KV secret is its own owning system: promotion is what applies it.
+            Target::VaultKvSecret(_) => Ok(()),
+            _ => Err(unsupported("apply", target)),
+        }
+    }
+
+    async fn test(&self, target: &Target, new: &Delivered, handle: &Handle) -> Verdict {
+        match target {
+            Target::VaultToken(_) => {
+                let r = match self.http.send("vault.token.lookup_self", Method::GET, "auth/token/lookup-self", Some(&new.value), None).await {
+                    Ok(r) => r,
+                    Err(e) => return Verdict::Unknown(e.to_string()),
+                };
+                if r.ok() {
+                    let acc = r.body["data"]["accessor"].as_str().unwrap_or_default();
+                    if Some(acc) == handle_get(handle, "accessor") {
+                        return Verdict::Alive("new token accepted by auth/token/lookup-self".into());
+                    }
+                    return Verdict::Unknown("lookup-self accepted the token but named another accessor".into());
+                }
+                if r.status == 403 {
+                    return Verdict::Dead(format!("new token refused by lookup-self: {}", r.describe()));
+                }
+                Verdict::Unknown(format!("lookup-self: {}", r.describe()))
+            }
+            Target::VaultApproleSecretId(t) => {
+                let Some(role_id) = new.fields.get("role_id") else {
+                    return Verdict::Unknown("staged value has no role_id".into());
+                };
+                self.approle_probe(&t.mount, role_id, &new.value).await
+            }
+            Target::VaultKvSecret(_) => Verdict::Alive("generated value staged and read back from the store".into()),
+        }
+    }
+
+    async fn retire(&self, target: &Target, old: &Handle) -> Result<(), ProviderError> {
+        match target {
+            Target::VaultToken(_) => match handle_get(old, "accessor") {
+                Some(acc) => self.revoke_token_accessor(acc).await,
+                None => Ok(()),
+            },
+            Target::VaultApproleSecretId(t) => match handle_get(old, "accessor") {
+                Some(acc) => self.destroy_secret_id(&t.mount, &t.role, acc).await,
+                None => Ok(()),
+            },
+            Target::VaultKvSecret(t) => {
+                let Some(v) = handle_get(old, "version").and_then(|v| v.parse::<u64>().ok()) else { return Ok(()) };
+                if !t.destroy_old || v == 0 {
+                    return Ok(());
+                }
+                self.http
+                    .admin_ok("vault.kv.destroy", Method::PUT, &format!("{}/destroy/{}", t.mount, t.path), Some(json!({ "versions": [v] })))
+                    .await
+                    .map(|_| ())
+            }
+        }
+    }
+
+    async fn verify_dead(&self, target: &Target, old: &Handle, old_value: Option<&SecretString>) -> Verdict {
+        match target {
+            Target::VaultToken(_) => {
+                let Some(acc) = handle_get(old, "accessor") else {
+                    return Verdict::Unknown("no accessor known for the old token".into());
+                };
+                let admin = match self.token_lookup_accessor(acc).await {
+                    Ok(r) if r.status == 400 && r.error_contains("invalid accessor") => {
+                        Verdict::Dead(format!("lookup-accessor: {}", r.describe()))
+                    }
+                    Ok(r) if r.ok() => Verdict::Alive("lookup-accessor still finds the old token".into()),
+                    Ok(r) => Verdict::Unknown(format!("lookup-accessor: {}", r.describe())),
+                    Err(e) => Verdict::Unknown(e.to_string()),
+                };
+                let Some(old_value) = old_value else { return admin };
+                let probe =
+                    match self.http.send("vault.token.lookup_self", Method::GET, "auth/token/lookup-self", Some(old_value), None).await {
+                        Ok(r) if r.ok() => return Verdict::Alive("old token still accepted by lookup-self".into()),
+                        Ok(r) if r.status == 403 => format!("lookup-self with the old token: {}", r.describe()),
+                        Ok(r) => return Verdict::Unknown(format!("lookup-self with the old token: {}", r.describe())),
+                        Err(e) => return Verdict::Unknown(e.to_string()),
+                    };
+                match admin {
+                    Verdict::Dead(e) => Verdict::Dead(format!("{e}; {probe}")),
+                    other => other,
+                }
+            }
+            Target::VaultApproleSecretId(t) => {
+                let Some(acc) = handle_get(old, "accessor") else {
+                    return Verdict::Unknown("no accessor known for the old secret-id".into());
+                };
+                let admin = match self.secret_id_lookup(&t.mount, &t.role, acc).await {
+                    Ok(r) if r.status == 404 && r.error_contains("failed to find accessor entry") => {
+                        Verdict::Dead(format!("secret-id-accessor/lookup: {}", r.describe()))
+                    }
+                    Ok(r) if r.ok() => Verdict::Alive("secret-id-accessor/lookup still finds the old secret-id".into()),
+                    Ok(r) => Verdict::Unknown(format!("secret-id-accessor/lookup: {}", r.describe())),
+                    Err(e) => Verdict::Unknown(e.to_string()),
+                };
+                let Some(old_value) = old_value else { return admin };
+                let role_id = match self.role_id(&t.mount, &t.role).await {
+                    Ok(r) => r,
+                    Err(e) => return Verdict::Unknown(e.to_string()),
+                };
+                match (admin, self.approle_probe(&t.mount, &role_id, old_value).await) {
+                    (_, Verdict::Alive(e)) => Verdict::Alive(e),
+                    (Verdict::Dead(a), Verdict::Dead(p)) => Verdict::Dead(format!("{a}; {p}")),
+                    (Verdict::Dead(_), other) => other,
+                    (other, _) => other,
+                }
+            }
+            Target::VaultKvSecret(t) => {
+                let Some(v) = handle_get(old, "version") else {
+                    return Verdict::Dead("no earlier version existed".into());
+                };
+                let r = match self.http.admin("vault.kv.metadata", Method::GET, &format!("{}/metadata/{}", t.mount, t.path), None).await {
+                    Ok(r) if r.ok() => r,
+                    Ok(r) => return Verdict::Unknown(format!("metadata: {}", r.describe())),
+                    Err(e) => return Verdict::Unknown(e.to_string()),
+                };
+                let current = r.body["data"]["current_version"].to_string();
+                if r.body["data"]["versions"][v]["destroyed"].as_bool() == Some(true) {
+                    Verdict::Dead(format!("version {v} destroyed (current version {current})"))
+                } else if current == v {
+                    Verdict::Alive(format!("version {v} is current and readable"))
+                } else {
+                    Verdict::Unknown(format!("version {v} superseded by {current} but still readable (destroy_old is off)"))
+                }
+            }
+        }
+    }
+
+    async fn inventory(&self) -> Result<Vec<InventoryItem>, ProviderError> {
+        let mut items = vec![];
+        // Tokens.
+        let r = self.http.admin_ok("vault.list_accessors", list_method(), "auth/token/accessors", None).await?;
+        for acc in r.body["data"]["keys"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
+            let l = self.token_lookup_accessor(acc).await?;
+            if !l.ok() {
+                continue;
+            }
+            let d = &l.body["data"];
+            let mut details = BTreeMap::new();
+            details.insert("policies".into(), d["policies"].to_string());
+            details.insert("display_name".into(), d["display_name"].as_str().unwrap_or_default().to_string());
+            if let Some(e) = d["expire_time"].as_str() {
+                details.insert("expire_time".into(), e.to_string());
+            }
+            let root = d["policies"].as_array().is_some_and(|p| p.iter().any(|p| p == "root"));
+            details.insert("privileged".into(), root.to_string());
+            items.push(InventoryItem {
+                kind: "vault_token".into(),
+                id: acc.to_string(),
+                created: d["creation_time"].as_i64().map(|t| chrono::DateTime::from_timestamp(t, 0).map(|t| t.to_rfc3339()).unwrap_or_default()),
+                last_used: None,
+                details,
+            });
+        }
+        // AppRole secret-ids, for every approle mount.
+        let mounts = self.http.admin_ok("vault.list_auth", Method::GET, "sys/auth", None).await?;
+        if let Some(m) = mounts.body["data"].as_object() {
+            for (path, info) in m {
+                if info["type"] != "approle" {
+                    continue;
+                }
+                let mount = path.trim_end_matches('/');
+                let roles = self.http.admin("vault.approle.list_roles", list_method(), &format!("auth/{mount}/role"), None).await?;
+                for role in roles.body["data"]["keys"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
+                    let ids = self.http.admin("vault.approle.list", list_method(), &format!("auth/{mount}/role/{role}/secret-id"), None).await?;
+                    for acc in ids.body["data"]["keys"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
+                        let l = self.secret_id_lookup(mount, role, acc).await?;
+                        let d = &l.body["data"];
+                        let mut details = BTreeMap::from([("mount".to_string(), mount.to_string()), ("role".to_string(), role.to_string())]);
+                        if let Some(e) = d["expiration_time"].as_str() {
+                            details.insert("expiration_time".into(), e.to_string());
+                        }
+                        items.push(InventoryItem {
+                            kind: "vault_approle_secret_id".into(),
+                            id: acc.to_string(),
+                            created: d["creation_time"].as_str().map(str::to_string),
+                            last_used: d["last_updated_time"].as_str().map(str::to_string),
+                            details,
+                        });
+                    }
+                }
+            }
+        }
+        items.extend(self.kv_inventory().await?);
+        Ok(items)
+    }
+
+    fn as_store(&self) -> Option<&dyn Store> {
+        Some(self)
+    }
+}

@@ -1,0 +1,193 @@
+//! The completeness report: one row per credential, exactly one outcome each,
+//! totals that add up, in JSON (stable, documented shape), Markdown (for an
+//! incident ticket) and a terminal summary.
+
+pub mod render;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The lifecycle steps, in order. A revocation runs `retire` and `verify_dead` only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Stage,
+    Apply,
+    Test,
+    Promote,
+    Retire,
+    VerifyDead,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Stage => "stage",
+            Step::Apply => "apply",
+            Step::Test => "test",
+            Step::Promote => "promote",
+            Step::Retire => "retire",
+            Step::VerifyDead => "verify_dead",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Step> {
+        Some(match s {
+            "stage" => Step::Stage,
+            "apply" => Step::Apply,
+            "test" => Step::Test,
+            "promote" => Step::Promote,
+            "retire" => Step::Retire,
+            "verify_dead" => Step::VerifyDead,
+            _ => return None,
+        })
+    }
+}
+
+/// The one final outcome of a credential in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// New secret works and is current; old secret proven dead.
+    Rotated { evidence: String },
+    /// Old secret proven dead.
+    Revoked { evidence: String },
+    /// The action was done but death of the old secret was not proven.
+    Unverified { step: Step, reason: String },
+    /// The action did not complete; `step` is where it stopped.
+    Failed { step: Step, reason: String },
+    /// Not acted on, and why (not selected, dry run, dependency failed...).
+    Skipped { reason: String },
+}
+
+impl Outcome {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Rotated { .. } => "rotated",
+            Outcome::Revoked { .. } => "revoked",
+            Outcome::Unverified { .. } => "unverified",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Skipped { .. } => "skipped",
+        }
+    }
+    /// Reached a verified end (rotated or revoked).
+    pub fn is_verified(&self) -> bool {
+        matches!(self, Outcome::Rotated { .. } | Outcome::Revoked { .. })
+    }
+    /// The evidence or reason, whichever the outcome has.
+    pub fn detail(&self) -> &str {
+        match self {
+            Outcome::Rotated { evidence } | Outcome::Revoked { evidence } => evidence,
+            Outcome::Unverified { reason, .. } | Outcome::Failed { reason, .. } | Outcome::Skipped { reason } => reason,
+        }
+    }
+    pub fn step(&self) -> Option<Step> {
+        match self {
+            Outcome::Unverified { step, .. } | Outcome::Failed { step, .. } => Some(*step),
+            _ => None,
+        }
+    }
+}
+
+/// One credential's line in the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub id: String,
+    pub provider: String,
+    /// Credential kind (`vault_token`, ...).
+    pub kind: String,
+    /// `rotate` or `revoke`.
+    pub action: String,
+    pub owner: Option<String>,
+    pub tags: Vec<String>,
+    /// Whether the run's selection included it.
+    pub selected: bool,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// Non-secret identity of the old and new secret (accessor, version...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub old: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub new: BTreeMap<String, String>,
+    /// Wall-clock time spent on it in this run, in milliseconds.
+    pub duration_ms: Option<u64>,
+}
+
+/// Counts per outcome; `total` equals their sum, always.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub total: usize,
+    pub rotated: usize,
+    pub revoked: usize,
+    pub unverified: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    /// Selected credentials that did not reach rotated/revoked (a skip of a
+    /// selected credential, e.g. because a dependency failed, is a gap too).
+    pub gaps: usize,
+}
+
+impl Totals {
+    pub fn of(rows: &[Row]) -> Totals {
+        let mut t = Totals { total: rows.len(), ..Default::default() };
+        for r in rows {
+            match r.outcome {
+                Outcome::Rotated { .. } => t.rotated += 1,
+                Outcome::Revoked { .. } => t.revoked += 1,
+                Outcome::Unverified { .. } => t.unverified += 1,
+                Outcome::Failed { .. } => t.failed += 1,
+                Outcome::Skipped { .. } => t.skipped += 1,
+            }
+            if r.selected && !r.outcome.is_verified() {
+                t.gaps += 1;
+            }
+        }
+        t
+    }
+    /// The sum of the outcome counts equals the total.
+    pub fn add_up(&self) -> bool {
+        self.rotated + self.revoked + self.unverified + self.failed + self.skipped == self.total
+    }
+}
+
+/// A run's report. `schema` versions the JSON shape (documented in the README).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub run_id: String,
+    /// `run` or `dry_run`.
+    pub mode: String,
+    pub playbook: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// The selection expressions the run was given.
+    pub selection: Vec<String>,
+    pub totals: Totals,
+    pub rows: Vec<Row>,
+    /// Warnings that are not per-credential (stuck pending values found, coverage notes).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+pub const REPORT_SCHEMA: &str = "keysweep.report/v1";
+
+impl Report {
+    pub fn new(run_id: &str, mode: &str, playbook: &str, started_at: &str, selection: Vec<String>, rows: Vec<Row>) -> Self {
+        Report {
+            schema: REPORT_SCHEMA.to_string(),
+            run_id: run_id.to_string(),
+            mode: mode.to_string(),
+            playbook: playbook.to_string(),
+            started_at: started_at.to_string(),
+            finished_at: None,
+            selection,
+            totals: Totals::of(&rows),
+            rows,
+            warnings: vec![],
+        }
+    }
+    /// True when every selected credential reached rotated or revoked (exit 0).
+    pub fn complete(&self) -> bool {
+        self.totals.gaps == 0
+    }
+}
