@@ -12,6 +12,7 @@ pub mod provider;
 pub mod report;
 pub mod secret;
 
+pub mod cli;
 pub mod engine;
 pub mod journal;
 pub mod providers;

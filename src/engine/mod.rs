@@ -235,11 +235,13 @@ impl Engine {
                             }
                         }
                         let minted = p.mint(&c.target, &old, &nonce).await.map_err(|e| fail(Step::Stage, e))?;
+                        crate::journal::crash_point("mint");
                         if let Err(e) = self.stage_all(c, &minted.delivered, &nonce).await {
                             // Never leave a minted secret that no store holds.
                             let _ = p.retire(&c.target, &minted.handle).await;
                             return Err(e);
                         }
+                        crate::journal::crash_point("staged");
                         minted.handle
                     } else {
                         let policy = match &c.target {

@@ -96,6 +96,20 @@ impl CrashAt {
     }
 }
 
+/// Test hook for points between journal records (e.g. after a mint returned,
+/// before the store write): `KEYSWEEP_CRASH_AT=<point>:reached:<n>`.
+pub fn crash_point(point: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    let Ok(v) = std::env::var("KEYSWEEP_CRASH_AT") else { return };
+    let mut it = v.splitn(3, ':');
+    let (Some(p), Some("reached"), Some(n)) = (it.next(), it.next(), it.next().and_then(|n| n.parse::<u64>().ok())) else { return };
+    if p == point && SEEN.fetch_add(1, Ordering::SeqCst) + 1 >= n {
+        eprintln!("keysweep: KEYSWEEP_CRASH_AT reached at {point}; aborting (test hook)");
+        std::process::abort();
+    }
+}
+
 impl Journal {
     pub fn open(path: &Path) -> Result<Journal> {
         if let Some(dir) = path.parent() {

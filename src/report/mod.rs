@@ -173,6 +173,11 @@ pub const REPORT_SCHEMA: &str = "keysweep.report/v1";
 
 impl Report {
     pub fn new(run_id: &str, mode: &str, playbook: &str, started_at: &str, selection: Vec<String>, rows: Vec<Row>) -> Self {
+        let mut totals = Totals::of(&rows);
+        if mode == "dry_run" {
+            // Nothing was meant to happen: a dry run has no gaps, only skips.
+            totals.gaps = 0;
+        }
         Report {
             schema: REPORT_SCHEMA.to_string(),
             run_id: run_id.to_string(),
@@ -181,7 +186,7 @@ impl Report {
             started_at: started_at.to_string(),
             finished_at: None,
             selection,
-            totals: Totals::of(&rows),
+            totals,
             rows,
             warnings: vec![],
         }

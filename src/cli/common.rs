@@ -1,0 +1,98 @@
+//! Pieces the subcommands share.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::engine::state::CredState;
+use crate::plan::Plan;
+use crate::playbook::Playbook;
+use crate::report::{Outcome, Report, Row};
+
+/// Loads a playbook; on errors prints them and returns the exit code.
+pub fn load(path: &Path) -> Result<Playbook, i32> {
+    crate::playbook::load(path).map_err(|d| {
+        eprintln!("{d}");
+        super::exit::INVALID
+    })
+}
+
+pub fn new_run_id() -> String {
+    let now = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let tail: String = uuid::Uuid::new_v4().simple().to_string()[..6].to_string();
+    format!("{now}-{tail}")
+}
+
+pub fn journal_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("journal.db")
+}
+
+/// Providers a plan needs: those owning selected credentials and their stores.
+pub fn needed_providers(plan: &Plan) -> BTreeSet<String> {
+    let mut s = BTreeSet::new();
+    for w in plan.selected() {
+        s.insert(w.cred.provider.clone());
+        for d in &w.cred.deliver_to {
+            s.insert(d.provider.clone());
+        }
+    }
+    s
+}
+
+fn duration_ms(st: &CredState) -> Option<u64> {
+    let a = chrono::DateTime::parse_from_rfc3339(st.first_at.as_deref()?).ok()?;
+    let b = chrono::DateTime::parse_from_rfc3339(st.last_at.as_deref()?).ok()?;
+    Some((b - a).num_milliseconds().max(0) as u64)
+}
+
+/// One row per credential of the plan, each with exactly one outcome.
+pub fn rows(plan: &Plan, states: &HashMap<String, CredState>, run_id: &str, interrupted_hint: bool) -> Vec<Row> {
+    plan.items
+        .iter()
+        .map(|w| {
+            let st = states.get(&w.cred.id);
+            let outcome = match (&w.skip, st.and_then(|s| s.outcome.clone())) {
+                (Some(reason), _) => Outcome::Skipped { reason: reason.clone() },
+                (None, Some(o)) => o,
+                (None, None) => {
+                    let step = st
+                        .map(|s| {
+                            use crate::report::Step::*;
+                            if s.retire_done { VerifyDead } else if s.promote_done { Retire } else if s.test_done { Promote }
+                            else if s.stage_done { Test } else { Stage }
+                        })
+                        .unwrap_or(w.steps[0]);
+                    let why = if interrupted_hint {
+                        format!("run interrupted before this credential finished; `keysweep resume {run_id}` continues it")
+                    } else {
+                        "not finished".to_string()
+                    };
+                    Outcome::Failed { step, reason: why }
+                }
+            };
+            Row {
+                id: w.cred.id.clone(),
+                provider: w.cred.provider.clone(),
+                kind: w.cred.target.kind().to_string(),
+                action: w.cred.action.as_str().to_string(),
+                owner: w.cred.owner.clone(),
+                tags: w.cred.tags.clone(),
+                selected: w.selected(),
+                outcome,
+                old: st.map(|s| s.old_handle.clone()).unwrap_or_default(),
+                new: st.map(|s| s.new_handle.clone()).unwrap_or_default(),
+                duration_ms: st.and_then(duration_ms),
+            }
+        })
+        .collect()
+}
+
+/// Writes report.json and report.md under `<state>/runs/<id>/`.
+pub fn write_reports(state_dir: &Path, report: &Report) -> Result<PathBuf> {
+    let dir = state_dir.join("runs").join(&report.run_id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join("report.json"), crate::report::render::json(report)).context("writing report.json")?;
+    std::fs::write(dir.join("report.md"), crate::report::render::markdown(report)).context("writing report.md")?;
+    Ok(dir)
+}

@@ -1,0 +1,75 @@
+//! The command line: one file per subcommand.
+
+mod common;
+mod plan;
+mod report;
+mod run;
+mod schema;
+mod validate;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes (documented in the README).
+pub mod exit {
+    /// Every selected credential reached a verified outcome (or: valid playbook, plan printed).
+    pub const OK: i32 = 0;
+    /// The run finished with gaps: failed, unverified, or skipped selected credentials.
+    pub const GAPS: i32 = 1;
+    /// Invalid playbook, selection or arguments; nothing was changed.
+    pub const INVALID: i32 = 2;
+    /// keysweep could not do its job (provider unreachable, login refused, journal unwritable).
+    pub const ERROR: i32 = 3;
+    /// Interrupted (Ctrl-C); the run is resumable.
+    pub const INTERRUPTED: i32 = 130;
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "keysweep", version, about = "Rotate or revoke every credential in a playbook, prove the old ones dead, account for all of them.")]
+pub struct Cli {
+    /// Where the journal and reports live.
+    #[arg(long, global = true, env = "KEYSWEEP_STATE_DIR", default_value = ".keysweep")]
+    pub state_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check a playbook: every error with file:line:column and a hint. Exit 2 if invalid.
+    Validate(validate::Args),
+    /// Dry run: what would happen, with coverage warnings. Changes nothing.
+    Plan(plan::Args),
+    /// Rotate/revoke the selected credentials, verify, report. Resumes an interrupted run of the same playbook.
+    Run(run::RunArgs),
+    /// Continue an interrupted run.
+    Resume(run::ResumeArgs),
+    /// Print the report of a run (default: the latest).
+    Report(report::Args),
+    /// List runs and their totals.
+    History(report::HistoryArgs),
+    /// Print the JSON Schema of the playbook format (for editors).
+    Schema,
+}
+
+/// Runs the command; returns the process exit code.
+pub async fn main(cli: Cli) -> i32 {
+    let r = match cli.command {
+        Command::Validate(a) => validate::run(a),
+        Command::Plan(a) => plan::run(a).await,
+        Command::Run(a) => run::run(a, &cli.state_dir).await,
+        Command::Resume(a) => run::resume(a, &cli.state_dir).await,
+        Command::Report(a) => report::run(a, &cli.state_dir),
+        Command::History(a) => report::history(a, &cli.state_dir),
+        Command::Schema => schema::run(),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            // Errors are built from scrubbed provider text and our own words; no secret values.
+            eprintln!("keysweep: error: {e:#}");
+            exit::ERROR
+        }
+    }
+}

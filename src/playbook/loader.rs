@@ -1,0 +1,1520 @@
+//! Loads playbook files: the only module that parses YAML.
+//!
+//! A file goes through these steps, and every problem found on the way becomes
+//! a [`Diagnostic`] pointing at `file:line:column` (nothing stops at the first):
+//!
+//! 1. read and parse into a `serde_yaml::Value` (syntax errors carry serde_yaml's
+//!    position); index every node's position with yaml-rust2 ([`super::locate`]);
+//! 2. refuse strings that look like pasted secrets (checked on the text as
+//!    written, so values that come from the environment are never flagged);
+//! 3. check secret references (`token:`, `secret_id:`, `role_id:`, `password:`
+//!    stay `${env:VAR}` and are resolved later) and interpolate `${env:VAR}`
+//!    everywhere else (`$${` writes a literal `${`);
+//! 4. deserialize into the model piece by piece (top level, `defaults`, each
+//!    provider, each credential) so that one bad credential does not hide the next;
+//! 5. follow `include:` (paths or globs relative to the including file).
+//!
+//! Then the merged playbook is validated as a whole (references, duplicates,
+//! capabilities, dependency cycles, store collisions) and resolved: defaults
+//! applied, deliveries expanded.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::{Component, Path, PathBuf};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+use sha2::{Digest, Sha256};
+
+use super::locate::{LocationIndex, Pos, Seg, YamlPath};
+use super::model::{
+    is_env_name, Action, CredentialSpec, Defaults, Delivery, PlaybookFile, ProviderConfig, SecretRef,
+    Target, VaultApproleTarget, VaultKvTarget, VaultProviderConfig, VaultTokenTarget,
+};
+use super::{Credential, Diagnostic, Diagnostics, Location, Playbook, ProviderEntry, StoreLocation, Verify};
+use crate::provider::capabilities;
+
+/// The playbook format version this release reads.
+pub const VERSION: u32 = 1;
+
+/// Keys whose values are references to secrets (`${env:VAR}`), kept as written.
+const SECRET_KEYS: &[&str] = &["token", "secret_id", "role_id", "password"];
+
+const INLINE_HINT: &str = "secrets are never written inline; put it in an environment variable and write ${env:NAME}";
+
+/// Loads and validates the playbook at `path`, reading `${env:VAR}` from the process environment.
+pub fn load(path: &Path) -> Result<Playbook, Diagnostics> {
+    load_with_env(path, &|k| std::env::var(k).ok())
+}
+
+/// Loads and validates the playbook at `path`, reading `${env:VAR}` through `env`.
+pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Playbook, Diagnostics> {
+    let mut loader = Loader::new(env);
+    loader.load_file(path.to_path_buf(), None);
+    let playbook = loader.resolve(path);
+    let mut diags = loader.diags;
+    if diags.is_empty() {
+        return Ok(playbook);
+    }
+    sort_diagnostics(&mut diags);
+    Err(Diagnostics(diags))
+}
+
+fn sort_diagnostics(diags: &mut Vec<Diagnostic>) {
+    diags.sort_by(|a, b| {
+        let key = |d: &Diagnostic| d.location.as_ref().map(|l| (l.file.clone(), l.line, l.column));
+        key(a).cmp(&key(b))
+    });
+    diags.dedup();
+}
+
+// ---------------------------------------------------------------------------
+// Interpolation and secret detection (pure functions, unit-tested below)
+// ---------------------------------------------------------------------------
+
+/// A problem with one `${...}` reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum InterpError {
+    /// `${env:VAR}` with `VAR` unset.
+    Missing(String),
+    /// `${env:...}` whose name is not an environment variable name.
+    BadName(String),
+    /// `${...}` of another kind than `env:`.
+    Unknown(String),
+    /// `${` without its `}`.
+    Unterminated,
+}
+
+impl InterpError {
+    fn diagnostic(&self, at: Location) -> Diagnostic {
+        match self {
+            InterpError::Missing(v) => Diagnostic::new(Some(at), format!("environment variable `{v}` is not set"))
+                .hint(format!("export {v}=... or remove the reference")),
+            InterpError::BadName(n) => {
+                Diagnostic::new(Some(at), format!("`{n}` is not an environment variable name"))
+                    .hint("write ${env:NAME} with NAME made of letters, digits and `_`")
+            }
+            InterpError::Unknown(r) => Diagnostic::new(Some(at), format!("unknown reference `${{{r}}}`"))
+                .hint("only ${env:NAME} is interpolated; write $${ for a literal ${"),
+            InterpError::Unterminated => Diagnostic::new(Some(at), "`${` without a closing `}`")
+                .hint("write ${env:NAME}, or $${ for a literal ${"),
+        }
+    }
+}
+
+/// Replaces every `${env:VAR}` in `s` with the variable's value; `$${` writes `${`.
+pub(crate) fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Vec<InterpError>> {
+    let mut out = String::with_capacity(s.len());
+    let mut errors = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        if let Some(r) = rest.strip_prefix("$${") {
+            out.push_str("${");
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("${") {
+            let Some(end) = r.find('}') else {
+                errors.push(InterpError::Unterminated);
+                out.push_str(rest);
+                rest = "";
+                break;
+            };
+            let inner = &r[..end];
+            match inner.strip_prefix("env:") {
+                Some(name) if is_env_name(name) => match env(name) {
+                    Some(v) => out.push_str(&v),
+                    None => errors.push(InterpError::Missing(name.to_string())),
+                },
+                Some(name) => errors.push(InterpError::BadName(name.to_string())),
+                None => errors.push(InterpError::Unknown(inner.to_string())),
+            }
+            rest = &r[end + 1..];
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+static SECRET_SHAPES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
+    [
+        (r"\b(?:hvs|hvb|s)\.[A-Za-z0-9]{20,}", "a Vault token"),
+        (r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b", "an AWS access key id"),
+        (r"\b(?:ghp|gho|ghs|ghu|ghr)_[A-Za-z0-9]{20,}", "a GitHub token"),
+        (r"\bgithub_pat_[A-Za-z0-9_]{20,}", "a GitHub token"),
+        (r"\bxox[abprs]-[A-Za-z0-9-]{8,}", "a Slack token"),
+        (r"-----BEGIN", "a PEM block (key material)"),
+    ]
+    .into_iter()
+    .map(|(re, what)| (Regex::new(re).expect("secret pattern"), what))
+    .collect()
+});
+
+/// What kind of secret `s` looks like, if it looks like one.
+pub(crate) fn looks_like_secret(s: &str) -> Option<&'static str> {
+    SECRET_SHAPES.iter().find(|(re, _)| re.is_match(s)).map(|(_, what)| *what)
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------
+
+/// A map key as the location index spells it.
+fn key_string(k: &Value) -> String {
+    match k {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => "~".into(),
+        Value::Tagged(t) => key_string(&t.value),
+        _ => "?".into(),
+    }
+}
+
+fn untag(v: &Value) -> &Value {
+    match v {
+        Value::Tagged(t) => untag(&t.value),
+        v => v,
+    }
+}
+
+fn value_at<'a>(root: &'a Value, path: &YamlPath) -> Option<&'a Value> {
+    let mut v = untag(root);
+    for s in &path.0 {
+        v = match s {
+            Seg::Key(k) => v.as_mapping()?.iter().find(|(kk, _)| key_string(kk) == *k)?.1,
+            Seg::Index(i) => v.as_sequence()?.get(*i)?,
+        };
+        v = untag(v);
+    }
+    Some(v)
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match untag(v) {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Breadth-first search below `start` (itself included) for a node, or for a
+/// map entry whose key satisfies `key_pred`.
+fn search(
+    root: &Value,
+    start: &YamlPath,
+    node_pred: &dyn Fn(&YamlPath, &Value) -> bool,
+    key_pred: &dyn Fn(&str) -> bool,
+) -> Option<YamlPath> {
+    let mut queue = VecDeque::new();
+    queue.push_back((start.clone(), value_at(root, start)?));
+    while let Some((p, v)) = queue.pop_front() {
+        if node_pred(&p, v) {
+            return Some(p);
+        }
+        match untag(v) {
+            Value::Mapping(m) => {
+                for (k, child) in m {
+                    let ks = key_string(k);
+                    if key_pred(&ks) {
+                        return Some(p.key(ks));
+                    }
+                    queue.push_back((p.key(ks), child));
+                }
+            }
+            Value::Sequence(s) => {
+                for (i, child) in s.iter().enumerate() {
+                    queue.push_back((p.index(i), child));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The text between the backticks that follow `prefix` in `msg`.
+fn quoted_after<'a>(msg: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = &msg[msg.find(prefix)? + prefix.len()..];
+    rest.find('`').map(|end| &rest[..end])
+}
+
+/// Every text in backticks or double quotes in `msg`.
+fn quoted_tokens(msg: &str) -> Vec<String> {
+    static QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#"`([^`]*)`|"([^"]*)""#).expect("regex"));
+    QUOTED
+        .captures_iter(msg)
+        .filter_map(|c| c.get(1).or_else(|| c.get(2)).map(|m| m.as_str().to_string()))
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The candidate closest to `word`, if it is close enough to be a likely typo.
+fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|c| (levenshtein(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn list(names: &[&str]) -> String {
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// Removes `.` and resolves `..` lexically, so that paths read well in messages.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) {
+                    out.pop();
+                } else {
+                    out.push("..");
+                }
+            }
+            c => out.push(c.as_os_str()),
+        }
+    }
+    out
+}
+
+fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Placeholders in a delivery path other than `{id}`.
+fn unknown_placeholders(path: &str) -> Vec<String> {
+    static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\{[^}]*\}").expect("regex"));
+    PLACEHOLDER.find_iter(path).map(|m| m.as_str().to_string()).filter(|m| m != "{id}").collect()
+}
+
+fn id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        return Some("credential id is empty".into());
+    }
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || "._/-".contains(*c))) {
+        return Some(format!("credential id `{id}` contains `{c}`; ids use only [A-Za-z0-9._/-]"));
+    }
+    if id.starts_with('/') || id.ends_with('/') || id.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return Some(format!("credential id `{id}` has an empty, `.` or `..` path segment"));
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------
+// The loader
+// ---------------------------------------------------------------------------
+
+/// One file read.
+struct Source {
+    /// As displayed in messages (the path given, or joined to the includer's folder).
+    path: PathBuf,
+    canonical: PathBuf,
+    text: String,
+    index: LocationIndex,
+    /// Paths (in this file) already reported, whose serde errors would repeat them.
+    reported: HashSet<String>,
+    /// What deserialized from this file.
+    data: FileData,
+}
+
+#[derive(Default)]
+struct FileData {
+    /// `Some` when the top level deserialized.
+    version: Option<u32>,
+    defaults: Defaults,
+    /// `false` when `defaults:` did not deserialize: checks that depend on it are skipped.
+    defaults_ok: bool,
+    providers: Vec<(String, ProviderConfig)>,
+    credentials: Vec<(usize, CredentialSpec)>,
+}
+
+struct Loader<'e> {
+    env: &'e dyn Fn(&str) -> Option<String>,
+    sources: Vec<Source>,
+    /// Canonical paths of the files being loaded (the include chain), with their source index.
+    stack: Vec<(PathBuf, usize)>,
+    diags: Vec<Diagnostic>,
+    /// A file could not be read or parsed: references into it cannot be checked.
+    incomplete: bool,
+    /// Names of providers and ids of credentials that exist but did not deserialize.
+    broken_providers: HashSet<String>,
+    broken_ids: HashSet<String>,
+    /// Every readable credential id in load order, with where it is written
+    /// (file, path of the credential), for the duplicate check.
+    ids: Vec<(String, usize, YamlPath)>,
+}
+
+impl<'e> Loader<'e> {
+    fn new(env: &'e dyn Fn(&str) -> Option<String>) -> Self {
+        Loader {
+            env,
+            sources: Vec::new(),
+            stack: Vec::new(),
+            diags: Vec::new(),
+            incomplete: false,
+            broken_providers: HashSet::new(),
+            broken_ids: HashSet::new(),
+            ids: Vec::new(),
+        }
+    }
+
+    fn loc(&self, file: usize, pos: Pos) -> Location {
+        Location { file: self.sources[file].path.clone(), line: pos.line, column: pos.column }
+    }
+
+    /// The location of the node at `path` (or its nearest ancestor).
+    fn at(&self, file: usize, path: &YamlPath) -> Location {
+        self.loc(file, self.sources[file].index.nearest(path))
+    }
+
+    /// The location of the key of the map entry at `path`.
+    fn at_key(&self, file: usize, path: &YamlPath) -> Location {
+        self.loc(file, self.sources[file].index.key_or_nearest(path))
+    }
+
+    fn error(&mut self, file: usize, path: &YamlPath, msg: impl Into<String>, hint: Option<String>) {
+        let mut d = Diagnostic::new(Some(self.at(file, path)), msg);
+        d.hint = hint;
+        self.sources[file].reported.insert(path.to_string());
+        self.diags.push(d);
+    }
+
+    // -- reading ------------------------------------------------------------
+
+    /// Loads `path` and, depth first, what it includes. `site` is the include
+    /// entry that named it (`None` for the root file).
+    fn load_file(&mut self, path: PathBuf, site: Option<(usize, YamlPath)>) {
+        let site_loc = site.as_ref().map(|(f, p)| self.at(*f, p));
+        let read_error = |e: std::io::Error| {
+            let what = if site.is_some() { "included file" } else { "playbook" };
+            let d = Diagnostic::new(site_loc.clone(), format!("cannot read {what} `{}`: {e}", path.display()));
+            match &site {
+                Some((f, _)) => d.hint(format!(
+                    "include paths are relative to the including file's folder (`{}`)",
+                    folder_of(&self.sources[*f].path).display()
+                )),
+                None => d,
+            }
+        };
+        let canonical = match std::fs::canonicalize(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                let d = read_error(e);
+                self.diags.push(d);
+                self.incomplete = true;
+                return;
+            }
+        };
+        if let Some(start) = self.stack.iter().position(|(c, _)| *c == canonical) {
+            let mut chain: Vec<String> =
+                self.stack[start..].iter().map(|(_, i)| self.sources[*i].path.display().to_string()).collect();
+            chain.push(self.sources[self.stack[start].1].path.display().to_string());
+            let d = Diagnostic::new(site_loc, format!("include cycle: {}", chain.join(" → ")))
+                .hint("remove one of these includes; a file cannot include itself, directly or not");
+            self.diags.push(d);
+            return;
+        }
+        if self.sources.iter().any(|s| s.canonical == canonical) {
+            return; // already loaded through another include: load once
+        }
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                let d = read_error(e);
+                self.diags.push(d);
+                self.incomplete = true;
+                return;
+            }
+        };
+        let file = self.sources.len();
+        self.sources.push(Source {
+            path: path.clone(),
+            canonical: canonical.clone(),
+            index: LocationIndex::build(&text),
+            text,
+            reported: HashSet::new(),
+            data: FileData::default(),
+        });
+        self.stack.push((canonical, file));
+        let includes = self.parse_file(file);
+        for (k, pattern) in includes {
+            self.include(file, k, &pattern);
+        }
+        self.stack.pop();
+    }
+
+    /// Parses, checks and deserializes one file; returns its `include:` entries.
+    fn parse_file(&mut self, file: usize) -> Vec<(usize, String)> {
+        let mut root: Value = match serde_yaml::from_str(&self.sources[file].text) {
+            Ok(v) => v,
+            Err(e) => {
+                let pos = e.location().map(|l| Pos { line: l.line(), column: l.column() }).unwrap_or(Pos::START);
+                static AT: LazyLock<Regex> =
+                    LazyLock::new(|| Regex::new(r" at line \d+ column \d+").expect("regex"));
+                let msg = AT.replace(&e.to_string(), "").into_owned();
+                let d = Diagnostic::new(Some(self.loc(file, pos)), format!("YAML syntax error: {msg}"))
+                    .hint("check the indentation and quoting around this point");
+                self.diags.push(d);
+                self.incomplete = true;
+                return Vec::new();
+            }
+        };
+        match untag(&root) {
+            Value::Mapping(_) => {}
+            Value::Null => {
+                let d = Diagnostic::new(Some(self.loc(file, Pos::START)), "the playbook file is empty")
+                    .hint("a playbook starts with `version: 1`");
+                self.diags.push(d);
+                return Vec::new();
+            }
+            _ => {
+                self.error(
+                    file,
+                    &YamlPath::root(),
+                    "a playbook file is a mapping (`version:`, `providers:`, `credentials:`)",
+                    None,
+                );
+                self.incomplete = true;
+                return Vec::new();
+            }
+        }
+        self.check_strings(file, &YamlPath::root(), &mut root, None);
+        self.deserialize_file(file, &root);
+        // Includes are read from the value itself, so a mistake elsewhere at
+        // the top level does not hide the included files.
+        match untag(&root).get("include").map(untag) {
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(k, v)| match untag(v) {
+                    Value::String(s) => Some((k, s.clone())),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Walks every string: refuses inline secrets, checks secret references,
+    /// interpolates `${env:VAR}`.
+    fn check_strings(&mut self, file: usize, path: &YamlPath, v: &mut Value, key: Option<&str>) {
+        match v {
+            Value::String(s) => self.check_string(file, path, s, key),
+            Value::Sequence(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.check_strings(file, &path.index(i), item, None);
+                }
+            }
+            Value::Mapping(m) => {
+                for (k, item) in m.iter_mut() {
+                    let ks = key_string(k);
+                    self.check_strings(file, &path.key(ks.clone()), item, Some(&ks));
+                }
+            }
+            Value::Tagged(t) => self.check_strings(file, path, &mut t.value, key),
+            _ => {}
+        }
+    }
+
+    fn check_string(&mut self, file: usize, path: &YamlPath, s: &mut String, key: Option<&str>) {
+        let is_secret_ref = key.is_some_and(|k| SECRET_KEYS.contains(&k));
+        if let Some(what) = looks_like_secret(s) {
+            self.error(file, path, format!("this looks like {what} written inline"), Some(INLINE_HINT.into()));
+            // Never echo it in a later message.
+            *s = if is_secret_ref { "${env:REDACTED}".into() } else { "<redacted>".into() };
+            return;
+        }
+        if is_secret_ref {
+            let key = key.unwrap_or_default();
+            match SecretRef::parse(s) {
+                Ok(SecretRef::Env(var)) => {
+                    if (self.env)(&var).is_none() {
+                        let d = InterpError::Missing(var).diagnostic(self.at(file, path));
+                        self.sources[file].reported.insert(path.to_string());
+                        self.diags.push(d);
+                    }
+                }
+                Err(m) => {
+                    let msg = if s.trim().starts_with("${") {
+                        format!("`{key}`: {m}")
+                    } else {
+                        format!("`{key}` holds a secret written inline")
+                    };
+                    self.error(file, path, msg, Some(INLINE_HINT.into()));
+                    *s = "${env:REDACTED}".into();
+                }
+            }
+            return;
+        }
+        if !s.contains('$') {
+            return;
+        }
+        match interpolate(s, self.env) {
+            Ok(out) => *s = out,
+            Err(errors) => {
+                let at = self.at(file, path);
+                self.sources[file].reported.insert(path.to_string());
+                for e in errors {
+                    self.diags.push(e.diagnostic(at.clone()));
+                }
+            }
+        }
+    }
+
+    // -- deserializing --------------------------------------------------------
+
+    /// Deserializes the node at `path` of `root` as a `T`, reporting a failure.
+    fn de<T: DeserializeOwned>(&mut self, file: usize, root: &Value, path: &YamlPath) -> Option<T> {
+        let v = value_at(root, path).unwrap_or(&Value::Null);
+        match serde_path_to_error::deserialize::<_, T>(v) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let at = join_serde_path(path, e.path());
+                let msg = e.inner().to_string();
+                self.serde_error(file, root, at, msg);
+                None
+            }
+        }
+    }
+
+    /// Reports a deserialization error, pointing as close to its cause as possible.
+    fn serde_error(&mut self, file: usize, root: &Value, path: YamlPath, msg: String) {
+        let (path, is_key) = refine(root, path, &msg);
+        if self.sources[file].reported.contains(&path.to_string()) {
+            return; // already reported (a missing variable, an inline secret...)
+        }
+        let hint = serde_hint(&msg, path.last_key());
+        let at = if is_key { self.at_key(file, &path) } else { self.at(file, &path) };
+        let mut d = Diagnostic::new(Some(at), msg);
+        d.hint = hint;
+        self.sources[file].reported.insert(path.to_string());
+        self.diags.push(d);
+    }
+
+    fn deserialize_file(&mut self, file: usize, root: &Value) {
+        let top = YamlPath::root();
+        let Some(map) = untag(root).as_mapping() else { return };
+        let mut data = FileData { defaults_ok: true, ..FileData::default() };
+
+        // The top level without the parts deserialized one by one below.
+        let mut skeleton = map.clone();
+        for k in ["providers", "credentials", "defaults"] {
+            skeleton.remove(k);
+        }
+        match serde_path_to_error::deserialize::<_, PlaybookFile>(&Value::Mapping(skeleton)) {
+            Ok(pf) => data.version = Some(pf.version),
+            Err(e) => {
+                let at = join_serde_path(&top, e.path());
+                self.serde_error(file, root, at, e.inner().to_string());
+            }
+        }
+
+        let defaults_path = top.key("defaults");
+        if map.contains_key("defaults") {
+            match self.de::<Option<Defaults>>(file, root, &defaults_path) {
+                Some(d) => data.defaults = d.unwrap_or_default(),
+                None => data.defaults_ok = false,
+            }
+        }
+
+        let providers_path = top.key("providers");
+        match map.get("providers").map(untag) {
+            None | Some(Value::Null) => {}
+            Some(Value::Mapping(m)) if m.keys().all(|k| matches!(untag(k), Value::String(_))) => {
+                for (k, _) in m {
+                    let name = key_string(k);
+                    let p = providers_path.key(name.clone());
+                    match self.de_provider(file, root, &p) {
+                        Some(cfg) => data.providers.push((name, cfg)),
+                        None => {
+                            self.broken_providers.insert(name);
+                        }
+                    }
+                }
+            }
+            Some(_) => {
+                // Not a mapping of names: let serde say what is wrong.
+                self.de::<BTreeMap<String, ProviderConfig>>(file, root, &providers_path);
+            }
+        }
+
+        let credentials_path = top.key("credentials");
+        match map.get("credentials").map(untag) {
+            None | Some(Value::Null) => {}
+            Some(Value::Sequence(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let p = credentials_path.index(i);
+                    let id = untag(item).get("id").and_then(scalar_text);
+                    if let Some(id) = &id {
+                        self.ids.push((id.clone(), file, p.clone()));
+                    }
+                    match self.de_credential(file, root, &p) {
+                        Some(spec) => data.credentials.push((i, spec)),
+                        None => self.broken_ids.extend(id),
+                    }
+                }
+            }
+            Some(_) => {
+                self.de::<Vec<CredentialSpec>>(file, root, &credentials_path);
+            }
+        }
+        self.sources[file].data = data;
+    }
+
+    /// Deserializes a provider. serde loses the path inside an internally tagged
+    /// enum, so on failure the variant's own struct is tried for a precise one.
+    fn de_provider(&mut self, file: usize, root: &Value, path: &YamlPath) -> Option<ProviderConfig> {
+        let v = value_at(root, path).unwrap_or(&Value::Null);
+        match serde_path_to_error::deserialize::<_, ProviderConfig>(v) {
+            Ok(cfg) => Some(cfg),
+            Err(e) => {
+                let precise = match tag_of(v, "kind").as_deref() {
+                    Some("vault") => inner_error::<VaultProviderConfig>(v, "kind"),
+                    _ => None,
+                };
+                let (sub, msg) = precise.unwrap_or_else(|| (join_serde_path(path, e.path()), e.inner().to_string()));
+                let sub = if sub.0.starts_with(&path.0) { sub } else { concat(path, &sub) };
+                self.serde_error(file, root, sub, msg);
+                None
+            }
+        }
+    }
+
+    /// Deserializes a credential, with a precise path for errors inside `target:`.
+    fn de_credential(&mut self, file: usize, root: &Value, path: &YamlPath) -> Option<CredentialSpec> {
+        let v = value_at(root, path).unwrap_or(&Value::Null);
+        match serde_path_to_error::deserialize::<_, CredentialSpec>(v) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                let mut at = join_serde_path(path, e.path());
+                let mut msg = e.inner().to_string();
+                let target_path = path.key("target");
+                if at == target_path {
+                    let t = value_at(root, &target_path).unwrap_or(&Value::Null);
+                    let precise = match tag_of(t, "kind").as_deref() {
+                        Some("vault_token") => inner_error::<VaultTokenTarget>(t, "kind"),
+                        Some("vault_approle_secret_id") => inner_error::<VaultApproleTarget>(t, "kind"),
+                        Some("vault_kv_secret") => inner_error::<VaultKvTarget>(t, "kind"),
+                        _ => None,
+                    };
+                    if let Some((sub, m)) = precise {
+                        at = concat(&target_path, &sub);
+                        msg = m;
+                    }
+                }
+                self.serde_error(file, root, at, msg);
+                None
+            }
+        }
+    }
+
+    // -- includes -------------------------------------------------------------
+
+    fn include(&mut self, file: usize, k: usize, pattern: &str) {
+        let site = YamlPath::root().key("include").index(k);
+        let folder = folder_of(&self.sources[file].path);
+        if pattern.trim().is_empty() {
+            self.error(file, &site, "empty include path", Some("write a path or glob relative to this file".into()));
+            return;
+        }
+        let joined = normalize(&folder.join(pattern));
+        if !is_glob(pattern) {
+            self.load_file(joined, Some((file, site)));
+            return;
+        }
+        let matches = match glob::glob(&joined.to_string_lossy()) {
+            Ok(paths) => paths,
+            Err(e) => {
+                self.error(file, &site, format!("`{pattern}` is not a valid glob: {}", e.msg), None);
+                return;
+            }
+        };
+        let me = self.sources[file].canonical.clone();
+        let mut found = Vec::new();
+        for m in matches {
+            match m {
+                Ok(p) if p.is_file() => {
+                    // A glob such as `*.yaml` next to the including file matches it too.
+                    if std::fs::canonicalize(&p).is_ok_and(|c| c == me) {
+                        continue;
+                    }
+                    found.push(normalize(&p));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.error(file, &site, format!("cannot read `{}` while expanding `{pattern}`", e.path().display()), None);
+                }
+            }
+        }
+        if found.is_empty() {
+            self.error(
+                file,
+                &site,
+                format!("include `{pattern}` matches no file"),
+                Some(format!("the glob is relative to this file's folder (`{}`)", folder.display())),
+            );
+            return;
+        }
+        found.sort();
+        for p in found {
+            self.load_file(p, Some((file, site.clone())));
+        }
+    }
+
+    // -- validation and resolution ---------------------------------------------
+
+    fn resolve(&mut self, root_path: &Path) -> Playbook {
+        let files: Vec<PathBuf> = self.sources.iter().map(|s| s.path.clone()).collect();
+        let fingerprint = self.fingerprint();
+        let all_data: Vec<FileData> = self.sources.iter_mut().map(|s| std::mem::take(&mut s.data)).collect();
+
+        // Versions.
+        for (file, data) in all_data.iter().enumerate() {
+            if let Some(v) = data.version.filter(|v| *v != VERSION) {
+                self.error(
+                    file,
+                    &YamlPath::root().key("version"),
+                    format!("playbook version {v} is not supported; this release reads version {VERSION}"),
+                    Some(format!("set `version: {VERSION}`, or use the keysweep release this playbook was written for")),
+                );
+            }
+        }
+
+        // Providers, merged across files.
+        let mut providers: BTreeMap<String, ProviderEntry> = BTreeMap::new();
+        for (file, data) in all_data.iter().enumerate() {
+            for (name, config) in &data.providers {
+                let path = YamlPath::root().key("providers").key(name.clone());
+                let location = self.at_key(file, &path);
+                if let Some(first) = providers.get(name) {
+                    let msg = format!("provider `{name}` is declared twice; first at {}", first.location);
+                    let d = Diagnostic::new(Some(location), msg).hint("rename one of them or remove the duplicate");
+                    self.diags.push(d);
+                    continue;
+                }
+                self.check_limits(file, &path, config);
+                providers.insert(name.clone(), ProviderEntry { name: name.clone(), config: config.clone(), location });
+            }
+        }
+
+        // Defaults, checked once where they are written.
+        for (file, data) in all_data.iter().enumerate() {
+            let path = YamlPath::root().key("defaults");
+            if let Some(v) = &data.defaults.verify {
+                self.check_attempts(file, &path.key("verify").key("attempts"), v.attempts);
+            }
+            if let Some(ds) = &data.defaults.deliver_to {
+                for (j, d) in ds.iter().enumerate() {
+                    self.check_delivery(file, &path.key("deliver_to").index(j), d, &providers);
+                }
+            }
+        }
+
+        // Credentials.
+        let mut credentials: Vec<Credential> = Vec::new();
+        // Per credential: file and item path, and the path of each delivery (None when not written there).
+        let mut origins: Vec<(usize, YamlPath, Vec<Option<YamlPath>>)> = Vec::new();
+        let mut first_by_id: HashMap<String, usize> = HashMap::new();
+        for (file, data) in all_data.iter().enumerate() {
+            for (i, spec) in &data.credentials {
+                let base = YamlPath::root().key("credentials").index(*i);
+                let (cred, delivery_paths) = self.resolve_credential(file, &base, spec, data, &providers);
+                if let Some(problem) = id_problem(&spec.id) {
+                    self.error(file, &base.key("id"), problem, Some("use letters, digits and `._/-`".into()));
+                }
+                first_by_id.entry(spec.id.clone()).or_insert(credentials.len());
+                credentials.push(cred);
+                origins.push((file, base, delivery_paths));
+            }
+        }
+
+        self.check_duplicate_ids();
+        self.check_dependencies(&credentials, &origins, &first_by_id);
+        self.check_store_collisions(&credentials, &origins);
+
+        Playbook { root: root_path.to_path_buf(), files, fingerprint, providers, credentials }
+    }
+
+    fn fingerprint(&self) -> String {
+        let root_dir = self.sources.first().map(|s| folder_of(&s.canonical)).unwrap_or_default();
+        let mut h = Sha256::new();
+        for s in &self.sources {
+            // Relative to the root file's folder, so the same playbook has the
+            // same fingerprint whatever the working directory.
+            let rel = s.canonical.strip_prefix(&root_dir).unwrap_or(&s.canonical);
+            let rel = rel.to_string_lossy();
+            h.update((rel.len() as u64).to_le_bytes());
+            h.update(rel.as_bytes());
+            h.update((s.text.len() as u64).to_le_bytes());
+            h.update(s.text.as_bytes());
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn check_limits(&mut self, file: usize, path: &YamlPath, config: &ProviderConfig) {
+        let limits = config.limits();
+        let lp = path.key("limits");
+        let at_least_one = [
+            ("concurrency", limits.concurrency.map(|v| v as u64)),
+            ("rate_per_second", limits.rate_per_second.map(u64::from)),
+            ("burst", limits.burst.map(u64::from)),
+            ("max_attempts", limits.max_attempts.map(u64::from)),
+        ];
+        for (field, value) in at_least_one {
+            if value == Some(0) {
+                self.error(file, &lp.key(field), format!("`{field}` must be at least 1"), Some(format!("remove `{field}` to use the default")));
+            }
+        }
+        if limits.timeout.is_some_and(|t| t.0.is_zero()) {
+            self.error(file, &lp.key("timeout"), "`timeout` must be longer than 0s", Some("write e.g. `30s`".into()));
+        }
+    }
+
+    fn check_attempts(&mut self, file: usize, path: &YamlPath, attempts: Option<u32>) {
+        if let Some(a) = attempts.filter(|a| !(1..=100).contains(a)) {
+            self.error(file, path, format!("verify `attempts` is {a}; it must be within 1..=100"), Some("the default is 5".into()));
+        }
+    }
+
+    /// Checks one delivery as written at `path`.
+    fn check_delivery(&mut self, file: usize, path: &YamlPath, d: &Delivery, providers: &BTreeMap<String, ProviderEntry>) {
+        match providers.get(&d.provider) {
+            Some(p) if p.config.kind() != "vault" => {
+                self.error(
+                    file,
+                    &path.key("provider"),
+                    format!("`{}` is a `{}` provider, which cannot store secrets", d.provider, p.config.kind()),
+                    Some("deliver to a `vault` provider (KV v2)".into()),
+                );
+            }
+            Some(_) => {}
+            None => self.unknown_provider(file, &path.key("provider"), &d.provider, providers),
+        }
+        if d.path.trim().is_empty() {
+            self.error(file, &path.key("path"), "delivery `path` is empty", Some("write e.g. `apps/{id}`".into()));
+        }
+        // A path whose interpolation failed was reported already.
+        let interpolation_failed = self.sources[file].reported.contains(&path.key("path").to_string());
+        for ph in unknown_placeholders(&d.path).into_iter().filter(|_| !interpolation_failed) {
+            self.error(
+                file,
+                &path.key("path"),
+                format!("unknown placeholder `{ph}` in delivery path"),
+                Some("only `{id}` (the credential id) is expanded".into()),
+            );
+        }
+    }
+
+    fn unknown_provider(&mut self, file: usize, path: &YamlPath, name: &str, providers: &BTreeMap<String, ProviderEntry>) {
+        if self.incomplete || self.broken_providers.contains(name) {
+            return; // declared somewhere we could not read: not this entry's fault
+        }
+        let names: Vec<&str> = providers.keys().map(String::as_str).collect();
+        let hint = if names.is_empty() {
+            "no providers are declared; add one under `providers:`".to_string()
+        } else {
+            match closest(name, names.iter().copied()) {
+                Some(c) => format!("did you mean `{c}`? declared providers: {}", list(&names)),
+                None => format!("declared providers: {}", list(&names)),
+            }
+        };
+        self.error(file, path, format!("unknown provider `{name}`"), Some(hint));
+    }
+
+    /// Validates one credential and resolves it with its file's defaults.
+    /// Returns it with, per delivery, the path it was written at (if in the credential).
+    fn resolve_credential(
+        &mut self,
+        file: usize,
+        base: &YamlPath,
+        spec: &CredentialSpec,
+        data: &FileData,
+        providers: &BTreeMap<String, ProviderEntry>,
+    ) -> (Credential, Vec<Option<YamlPath>>) {
+        let defaults = &data.defaults;
+        let kind = spec.target.kind();
+
+        // The provider that owns it.
+        match providers.get(&spec.provider) {
+            None => self.unknown_provider(file, &base.key("provider"), &spec.provider, providers),
+            Some(p) => match Target::KINDS.iter().find(|(k, _)| *k == kind) {
+                Some((_, owner)) if *owner != p.config.kind() => {
+                    let owners: Vec<&str> =
+                        providers.values().filter(|e| e.config.kind() == *owner).map(|e| e.name.as_str()).collect();
+                    let hint = if owners.is_empty() {
+                        format!("declare a `{owner}` provider and name it in `provider:`")
+                    } else {
+                        format!("`{owner}` providers: {}", list(&owners))
+                    };
+                    self.error(
+                        file,
+                        &base.key("target").key("kind"),
+                        format!(
+                            "`{kind}` credentials are owned by a `{owner}` provider, but `{}` is a `{}` provider",
+                            spec.provider,
+                            p.config.kind()
+                        ),
+                        Some(hint),
+                    );
+                }
+                Some(_) => {}
+                None => self.error(file, &base.key("target").key("kind"), format!("no provider kind is known to own `{kind}`"), None),
+            },
+        }
+
+        // What to do with it, and whether the kind can.
+        let action = spec.action.or(defaults.action).unwrap_or(Action::Rotate);
+        let action_path = if spec.action.is_some() { base.key("action") } else { base.clone() };
+        let caps = capabilities(kind);
+        match caps {
+            None => self.error(file, &base.key("target").key("kind"), format!("no capabilities are known for `{kind}`"), None),
+            Some(c) if data.defaults_ok || spec.action.is_some() => {
+                let (possible, other) = match action {
+                    Action::Rotate => (c.rotate, "revoke"),
+                    Action::Revoke => (c.revoke, "rotate"),
+                };
+                if !possible {
+                    self.error(
+                        file,
+                        &action_path,
+                        format!("`{}` is not possible for kind {kind}; use action: {other}", action.as_str()),
+                        None,
+                    );
+                }
+            }
+            Some(_) => {}
+        }
+
+        // Where new values go.
+        let mut delivery_paths = Vec::new();
+        let deliveries: Vec<Delivery> = match (&spec.deliver_to, &spec.target) {
+            (Some(ds), _) => {
+                for (j, d) in ds.iter().enumerate() {
+                    let p = base.key("deliver_to").index(j);
+                    self.check_delivery(file, &p, d, providers);
+                    delivery_paths.push(Some(p));
+                }
+                ds.clone()
+            }
+            // A KV secret is itself a store entry: by default the new value goes there.
+            (None, Target::VaultKvSecret(t)) => {
+                delivery_paths.push(Some(base.key("target")));
+                vec![Delivery {
+                    provider: spec.provider.clone(),
+                    path: t.path.clone(),
+                    mount: Some(t.mount.clone()),
+                    field: Some(t.field.clone()),
+                }]
+            }
+            (None, _) => {
+                let ds = defaults.deliver_to.clone().unwrap_or_default();
+                delivery_paths.extend(ds.iter().map(|_| None));
+                ds
+            }
+        };
+        let needs_store = caps.is_some_and(|c| c.needs_store);
+        let defaults_known = data.defaults_ok || spec.deliver_to.is_some();
+        if action == Action::Rotate && needs_store && deliveries.is_empty() && defaults_known {
+            let path = if spec.deliver_to.is_some() { base.key("deliver_to") } else { base.clone() };
+            self.error(
+                file,
+                &path,
+                format!("`{}` is rotated but its new value is delivered nowhere (`{kind}` needs a store)", spec.id),
+                Some("add deliver_to: [{ provider: <vault provider>, path: \"apps/{id}\" }] here or under `defaults:`, or use action: revoke".into()),
+            );
+        }
+
+        // Kind-specific checks.
+        match &spec.target {
+            Target::VaultKvSecret(t) => {
+                if let Err(m) = t.generate.check() {
+                    let generate = base.key("target").key("generate");
+                    let field = if m.starts_with("length") { "length" } else { "exclude" };
+                    self.error(
+                        file,
+                        &generate.key(field),
+                        format!("generate policy cannot be used: {m}"),
+                        Some("use a `length` within 16..=1024 and leave at least 10 characters after `exclude`".into()),
+                    );
+                }
+            }
+            Target::VaultToken(t) => {
+                if action == Action::Revoke && t.accessor.as_deref().is_none_or(|a| a.trim().is_empty()) {
+                    self.error(
+                        file,
+                        &base.key("target"),
+                        format!("revoking `{}` needs the token's `accessor`", spec.id),
+                        Some("add `accessor:` to the target (`vault token lookup` shows it); the token itself never goes in a playbook".into()),
+                    );
+                }
+            }
+            Target::VaultApproleSecretId(_) => {}
+        }
+
+        // Verification, field by field over the defaults.
+        let cv = spec.verify.clone().unwrap_or_else(empty_verify);
+        let dv = defaults.verify.clone().unwrap_or_else(empty_verify);
+        self.check_attempts(file, &base.key("verify").key("attempts"), cv.attempts);
+        let fallback = Verify::default();
+        let verify = Verify {
+            attempts: cv.attempts.or(dv.attempts).unwrap_or(fallback.attempts),
+            interval: cv.interval.or(dv.interval).map(|h| h.0).unwrap_or(fallback.interval),
+            probe_old: cv.probe_old.or(dv.probe_old).unwrap_or(fallback.probe_old),
+        };
+
+        let mut tags = defaults.tags.clone();
+        for t in &spec.tags {
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
+        let duration = |own: Option<super::model::HumanDuration>, def: Option<super::model::HumanDuration>| -> Option<Duration> {
+            own.or(def).map(|h| h.0)
+        };
+
+        let cred = Credential {
+            id: spec.id.clone(),
+            owner: spec.owner.clone().or_else(|| defaults.owner.clone()),
+            provider: spec.provider.clone(),
+            action,
+            target: spec.target.clone(),
+            deliver_to: deliveries.iter().map(|d| StoreLocation::from_delivery(d, &spec.id)).collect(),
+            verify,
+            tags,
+            max_age: duration(spec.max_age, defaults.max_age),
+            grace_period: duration(spec.grace_period, defaults.grace_period),
+            depends_on: spec.depends_on.clone(),
+            description: spec.description.clone(),
+            location: self.at(file, base),
+        };
+        (cred, delivery_paths)
+    }
+
+    /// Ids are unique across all files; credentials that did not deserialize count too.
+    fn check_duplicate_ids(&mut self) {
+        let mut first: HashMap<String, Location> = HashMap::new();
+        for (id, file, base) in std::mem::take(&mut self.ids) {
+            match first.get(&id) {
+                Some(at) => {
+                    let msg = format!("duplicate credential id `{id}`; first defined at {at}");
+                    self.error(file, &base.key("id"), msg, Some("credential ids are unique across all included files".into()));
+                }
+                None => {
+                    first.insert(id, self.at(file, &base));
+                }
+            }
+        }
+    }
+
+    fn check_dependencies(
+        &mut self,
+        creds: &[Credential],
+        origins: &[(usize, YamlPath, Vec<Option<YamlPath>>)],
+        first_by_id: &HashMap<String, usize>,
+    ) {
+        // Edges to known credentials; unknown ids are reported.
+        let mut edges: Vec<Vec<(usize, usize)>> = vec![Vec::new(); creds.len()];
+        for (n, c) in creds.iter().enumerate() {
+            if first_by_id.get(&c.id) != Some(&n) {
+                continue; // a duplicate, already reported
+            }
+            let (file, base, _) = &origins[n];
+            for (j, dep) in c.depends_on.iter().enumerate() {
+                match first_by_id.get(dep) {
+                    Some(&m) => edges[n].push((m, j)),
+                    None if self.incomplete || self.broken_ids.contains(dep) => {}
+                    None => {
+                        let hint = match closest(dep, first_by_id.keys().map(String::as_str)) {
+                            Some(c) => format!("did you mean `{c}`?"),
+                            None => "`depends_on` lists ids of credentials in this playbook or its includes".into(),
+                        };
+                        self.error(
+                            *file,
+                            &base.key("depends_on").index(j),
+                            format!("`{}` depends on `{dep}`, which is not a credential id", c.id),
+                            Some(hint),
+                        );
+                    }
+                }
+            }
+        }
+
+        // Cycles: every edge that closes one, found by depth-first search.
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            New,
+            OnPath,
+            Done,
+        }
+        let mut mark = vec![Mark::New; creds.len()];
+        for start in 0..creds.len() {
+            if mark[start] != Mark::New {
+                continue;
+            }
+            // Iterative DFS: (node, next edge to follow).
+            let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+            mark[start] = Mark::OnPath;
+            while let Some(top) = path.last_mut() {
+                let (node, next) = (top.0, top.1);
+                let Some(&(to, j)) = edges[node].get(next) else {
+                    mark[node] = Mark::Done;
+                    path.pop();
+                    continue;
+                };
+                top.1 += 1;
+                match mark[to] {
+                    Mark::New => {
+                        mark[to] = Mark::OnPath;
+                        path.push((to, 0));
+                    }
+                    Mark::OnPath => {
+                        // `node` → `to` closes the cycle `to` → ... → `node`.
+                        let from = path.iter().position(|(n, _)| *n == to).unwrap_or(0);
+                        let mut chain = vec![creds[node].id.as_str()];
+                        chain.extend(path[from..].iter().map(|(n, _)| creds[*n].id.as_str()));
+                        let (file, base, _) = &origins[node];
+                        self.error(
+                            *file,
+                            &base.key("depends_on").index(j),
+                            format!("dependency cycle: {}", chain.join(" → ")),
+                            Some("remove one of these `depends_on` entries".into()),
+                        );
+                    }
+                    Mark::Done => {}
+                }
+            }
+        }
+    }
+
+    fn check_store_collisions(&mut self, creds: &[Credential], origins: &[(usize, YamlPath, Vec<Option<YamlPath>>)]) {
+        let mut seen: HashMap<&StoreLocation, usize> = HashMap::new();
+        for (n, c) in creds.iter().enumerate() {
+            let (file, base, paths) = &origins[n];
+            for (j, loc) in c.deliver_to.iter().enumerate() {
+                let at = paths.get(j).cloned().flatten().unwrap_or_else(|| base.clone());
+                match seen.get(loc) {
+                    Some(&m) if m == n => {
+                        self.error(*file, &at, format!("`{}` is delivered to {loc} twice", c.id), Some("remove the repeated delivery".into()));
+                    }
+                    Some(&m) => {
+                        self.error(
+                            *file,
+                            &at,
+                            format!("`{}` is delivered to {loc}, where `{}` ({}) is delivered too", c.id, creds[m].id, creds[m].location),
+                            Some("each credential needs its own store location; use `{id}` in the path".into()),
+                        );
+                    }
+                    None => {
+                        seen.insert(loc, n);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn empty_verify() -> super::model::VerifyPolicy {
+    super::model::VerifyPolicy { attempts: None, interval: None, probe_old: None }
+}
+
+fn folder_of(p: &Path) -> PathBuf {
+    p.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn concat(a: &YamlPath, b: &YamlPath) -> YamlPath {
+    let mut v = a.0.clone();
+    v.extend(b.0.iter().cloned());
+    YamlPath(v)
+}
+
+fn join_serde_path(base: &YamlPath, p: &serde_path_to_error::Path) -> YamlPath {
+    use serde_path_to_error::Segment;
+    let mut out = base.clone();
+    for seg in p.iter() {
+        match seg {
+            Segment::Seq { index } => out = out.index(*index),
+            Segment::Map { key } => out = out.key(key.clone()),
+            Segment::Enum { .. } => {}
+            Segment::Unknown => break,
+        }
+    }
+    out
+}
+
+/// The value of a tag field (`kind`, `method`) of a mapping.
+fn tag_of(v: &Value, tag: &str) -> Option<String> {
+    untag(v).get(tag).and_then(scalar_text)
+}
+
+/// Deserializes a tagged mapping without its tag as the variant's struct `T`,
+/// to learn the precise path of an error that serde reported at the enum.
+fn inner_error<T: DeserializeOwned>(v: &Value, tag: &str) -> Option<(YamlPath, String)> {
+    let mut m = untag(v).as_mapping()?.clone();
+    m.remove(tag);
+    match serde_path_to_error::deserialize::<_, T>(&Value::Mapping(m)) {
+        Ok(_) => None,
+        Err(e) => Some((join_serde_path(&YamlPath::root(), e.path()), e.inner().to_string())),
+    }
+}
+
+/// Moves an error's path from where serde stopped tracking to the node that
+/// caused it; `true` when it names a key rather than a value.
+fn refine(root: &Value, path: YamlPath, msg: &str) -> (YamlPath, bool) {
+    if let Some(field) = quoted_after(msg, "unknown field `") {
+        if path.last_key() == Some(field) {
+            return (path, true);
+        }
+        let found = search(root, &path, &|_, _| false, &|k| k == field);
+        return (found.unwrap_or(path), true);
+    }
+    if let Some(variant) = quoted_after(msg, "unknown variant `") {
+        let is_variant = |_: &YamlPath, v: &Value| scalar_text(v).as_deref() == Some(variant);
+        let tag_first = search(root, &path, &|p, v| is_variant(p, v) && matches!(p.last_key(), Some("kind" | "method")), &|_| false);
+        let found = tag_first.or_else(|| search(root, &path, &is_variant, &|_| false));
+        return (found.unwrap_or(path), false);
+    }
+    if msg.starts_with("missing field") {
+        return (path, false);
+    }
+    let is_container = matches!(value_at(root, &path), Some(Value::Mapping(_) | Value::Sequence(_)));
+    if is_container {
+        for token in quoted_tokens(msg) {
+            let found = search(root, &path, &|_, v| scalar_text(v).as_deref() == Some(token.as_str()), &|_| false);
+            if let Some(p) = found {
+                return (p, false);
+            }
+        }
+    }
+    (path, false)
+}
+
+/// A hint for a serde message: the likely intended field or variant, or how to
+/// write the expected type.
+fn serde_hint(msg: &str, key: Option<&str>) -> Option<String> {
+    let wrong = quoted_after(msg, "unknown field `").or_else(|| quoted_after(msg, "unknown variant `"));
+    if let Some(wrong) = wrong {
+        let expected = msg.split_once(", expected").map(|(_, e)| quoted_tokens(e)).unwrap_or_default();
+        return closest(wrong, expected.iter().map(String::as_str)).map(|c| format!("did you mean `{c}`?"));
+    }
+    if let Some(field) = quoted_after(msg, "missing field `") {
+        return Some(format!("add `{field}:` here"));
+    }
+    let expected = msg.split_once("expected ").map(|(_, e)| e)?;
+    let how = if ["u8", "u16", "u32", "u64", "usize", "i32", "i64"].iter().any(|t| expected.starts_with(t)) {
+        "write a whole number, without quotes".to_string()
+    } else if expected.starts_with("a boolean") {
+        "write true or false, without quotes".to_string()
+    } else if expected.starts_with("a sequence") {
+        "write a list: `[a, b]`, or one `- item` per line".to_string()
+    } else if expected.starts_with("a string") {
+        "write text; quote it if it could be read as a number or boolean".to_string()
+    } else if expected.starts_with("struct") || expected.starts_with("a map") {
+        match key {
+            Some(k) => format!("`{k}` holds a mapping of settings (`name: value` lines indented below it)"),
+            None => "write a mapping of settings (`name: value` lines)".to_string(),
+        }
+    } else {
+        return None;
+    };
+    Some(how)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(k: &str) -> Option<String> {
+        match k {
+            "A" => Some("alpha".into()),
+            "B_2" => Some("beta".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn interpolates_several_references_and_escapes() {
+        assert_eq!(interpolate("x ${env:A}/${env:B_2} y", &env).unwrap(), "x alpha/beta y");
+        assert_eq!(interpolate("$${env:A} costs $5", &env).unwrap(), "${env:A} costs $5");
+        assert_eq!(interpolate("plain", &env).unwrap(), "plain");
+        assert_eq!(interpolate("${env:A}", &env).unwrap(), "alpha");
+    }
+
+    #[test]
+    fn interpolation_reports_every_problem() {
+        let errs = interpolate("${env:NOPE} ${env:1BAD} ${vault:x} ${env:A}", &env).unwrap_err();
+        assert_eq!(
+            errs,
+            vec![
+                InterpError::Missing("NOPE".into()),
+                InterpError::BadName("1BAD".into()),
+                InterpError::Unknown("vault:x".into()),
+            ]
+        );
+        assert_eq!(interpolate("${env:A", &env).unwrap_err(), vec![InterpError::Unterminated]);
+    }
+
+    #[test]
+    fn recognises_pasted_secrets_only() {
+        assert_eq!(looks_like_secret("hvs.CAESIJ3bZl0DpQ8xA7nTYkEXAMPLEtoken12"), Some("a Vault token"));
+        assert_eq!(looks_like_secret("s.fpyj9xLBGEtpFyGcwGB2Xshn"), Some("a Vault token"));
+        assert_eq!(looks_like_secret("AKIAABCDEFGHIJKLMNOP"), Some("an AWS access key id"));
+        assert_eq!(looks_like_secret("ghp_abcdefghijklmnopqrstuvwxyz0123456789"), Some("a GitHub token"));
+        assert_eq!(looks_like_secret("xoxb-1234-5678-abcdef"), Some("a Slack token"));
+        assert!(looks_like_secret("-----BEGIN RSA PRIVATE KEY-----").is_some());
+        for fine in ["apps/ci-token", "${env:VAULT_TOKEN}", "secrets.example.com", "rotate the ghp_ tokens", "AKIA"] {
+            assert_eq!(looks_like_secret(fine), None, "{fine}");
+        }
+    }
+
+    #[test]
+    fn suggests_close_names() {
+        assert_eq!(closest("ownr", ["id", "owner", "provider"]), Some("owner"));
+        assert_eq!(closest("zzzzzz", ["id", "owner"]), None);
+        let msg = "unknown variant `vault_tokn`, expected one of `vault_token`, `vault_kv_secret`";
+        assert_eq!(serde_hint(msg, None).as_deref(), Some("did you mean `vault_token`?"));
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(id_problem("ci/deploy-token.v2").is_none());
+        assert!(id_problem("").is_some());
+        assert!(id_problem("has space").is_some());
+        assert!(id_problem("../escape").is_some());
+        assert!(id_problem("/lead").is_some());
+    }
+
+    #[test]
+    fn refine_finds_the_offending_node() {
+        let root: Value = serde_yaml::from_str("a:\n  b: {kind: nope, x: 1}\n  c: [1, \"5x\"]\n").unwrap();
+        let p = YamlPath::root().key("a");
+        let (q, key) = refine(&root, p.clone(), "unknown field `x`, expected `y`");
+        assert_eq!((q.to_string(), key), ("a.b.x".to_string(), true));
+        let (q, _) = refine(&root, p.clone(), "unknown variant `nope`, expected `vault`");
+        assert_eq!(q.to_string(), "a.b.kind");
+        let (q, _) = refine(&root, p, "`5x` is not a duration");
+        assert_eq!(q.to_string(), "a.c[1]");
+    }
+
+    const PROVIDER: &str = "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: x\n    auth: { method: token, token: \"${env:A}\" }\n";
+
+    /// Loads `files` (name, text) from a temporary folder, the first as root.
+    fn load_files(files: &[(&str, &str)]) -> Result<Playbook, String> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        load_with_env(&dir.path().join(files[0].0), &env).map_err(|d| d.to_string())
+    }
+
+    fn errors_of(files: &[(&str, &str)]) -> String {
+        match load_files(files) {
+            Ok(_) => panic!("loaded without error: {:?}", files[0]),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn edge_cases_point_at_the_cause() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("", "p.yaml:1:1: error: the playbook file is empty", "1 error"),
+            ("- a\n- b\n", "p.yaml:1:1: error: a playbook file is a mapping", "1 error"),
+            (
+                "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: x\n    auth: { method: token, tokn: x }\n",
+                "p.yaml:6:28: error: unknown field `tokn`",
+                "1 error",
+            ),
+            (
+                "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: x\n    auth: { method: token, token: \"${env:A}\" }\n    limits: { concurrency: x }\n",
+                "p.yaml:7:28: error: invalid type: string \"x\", expected usize",
+                "1 error",
+            ),
+            (
+                "version: 1\ncredentials:\n  - id: a\n    provider: bao\n    target: { path: p }\n",
+                "p.yaml:5:13: error: missing field `kind`",
+                "1 error",
+            ),
+            ("version: 1\ninclude: [nope.yaml]\n", "p.yaml:2:11: error: cannot read included file", "1 error"),
+            ("version: 1\ncredentials: {}\n", "p.yaml:2:14: error: invalid type: map, expected a sequence", "1 error"),
+            (
+                "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: x\n    auth: { method: token, token: hvs.AAAAAAAAAAAAAAAAAAAAAAAA }\n",
+                "p.yaml:6:35: error: this looks like a Vault token written inline",
+                "1 error",
+            ),
+            (
+                "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: x\n    auth: { method: token, token: \"${env:lower-case}\" }\n",
+                "p.yaml:6:35: error: `token`: `lower-case` is not an environment variable name",
+                "1 error",
+            ),
+            (
+                "version: 1\ndefaults:\n  deliver_to: [{ provider: nope, path: \"a/{name}\" }]\n",
+                "p.yaml:3:28: error: unknown provider `nope`",
+                "2 error",
+            ),
+        ];
+        for (text, want, count) in cases {
+            let out = errors_of(&[("p.yaml", text)]);
+            assert!(out.contains(want), "want `{want}` in:\n{out}");
+            assert!(out.contains(count), "want {count} in:\n{out}");
+            assert!(!out.contains("AAAAAAAA"), "secret echoed:\n{out}");
+        }
+    }
+
+    #[test]
+    fn a_glob_skips_the_including_file_and_diamonds_load_once() {
+        let main = format!("{PROVIDER}include: [\"*.yaml\", sub/x.yaml]\n");
+        let x = "version: 1\ninclude: [../y.yaml]\ncredentials:\n  - { id: x, provider: bao, target: { kind: vault_kv_secret, path: x } }\n";
+        let y = "version: 1\ncredentials:\n  - { id: y, provider: bao, target: { kind: vault_kv_secret, path: y } }\n";
+        let pb = load_files(&[("main.yaml", &main), ("sub/x.yaml", x), ("y.yaml", y)]).unwrap();
+        let ids: Vec<&str> = pb.credentials.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["y", "x"]);
+        assert_eq!(pb.files.len(), 3);
+        assert!(pb.files[1].ends_with("y.yaml") && pb.files[2].ends_with("sub/x.yaml"), "{:?}", pb.files);
+    }
+
+    #[test]
+    fn a_self_dependency_is_a_cycle() {
+        let text = format!(
+            "{PROVIDER}credentials:\n  - id: a\n    provider: bao\n    target: {{ kind: vault_kv_secret, path: a }}\n    depends_on: [a]\n"
+        );
+        let out = errors_of(&[("p.yaml", &text)]);
+        assert!(out.contains("p.yaml:11:18: error: dependency cycle: a → a"), "{out}");
+    }
+
+    #[test]
+    fn normalizes_include_paths() {
+        assert_eq!(normalize(Path::new("a/./b/../c.yaml")), PathBuf::from("a/c.yaml"));
+        assert_eq!(normalize(Path::new("../x.yaml")), PathBuf::from("../x.yaml"));
+    }
+}

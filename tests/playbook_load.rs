@@ -1,0 +1,214 @@
+//! Playbook loading: a corpus of bad playbooks (one mistake per file, each
+//! stating the messages and the position it must produce) and a good
+//! multi-file playbook whose resolved form is checked field by field.
+//!
+//! Corpus headers, at the top of each `tests/bad_playbooks/*.yaml`:
+//!   `# expect: <text>`       the diagnostics' Display contains <text> (one or more)
+//!   `# at: [file:]line:col`  the first diagnostic is there (file defaults to the corpus file)
+//!   `# errors: <n>`          exactly n diagnostics (optional)
+//!   `# not: <text>`          the Display never contains <text> (e.g. a pasted secret)
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use keysweep::playbook::loader::load_with_env;
+use keysweep::playbook::model::{Action, Target};
+use keysweep::playbook::StoreLocation;
+
+fn env(k: &str) -> Option<String> {
+    match k {
+        "VAULT_ADDR" => Some("http://127.0.0.1:8200".into()),
+        "VAULT_TOKEN" => Some("test-token-from-env".into()),
+        _ => None,
+    }
+}
+
+fn tests_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
+}
+
+struct Case {
+    name: String,
+    expect: Vec<String>,
+    not: Vec<String>,
+    at: String,
+    errors: Option<usize>,
+}
+
+fn read_case(path: &Path) -> Case {
+    let text = std::fs::read_to_string(path).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let header = |tag: &str| -> Vec<String> {
+        text.lines().filter_map(|l| l.strip_prefix(tag)).map(|v| v.trim().to_string()).collect()
+    };
+    let expect = header("# expect:");
+    assert!(!expect.is_empty(), "{name}: no `# expect:` line");
+    let at = header("# at:").pop().unwrap_or_else(|| panic!("{name}: no `# at:` line"));
+    // `line:col` alone refers to the corpus file itself; `file:line:col` to
+    // another (a helper in a subfolder), relative to the corpus folder.
+    let at = if at.matches(':').count() == 1 { format!("{name}:{at}") } else { at };
+    let errors = header("# errors:").pop().map(|n| n.parse().unwrap());
+    Case { name, expect, not: header("# not:"), at, errors }
+}
+
+#[test]
+fn every_bad_playbook_is_refused_with_the_expected_diagnostics() {
+    let dir = tests_dir().join("bad_playbooks");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "corpus has only {} files", files.len());
+
+    let mut failures = Vec::new();
+    for path in &files {
+        let case = read_case(path);
+        let out = match load_with_env(path, &env) {
+            Ok(_) => {
+                failures.push(format!("{}: loaded without error", case.name));
+                continue;
+            }
+            Err(d) => {
+                if let Some(n) = case.errors {
+                    if d.0.len() != n {
+                        failures.push(format!("{}: {} errors, expected {n}:\n{d}", case.name, d.0.len()));
+                    }
+                }
+                d.to_string()
+            }
+        };
+        for e in &case.expect {
+            if !out.contains(e.as_str()) {
+                failures.push(format!("{}: missing `{e}` in:\n{out}", case.name));
+            }
+        }
+        for n in &case.not {
+            if out.contains(n.as_str()) {
+                failures.push(format!("{}: must not contain `{n}`:\n{out}", case.name));
+            }
+        }
+        // The first diagnostic names the file and position given by `# at:`.
+        let first = out.lines().next().unwrap_or_default();
+        let want = format!("{}: error:", case.at);
+        if !first.contains(&want) {
+            failures.push(format!("{}: first diagnostic is not at `{}`:\n{out}", case.name, case.at));
+        }
+    }
+    assert!(failures.is_empty(), "{} problem(s):\n\n{}", failures.len(), failures.join("\n\n"));
+}
+
+#[test]
+fn the_multi_problem_file_reports_them_all_in_file_order() {
+    let path = tests_dir().join("bad_playbooks/many_problems.yaml");
+    let d = load_with_env(&path, &env).unwrap_err();
+    assert!(d.0.len() >= 3, "{d}");
+    let lines: Vec<usize> = d.0.iter().map(|x| x.location.as_ref().unwrap().line).collect();
+    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "not sorted: {lines:?}");
+    assert!(d.to_string().ends_with(&format!("{} error(s); nothing was changed on any system", d.0.len())));
+}
+
+#[test]
+fn an_unreadable_playbook_names_its_path() {
+    let d = load_with_env(Path::new("/nonexistent/keysweep/playbook.yaml"), &env).unwrap_err();
+    assert_eq!(d.0.len(), 1);
+    assert!(d.to_string().contains("cannot read playbook `/nonexistent/keysweep/playbook.yaml`"), "{d}");
+}
+
+#[test]
+fn the_good_playbook_resolves_defaults_includes_and_interpolation() {
+    let root = tests_dir().join("good_playbooks/main.yaml");
+    let pb = load_with_env(&root, &env).unwrap_or_else(|d| panic!("{d}"));
+
+    assert_eq!(pb.root, root);
+    let names: Vec<String> = pb.files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["main.yaml", "payments.yaml", "search.yaml"]);
+    assert_eq!(pb.fingerprint.len(), 64);
+    assert!(pb.fingerprint.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(load_with_env(&root, &env).unwrap().fingerprint, pb.fingerprint, "fingerprint is stable");
+
+    // Providers from both files, with interpolated settings and their locations.
+    assert_eq!(pb.providers.keys().collect::<Vec<_>>(), ["bao", "bao-eu"]);
+    let bao = &pb.providers["bao"];
+    assert_eq!((bao.location.line, bao.location.column), (4, 3));
+    assert!(bao.location.file.ends_with("main.yaml"));
+    let keysweep::playbook::model::ProviderConfig::Vault(v) = &bao.config;
+    assert_eq!(v.address, "http://127.0.0.1:8200");
+    assert_eq!(v.namespace.as_deref(), Some("${literal}/ops"), "$${{ writes a literal ${{");
+    assert_eq!(pb.providers["bao-eu"].config.limits().concurrency, Some(2));
+
+    let ids: Vec<&str> = pb.credentials.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["ci-token", "deploy-approle", "payments/db", "search/legacy-token"]);
+    let cred = |id: &str| pb.credentials.iter().find(|c| c.id == id).unwrap();
+
+    // The root file's defaults: owner, tags (defaults first), delivery with `{id}`, verify.
+    let ci = cred("ci-token");
+    assert_eq!(ci.owner.as_deref(), Some("platform"));
+    assert_eq!(ci.tags, ["managed", "ci"]);
+    assert_eq!(ci.action, Action::Rotate);
+    assert_eq!(
+        ci.deliver_to,
+        [StoreLocation { provider: "bao".into(), mount: "secret".into(), path: "apps/ci-token".into(), field: "value".into() }]
+    );
+    assert_eq!(ci.verify.attempts, 3);
+    assert_eq!(ci.verify.interval, Duration::from_secs(2));
+    assert!(ci.verify.probe_old);
+    assert_eq!(ci.max_age, Some(Duration::from_secs(90 * 86400)));
+    assert_eq!(ci.grace_period, None);
+    assert_eq!((ci.location.line, ci.location.column), (17, 5));
+    assert!(matches!(&ci.target, Target::VaultToken(t) if t.accessor.as_deref() == Some("abc123")));
+
+    // A credential's own values win over the defaults, field by field.
+    let ar = cred("deploy-approle");
+    assert_eq!(ar.owner.as_deref(), Some("deploy-team"));
+    assert_eq!(ar.tags, ["managed"]);
+    assert_eq!(ar.verify.attempts, 3);
+    assert!(!ar.verify.probe_old);
+    assert_eq!(ar.deliver_to.len(), 2);
+    assert_eq!(ar.deliver_to[0].path, "deploy/deploy-approle/secret-id");
+    assert_eq!((ar.deliver_to[1].mount.as_str(), ar.deliver_to[1].field.as_str()), ("kv", "secret_id"));
+    assert_eq!(ar.depends_on, ["ci-token"]);
+
+    // An included file does not inherit the includer's defaults; a KV secret
+    // without deliver_to is delivered to itself.
+    let db = cred("payments/db");
+    assert_eq!(db.owner, None);
+    assert!(db.tags.is_empty());
+    assert_eq!(db.verify, keysweep::playbook::Verify::default());
+    assert_eq!(
+        db.deliver_to,
+        [StoreLocation { provider: "bao-eu".into(), mount: "kv".into(), path: "payments/db".into(), field: "password".into() }]
+    );
+    assert!(db.location.file.ends_with("teams/payments.yaml"));
+    assert_eq!(db.grace_period, Some(Duration::from_secs(600)));
+
+    // The glob-included file has its own defaults.
+    let legacy = cred("search/legacy-token");
+    assert_eq!(legacy.action, Action::Revoke);
+    assert_eq!(legacy.owner.as_deref(), Some("search"));
+    assert!(legacy.deliver_to.is_empty());
+}
+
+#[test]
+fn secret_references_stay_references_and_env_values_are_not_flagged() {
+    // The token's value looks exactly like a Vault token: it comes from the
+    // environment, so it is neither flagged nor copied into the playbook.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yaml");
+    std::fs::write(
+        &path,
+        "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: ${env:VAULT_ADDR}\n    auth: { method: token, token: \"${env:REAL}\" }\n",
+    )
+    .unwrap();
+    let real = |k: &str| match k {
+        "VAULT_ADDR" => Some("http://127.0.0.1:8200".to_string()),
+        "REAL" => Some("hvs.CAESIFAKEfakeFAKEfake0123456789".to_string()),
+        _ => None,
+    };
+    let pb = load_with_env(&path, &real).unwrap_or_else(|d| panic!("{d}"));
+    let keysweep::playbook::model::ProviderConfig::Vault(v) = &pb.providers["bao"].config;
+    assert!(
+        matches!(&v.auth, keysweep::playbook::model::VaultAuth::Token { token } if token.to_string() == "${env:REAL}")
+    );
+}
