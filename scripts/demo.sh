@@ -17,7 +17,6 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-if ! command -v curl >/dev/null; then apt-get update -qq && apt-get install -y -qq curl >/dev/null; fi
 scripts/stack.sh up
 # shellcheck disable=SC1091
 source .stack/env
@@ -40,7 +39,7 @@ echo "==> keysweep plan playbooks/demo.yaml   (dry run: changes nothing)"
 
 echo "==> keysweep run playbooks/demo.yaml"
 set +e
-"$KS" run playbooks/demo.yaml --progress-bars
+"$KS" run playbooks/demo.yaml
 code=$?
 set -e
 echo "==> exit status $code (0: every credential rotated or revoked and proven dead)"

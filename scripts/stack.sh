@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs and starts the local servers keysweep's tests and demo talk to.
+#   scripts/stack.sh install install what is missing (the tests start their own servers)
 #   scripts/stack.sh up      install what is missing, start everything, write .stack/env
 #   scripts/stack.sh down    stop everything this script started
 #   scripts/stack.sh env     print the environment (source it: eval "$(scripts/stack.sh env)")
@@ -16,6 +17,17 @@ BAO_PORT="${KEYSWEEP_BAO_PORT:-18200}"
 OPENBAO_VERSION="${KEYSWEEP_OPENBAO_VERSION:-2.7.2}"
 
 log() { printf 'stack: %s\n' "$*" >&2; }
+
+apt_install() { # packages...
+  if [[ -z "${APT_UPDATED:-}" ]]; then apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+install_system_tools() {
+  command -v curl >/dev/null || { log "installing curl"; apt_install curl ca-certificates; }
+  command -v python3 >/dev/null || { log "installing python3"; apt_install python3 python3-venv; }
+  python3 -m venv --help >/dev/null 2>&1 || { log "installing python3-venv"; apt_install python3-venv; }
+}
 
 install_python_tools() {
   if [[ ! -x "$CACHE/venv/bin/bao" ]]; then
@@ -70,8 +82,14 @@ stop_all() {
 }
 
 case "${1:-}" in
+  install)
+    mkdir -p "$CACHE"
+    install_system_tools
+    install_python_tools
+    ;;
   up)
     mkdir -p "$CACHE" "$STACK"
+    install_system_tools
     install_python_tools
     start_bao
     print_env >"$STACK/env"
@@ -79,5 +97,5 @@ case "${1:-}" in
     ;;
   down) stop_all; log "stopped" ;;
   env) print_env ;;
-  *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+  *) echo "usage: $0 install|up|down|env" >&2; exit 2 ;;
 esac

@@ -17,9 +17,9 @@ pub enum Progress {
 }
 
 impl Progress {
-    /// Bars when stderr is a terminal (or `force_bars`), plain lines otherwise.
-    pub fn new(quiet: bool, force_bars: bool) -> Progress {
-        if (std::io::stderr().is_terminal() || force_bars) && !quiet {
+    /// Bars when stderr is a terminal, plain lines otherwise (logs, CI, cron).
+    pub fn new(quiet: bool) -> Progress {
+        if std::io::stderr().is_terminal() && !quiet {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
             Progress::Bars { multi, overall: Mutex::new(None), per: Mutex::new(BTreeMap::new()) }
         } else {
@@ -30,11 +30,16 @@ impl Progress {
 
 fn style(overall: bool) -> ProgressStyle {
     let t = if overall {
-        "{prefix:>14.bold} [{bar:40.green/white}] {pos}/{len} {per_sec:>9} ETA {eta:>4} {msg}"
+        "{prefix:>14.bold} [{bar:40.green/white}] {pos}/{len} {rate:>8} ETA {eta:>4} {msg}"
     } else {
-        "{prefix:>14} [{bar:40.cyan/white}] {pos}/{len} {per_sec:>9} {msg}"
+        "{prefix:>14} [{bar:40.cyan/white}] {pos}/{len} {rate:>8} {msg}"
     };
-    ProgressStyle::with_template(t).expect("static template").progress_chars("=> ")
+    ProgressStyle::with_template(t)
+        .expect("static template")
+        .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0}/s", s.per_sec());
+        })
+        .progress_chars("=> ")
 }
 
 impl Observer for Progress {

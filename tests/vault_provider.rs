@@ -113,3 +113,132 @@ async fn a_policy_403_is_not_taken_for_a_dead_token() {
     let v = p.verify_dead(&target, &h, Some(&SecretString::from(tok))).await;
     assert!(matches!(v, keysweep::provider::Verdict::Alive(_)), "{v:?}");
 }
+
+#[tokio::test]
+async fn keysweep_logs_in_with_approle() {
+    let role_id_and_secret = tokio::task::spawn_blocking(|| {
+        let b = common::bao();
+        b.call("PUT", "sys/policies/acl/keysweep-admin", Some(json!({ "policy": "path \"*\" { capabilities = [\"create\",\"read\",\"update\",\"delete\",\"list\",\"sudo\"] }" })));
+        b.call("POST", "auth/approle/role/keysweep-admin", Some(json!({ "token_policies": ["keysweep-admin"] })));
+        let (_, r) = b.call("GET", "auth/approle/role/keysweep-admin/role-id", None);
+        let (_, s) = b.call("POST", "auth/approle/role/keysweep-admin/secret-id", Some(json!({})));
+        (r["data"]["role_id"].as_str().unwrap().to_string(), s["data"]["secret_id"].as_str().unwrap().to_string())
+    })
+    .await
+    .unwrap();
+    let cfg = VaultProviderConfig {
+        address: common::bao().addr.clone(),
+        namespace: None,
+        auth: VaultAuth::Approle { mount: "approle".into(), role_id: SecretRef::Env("R".into()), secret_id: SecretRef::Env("S".into()) },
+        pending_prefix: "keysweep-pending".into(),
+        limits: Default::default(),
+    };
+    let (rid, sid) = role_id_and_secret;
+    let p = VaultProvider::connect("bao", &cfg, &|r| {
+        Ok(SecretString::from(if *r == SecretRef::Env("R".into()) { rid.clone() } else { sid.clone() }))
+    })
+    .await
+    .unwrap();
+    p.check_login().await.unwrap();
+    // And it can do the work: the revoke cases pass under the AppRole login.
+    conformance::revoke_and_prove_dead(&p, &Tokens, "vault_token").await;
+
+    // A wrong secret-id is refused with a clear, secret-free error.
+    let bad = VaultProvider::connect("bao", &cfg, &|_| Ok(SecretString::from("not-the-secret-id".to_string()))).await;
+    let e = bad.err().expect("login with a wrong secret-id must fail");
+    assert_eq!(e.kind, keysweep::provider::ErrorKind::Unauthenticated, "{e}");
+    assert!(!e.to_string().contains("not-the-secret-id"), "{e}");
+}
+
+#[tokio::test]
+async fn the_declared_rate_limit_is_never_exceeded() {
+    let b = common::bao();
+    let cfg = VaultProviderConfig {
+        address: b.addr.clone(),
+        namespace: None,
+        auth: VaultAuth::Token { token: SecretRef::Env("T".into()) },
+        pending_prefix: "keysweep-pending".into(),
+        limits: keysweep::playbook::model::Limits { rate_per_second: Some(20), burst: Some(1), ..Default::default() },
+    };
+    let p = VaultProvider::connect("bao", &cfg, &|_| Ok(SecretString::from(common::ROOT_TOKEN.to_string()))).await.unwrap();
+    let start = std::time::Instant::now();
+    let futs: Vec<_> = (0..41).map(|_| p.check_login()).collect();
+    for r in futures::future::join_all(futs).await {
+        r.unwrap();
+    }
+    // 41 requests at 20/s with a burst of 1 need at least 2 s, however many run at once.
+    let took = start.elapsed();
+    assert_eq!(p.request_count(), 41);
+    assert!(took >= std::time::Duration::from_millis(1950), "41 requests in {took:?} exceed 20/s");
+}
+
+#[tokio::test]
+async fn inventory_lists_tokens_secret_ids_and_kv_paths() {
+    let (acc, sacc, path) = tokio::task::spawn_blocking(|| {
+        let b = common::bao();
+        let (_, acc) = b.create_token(&["default"], json!({ "app": "inv" }));
+        b.create_role("inv-role");
+        let (_, sacc) = b.create_secret_id("inv-role");
+        let path = format!("inv/{}", uuid::Uuid::new_v4().simple());
+        b.kv_put(&path, json!({ "value": "x-inventory-value" }));
+        (acc, sacc, path)
+    })
+    .await
+    .unwrap();
+    let p = provider().await;
+    let items = p.inventory().await.unwrap();
+    let find = |kind: &str, id: &str| items.iter().find(|i| i.kind == kind && i.id == id).cloned();
+    let t = find("vault_token", &acc).expect("token in inventory");
+    assert!(t.created.is_some());
+    assert_eq!(t.details["privileged"], "false");
+    let root = items.iter().filter(|i| i.kind == "vault_token" && i.details["privileged"] == "true").count();
+    assert!(root >= 1, "the root token is listed as privileged");
+    let s = find("vault_approle_secret_id", &sacc).expect("secret-id in inventory");
+    assert_eq!(s.details["role"], "inv-role");
+    let k = find("vault_kv_secret", &path).expect("kv path in inventory");
+    assert_eq!(k.details["current_version"], "1");
+    let json = serde_json::to_string(&items).unwrap();
+    assert!(!json.contains("x-inventory-value"), "inventory carries a secret value");
+}
+
+#[tokio::test]
+async fn use_limited_secrets_are_tested_without_spending_a_use() {
+    let p = provider().await;
+    // A token that allows one use, and a role whose secret-ids allow one login.
+    let (tok, acc, sid_acc, role) = tokio::task::spawn_blocking(|| {
+        let b = common::bao();
+        let (s, t) = b.call("POST", "auth/token/create-orphan", Some(json!({ "policies": ["default"], "num_uses": 1 })));
+        assert_eq!(s, 200);
+        let role = format!("once-{}", uuid::Uuid::new_v4().simple());
+        b.call("POST", &format!("auth/approle/role/{role}"), Some(json!({ "secret_id_num_uses": 1 })));
+        let (_, sacc) = b.create_secret_id(&role);
+        (t["auth"]["client_token"].as_str().unwrap().to_string(), t["auth"]["accessor"].as_str().unwrap().to_string(), sacc, role)
+    })
+    .await
+    .unwrap();
+    let _ = tok;
+
+    let target = Target::VaultToken(VaultTokenTarget { accessor: Some(acc.clone()), policies: None, ttl: None, role: None, orphan: None });
+    let minted = p.mint(&target, &Handle::from([("accessor".to_string(), acc)]), "once-tok").await.unwrap();
+    assert_eq!(minted.handle.get("uses_limited").map(String::as_str), Some("true"));
+    let v = p.test(&target, &minted.delivered, &minted.handle).await;
+    assert!(matches!(v, keysweep::provider::Verdict::Alive(_)), "{v:?}");
+
+    let starget = Target::VaultApproleSecretId(VaultApproleTarget { mount: "approle".into(), role: role.clone(), secret_id_accessor: Some(sid_acc.clone()) });
+    let sminted = p.mint(&starget, &Handle::from([("accessor".to_string(), sid_acc)]), "once-sid").await.unwrap();
+    let v = p.test(&starget, &sminted.delivered, &sminted.handle).await;
+    assert!(matches!(v, keysweep::provider::Verdict::Alive(_)), "{v:?}");
+
+    // The one use of each is still there for the consumer.
+    use keysweep::secret::ExposeSecret;
+    let new_tok = minted.delivered.value.expose_secret().to_string();
+    let new_sid = sminted.delivered.value.expose_secret().to_string();
+    let role_id = sminted.delivered.fields["role_id"].clone();
+    tokio::task::spawn_blocking(move || {
+        let b = common::bao();
+        assert!(b.token_works(&new_tok), "the test spent the new token's only use");
+        assert!(b.secret_id_works(&role_id, &new_sid), "the test spent the new secret-id's only login");
+    })
+    .await
+    .unwrap();
+}

@@ -58,9 +58,6 @@ pub struct ExecArgs {
     /// Only print gaps and the totals line (for cron).
     #[arg(long, short)]
     pub quiet: bool,
-    /// Draw progress bars even when stderr is not a terminal.
-    #[arg(long)]
-    pub progress_bars: bool,
 }
 
 pub async fn run(a: RunArgs, state_dir: &Path) -> Result<i32> {
@@ -163,7 +160,7 @@ async fn execute(
         let stop = stop.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\nkeysweep: stopping after the steps in flight (Ctrl-C again to quit now; the run stays resumable)");
+                eprintln!("\nkeysweep: stopping once the credentials in flight finish (Ctrl-C again to quit now; the run stays resumable)");
                 stop.store(true, Ordering::SeqCst);
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(exit::INTERRUPTED);
@@ -183,7 +180,7 @@ async fn execute(
         run_id: run_id.clone(),
         concurrency: exec.concurrency,
         provider_concurrency,
-        observer: Arc::new(Progress::new(exec.quiet, exec.progress_bars)),
+        observer: Arc::new(Progress::new(exec.quiet)),
         stop: stop.clone(),
     };
     let states = engine.execute(&plan).await?;

@@ -119,8 +119,7 @@ impl Engine {
                 let prov = per_provider.get(&item.cred.provider).cloned();
                 futs.push(async move {
                     if let Some(reason) = blocked {
-                        let o = Outcome::Skipped { reason };
-                        self.finish(item, &st, o).await;
+                        self.finish(item, Outcome::Skipped { reason }).await;
                         return;
                     }
                     let _p = match &prov {
@@ -131,9 +130,8 @@ impl Engine {
                     if self.stop.load(Ordering::SeqCst) {
                         return; // left without outcome: a resume continues it
                     }
-                    let outcome = self.process(item, st.clone()).await;
-                    if let Some(o) = outcome {
-                        self.finish(item, &st, o).await;
+                    if let Some(o) = self.process(item, st).await {
+                        self.finish(item, o).await;
                     }
                 });
             }
@@ -156,10 +154,8 @@ impl Engine {
         Ok(m)
     }
 
-    async fn finish(&self, item: &WorkItem, st: &CredState, o: Outcome) {
-        // Re-read handles from the journal fold done by process(); st may be stale.
+    async fn finish(&self, item: &WorkItem, o: Outcome) {
         let detail = json!({ "outcome": o });
-        let _ = st;
         if let Err(e) = self.journal.record(&self.run_id, &item.cred.id, "outcome", "done", detail).await {
             tracing::error!(credential = %item.cred.id, error = %format!("{e:#}"), "could not journal the outcome");
             return;

@@ -55,12 +55,8 @@ impl CredState {
             ("apply", "done") => self.apply_done = true,
             ("test", "done") => self.test_done = true,
             ("promote", "done") => self.promote_done = true,
-            ("retire", "started") => {
-                if !self.stage_done {
-                    // A revocation records the handle it retires here.
-                    self.old_handle = handle(&d["old"]);
-                }
-            }
+            // A revocation records the handle it retires here.
+            ("retire", "started") if !self.stage_done => self.old_handle = handle(&d["old"]),
             ("retire", "done") => self.retire_done = true,
             ("outcome", _) => {
                 self.outcome = serde_json::from_value(d["outcome"].clone()).ok();

@@ -46,6 +46,8 @@ pub fn bao() -> &'static Bao {
              while kill -0 {me} 2>/dev/null; do sleep 1; done; kill $b",
             bin.display()
         );
+        // Not waited for: the watchdog outlives this call by design and ends with the process.
+        #[allow(clippy::zombie_processes)]
         Command::new("sh").arg("-c").arg(script).stdin(Stdio::null()).spawn().expect("start openbao");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

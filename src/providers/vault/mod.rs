@@ -10,6 +10,7 @@
 //!   accessor entry`; a login with the old secret-id answers 400
 //!   `invalid role or secret ID` (the role id having just been proven good).
 //! - KV secret: the old version is destroyed (`destroyed: true` in metadata).
+//!
 //! Anything else (429, 5xx, timeouts, other bodies) is unknown.
 
 pub mod http;
@@ -118,6 +119,24 @@ impl VaultProvider {
             return Verdict::Dead(format!("auth/{mount}/login refused it: {}", r.describe()));
         }
         Verdict::Unknown(format!("auth/{mount}/login: {}", r.describe()))
+    }
+
+    /// Whether the role limits secret-id uses (then a test login would spend one).
+    async fn secret_id_uses_limited(&self, mount: &str, role: &str) -> Result<bool, ProviderError> {
+        let r = self.http.admin_ok("vault.approle.read_role", Method::GET, &format!("auth/{mount}/role/{role}"), None).await?;
+        Ok(r.body["data"]["secret_id_num_uses"].as_u64().unwrap_or(0) > 0)
+    }
+
+    /// Admin-side check of a secret-id by value: 200 = exists, 204 = not found.
+    async fn secret_id_lookup_by_value(&self, mount: &str, role: &str, secret_id: &SecretString) -> Verdict {
+        let path = format!("auth/{mount}/role/{role}/secret-id/lookup");
+        let body = json!({ "secret_id": secret_id.expose_secret() });
+        match self.http.send_admin("vault.approle.lookup_secret_id", Method::POST, &path, Some(&body)).await {
+            Ok(r) if r.status == 200 => Verdict::Alive("secret-id/lookup finds it (role limits uses: no login spent)".into()),
+            Ok(r) if r.status == 204 => Verdict::Dead("secret-id/lookup: HTTP 204 (no such secret-id)".into()),
+            Ok(r) => Verdict::Unknown(format!("secret-id/lookup: {}", r.describe())),
+            Err(e) => Verdict::Unknown(e.to_string()),
+        }
     }
 
     /// Finds every accessor under `list_path` whose metadata carries `nonce`.
@@ -271,6 +290,7 @@ impl Provider for VaultProvider {
                 let mut ttl: Option<String> = None;
                 let mut meta = serde_json::Map::new();
                 let mut display = None;
+                let mut extra = serde_json::Map::new();
                 if let Some(acc) = handle_get(old, "accessor") {
                     let l = self.token_lookup_accessor(acc).await?;
                     if l.ok() {
@@ -290,6 +310,12 @@ impl Provider for VaultProvider {
                             meta = m.clone();
                         }
                         display = d["display_name"].as_str().map(|s| s.trim_start_matches("token-").to_string());
+                        // Keep a periodic token periodic, a capped one capped, a limited one limited.
+                        for (k, v) in [("period", &d["period"]), ("explicit_max_ttl", &d["explicit_max_ttl"]), ("num_uses", &d["num_uses"])] {
+                            if let Some(n) = v.as_u64().filter(|n| *n > 0) {
+                                extra.insert(k.into(), if k == "num_uses" { json!(n) } else { json!(format!("{n}s")) });
+                            }
+                        }
                     }
                 }
                 if let Some(p) = &t.policies {
@@ -306,6 +332,10 @@ impl Provider for VaultProvider {
                 if let Some(d) = display.filter(|d| !d.is_empty()) {
                     body["display_name"] = Value::String(d);
                 }
+                let limited = extra.contains_key("num_uses");
+                for (k, v) in extra {
+                    body[k] = v;
+                }
                 let path = match (&t.role, t.orphan.unwrap_or(true)) {
                     (Some(role), _) => format!("auth/token/create/{role}"),
                     (None, true) => "auth/token/create-orphan".to_string(),
@@ -321,10 +351,14 @@ impl Provider for VaultProvider {
                 let token = r.body["auth"]["client_token"].as_str().map(|s| SecretString::from(s.to_string()));
                 let acc = r.body["auth"]["accessor"].as_str().map(str::to_string);
                 match (token, acc) {
-                    (Some(token), Some(acc)) => Ok(Minted {
-                        delivered: Delivered::new(token).with_field("accessor", acc.clone()),
-                        handle: one("accessor", acc),
-                    }),
+                    (Some(token), Some(acc)) => {
+                        let mut handle = one("accessor", acc.clone());
+                        if limited {
+                            // Every use counts: test it admin-side, not with lookup-self.
+                            handle.insert("uses_limited".into(), "true".into());
+                        }
+                        Ok(Minted { delivered: Delivered::new(token).with_field("accessor", acc), handle })
+                    }
                     _ => Err(ProviderError::new(ErrorKind::Other, "vault.token.create", "answer has no client_token/accessor")),
                 }
             }
@@ -392,6 +426,15 @@ impl Provider for VaultProvider {
 
     async fn test(&self, target: &Target, new: &Delivered, handle: &Handle) -> Verdict {
         match target {
+            Target::VaultToken(_) if handle_get(handle, "uses_limited").is_some() => {
+                let Some(acc) = handle_get(handle, "accessor") else { return Verdict::Unknown("no accessor for the new token".into()) };
+                match self.token_lookup_accessor(acc).await {
+                    Ok(r) if r.ok() => Verdict::Alive("new token found by lookup-accessor (use-limited: no use spent)".into()),
+                    Ok(r) if r.status == 400 && r.error_contains("invalid accessor") => Verdict::Dead(format!("lookup-accessor: {}", r.describe())),
+                    Ok(r) => Verdict::Unknown(format!("lookup-accessor: {}", r.describe())),
+                    Err(e) => Verdict::Unknown(e.to_string()),
+                }
+            }
             Target::VaultToken(_) => {
                 let r = match self.http.send("vault.token.lookup_self", Method::GET, "auth/token/lookup-self", Some(&new.value), None).await {
                     Ok(r) => r,
@@ -413,7 +456,11 @@ impl Provider for VaultProvider {
                 let Some(role_id) = new.fields.get("role_id") else {
                     return Verdict::Unknown("staged value has no role_id".into());
                 };
-                self.approle_probe(&t.mount, role_id, &new.value).await
+                match self.secret_id_uses_limited(&t.mount, &t.role).await {
+                    Ok(false) => self.approle_probe(&t.mount, role_id, &new.value).await,
+                    Ok(true) => self.secret_id_lookup_by_value(&t.mount, &t.role, &new.value).await,
+                    Err(e) => Verdict::Unknown(e.to_string()),
+                }
             }
             Target::VaultKvSecret(_) => Verdict::Alive("generated value staged and read back from the store".into()),
         }
@@ -482,11 +529,18 @@ impl Provider for VaultProvider {
                     Err(e) => Verdict::Unknown(e.to_string()),
                 };
                 let Some(old_value) = old_value else { return admin };
-                let role_id = match self.role_id(&t.mount, &t.role).await {
-                    Ok(r) => r,
-                    Err(e) => return Verdict::Unknown(e.to_string()),
+                if !matches!(admin, Verdict::Dead(_)) {
+                    return admin; // a login now could spend a use of a live secret-id
+                }
+                let probe = match self.secret_id_uses_limited(&t.mount, &t.role).await {
+                    Ok(true) => self.secret_id_lookup_by_value(&t.mount, &t.role, old_value).await,
+                    Ok(false) => match self.role_id(&t.mount, &t.role).await {
+                        Ok(role_id) => self.approle_probe(&t.mount, &role_id, old_value).await,
+                        Err(e) => Verdict::Unknown(e.to_string()),
+                    },
+                    Err(e) => Verdict::Unknown(e.to_string()),
                 };
-                match (admin, self.approle_probe(&t.mount, &role_id, old_value).await) {
+                match (admin, probe) {
                     (_, Verdict::Alive(e)) => Verdict::Alive(e),
                     (Verdict::Dead(a), Verdict::Dead(p)) => Verdict::Dead(format!("{a}; {p}")),
                     (Verdict::Dead(_), other) => other,
@@ -553,6 +607,9 @@ impl Provider for VaultProvider {
                     let ids = self.http.admin("vault.approle.list", list_method(), &format!("auth/{mount}/role/{role}/secret-id"), None).await?;
                     for acc in ids.body["data"]["keys"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
                         let l = self.secret_id_lookup(mount, role, acc).await?;
+                        if !l.ok() {
+                            continue; // destroyed between the list and the lookup
+                        }
                         let d = &l.body["data"];
                         let mut details = BTreeMap::from([("mount".to_string(), mount.to_string()), ("role".to_string(), role.to_string())]);
                         if let Some(e) = d["expiration_time"].as_str() {
