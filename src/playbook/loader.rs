@@ -31,7 +31,8 @@ use sha2::{Digest, Sha256};
 use super::locate::{LocationIndex, Pos, Seg, YamlPath};
 use super::model::{
     is_env_name, Action, CredentialSpec, Defaults, Delivery, PlaybookFile, ProviderConfig, SecretRef,
-    Target, VaultApproleTarget, VaultKvTarget, VaultProviderConfig, VaultTokenTarget,
+    AwsIamKeyTarget, AwsProviderConfig, AwsSecretTarget, Target, VaultApproleTarget, VaultKvTarget, VaultProviderConfig,
+    VaultTokenTarget,
 };
 use super::{Credential, Diagnostic, Diagnostics, Location, Playbook, ProviderEntry, StoreLocation, Verify};
 use crate::provider::capabilities;
@@ -41,6 +42,8 @@ pub const VERSION: u32 = 1;
 
 /// Keys whose values are references to secrets (`${env:VAR}`), kept as written.
 const SECRET_KEYS: &[&str] = &["token", "secret_id", "role_id", "password"];
+/// Provider kinds that can act as delivery stores.
+const STORE_KINDS: &[&str] = &["vault", "aws"];
 
 const INLINE_HINT: &str = "secrets are never written inline; put it in an environment variable and write ${env:NAME}";
 
@@ -548,7 +551,9 @@ impl<'e> Loader<'e> {
 
     fn check_string(&mut self, file: usize, path: &YamlPath, s: &mut String, key: Option<&str>) {
         let is_secret_ref = key.is_some_and(|k| SECRET_KEYS.contains(&k));
-        if let Some(what) = looks_like_secret(s) {
+        // An IAM access key id names a key (AWS: "not secret"); the target lists it.
+        let key_id_field = key == Some("access_key_id");
+        if let Some(what) = looks_like_secret(s).filter(|w| !(key_id_field && *w == "an AWS access key id")) {
             self.error(file, path, format!("this looks like {what} written inline"), Some(INLINE_HINT.into()));
             // Never echo it in a later message.
             *s = if is_secret_ref { "${env:REDACTED}".into() } else { "<redacted>".into() };
@@ -700,6 +705,7 @@ impl<'e> Loader<'e> {
             Err(e) => {
                 let precise = match tag_of(v, "kind").as_deref() {
                     Some("vault") => inner_error::<VaultProviderConfig>(v, "kind"),
+                    Some("aws") => inner_error::<AwsProviderConfig>(v, "kind"),
                     _ => None,
                 };
                 let (sub, msg) = precise.unwrap_or_else(|| (join_serde_path(path, e.path()), e.inner().to_string()));
@@ -725,6 +731,8 @@ impl<'e> Loader<'e> {
                         Some("vault_token") => inner_error::<VaultTokenTarget>(t, "kind"),
                         Some("vault_approle_secret_id") => inner_error::<VaultApproleTarget>(t, "kind"),
                         Some("vault_kv_secret") => inner_error::<VaultKvTarget>(t, "kind"),
+                        Some("aws_iam_access_key") => inner_error::<AwsIamKeyTarget>(t, "kind"),
+                        Some("aws_secretsmanager_secret") => inner_error::<AwsSecretTarget>(t, "kind"),
                         _ => None,
                     };
                     if let Some((sub, m)) = precise {
@@ -909,12 +917,12 @@ impl<'e> Loader<'e> {
     /// Checks one delivery as written at `path`.
     fn check_delivery(&mut self, file: usize, path: &YamlPath, d: &Delivery, providers: &BTreeMap<String, ProviderEntry>) {
         match providers.get(&d.provider) {
-            Some(p) if p.config.kind() != "vault" => {
+            Some(p) if !STORE_KINDS.contains(&p.config.kind()) => {
                 self.error(
                     file,
                     &path.key("provider"),
                     format!("`{}` is a `{}` provider, which cannot store secrets", d.provider, p.config.kind()),
-                    Some("deliver to a `vault` provider (KV v2)".into()),
+                    Some("deliver to a `vault` provider (KV v2) or an `aws` provider (Secrets Manager)".into()),
                 );
             }
             Some(_) => {}
@@ -1036,6 +1044,11 @@ impl<'e> Loader<'e> {
                     field: Some(t.field.clone()),
                 }]
             }
+            // So is a Secrets Manager secret.
+            (None, Target::AwsSecretsmanagerSecret(t)) => {
+                delivery_paths.push(Some(base.key("target")));
+                vec![Delivery { provider: spec.provider.clone(), path: t.secret_id.clone(), mount: None, field: Some(t.field.clone().unwrap_or_default()) }]
+            }
             (None, _) => {
                 let ds = defaults.deliver_to.clone().unwrap_or_default();
                 delivery_paths.extend(ds.iter().map(|_| None));
@@ -1079,6 +1092,28 @@ impl<'e> Loader<'e> {
                 }
             }
             Target::VaultApproleSecretId(_) => {}
+            Target::AwsSecretsmanagerSecret(t) => {
+                if let Err(m) = t.generate.check() {
+                    let generate = base.key("target").key("generate");
+                    let field = if m.starts_with("length") { "length" } else { "exclude" };
+                    self.error(
+                        file,
+                        &generate.key(field),
+                        format!("generate policy cannot be used: {m}"),
+                        Some("use a `length` within 16..=1024 and leave at least 10 characters after `exclude`".into()),
+                    );
+                }
+            }
+            Target::AwsIamAccessKey(t) => {
+                if action == Action::Revoke && t.access_key_id.as_deref().is_none_or(|a| a.trim().is_empty()) {
+                    self.error(
+                        file,
+                        &base.key("target"),
+                        format!("revoking `{}` needs the key's `access_key_id`", spec.id),
+                        Some("add `access_key_id: AKIA…` to the target (`aws iam list-access-keys` shows it); the secret key never goes in a playbook".into()),
+                    );
+                }
+            }
         }
 
         // Verification, field by field over the defaults.

@@ -67,21 +67,25 @@ pub struct Limits {
 pub enum ProviderConfig {
     /// HashiCorp Vault or OpenBao.
     Vault(VaultProviderConfig),
+    /// AWS: IAM access keys, Secrets Manager secrets, and Secrets Manager as a store.
+    Aws(AwsProviderConfig),
 }
 
 impl ProviderConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             ProviderConfig::Vault(_) => "vault",
+            ProviderConfig::Aws(_) => "aws",
         }
     }
     pub fn limits(&self) -> &Limits {
         match self {
             ProviderConfig::Vault(v) => &v.limits,
+            ProviderConfig::Aws(a) => &a.limits,
         }
     }
     /// Every provider kind this release knows.
-    pub const KINDS: &'static [&'static str] = &["vault"];
+    pub const KINDS: &'static [&'static str] = &["vault", "aws"];
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -102,6 +106,21 @@ pub struct VaultProviderConfig {
 
 fn default_pending_prefix() -> String {
     "keysweep-pending".into()
+}
+
+/// AWS. Credentials come from the standard chain (environment, `profile`, SSO,
+/// instance or container roles), never from the playbook.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsProviderConfig {
+    /// Region (default: from the environment or profile).
+    pub region: Option<String>,
+    /// Endpoint override (a VPC endpoint, or a local test server).
+    pub endpoint_url: Option<String>,
+    /// Named profile from ~/.aws/config.
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -179,6 +198,10 @@ pub enum Target {
     VaultApproleSecretId(VaultApproleTarget),
     /// A KV v2 secret whose value is itself the credential (a shared password, say).
     VaultKvSecret(VaultKvTarget),
+    /// An IAM user's access key.
+    AwsIamAccessKey(AwsIamKeyTarget),
+    /// A Secrets Manager secret whose value is itself the credential.
+    AwsSecretsmanagerSecret(AwsSecretTarget),
 }
 
 impl Target {
@@ -187,6 +210,16 @@ impl Target {
             Target::VaultToken(_) => "vault_token",
             Target::VaultApproleSecretId(_) => "vault_approle_secret_id",
             Target::VaultKvSecret(_) => "vault_kv_secret",
+            Target::AwsIamAccessKey(_) => "aws_iam_access_key",
+            Target::AwsSecretsmanagerSecret(_) => "aws_secretsmanager_secret",
+        }
+    }
+    /// How a generated value is made, for kinds that generate rather than mint.
+    pub fn generate_policy(&self) -> Option<&GeneratePolicy> {
+        match self {
+            Target::VaultKvSecret(t) => Some(&t.generate),
+            Target::AwsSecretsmanagerSecret(t) => Some(&t.generate),
+            _ => None,
         }
     }
     /// Every credential kind this release knows, with the provider kind that owns it.
@@ -194,6 +227,8 @@ impl Target {
         ("vault_token", "vault"),
         ("vault_approle_secret_id", "vault"),
         ("vault_kv_secret", "vault"),
+        ("aws_iam_access_key", "aws"),
+        ("aws_secretsmanager_secret", "aws"),
     ];
 }
 
@@ -245,6 +280,35 @@ pub struct VaultKvTarget {
 
 fn yes() -> bool {
     true
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsIamKeyTarget {
+    /// The IAM user that owns the key.
+    pub user: String,
+    /// The key in service as first listed (after a rotation the store's
+    /// `access_key_id` field names the current one).
+    pub access_key_id: Option<String>,
+    /// IAM allows two keys per user. If the user already has two, delete the
+    /// *inactive* one to make room (default false: fail and say so).
+    #[serde(default)]
+    pub allow_delete_inactive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSecretTarget {
+    /// Name or ARN of the secret.
+    pub secret_id: String,
+    /// JSON key holding the value; absent = the whole SecretString is the value.
+    pub field: Option<String>,
+    #[serde(default)]
+    pub generate: GeneratePolicy,
+    /// Generate with Secrets Manager's GetRandomPassword (honouring `generate`'s
+    /// length and exclusions) instead of locally.
+    #[serde(default)]
+    pub aws_random_password: bool,
 }
 
 pub fn default_kv_mount() -> String {

@@ -45,6 +45,22 @@ pub fn capabilities(target_kind: &str) -> Option<Capabilities> {
             verify_dead: true,
             needs_store: true,
         }),
+        "aws_iam_access_key" => Some(Capabilities {
+            rotate: true,
+            revoke: true,
+            mints: true,
+            verify_dead: true,
+            needs_store: true,
+        }),
+        // A stored secret can be replaced, not revoked: the old version stays
+        // as AWSPREVIOUS, and "dead" means no longer AWSCURRENT.
+        "aws_secretsmanager_secret" => Some(Capabilities {
+            rotate: true,
+            revoke: false,
+            mints: false,
+            verify_dead: true,
+            needs_store: false,
+        }),
         "vault_kv_secret" => Some(Capabilities {
             rotate: true,
             revoke: true,
@@ -117,8 +133,16 @@ pub trait Provider: Send + Sync {
     async fn mint(&self, target: &Target, old: &Handle, nonce: &str) -> Result<Minted, ProviderError>;
 
     /// Retire every secret minted with `nonce` that is not `keep` (orphans of a
-    /// crash between mint and store). Returns how many were retired.
-    async fn cleanup_minted(&self, target: &Target, nonce: &str, keep: Option<&Handle>) -> Result<usize, ProviderError>;
+    /// crash between mint and store); never `old`, the secret in service.
+    /// Returns how many were retired.
+    async fn cleanup_minted(&self, target: &Target, old: &Handle, nonce: &str, keep: Option<&Handle>) -> Result<usize, ProviderError>;
+
+    /// A new value made by the owning system's own generator, where the
+    /// playbook asks for it (e.g. Secrets Manager's GetRandomPassword).
+    /// `None`: keysweep generates it from the target's policy.
+    async fn generate(&self, _target: &Target) -> Result<Option<SecretString>, ProviderError> {
+        Ok(None)
+    }
 
     /// Make the owning system accept a secret keysweep generated (`!mints`).
     async fn apply(&self, target: &Target, new: &SecretString) -> Result<(), ProviderError>;
@@ -157,7 +181,7 @@ pub trait Store: Send + Sync {
     async fn read_current(&self, loc: &StoreLocation) -> Result<Option<StoredValue>, ProviderError>;
     /// A specific (older) version, if still held.
     async fn read_version(&self, loc: &StoreLocation, version: &str) -> Result<Option<Delivered>, ProviderError>;
-    /// The staged value, with the nonce it was staged under.
+    /// The staged value, with the tag it was staged under (`tag_for(nonce)`).
     async fn read_pending(&self, loc: &StoreLocation) -> Result<Option<(Delivered, String)>, ProviderError>;
     /// Durably stage `value` as pending under `nonce` (overwrites an older pending).
     async fn stage(&self, loc: &StoreLocation, value: &Delivered, nonce: &str) -> Result<(), ProviderError>;
@@ -166,6 +190,10 @@ pub trait Store: Send + Sync {
     async fn promote(&self, loc: &StoreLocation, nonce: &str) -> Result<String, ProviderError>;
     /// Drop a pending value that will not be promoted.
     async fn discard_pending(&self, loc: &StoreLocation) -> Result<(), ProviderError>;
+    /// The tag `read_pending` reports for a value staged under `nonce`.
+    fn tag_for(&self, nonce: &str) -> String {
+        nonce.to_string()
+    }
     /// Every pending entry left under this store (for `plan` to report stuck ones).
     async fn list_pending(&self, mount: &str) -> Result<Vec<String>, ProviderError>;
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use super::{ErrorKind, Provider, ProviderError, Store};
 use crate::playbook::model::{ProviderConfig, SecretRef};
 use crate::playbook::Playbook;
+use crate::providers::aws::AwsProvider;
 use crate::providers::vault::VaultProvider;
 use crate::secret::SecretString;
 
@@ -26,6 +27,7 @@ pub fn resolve_secret(r: &SecretRef) -> Result<SecretString, ProviderError> {
 pub struct Providers {
     map: BTreeMap<String, Arc<dyn Provider>>,
     vault: BTreeMap<String, Arc<VaultProvider>>,
+    aws: BTreeMap<String, Arc<AwsProvider>>,
 }
 
 impl Providers {
@@ -40,7 +42,8 @@ impl Providers {
     }
     /// Requests sent per provider so far (Vault providers count theirs).
     pub fn request_counts(&self) -> BTreeMap<String, u64> {
-        self.vault.iter().map(|(k, v)| (k.clone(), v.request_count())).collect()
+        let v = self.vault.iter().map(|(k, v)| (k.clone(), v.request_count()));
+        v.chain(self.aws.iter().map(|(k, a)| (k.clone(), a.request_count()))).collect()
     }
     pub fn insert(&mut self, name: &str, p: Arc<dyn Provider>) {
         self.map.insert(name.to_string(), p);
@@ -63,6 +66,18 @@ pub async fn connect(playbook: &Playbook, needed: &BTreeSet<String>) -> Result<P
                 }
                 let p = Arc::new(p);
                 out.vault.insert(name.clone(), p.clone());
+                out.map.insert(name.clone(), p);
+            }
+            ProviderConfig::Aws(cfg) => {
+                let p = AwsProvider::connect(name, cfg)
+                    .await
+                    .with_context(|| format!("connecting to provider `{name}` (kind aws, {})", entry.location))?;
+                if let Err(e) = p.check_login().await {
+                    let what = if e.is_temporary() { "cannot be reached" } else { "refused keysweep's own credentials" };
+                    anyhow::bail!("connecting to provider `{name}` ({}): it {what}: {e}", entry.location);
+                }
+                let p = Arc::new(p);
+                out.aws.insert(name.clone(), p.clone());
                 out.map.insert(name.clone(), p);
             }
         }

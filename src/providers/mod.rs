@@ -1,2 +1,3 @@
 //! Provider adapters, one folder per owning system.
+pub mod aws;
 pub mod vault;

@@ -279,6 +279,7 @@ impl Provider for VaultProvider {
                     _ => Err(ProviderError::new(ErrorKind::Other, "vault.kv.metadata", r.describe())),
                 }
             }
+            other => Err(unsupported("current_handle", other)),
         }
     }
 
@@ -389,16 +390,16 @@ impl Provider for VaultProvider {
                     _ => Err(ProviderError::new(ErrorKind::Other, "vault.approle.secret_id", "answer has no secret_id/accessor")),
                 }
             }
-            Target::VaultKvSecret(_) => Err(unsupported("mint", target)),
+            other => Err(unsupported("mint", other)),
         }
     }
 
-    async fn cleanup_minted(&self, target: &Target, nonce: &str, keep: Option<&Handle>) -> Result<usize, ProviderError> {
+    async fn cleanup_minted(&self, target: &Target, _old: &Handle, nonce: &str, keep: Option<&Handle>) -> Result<usize, ProviderError> {
         let keep_acc = keep.and_then(|h| handle_get(h, "accessor"));
         let (kind, mount, role) = match target {
             Target::VaultToken(_) => ("token", "", ""),
             Target::VaultApproleSecretId(t) => ("secret_id", t.mount.as_str(), t.role.as_str()),
-            Target::VaultKvSecret(_) => return Ok(0),
+            _ => return Ok(0),
         };
         let mut n = 0;
         for acc in self.find_by_nonce(kind, mount, role, nonce).await? {
@@ -420,7 +421,7 @@ impl Provider for VaultProvider {
         match target {
             // The KV secret is its own owning system: promotion is what applies it.
             Target::VaultKvSecret(_) => Ok(()),
-            _ => Err(unsupported("apply", target)),
+            other => Err(unsupported("apply", other)),
         }
     }
 
@@ -463,6 +464,7 @@ impl Provider for VaultProvider {
                 }
             }
             Target::VaultKvSecret(_) => Verdict::Alive("generated value staged and read back from the store".into()),
+            other => Verdict::Unknown(unsupported("test", other).to_string()),
         }
     }
 
@@ -486,6 +488,7 @@ impl Provider for VaultProvider {
                     .await
                     .map(|_| ())
             }
+            other => Err(unsupported("retire", other)),
         }
     }
 
@@ -565,6 +568,7 @@ impl Provider for VaultProvider {
                     Verdict::Unknown(format!("version {v} superseded by {current} but still readable (destroy_old is off)"))
                 }
             }
+            other => Verdict::Unknown(unsupported("verify_dead", other).to_string()),
         }
     }
 

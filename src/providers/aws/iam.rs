@@ -1,0 +1,235 @@
+//! IAM access keys.
+
+use std::collections::BTreeMap;
+
+use aws_credential_types::Credentials;
+use aws_sdk_iam::types::StatusType;
+
+use super::{code_of, fmt_date, map_err, AwsProvider};
+use crate::playbook::model::AwsIamKeyTarget;
+use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, ProviderError, Verdict};
+use crate::secret::{Delivered, ExposeSecret, SecretString};
+
+pub const KEY_ID: &str = "access_key_id";
+
+struct KeyMeta {
+    id: String,
+    active: bool,
+    created_secs: Option<i64>,
+}
+
+/// The run's start, from a nonce `<run-id>/<credential>` whose run id begins
+/// with `YYYYmmddTHHMMSSZ`.
+fn run_start(nonce: &str) -> Option<i64> {
+    let stamp = nonce.get(..16)?;
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").ok().map(|t| t.and_utc().timestamp())
+}
+
+impl AwsProvider {
+    async fn list_keys(&self, user: &str) -> Result<Vec<KeyMeta>, ProviderError> {
+        self.call(|| async {
+            let out = self.iam.list_access_keys().user_name(user).send().await.map_err(|e| map_err("iam.list_access_keys", e))?;
+            Ok(out
+                .access_key_metadata()
+                .iter()
+                .filter_map(|k| {
+                    Some(KeyMeta {
+                        id: k.access_key_id()?.to_string(),
+                        active: k.status() == Some(&StatusType::Active),
+                        created_secs: k.create_date().map(|d| d.secs()),
+                    })
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn delete_key(&self, user: &str, id: &str) -> Result<(), ProviderError> {
+        // Deactivate first (a key that lingers through eventual consistency is at least inactive), then delete.
+        for step in ["deactivate", "delete"] {
+            let r = self
+                .call(|| async {
+                    if step == "deactivate" {
+                        let r = self.iam.update_access_key().user_name(user).access_key_id(id).status(StatusType::Inactive).send().await;
+                        r.map(|_| ()).map_err(|e| map_err("iam.update_access_key", e))
+                    } else {
+                        let r = self.iam.delete_access_key().user_name(user).access_key_id(id).send().await;
+                        r.map(|_| ()).map_err(|e| map_err("iam.delete_access_key", e))
+                    }
+                })
+                .await;
+            match r {
+                Ok(()) => {}
+                Err(e) if e.kind == ErrorKind::NotFound => return Ok(()), // already gone
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn iam_mint(&self, t: &AwsIamKeyTarget, old: &Handle) -> Result<Minted, ProviderError> {
+        let old_id = old.get(KEY_ID).map(String::as_str);
+        let keys = self.list_keys(&t.user).await?;
+        if keys.len() >= 2 {
+            // IAM allows two keys per user. Make room only if the playbook allows it.
+            let spare = keys.iter().find(|k| !k.active && Some(k.id.as_str()) != old_id);
+            match spare {
+                Some(k) if t.allow_delete_inactive => {
+                    tracing::warn!(provider = %self.name, user = %t.user, key = %k.id, "deleting the inactive key to make room");
+                    self.delete_key(&t.user, &k.id).await?;
+                }
+                _ => {
+                    let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+                    return Err(ProviderError::new(
+                        ErrorKind::Conflict,
+                        "iam.create_access_key",
+                        format!(
+                            "user `{}` already has two access keys ({}); IAM allows two. Delete one by hand, or set `allow_delete_inactive: true` to let keysweep delete an inactive one",
+                            t.user,
+                            ids.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        let out = self
+            .call_once(async { self.iam.create_access_key().user_name(&t.user).send().await.map_err(|e| map_err("iam.create_access_key", e)) })
+            .await?;
+        let key = out.access_key().ok_or_else(|| ProviderError::new(ErrorKind::Other, "iam.create_access_key", "answer has no access key"))?;
+        let id = key.access_key_id().to_string();
+        let secret = SecretString::from(key.secret_access_key().to_string());
+        Ok(Minted {
+            delivered: Delivered::new(secret).with_field(KEY_ID, id.clone()).with_field("user", t.user.clone()),
+            handle: BTreeMap::from([(KEY_ID.to_string(), id)]),
+        })
+    }
+
+    /// IAM keys carry no metadata to hold a nonce: an orphan is a key of the
+    /// user created since the run started that is not the one kept.
+    pub(super) async fn iam_cleanup(&self, t: &AwsIamKeyTarget, old: &Handle, nonce: &str, keep: Option<&Handle>) -> Result<usize, ProviderError> {
+        let Some(since) = run_start(nonce) else { return Ok(0) };
+        let keep = keep.and_then(|h| h.get(KEY_ID)).map(String::as_str);
+        let old = old.get(KEY_ID).map(String::as_str);
+        let mut n = 0;
+        for k in self.list_keys(&t.user).await? {
+            let spared = Some(k.id.as_str()) == keep || Some(k.id.as_str()) == old;
+            if !spared && k.created_secs.is_some_and(|c| c >= since - 5) {
+                tracing::warn!(provider = %self.name, user = %t.user, key = %k.id, "deleting an orphan key minted by an interrupted run");
+                self.delete_key(&t.user, &k.id).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// STS GetCallerIdentity with the given key, from a separate client.
+    async fn sts_probe(&self, user: &str, id: &str, secret: &SecretString) -> Verdict {
+        let conf = aws_sdk_sts::config::Builder::from(&self.sdk)
+            .credentials_provider(Credentials::new(id, secret.expose_secret(), None, None, "keysweep-probe"))
+            .build();
+        let client = aws_sdk_sts::Client::from_conf(conf);
+        self.permit().await;
+        match client.get_caller_identity().send().await {
+            Ok(o) => {
+                let arn = o.arn().unwrap_or_default();
+                if arn.ends_with(&format!("user/{user}")) || arn.contains(&format!("/{user}")) {
+                    Verdict::Alive(format!("sts:GetCallerIdentity accepted key {id} as {arn}"))
+                } else {
+                    Verdict::Unknown(format!("sts:GetCallerIdentity accepted key {id} but as {arn}"))
+                }
+            }
+            Err(e) if code_of(&e).as_deref() == Some("InvalidClientTokenId") => {
+                Verdict::Dead(format!("sts:GetCallerIdentity refused key {id}: InvalidClientTokenId"))
+            }
+            Err(e) => Verdict::Unknown(map_err("sts.get_caller_identity", e).to_string()),
+        }
+    }
+
+    pub(super) async fn iam_test(&self, t: &AwsIamKeyTarget, new: &Delivered, handle: &Handle) -> Verdict {
+        let Some(id) = handle.get(KEY_ID) else { return Verdict::Unknown("no access key id for the new key".into()) };
+        self.sts_probe(&t.user, id, &new.value).await
+    }
+
+    pub(super) async fn iam_retire(&self, t: &AwsIamKeyTarget, old: &Handle) -> Result<(), ProviderError> {
+        match old.get(KEY_ID) {
+            Some(id) => self.delete_key(&t.user, id).await,
+            None => Ok(()),
+        }
+    }
+
+    pub(super) async fn iam_verify_dead(&self, t: &AwsIamKeyTarget, old: &Handle, value: Option<&SecretString>) -> Verdict {
+        let Some(id) = old.get(KEY_ID) else { return Verdict::Unknown("no access key id for the old key".into()) };
+        let admin = match self.list_keys(&t.user).await {
+            Ok(keys) => match keys.iter().find(|k| &k.id == id) {
+                None => Verdict::Dead(format!("iam:ListAccessKeys no longer lists {id}")),
+                Some(k) => Verdict::Alive(format!("iam:ListAccessKeys still lists {id} ({})", if k.active { "Active" } else { "Inactive" })),
+            },
+            // The user itself is gone: so are its keys.
+            Err(e) if e.kind == ErrorKind::NotFound => Verdict::Dead(format!("user `{}` no longer exists", t.user)),
+            Err(e) => Verdict::Unknown(e.to_string()),
+        };
+        let Some(value) = value else { return admin };
+        match (admin, self.sts_probe(&t.user, id, value).await) {
+            (_, Verdict::Alive(e)) => Verdict::Alive(format!("{e} (eventual consistency, or not deleted)")),
+            (Verdict::Dead(a), Verdict::Dead(p)) => Verdict::Dead(format!("{a}; {p}")),
+            (Verdict::Dead(_), other) => other,
+            (other, _) => other,
+        }
+    }
+
+    pub(super) async fn iam_inventory(&self) -> Result<Vec<InventoryItem>, ProviderError> {
+        let mut users = vec![];
+        let mut marker: Option<String> = None;
+        loop {
+            let m = marker.clone();
+            let out = self
+                .call(|| async { self.iam.list_users().set_marker(m.clone()).send().await.map_err(|e| map_err("iam.list_users", e)) })
+                .await?;
+            users.extend(out.users().iter().map(|u| u.user_name().to_string()));
+            if !out.is_truncated() {
+                break;
+            }
+            marker = out.marker().map(str::to_string);
+        }
+        let mut items = vec![];
+        for user in users {
+            let out = self
+                .call(|| async { self.iam.list_access_keys().user_name(&user).send().await.map_err(|e| map_err("iam.list_access_keys", e)) })
+                .await?;
+            for k in out.access_key_metadata() {
+                let Some(id) = k.access_key_id() else { continue };
+                let last = self
+                    .call(|| async {
+                        self.iam.get_access_key_last_used().access_key_id(id).send().await.map_err(|e| map_err("iam.get_access_key_last_used", e))
+                    })
+                    .await?;
+                let used = last.access_key_last_used();
+                let mut details = BTreeMap::from([
+                    ("user".to_string(), user.clone()),
+                    ("status".to_string(), k.status().map(|s| s.as_str().to_string()).unwrap_or_default()),
+                ]);
+                if let Some(svc) = used.map(|u| u.service_name()).filter(|s| !s.is_empty() && *s != "N/A") {
+                    details.insert("last_used_service".into(), svc.to_string());
+                }
+                items.push(InventoryItem {
+                    kind: "aws_iam_access_key".into(),
+                    id: id.to_string(),
+                    created: fmt_date(k.create_date()),
+                    last_used: fmt_date(used.and_then(|u| u.last_used_date())),
+                    details,
+                });
+            }
+        }
+        Ok(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_start_parses_the_run_id() {
+        let t = super::run_start("20261129T031521Z-bca1f1/ci-key").unwrap();
+        assert_eq!(chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339(), "2026-11-29T03:15:21+00:00");
+        assert!(super::run_start("conformance/xyz").is_none());
+    }
+}

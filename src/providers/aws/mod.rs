@@ -1,0 +1,186 @@
+//! AWS: IAM access keys and Secrets Manager secrets as credentials, and Secrets
+//! Manager as a delivery store (AWSPENDING → AWSCURRENT, the old version
+//! becoming AWSPREVIOUS — the contract of AWS's own rotation functions).
+//!
+//! Built on the official SDK with the standard credential chain. The SDK's own
+//! retries are off so that keysweep's bounded, jittered retry decides (and the
+//! provider's rate limit counts every attempt); an operation timeout is always
+//! set (the SDK sets none by default).
+//!
+//! Proof of death (from AWS's documentation): an access key is dead when STS
+//! answers `InvalidClientTokenId`, corroborated by the key being gone from
+//! ListAccessKeys. A deleted key can keep working for a few seconds (eventual
+//! consistency): verification re-probes within the credential's bound and
+//! reports `unverified`, not dead, if it is still accepted.
+
+mod iam;
+mod sm;
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::engine::retry::RetryPolicy;
+use crate::playbook::model::AwsProviderConfig;
+use crate::provider::{ErrorKind, ProviderError};
+
+pub struct AwsProvider {
+    name: String,
+    sdk: aws_config::SdkConfig,
+    iam: aws_sdk_iam::Client,
+    sm: aws_sdk_secretsmanager::Client,
+    sts: aws_sdk_sts::Client,
+    limiter: Option<DefaultDirectRateLimiter>,
+    retry: RetryPolicy,
+    requests: std::sync::atomic::AtomicU64,
+}
+
+impl AwsProvider {
+    /// Loads the SDK configuration (no network call).
+    pub async fn connect(name: &str, cfg: &AwsProviderConfig) -> Result<Self, ProviderError> {
+        let limits = &cfg.limits;
+        let timeout = limits.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(30));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(timeout)
+                    .operation_attempt_timeout(timeout)
+                    .connect_timeout(timeout.min(Duration::from_secs(10)))
+                    .build(),
+            );
+        if let Some(r) = &cfg.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
+        }
+        if let Some(u) = &cfg.endpoint_url {
+            loader = loader.endpoint_url(u.clone());
+        }
+        if let Some(p) = &cfg.profile {
+            loader = loader.profile_name(p.clone());
+        }
+        let sdk = loader.load().await;
+        if sdk.region().is_none() {
+            return Err(ProviderError::new(ErrorKind::Config, "aws.connect", "no AWS region: set `region:` or AWS_REGION"));
+        }
+        let limiter = limits.rate_per_second.and_then(std::num::NonZeroU32::new).map(|r| {
+            let burst = limits.burst.and_then(std::num::NonZeroU32::new).unwrap_or(r);
+            RateLimiter::direct(Quota::per_second(r).allow_burst(burst))
+        });
+        Ok(AwsProvider {
+            name: name.to_string(),
+            iam: aws_sdk_iam::Client::new(&sdk),
+            sm: aws_sdk_secretsmanager::Client::new(&sdk),
+            sts: aws_sdk_sts::Client::new(&sdk),
+            sdk,
+            limiter,
+            retry: RetryPolicy { max_attempts: limits.max_attempts.unwrap_or(5), ..RetryPolicy::default() },
+            requests: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Checks keysweep's own credentials with STS GetCallerIdentity.
+    pub async fn check_login(&self) -> Result<String, ProviderError> {
+        self.call(|| async {
+            self.sts.get_caller_identity().send().await.map(|o| o.arn().unwrap_or_default().to_string()).map_err(|e| map_err("sts.get_caller_identity", e))
+        })
+        .await
+    }
+
+    pub fn request_count(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits for the rate limiter, counting the request.
+    async fn permit(&self) {
+        if let Some(l) = &self.limiter {
+            l.until_ready().await;
+        }
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// One idempotent call, rate-limited and retried on throttling/5xx/timeouts.
+    async fn call<T, F, Fut>(&self, mut op: F) -> Result<T, ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        crate::engine::retry::retry(self.retry, || {
+            let fut = op();
+            async move {
+                self.permit().await;
+                fut.await
+            }
+        })
+        .await
+    }
+
+    /// One call that must not be repeated blindly (minting), rate-limited.
+    async fn call_once<T, Fut>(&self, fut: Fut) -> Result<T, ProviderError>
+    where
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        self.permit().await;
+        fut.await
+    }
+}
+
+/// The error code AWS gave, if any. When the SDK could not parse the error
+/// body (moto's Query-protocol errors nest `<Error>` in `<Errors>`), the code is
+/// read from the raw body's `<Code>` element — still the service's own answer.
+pub(crate) fn code_of<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> Option<String> {
+    if let Some(c) = e.code() {
+        return Some(c.to_string());
+    }
+    let body = e.raw_response()?.body().bytes()?;
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("<Code>")? + "<Code>".len();
+    let len = text[start..].find("</Code>")?;
+    let code = &text[start..start + len];
+    (!code.is_empty() && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')).then(|| code.to_string())
+}
+
+/// Maps an SDK error to a provider error: throttling and 5xx/timeouts are
+/// temporary; the message carries AWS's code and message, scrubbed.
+pub(crate) fn map_err<E>(op: &'static str, e: SdkError<E, HttpResponse>) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let code = code_of(&e).unwrap_or_default();
+    let message = e.message().unwrap_or_default().to_string();
+    let kind = match (&e, code.as_str()) {
+        (SdkError::TimeoutError(_) | SdkError::DispatchFailure(_), _) => ErrorKind::Unavailable,
+        (_, "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded" | "SlowDown") => {
+            ErrorKind::RateLimited
+        }
+        (_, "ServiceUnavailable" | "InternalFailure" | "InternalServiceError" | "InternalServiceErrorException" | "ServiceFailure") => {
+            ErrorKind::Unavailable
+        }
+        (_, "NoSuchEntity" | "ResourceNotFoundException") => ErrorKind::NotFound,
+        (_, "AccessDenied" | "AccessDeniedException") => ErrorKind::PermissionDenied,
+        (_, "InvalidClientTokenId" | "SignatureDoesNotMatch" | "UnrecognizedClientException" | "ExpiredToken") => {
+            ErrorKind::Unauthenticated
+        }
+        (_, "LimitExceeded" | "LimitExceededException" | "ResourceExistsException" | "InvalidRequestException") => {
+            ErrorKind::Conflict
+        }
+        _ if status == Some(429) => ErrorKind::RateLimited,
+        _ if status.is_some_and(|s| s >= 500) => ErrorKind::Unavailable,
+        (SdkError::ResponseError(_), _) => ErrorKind::Unavailable,
+        _ => ErrorKind::Other,
+    };
+    let text = match (code.is_empty(), message.is_empty()) {
+        (false, false) => format!("{code}: {message}"),
+        (false, true) => code,
+        _ => format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&e)),
+    };
+    ProviderError::new(kind, op, text)
+}
+
+pub(crate) fn fmt_date(d: Option<&aws_smithy_types::DateTime>) -> Option<String> {
+    d.and_then(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
+}

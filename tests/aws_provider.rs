@@ -1,0 +1,178 @@
+//! The shared conformance suite for the AWS provider, against a real moto
+//! server with IAM authentication on; Secrets Manager's staging labels;
+//! throttling and the declared rate limit, through a counting proxy.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use common::moto::moto;
+use common::proxy::Proxy;
+use keysweep::playbook::model::{AwsIamKeyTarget, AwsProviderConfig, Limits, Target};
+use keysweep::playbook::StoreLocation;
+use keysweep::provider::conformance::{self, Fixture};
+use keysweep::provider::{Handle, Provider, Verdict};
+use keysweep::providers::aws::AwsProvider;
+use keysweep::secret::{ExposeSecret, SecretString};
+
+/// The provider reads credentials from the standard chain: the environment.
+fn admin_env() {
+    let m = moto();
+    // Every test of this binary sets the same values.
+    for (k, v) in m.env() {
+        if k != "AWS_ENDPOINT_URL" {
+            std::env::set_var(k, v);
+        }
+    }
+    std::env::set_var("AWS_CONFIG_FILE", "/dev/null");
+    std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+}
+
+async fn provider_at(endpoint: &str, limits: Limits) -> AwsProvider {
+    admin_env();
+    let cfg = AwsProviderConfig { region: Some(moto().region.clone()), endpoint_url: Some(endpoint.to_string()), profile: None, limits };
+    AwsProvider::connect("aws", &cfg).await.unwrap()
+}
+
+async fn provider() -> AwsProvider {
+    provider_at(&moto().endpoint, Limits::default()).await
+}
+
+struct Keys;
+#[async_trait]
+impl Fixture for Keys {
+    async fn create(&self) -> (Target, Handle, SecretString) {
+        let user = format!("conf-{}", uuid::Uuid::new_v4().simple());
+        let (id, secret) = moto().create_user_with_key(&user).await;
+        let target = Target::AwsIamAccessKey(AwsIamKeyTarget { user, access_key_id: Some(id.clone()), allow_delete_inactive: false });
+        (target, Handle::from([("access_key_id".to_string(), id)]), SecretString::from(secret))
+    }
+}
+
+#[tokio::test]
+async fn aws_iam_access_key_conformance() {
+    let p = provider().await;
+    p.check_login().await.unwrap();
+    conformance::run(&p, &Keys, "aws_iam_access_key").await;
+}
+
+#[tokio::test]
+async fn secretsmanager_store_conformance_and_labels() {
+    let p = provider().await;
+    let name = format!("store/{}", uuid::Uuid::new_v4().simple());
+    let loc = StoreLocation { provider: "aws".into(), mount: String::new(), path: name.clone(), field: "value".into() };
+    conformance::store_contract(p.as_store().unwrap(), &loc).await;
+    // After two promotions: one AWSCURRENT, one AWSPREVIOUS, no AWSPENDING.
+    let labels = moto().labels(&name).await;
+    let all: Vec<&String> = labels.values().flatten().collect();
+    assert_eq!(all.iter().filter(|l| l.as_str() == "AWSCURRENT").count(), 1, "{labels:?}");
+    assert_eq!(all.iter().filter(|l| l.as_str() == "AWSPREVIOUS").count(), 1, "{labels:?}");
+    assert!(!all.iter().any(|l| l.as_str() == "AWSPENDING"), "{labels:?}");
+}
+
+#[tokio::test]
+async fn two_keys_already_is_a_clear_failure_unless_allowed() {
+    let p = provider().await;
+    let user = format!("two-{}", uuid::Uuid::new_v4().simple());
+    let (k1, _) = moto().create_user_with_key(&user).await;
+    let (k2, _) = moto().create_user_with_key(&user).await;
+    let mut t = AwsIamKeyTarget { user: user.clone(), access_key_id: Some(k1.clone()), allow_delete_inactive: false };
+    let old = Handle::from([("access_key_id".to_string(), k1.clone())]);
+    let e = p.mint(&Target::AwsIamAccessKey(t.clone()), &old, "20260101T000000Z-x/c").await.unwrap_err();
+    assert!(e.to_string().contains("already has two access keys") && e.to_string().contains("allow_delete_inactive"), "{e}");
+    // With the second key inactive and deletion allowed, keysweep makes room.
+    moto()
+        .iam()
+        .await
+        .update_access_key()
+        .user_name(&user)
+        .access_key_id(&k2)
+        .status(aws_sdk_iam::types::StatusType::Inactive)
+        .send()
+        .await
+        .unwrap();
+    t.allow_delete_inactive = true;
+    let m = p.mint(&Target::AwsIamAccessKey(t), &old, "20260101T000000Z-x/c").await.unwrap();
+    let keys = moto().iam().await.list_access_keys().user_name(&user).send().await.unwrap();
+    let ids: Vec<&str> = keys.access_key_metadata().iter().filter_map(|k| k.access_key_id()).collect();
+    assert!(ids.contains(&k1.as_str()) && ids.contains(&m.handle["access_key_id"].as_str()) && !ids.contains(&k2.as_str()), "{ids:?}");
+}
+
+#[tokio::test]
+async fn a_deleted_key_is_refused_by_sts_and_proven_dead() {
+    let p = provider().await;
+    let user = format!("dead-{}", uuid::Uuid::new_v4().simple());
+    let (id, secret) = moto().create_user_with_key(&user).await;
+    let t = Target::AwsIamAccessKey(AwsIamKeyTarget { user, access_key_id: Some(id.clone()), allow_delete_inactive: false });
+    let h = Handle::from([("access_key_id".to_string(), id.clone())]);
+    let secret = SecretString::from(secret);
+    assert!(matches!(p.verify_dead(&t, &h, Some(&secret)).await, Verdict::Alive(_)));
+    p.retire(&t, &h).await.unwrap();
+    let v = p.verify_dead(&t, &h, Some(&secret)).await;
+    match v {
+        Verdict::Dead(e) => assert!(e.contains("InvalidClientTokenId") && e.contains("ListAccessKeys"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!moto().key_works(&id, secret.expose_secret()).await, "a separate client still authenticates");
+}
+
+#[tokio::test]
+async fn throttling_is_retried_with_backoff_and_counted_once() {
+    let proxy = Proxy::start(&moto().endpoint, 3).await;
+    let p = provider_at(&proxy.endpoint, Limits { max_attempts: Some(5), ..Default::default() }).await;
+    let start = Instant::now();
+    let arn = p.check_login().await.expect("retried past three throttles");
+    assert!(arn.contains("keysweep-admin"), "{arn}");
+    assert_eq!(proxy.throttled(), 3);
+    assert_eq!(proxy.count(), 4, "one call, three throttled attempts and one that passed");
+    assert_eq!(p.request_count(), 4);
+    assert!(start.elapsed() >= Duration::from_millis(30), "retries were not spaced out");
+
+    // Throttled past the bound: a clear, temporary error, not a verdict.
+    let proxy = Proxy::start(&moto().endpoint, 100).await;
+    let p = provider_at(&proxy.endpoint, Limits { max_attempts: Some(2), ..Default::default() }).await;
+    let e = p.check_login().await.unwrap_err();
+    assert!(e.is_temporary(), "{e}");
+    assert_eq!(proxy.count(), 2);
+    // A probe that meets throttling is unknown, never dead.
+    let user = format!("thr-{}", uuid::Uuid::new_v4().simple());
+    let (id, secret) = moto().create_user_with_key(&user).await;
+    let t = Target::AwsIamAccessKey(AwsIamKeyTarget { user, access_key_id: Some(id.clone()), allow_delete_inactive: false });
+    let v = p.verify_dead(&t, &Handle::from([("access_key_id".to_string(), id)]), Some(&SecretString::from(secret))).await;
+    assert!(matches!(v, Verdict::Unknown(_)), "{v:?}");
+}
+
+#[tokio::test]
+async fn the_declared_rate_limit_is_never_exceeded() {
+    let proxy = Proxy::start(&moto().endpoint, 0).await;
+    let p = provider_at(&proxy.endpoint, Limits { rate_per_second: Some(10), burst: Some(2), ..Default::default() }).await;
+    let start = Instant::now();
+    let calls: Vec<_> = (0..22).map(|_| p.check_login()).collect();
+    for r in futures::future::join_all(calls).await {
+        r.unwrap();
+    }
+    assert_eq!(proxy.count(), 22);
+    // 10/s with a burst of 2: never more than 12 in any second (burst + rate),
+    // and 22 requests take at least 2 s however many run at once.
+    let max = proxy.max_in_window(Duration::from_secs(1));
+    assert!(max <= 12, "{max} requests arrived within one second");
+    assert!(start.elapsed() >= Duration::from_millis(1900), "{:?}", start.elapsed());
+}
+
+#[tokio::test]
+async fn inventory_lists_keys_and_secrets() {
+    let p = provider().await;
+    let user = format!("inv-{}", uuid::Uuid::new_v4().simple());
+    let (id, _) = moto().create_user_with_key(&user).await;
+    let name = format!("inv/{}", uuid::Uuid::new_v4().simple());
+    moto().sm().await.create_secret().name(&name).secret_string("inventory-secret-value").send().await.unwrap();
+    let items = p.inventory().await.unwrap();
+    let k = items.iter().find(|i| i.kind == "aws_iam_access_key" && i.id == id).expect("key listed");
+    assert_eq!(k.details["user"], user);
+    assert_eq!(k.details["status"], "Active");
+    assert!(k.created.is_some());
+    let s = items.iter().find(|i| i.kind == "aws_secretsmanager_secret" && i.id == name).expect("secret listed");
+    assert_eq!(s.details["pending"], "false");
+    assert!(!serde_json::to_string(&items).unwrap().contains("inventory-secret-value"));
+}
