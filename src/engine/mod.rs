@@ -212,7 +212,7 @@ impl Engine {
             let new_handle: Handle = match pending {
                 Some((d, n)) if n == store.tag_for(&nonce) => {
                     // Our own staged value survived the crash: continue with it.
-                    let h: Handle = d.fields.iter().filter(|(k, _)| k.as_str() == "accessor").map(|(k, v)| (k.clone(), v.clone())).collect();
+                    let h: Handle = p.handle_from_fields(&c.target, &d.fields);
                     for sec in &c.deliver_to[1..] {
                         self.store(sec, Step::Stage)?.stage(sec, &d, &nonce).await.map_err(|e| fail(Step::Stage, e))?;
                     }
@@ -338,7 +338,11 @@ impl Engine {
                 .await
                 .ok()
                 .flatten()
-                .filter(|d| d.fields.get("accessor").is_none_or(|a| Some(a) == st.old_handle.get("accessor"))),
+                // Probe only with the value that belongs to the old handle.
+                .filter(|d| {
+                    let h = p.handle_from_fields(&c.target, &d.fields);
+                    h.iter().all(|(k, v)| st.old_handle.get(k) == Some(v))
+                }),
             _ => None,
         };
         let v = self
@@ -415,7 +419,7 @@ impl Engine {
     ) -> Result<(), StepFail> {
         let caps = capabilities(c.target.kind()).expect("known kind");
         if caps.mints {
-            let h: Handle = d.fields.iter().filter(|(k, _)| k.as_str() == "accessor").map(|(k, v)| (k.clone(), v.clone())).collect();
+            let h: Handle = p.handle_from_fields(&c.target, &d.fields);
             if !h.is_empty() {
                 p.retire(&c.target, &h).await.map_err(|e| fail(Step::Stage, e))?;
             }

@@ -1047,7 +1047,7 @@ impl<'e> Loader<'e> {
             // So is a Secrets Manager secret.
             (None, Target::AwsSecretsmanagerSecret(t)) => {
                 delivery_paths.push(Some(base.key("target")));
-                vec![Delivery { provider: spec.provider.clone(), path: t.secret_id.clone(), mount: None, field: Some(t.field.clone().unwrap_or_default()) }]
+                vec![Delivery { provider: spec.provider.clone(), path: t.name.clone(), mount: None, field: Some(t.field.clone().unwrap_or_default()) }]
             }
             (None, _) => {
                 let ds = defaults.deliver_to.clone().unwrap_or_default();

@@ -299,8 +299,8 @@ pub struct AwsIamKeyTarget {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AwsSecretTarget {
-    /// Name or ARN of the secret.
-    pub secret_id: String,
+    /// Name or ARN of the secret (the API's SecretId).
+    pub name: String,
     /// JSON key holding the value; absent = the whole SecretString is the value.
     pub field: Option<String>,
     #[serde(default)]

@@ -127,6 +127,10 @@ pub trait Provider: Send + Sync {
     /// primary store's current value carries, if any (it wins over the playbook).
     async fn current_handle(&self, target: &Target, stored: Option<&Handle>) -> Result<Handle, ProviderError>;
 
+    /// The handle of a minted secret, from the public fields a store holds
+    /// beside its value (an accessor, an access key id).
+    fn handle_from_fields(&self, target: &Target, fields: &BTreeMap<String, String>) -> Handle;
+
     /// Mint a new secret in the owning system, tagged with `nonce` so that an
     /// orphan from a crash can be found again (`Capabilities::mints`). `old` is
     /// the secret being replaced, whose settings the new one copies.

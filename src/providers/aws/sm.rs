@@ -5,7 +5,9 @@
 //! ClientRequestToken derived from the run's nonce (so a resumed stage is the
 //! same version, and the version id identifies the run). Promotion moves
 //! AWSCURRENT to it — AWS then labels the old version AWSPREVIOUS — and removes
-//! AWSPENDING. A JSON secret keeps its other keys.
+//! AWSPENDING. A JSON secret keeps its other keys. A store secret that does
+//! not exist yet is created with `{}` as its current version, since AWS makes
+//! the first version of a secret current whatever label it is given.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -100,7 +102,7 @@ impl AwsProvider {
         if let Some(v) = stored.and_then(|s| s.get("version")) {
             return Ok(BTreeMap::from([("version".to_string(), v.clone())]));
         }
-        let stages = self.stages(&t.secret_id).await?.unwrap_or_default();
+        let stages = self.stages(&t.name).await?.unwrap_or_default();
         Ok(Self::labelled(&stages, CURRENT).map(|v| BTreeMap::from([("version".to_string(), v.to_string())])).unwrap_or_default())
     }
 
@@ -129,7 +131,7 @@ impl AwsProvider {
     /// The old version of a rotated secret is dead when it no longer carries AWSCURRENT.
     pub(super) async fn sm_verify_dead(&self, t: &AwsSecretTarget, old: &Handle) -> Verdict {
         let Some(v) = old.get("version") else { return Verdict::Dead("no earlier version existed".into()) };
-        match self.stages(&t.secret_id).await {
+        match self.stages(&t.name).await {
             Ok(Some(stages)) => {
                 let labels = stages.get(v).cloned().unwrap_or_default();
                 if labels.iter().any(|l| l == CURRENT) {
@@ -140,7 +142,7 @@ impl AwsProvider {
                     Verdict::Dead(format!("version {v} is no longer AWSCURRENT (now {was}); current is {now}"))
                 }
             }
-            Ok(None) => Verdict::Dead(format!("secret `{}` no longer exists", t.secret_id)),
+            Ok(None) => Verdict::Dead(format!("secret `{}` no longer exists", t.name)),
             Err(e) => Verdict::Unknown(e.to_string()),
         }
     }
@@ -219,10 +221,18 @@ impl Store for AwsProvider {
             Err(e) => return Err(e.clone()),
         };
         if !exists {
-            // Created empty: the first value must still go through AWSPENDING.
+            // The first version of a secret always gets AWSCURRENT (AWS docs,
+            // PutSecretValue). So that the new value is still staged as
+            // AWSPENDING, and promoted only after its test, the secret is
+            // created with an empty JSON object as its current version.
+            let placeholder = if loc.field.is_empty() { "" } else { "{}" };
             let r = self
                 .call(|| async {
-                    self.sm.create_secret().name(&loc.path).description("managed by keysweep").send().await.map(|_| ()).map_err(|e| map_err("secretsmanager.create_secret", e))
+                    let mut req = self.sm.create_secret().name(&loc.path).description("managed by keysweep");
+                    if !placeholder.is_empty() {
+                        req = req.secret_string(placeholder);
+                    }
+                    req.send().await.map(|_| ()).map_err(|e| map_err("secretsmanager.create_secret", e))
                 })
                 .await;
             match r {
@@ -323,6 +333,10 @@ impl Provider for AwsProvider {
             Target::AwsSecretsmanagerSecret(t) => self.sm_current_handle(t, stored).await,
             other => Err(unsupported("current_handle", other)),
         }
+    }
+
+    fn handle_from_fields(&self, _target: &Target, fields: &BTreeMap<String, String>) -> Handle {
+        fields.iter().filter(|(k, _)| k.as_str() == KEY_ID).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     async fn mint(&self, target: &Target, old: &Handle, _nonce: &str) -> Result<Minted, ProviderError> {

@@ -283,6 +283,10 @@ impl Provider for VaultProvider {
         }
     }
 
+    fn handle_from_fields(&self, _target: &Target, fields: &BTreeMap<String, String>) -> Handle {
+        fields.iter().filter(|(k, _)| k.as_str() == "accessor").map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
     async fn mint(&self, target: &Target, old: &Handle, nonce: &str) -> Result<Minted, ProviderError> {
         match target {
             Target::VaultToken(t) => {
