@@ -46,6 +46,18 @@ install_python_tools() {
   fi
 }
 
+# Database and directory servers from Debian's packages (PostgreSQL, MariaDB,
+# Redis, OpenLDAP): one idempotent script each under scripts/install/. The
+# tests start their own throwaway instances on free ports; the system's
+# default instances are left stopped.
+install_servers() {
+  local s
+  for s in "$ROOT"/scripts/install/*.sh; do
+    [[ -e "$s" ]] || continue
+    bash "$s"
+  done
+}
+
 wait_http() { # url tries
   local url="$1" tries="${2:-100}"
   for _ in $(seq "$tries"); do
@@ -96,6 +108,7 @@ case "${1:-}" in
     mkdir -p "$CACHE"
     install_system_tools
     install_python_tools
+    install_servers
     ;;
   up)
     mkdir -p "$CACHE" "$STACK"

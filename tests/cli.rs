@@ -11,6 +11,9 @@ fn example_env(c: &mut std::process::Command) -> &mut std::process::Command {
         .env("CANARY_TOKEN_ACCESSOR", "accessor-canary")
         .env("METRICS_TOKEN_ACCESSOR", "accessor-metrics")
         .env("PAYMENTS_TOKEN_ACCESSOR", "accessor-payments")
+        .env("MARIADB_ADMIN_PASSWORD", "x")
+        .env("REDIS_ADMIN_PASSWORD", "x")
+        .env("LDAP_ADMIN_PASSWORD", "x")
         .env("KEYSWEEP_ROLE_ID", "role")
         .env("KEYSWEEP_SECRET_ID", "secret")
         .env("VAULT_ADDR", "http://127.0.0.1:1")
@@ -20,7 +23,7 @@ fn example_env(c: &mut std::process::Command) -> &mut std::process::Command {
 #[test]
 fn example_playbooks_validate_and_plan_offline() {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["incident-response.yaml", "hygiene.yaml", "coverage.yaml", "aws-iam-to-secretsmanager.yaml", "vault-to-secretsmanager.yaml"] {
+    for name in ["incident-response.yaml", "hygiene.yaml", "coverage.yaml", "aws-iam-to-secretsmanager.yaml", "vault-to-secretsmanager.yaml", "databases-hygiene.yaml"] {
         let p = format!("{}/playbooks/{name}", env!("CARGO_MANIFEST_DIR"));
         let out = example_env(&mut keysweep(dir.path())).args(["validate", &p]).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{name}: {}", String::from_utf8_lossy(&out.stderr));

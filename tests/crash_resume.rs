@@ -116,6 +116,12 @@ fn abort_at_every_step_boundary_then_resume() {
             .unwrap();
         assert_ne!(out.status.code(), Some(0), "{point}: the crash hook did not fire");
         assert!(String::from_utf8_lossy(&out.stderr).contains("KEYSWEEP_CRASH_AT"), "{point}: {}", String::from_utf8_lossy(&out.stderr));
+        if *point == "staged:reached:1" {
+            // The dry run reports the pending value the crash left behind.
+            let plan = keysweep(&state).args(["plan", pb.to_str().unwrap()]).output().unwrap();
+            let text = String::from_utf8_lossy(&plan.stdout);
+            assert!(text.contains("pending value(s) left") && text.contains(&format!("{prefix}/tokens/{prefix}-tok-0")), "{text}");
+        }
         // `run` again finds the interrupted run and resumes it.
         let out = keysweep(&state).args(["run", pb.to_str().unwrap()]).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

@@ -219,10 +219,15 @@ impl Engine {
                     h
                 }
                 other => {
-                    if let Some((d, foreign)) = other {
-                        self.settle_foreign_pending(c, p, &primary, d, &foreign).await?;
-                    }
-                    if caps.mints {
+                    let adopted = match other {
+                        Some((d, foreign)) => self.settle_foreign_pending(c, p, &primary, d, &foreign).await?,
+                        None => None,
+                    };
+                    if let Some(d) = adopted {
+                        // Finish what the earlier run started: its value is what the system holds.
+                        self.stage_all(c, &d, &nonce).await?;
+                        p.handle_from_fields(&c.target, &d.fields)
+                    } else if caps.mints {
                         if resumed {
                             // A mint may have happened with no store write after it.
                             let n = p.cleanup_minted(&c.target, &old, &nonce, None).await.map_err(|e| fail(Step::Stage, e))?;
@@ -244,9 +249,10 @@ impl Engine {
                             Some(v) => v,
                             None => c.target.generate_policy().cloned().unwrap_or_default().generate(),
                         };
-                        let value = Delivered::new(value);
+                        let fields = p.new_fields(&c.target, &old).await.map_err(|e| fail(Step::Stage, e))?;
+                        let value = Delivered { value, fields };
                         self.stage_all(c, &value, &nonce).await?;
-                        Handle::new()
+                        p.handle_from_fields(&c.target, &value.fields)
                     }
                 }
             };
@@ -274,7 +280,7 @@ impl Engine {
             if n != store.tag_for(&nonce) {
                 return Err(fail(Step::Apply, "the pending value belongs to another run"));
             }
-            p.apply(&c.target, &d.value).await.map_err(|e| fail(Step::Apply, e))?;
+            p.apply(&c.target, &d).await.map_err(|e| fail(Step::Apply, e))?;
             self.rec(id, "apply", "done", json!({})).await?;
         }
 
@@ -285,15 +291,21 @@ impl Engine {
             let v = self.probe_until(c, |_| async { p.test(&c.target, &d, &st.new_handle).await }, true).await;
             match v {
                 Verdict::Alive(e) => self.rec(id, "test", "done", json!({ "evidence": e })).await?,
-                Verdict::Dead(e) => {
-                    // The new secret does not work: undo it, keep the old.
-                    if caps.mints {
-                        let _ = p.retire(&c.target, &st.new_handle).await;
-                    }
+                Verdict::Dead(e) if caps.mints => {
+                    // The new secret does not work: withdraw it, keep the old.
+                    let _ = p.retire(&c.target, &st.new_handle).await;
                     for loc in &c.deliver_to {
                         let _ = self.store(loc, Step::Test)?.discard_pending(loc).await;
                     }
                     return Err(fail(Step::Test, format!("new secret refused ({e}); it was withdrawn and the old one left in service")));
+                }
+                Verdict::Dead(e) => {
+                    // An applied secret may be the only one the system now
+                    // accepts: its pending value is the way back. Keep it.
+                    return Err(fail(
+                        Step::Test,
+                        format!("new secret refused after it was applied ({e}); the pending value is kept in the store for recovery or resume"),
+                    ));
                 }
                 Verdict::Unknown(e) => {
                     return Err(fail(Step::Test, format!("could not prove the new secret works ({e}); old secret left in service, pending value kept for resume")))
@@ -319,7 +331,10 @@ impl Engine {
                 tokio::time::sleep(g).await;
             }
             self.rec(id, "retire", "started", json!({ "old": handle_json(&st.old_handle) })).await?;
-            if !st.old_handle.is_empty() {
+            // Same account (a single-user password rotation): applying the new
+            // password already replaced the old one; there is nothing else to retire.
+            let same_account = !st.new_handle.is_empty() && st.new_handle == st.old_handle;
+            if !st.old_handle.is_empty() && !same_account {
                 retry::retry(retry::RetryPolicy::default(), || p.retire(&c.target, &st.old_handle))
                     .await
                     .map_err(|e| fail(Step::Retire, e))?;
@@ -407,8 +422,10 @@ impl Engine {
 
     /// A pending value left by another run (a failed or abandoned rotation).
     /// A minted one was never promoted, so no consumer has it: withdraw it. A
-    /// generated one may already be applied: adopt it only if the system
-    /// proves it was never applied (DESIGN: discard only on proof).
+    /// generated one may already be applied: if the system accepts it, it is
+    /// adopted (returned) and this run finishes that rotation; it is discarded
+    /// only when the system proves it was never applied (DESIGN: discard only
+    /// on proof); if that cannot be told, the step fails and nothing changes.
     async fn settle_foreign_pending(
         &self,
         c: &Credential,
@@ -416,7 +433,7 @@ impl Engine {
         primary: &StoreLocation,
         d: Delivered,
         foreign: &str,
-    ) -> Result<(), StepFail> {
+    ) -> Result<Option<Delivered>, StepFail> {
         let caps = capabilities(c.target.kind()).expect("known kind");
         if caps.mints {
             let h: Handle = p.handle_from_fields(&c.target, &d.fields);
@@ -424,14 +441,19 @@ impl Engine {
                 p.retire(&c.target, &h).await.map_err(|e| fail(Step::Stage, e))?;
             }
         } else {
-            match p.test(&c.target, &d, &Handle::new()).await {
+            let h = p.handle_from_fields(&c.target, &d.fields);
+            match p.test(&c.target, &d, &h).await {
                 Verdict::Dead(_) => {}
                 // A stored secret's pending value is applied only by promotion.
                 Verdict::Alive(_) if !caps.needs_store => {}
-                v => {
+                Verdict::Alive(_) => {
+                    tracing::warn!(credential = %c.id, store = %primary, "adopting the applied pending value left by run {foreign}");
+                    return Ok(Some(d));
+                }
+                Verdict::Unknown(e) => {
                     return Err(fail(
                         Step::Stage,
-                        format!("a pending value from run `{foreign}` may be in use ({}); finish or clear it first", v.evidence()),
+                        format!("a pending value from run `{foreign}` may be in use ({e}); it is kept: resume that run or clear it by hand"),
                     ))
                 }
             }
@@ -440,7 +462,7 @@ impl Engine {
             self.store(loc, Step::Stage)?.discard_pending(loc).await.map_err(|e| fail(Step::Stage, e))?;
         }
         tracing::warn!(credential = %c.id, store = %primary, "cleared a pending value left by run {foreign}");
-        Ok(())
+        Ok(None)
     }
 
     /// Probes up to `verify.attempts` times, `verify.interval` apart. Stops at

@@ -569,6 +569,8 @@ impl<'e> Loader<'e> {
                         self.diags.push(d);
                     }
                 }
+                // Checked when providers connect: the store provider must be declared and able to store.
+                Ok(SecretRef::Store { .. }) => {}
                 Err(m) => {
                     let msg = if s.trim().starts_with("${") {
                         format!("`{key}`: {m}")
@@ -706,6 +708,10 @@ impl<'e> Loader<'e> {
                 let precise = match tag_of(v, "kind").as_deref() {
                     Some("vault") => inner_error::<VaultProviderConfig>(v, "kind"),
                     Some("aws") => inner_error::<AwsProviderConfig>(v, "kind"),
+                    Some("postgres") => inner_error::<crate::playbook::model::PostgresProviderConfig>(v, "kind"),
+                    Some("mysql") => inner_error::<crate::playbook::model::MysqlProviderConfig>(v, "kind"),
+                    Some("redis") => inner_error::<crate::playbook::model::RedisProviderConfig>(v, "kind"),
+                    Some("ldap") => inner_error::<crate::playbook::model::LdapProviderConfig>(v, "kind"),
                     _ => None,
                 };
                 let (sub, msg) = precise.unwrap_or_else(|| (join_serde_path(path, e.path()), e.inner().to_string()));
@@ -733,6 +739,9 @@ impl<'e> Loader<'e> {
                         Some("vault_kv_secret") => inner_error::<VaultKvTarget>(t, "kind"),
                         Some("aws_iam_access_key") => inner_error::<AwsIamKeyTarget>(t, "kind"),
                         Some("aws_secretsmanager_secret") => inner_error::<AwsSecretTarget>(t, "kind"),
+                        Some("postgres_role" | "mysql_user" | "redis_acl_user" | "ldap_account") => {
+                            inner_error::<crate::playbook::model::DbAccountTarget>(t, "kind")
+                        }
                         _ => None,
                     };
                     if let Some((sub, m)) = precise {
@@ -1101,6 +1110,37 @@ impl<'e> Loader<'e> {
                         &generate.key(field),
                         format!("generate policy cannot be used: {m}"),
                         Some("use a `length` within 16..=1024 and leave at least 10 characters after `exclude`".into()),
+                    );
+                }
+            }
+            Target::PostgresRole(t) | Target::MysqlUser(t) | Target::RedisAclUser(t) | Target::LdapAccount(t) => {
+                let target = base.key("target");
+                if let Err(m) = t.generate.check() {
+                    let field = if m.starts_with("length") { "length" } else { "exclude" };
+                    self.error(
+                        file,
+                        &target.key("generate").key(field),
+                        format!("generate policy cannot be used: {m}"),
+                        Some("use a `length` within 16..=1024 and leave at least 10 characters after `exclude`".into()),
+                    );
+                }
+                if t.alternate_with.as_deref() == Some(t.user.as_str()) {
+                    self.error(
+                        file,
+                        &target.key("alternate_with"),
+                        format!("`alternate_with` names `{}` itself; alternating users needs a second account", t.user),
+                        Some("name the clone account, e.g. `alternate_with: app_clone`".into()),
+                    );
+                }
+                if t.host.is_some() && !matches!(spec.target, Target::MysqlUser(_)) {
+                    self.error(file, &target.key("host"), "`host` applies to `mysql_user` only", Some("remove `host:`".into()));
+                }
+                if action == Action::Revoke && t.alternate_with.is_some() {
+                    self.error(
+                        file,
+                        &target.key("alternate_with"),
+                        "revoking an alternating pair is not supported; list each account as its own revocation",
+                        None,
                     );
                 }
             }

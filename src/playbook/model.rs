@@ -69,6 +69,14 @@ pub enum ProviderConfig {
     Vault(VaultProviderConfig),
     /// AWS: IAM access keys, Secrets Manager secrets, and Secrets Manager as a store.
     Aws(AwsProviderConfig),
+    /// A PostgreSQL server (login roles).
+    Postgres(PostgresProviderConfig),
+    /// A MySQL or MariaDB server (users).
+    Mysql(MysqlProviderConfig),
+    /// A Redis server (ACL users).
+    Redis(RedisProviderConfig),
+    /// An LDAP directory (service accounts' userPassword).
+    Ldap(LdapProviderConfig),
 }
 
 impl ProviderConfig {
@@ -76,16 +84,38 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Vault(_) => "vault",
             ProviderConfig::Aws(_) => "aws",
+            ProviderConfig::Postgres(_) => "postgres",
+            ProviderConfig::Mysql(_) => "mysql",
+            ProviderConfig::Redis(_) => "redis",
+            ProviderConfig::Ldap(_) => "ldap",
         }
     }
     pub fn limits(&self) -> &Limits {
         match self {
             ProviderConfig::Vault(v) => &v.limits,
             ProviderConfig::Aws(a) => &a.limits,
+            ProviderConfig::Postgres(c) => &c.limits,
+            ProviderConfig::Mysql(c) => &c.limits,
+            ProviderConfig::Redis(c) => &c.limits,
+            ProviderConfig::Ldap(c) => &c.limits,
+        }
+    }
+    /// The secret references in this provider's settings.
+    pub fn secret_refs(&self) -> Vec<&SecretRef> {
+        match self {
+            ProviderConfig::Vault(v) => match &v.auth {
+                VaultAuth::Token { token } => vec![token],
+                VaultAuth::Approle { role_id, secret_id, .. } => vec![role_id, secret_id],
+            },
+            ProviderConfig::Aws(_) => vec![],
+            ProviderConfig::Postgres(c) => vec![&c.admin.password],
+            ProviderConfig::Mysql(c) => vec![&c.admin.password],
+            ProviderConfig::Redis(c) => vec![&c.admin.password],
+            ProviderConfig::Ldap(c) => vec![&c.admin.password],
         }
     }
     /// Every provider kind this release knows.
-    pub const KINDS: &'static [&'static str] = &["vault", "aws"];
+    pub const KINDS: &'static [&'static str] = &["vault", "aws", "postgres", "mysql", "redis", "ldap"];
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -119,6 +149,81 @@ pub struct AwsProviderConfig {
     pub endpoint_url: Option<String>,
     /// Named profile from ~/.aws/config.
     pub profile: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// The separate admin login a database provider rotates others with. The
+/// password is a reference, never inline.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminLogin {
+    pub user: String,
+    pub password: SecretRef,
+}
+
+fn localhost() -> String {
+    "127.0.0.1".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresProviderConfig {
+    #[serde(default = "localhost")]
+    pub host: String,
+    #[serde(default = "pg_port")]
+    pub port: u16,
+    /// Database to connect to (default `postgres`).
+    #[serde(default = "pg_db")]
+    pub database: String,
+    pub admin: AdminLogin,
+    #[serde(default)]
+    pub limits: Limits,
+}
+fn pg_port() -> u16 {
+    5432
+}
+fn pg_db() -> String {
+    "postgres".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlProviderConfig {
+    #[serde(default = "localhost")]
+    pub host: String,
+    #[serde(default = "mysql_port")]
+    pub port: u16,
+    pub admin: AdminLogin,
+    #[serde(default)]
+    pub limits: Limits,
+}
+fn mysql_port() -> u16 {
+    3306
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedisProviderConfig {
+    #[serde(default = "localhost")]
+    pub host: String,
+    #[serde(default = "redis_port")]
+    pub port: u16,
+    pub admin: AdminLogin,
+    #[serde(default)]
+    pub limits: Limits,
+}
+fn redis_port() -> u16 {
+    6379
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LdapProviderConfig {
+    /// e.g. `ldap://127.0.0.1:389`
+    pub url: String,
+    /// The admin bind: `user` is a DN here.
+    pub admin: AdminLogin,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -202,6 +307,14 @@ pub enum Target {
     AwsIamAccessKey(AwsIamKeyTarget),
     /// A Secrets Manager secret whose value is itself the credential.
     AwsSecretsmanagerSecret(AwsSecretTarget),
+    /// A PostgreSQL login role's password.
+    PostgresRole(DbAccountTarget),
+    /// A MySQL/MariaDB user's password (`'user'@'host'`).
+    MysqlUser(DbAccountTarget),
+    /// A Redis ACL user's password.
+    RedisAclUser(DbAccountTarget),
+    /// An LDAP entry's `userPassword` (the account is its DN).
+    LdapAccount(DbAccountTarget),
 }
 
 impl Target {
@@ -212,6 +325,10 @@ impl Target {
             Target::VaultKvSecret(_) => "vault_kv_secret",
             Target::AwsIamAccessKey(_) => "aws_iam_access_key",
             Target::AwsSecretsmanagerSecret(_) => "aws_secretsmanager_secret",
+            Target::PostgresRole(_) => "postgres_role",
+            Target::MysqlUser(_) => "mysql_user",
+            Target::RedisAclUser(_) => "redis_acl_user",
+            Target::LdapAccount(_) => "ldap_account",
         }
     }
     /// How a generated value is made, for kinds that generate rather than mint.
@@ -219,6 +336,7 @@ impl Target {
         match self {
             Target::VaultKvSecret(t) => Some(&t.generate),
             Target::AwsSecretsmanagerSecret(t) => Some(&t.generate),
+            Target::PostgresRole(t) | Target::MysqlUser(t) | Target::RedisAclUser(t) | Target::LdapAccount(t) => Some(&t.generate),
             _ => None,
         }
     }
@@ -229,6 +347,10 @@ impl Target {
         ("vault_kv_secret", "vault"),
         ("aws_iam_access_key", "aws"),
         ("aws_secretsmanager_secret", "aws"),
+        ("postgres_role", "postgres"),
+        ("mysql_user", "mysql"),
+        ("redis_acl_user", "redis"),
+        ("ldap_account", "ldap"),
     ];
 }
 
@@ -311,6 +433,26 @@ pub struct AwsSecretTarget {
     pub aws_random_password: bool,
 }
 
+/// An account whose password keysweep sets (PostgreSQL role, Redis ACL user,
+/// LDAP DN). With `alternate_with`, two accounts with the same grants take
+/// turns: each run rotates the one not in service and flips the store to it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DbAccountTarget {
+    /// The account (role name, ACL user, or DN for LDAP).
+    pub user: String,
+    /// The second account of an alternating pair (zero-downtime rotation).
+    pub alternate_with: Option<String>,
+    /// Create `alternate_with` with `user`'s grants if it does not exist.
+    #[serde(default)]
+    pub create_clone: bool,
+    #[serde(default)]
+    pub generate: GeneratePolicy,
+    /// MySQL/MariaDB only: the host part of `'user'@'host'` (default `%`),
+    /// for both accounts of a pair.
+    pub host: Option<String>,
+}
+
 pub fn default_kv_mount() -> String {
     "secret".into()
 }
@@ -346,11 +488,14 @@ pub struct VerifyPolicy {
 }
 
 /// A reference to a secret held elsewhere. Secrets never appear inline:
-/// `${env:VAR}` is the only form this release reads.
-#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+/// `${env:VAR}` (an environment variable) or `${store:PROVIDER:PATH#FIELD}`
+/// (the current value in a store provider: for Vault `PATH` is `mount/path`,
+/// for AWS Secrets Manager the secret's name; `FIELD` is the JSON/KV key).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, JsonSchema)]
 #[schemars(with = "String")]
 pub enum SecretRef {
     Env(String),
+    Store { provider: String, path: String, field: String },
 }
 
 impl SecretRef {
@@ -362,7 +507,16 @@ impl SecretRef {
             }
             return Err(format!("`{inner}` is not an environment variable name"));
         }
-        Err("secrets are never written inline; reference one, e.g. `${env:VAULT_TOKEN}`".into())
+        if let Some(inner) = t.strip_prefix("${store:").and_then(|r| r.strip_suffix('}')) {
+            let parsed = inner.split_once(':').and_then(|(p, rest)| rest.rsplit_once('#').map(|(path, f)| (p, path, f)));
+            return match parsed {
+                Some((p, path, f)) if !p.is_empty() && !path.is_empty() && !f.is_empty() => {
+                    Ok(SecretRef::Store { provider: p.to_string(), path: path.trim_matches('/').to_string(), field: f.to_string() })
+                }
+                _ => Err(format!("`${{store:{inner}}}` is not `${{store:PROVIDER:PATH#FIELD}}`")),
+            };
+        }
+        Err("secrets are never written inline; reference one, e.g. `${env:VAULT_TOKEN}` or `${store:vault:secret/db/admin#password}`".into())
     }
 }
 
@@ -376,6 +530,7 @@ impl std::fmt::Display for SecretRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SecretRef::Env(v) => write!(f, "${{env:{v}}}"),
+            SecretRef::Store { provider, path, field } => write!(f, "${{store:{provider}:{path}#{field}}}"),
         }
     }
 }
@@ -410,5 +565,24 @@ impl<'de> Deserialize<'de> for HumanDuration {
 impl Serialize for HumanDuration {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SecretRef;
+
+    #[test]
+    fn secret_refs_parse_env_and_store_forms_only() {
+        assert_eq!(SecretRef::parse("${env:PG_PW}").unwrap(), SecretRef::Env("PG_PW".into()));
+        let r = SecretRef::parse("${store:bao:secret/db/admin#password}").unwrap();
+        assert_eq!(r, SecretRef::Store { provider: "bao".into(), path: "secret/db/admin".into(), field: "password".into() });
+        assert_eq!(r.to_string(), "${store:bao:secret/db/admin#password}");
+        let r = SecretRef::parse("${store:aws:prod/db#x#y}").unwrap();
+        assert_eq!(r, SecretRef::Store { provider: "aws".into(), path: "prod/db#x".into(), field: "y".into() });
+        assert!(SecretRef::parse("${store:bao:secret/db/admin}").is_err());
+        assert!(SecretRef::parse("${store::p#f}").is_err());
+        assert!(SecretRef::parse("hunter2").unwrap_err().contains("never written inline"));
+        assert!(SecretRef::parse("${env:1BAD}").is_err());
     }
 }

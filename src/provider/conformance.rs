@@ -33,6 +33,9 @@ pub async fn run(p: &dyn Provider, f: &dyn Fixture, kind: &str) {
     if caps.rotate && caps.mints {
         mint_test_and_cleanup_orphans(p, f, kind).await;
     }
+    if caps.rotate && !caps.mints && caps.needs_store {
+        apply_test_and_prove_old_dead(p, f, kind).await;
+    }
 }
 
 /// retire makes a live secret dead, is idempotent, and death is proven both
@@ -80,6 +83,33 @@ pub async fn mint_test_and_cleanup_orphans(p: &dyn Provider, f: &dyn Fixture, ki
     assert!(matches!(v, Verdict::Alive(_)), "{kind}: minting disturbed the old secret: {v:?}");
     p.retire(&target, &kept.handle).await.unwrap();
     p.retire(&target, &old).await.unwrap();
+}
+
+/// A generated secret: `new_fields` picks the account (the same one, or the
+/// other of an alternating pair), `apply` makes the system accept the value
+/// (twice: idempotent), `test` proves it works, and the old secret is proven
+/// dead — after `retire` when it belongs to another account.
+pub async fn apply_test_and_prove_old_dead(p: &dyn Provider, f: &dyn Fixture, kind: &str) {
+    let (target, old, old_value) = f.create().await;
+    let fields = p.new_fields(&target, &old).await.unwrap_or_else(|e| panic!("{kind}: new_fields: {e}"));
+    let value = target.generate_policy().cloned().unwrap_or_default().generate();
+    let new = Delivered { value, fields };
+    let new_handle = p.handle_from_fields(&target, &new.fields);
+    assert!(!new_handle.is_empty(), "{kind}: the new value's fields name no account");
+    p.apply(&target, &new).await.unwrap_or_else(|e| panic!("{kind}: apply: {e}"));
+    p.apply(&target, &new).await.unwrap_or_else(|e| panic!("{kind}: apply is not idempotent: {e}"));
+    let t = p.test(&target, &new, &new_handle).await;
+    assert!(matches!(t, Verdict::Alive(_)), "{kind}: the applied secret must test Alive: {t:?}");
+    if new_handle != old {
+        // Alternating users: the old account stays valid until it is retired.
+        let v = p.verify_dead(&target, &old, Some(&old_value)).await;
+        assert!(matches!(v, Verdict::Alive(_)), "{kind}: the other account should still work before retire: {v:?}");
+        p.retire(&target, &old).await.unwrap_or_else(|e| panic!("{kind}: retire: {e}"));
+    }
+    let v = p.verify_dead(&target, &old, Some(&old_value)).await;
+    assert!(is_dead(&v), "{kind}: the old secret is not proven dead: {v:?}");
+    let t = p.test(&target, &new, &new_handle).await;
+    assert!(matches!(t, Verdict::Alive(_)), "{kind}: proving the old secret dead disturbed the new one: {t:?}");
 }
 
 /// The staging contract of a store: pending is invisible to consumers until

@@ -61,6 +61,15 @@ pub fn capabilities(target_kind: &str) -> Option<Capabilities> {
             verify_dead: true,
             needs_store: false,
         }),
+        // Passwords keysweep generates and the system accepts (ALTER ROLE,
+        // ACL SETUSER, LDAP modify); revoke disables the account's login.
+        "postgres_role" | "mysql_user" | "redis_acl_user" | "ldap_account" => Some(Capabilities {
+            rotate: true,
+            revoke: true,
+            mints: false,
+            verify_dead: true,
+            needs_store: true,
+        }),
         "vault_kv_secret" => Some(Capabilities {
             rotate: true,
             revoke: true,
@@ -149,7 +158,16 @@ pub trait Provider: Send + Sync {
     }
 
     /// Make the owning system accept a secret keysweep generated (`!mints`).
-    async fn apply(&self, target: &Target, new: &SecretString) -> Result<(), ProviderError>;
+    /// `new.fields` carries what `new_fields` chose (e.g. the `username` of an
+    /// alternating-users pair).
+    async fn apply(&self, target: &Target, new: &Delivered) -> Result<(), ProviderError>;
+
+    /// Public fields stored beside a value keysweep generates for `target`,
+    /// given the secret in service (`old`): e.g. which user of an
+    /// alternating pair the new password is for. Default: none.
+    async fn new_fields(&self, _target: &Target, _old: &Handle) -> Result<BTreeMap<String, String>, ProviderError> {
+        Ok(BTreeMap::new())
+    }
 
     /// Authenticate with the new secret; `Alive` means it works.
     async fn test(&self, target: &Target, new: &Delivered, handle: &Handle) -> Verdict;

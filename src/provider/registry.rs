@@ -13,13 +13,37 @@ use crate::providers::aws::AwsProvider;
 use crate::providers::vault::VaultProvider;
 use crate::secret::SecretString;
 
-/// Resolves a secret reference (`${env:VAR}`) to its value.
+/// Resolves an environment reference (`${env:VAR}`) to its value. Store
+/// references are read when providers connect (see [`connect`]).
 pub fn resolve_secret(r: &SecretRef) -> Result<SecretString, ProviderError> {
     match r {
         SecretRef::Env(var) => std::env::var(var).map(SecretString::from).map_err(|_| {
             ProviderError::new(ErrorKind::Config, "resolve_secret", format!("environment variable `{var}` is not set"))
         }),
+        SecretRef::Store { .. } => {
+            Err(ProviderError::new(ErrorKind::Config, "resolve_secret", format!("{r} is read from its store when providers connect")))
+        }
     }
+}
+
+/// Where a `${store:…}` reference points, for a store provider of `kind`.
+fn store_location(kind: &str, provider: &str, path: &str, field: &str) -> crate::playbook::StoreLocation {
+    let (mount, path) = match kind {
+        // Vault: the first segment is the KV mount.
+        "vault" => path.split_once('/').map(|(m, p)| (m.to_string(), p.to_string())).unwrap_or(("secret".into(), path.to_string())),
+        _ => (String::new(), path.to_string()),
+    };
+    crate::playbook::StoreLocation { provider: provider.into(), mount, path, field: field.into() }
+}
+
+fn store_refs(cfg: &ProviderConfig) -> Vec<(&SecretRef, &str)> {
+    cfg.secret_refs()
+        .into_iter()
+        .filter_map(|r| match r {
+            SecretRef::Store { provider, .. } => Some((r, provider.as_str())),
+            SecretRef::Env(_) => None,
+        })
+        .collect()
 }
 
 /// The connected providers of one run, by name.
@@ -50,14 +74,80 @@ impl Providers {
     }
 }
 
-/// Connects (and logs in to) every provider named in `needed`.
+fn connect_error(name: &str, at: &crate::playbook::Location, e: ProviderError) -> anyhow::Error {
+    let what = if e.is_temporary() { "cannot be reached" } else { "refused keysweep's own login" };
+    anyhow::anyhow!("connecting to provider `{name}` ({at}): it {what}: {e}")
+}
+
+/// Connects (and logs in to) every provider named in `needed`, and the store
+/// providers their `${store:…}` references read from — those first.
 pub async fn connect(playbook: &Playbook, needed: &BTreeSet<String>) -> Result<Providers> {
+    // Close `needed` over store references.
+    let mut needed = needed.clone();
+    loop {
+        let mut more = BTreeSet::new();
+        for name in &needed {
+            let entry = playbook.providers.get(name).with_context(|| format!("provider `{name}` is not declared"))?;
+            for (r, store) in store_refs(&entry.config) {
+                match playbook.providers.get(store) {
+                    None => anyhow::bail!("{r} in provider `{name}` ({}) names no declared provider", entry.location),
+                    Some(s) if !matches!(s.config.kind(), "vault" | "aws") => {
+                        anyhow::bail!("{r} in provider `{name}` ({}): `{store}` is a `{}` provider, which holds no secrets to read", entry.location, s.config.kind())
+                    }
+                    Some(_) if !needed.contains(store) => {
+                        more.insert(store.to_string());
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if more.is_empty() {
+            break;
+        }
+        needed.extend(more);
+    }
+    // Order: a provider after the stores it reads its own credentials from.
+    let mut order: Vec<String> = vec![];
+    while order.len() < needed.len() {
+        let before = order.len();
+        for name in &needed {
+            if order.contains(name) {
+                continue;
+            }
+            let cfg = &playbook.providers[name].config;
+            if store_refs(cfg).iter().all(|(_, s)| order.iter().any(|o| o == s)) {
+                order.push(name.clone());
+            }
+        }
+        if order.len() == before {
+            let rest: Vec<&String> = needed.iter().filter(|n| !order.contains(n)).collect();
+            anyhow::bail!("providers read their credentials from each other in a cycle: {rest:?}");
+        }
+    }
+
     let mut out = Providers::default();
-    for name in needed {
-        let entry = playbook.providers.get(name).with_context(|| format!("provider `{name}` is not declared"))?;
+    for name in &order {
+        let entry = &playbook.providers[name];
+        // Read this provider's store references from the stores connected before it.
+        let mut from_stores: Vec<(SecretRef, SecretString)> = vec![];
+        for (r, store_name) in store_refs(&entry.config) {
+            let SecretRef::Store { path, field, .. } = r else { continue };
+            let kind = playbook.providers[store_name].config.kind();
+            let loc = store_location(kind, store_name, path, field);
+            let store = out.store(store_name).with_context(|| format!("store provider `{store_name}` is not connected"))?;
+            let cur = store.read_current(&loc).await.with_context(|| format!("reading {r} for provider `{name}`"))?;
+            let Some(cur) = cur else { anyhow::bail!("{r} for provider `{name}` ({}): no current value at {loc}", entry.location) };
+            from_stores.push((r.clone(), cur.delivered.value));
+        }
+        let resolve = |r: &SecretRef| -> Result<SecretString, ProviderError> {
+            match from_stores.iter().find(|(k, _)| k == r) {
+                Some((_, v)) => Ok(SecretString::from(crate::secret::ExposeSecret::expose_secret(v).to_string())),
+                None => resolve_secret(r),
+            }
+        };
         match &entry.config {
             ProviderConfig::Vault(cfg) => {
-                let p = VaultProvider::connect(name, cfg, &resolve_secret)
+                let p = VaultProvider::connect(name, cfg, &resolve)
                     .await
                     .with_context(|| format!("connecting to provider `{name}` (kind vault, {})", entry.location))?;
                 if let Err(e) = p.check_login().await {
@@ -79,6 +169,23 @@ pub async fn connect(playbook: &Playbook, needed: &BTreeSet<String>) -> Result<P
                 let p = Arc::new(p);
                 out.aws.insert(name.clone(), p.clone());
                 out.map.insert(name.clone(), p);
+            }
+            // Database and directory providers log in as their admin when they connect.
+            ProviderConfig::Postgres(cfg) => {
+                let p = crate::providers::postgres::PostgresProvider::connect(name, cfg, &resolve).await;
+                out.map.insert(name.clone(), Arc::new(p.map_err(|e| connect_error(name, &entry.location, e))?));
+            }
+            ProviderConfig::Mysql(cfg) => {
+                let p = crate::providers::mysql::MysqlProvider::connect(name, cfg, &resolve).await;
+                out.map.insert(name.clone(), Arc::new(p.map_err(|e| connect_error(name, &entry.location, e))?));
+            }
+            ProviderConfig::Redis(cfg) => {
+                let p = crate::providers::redis::RedisProvider::connect(name, cfg, &resolve).await;
+                out.map.insert(name.clone(), Arc::new(p.map_err(|e| connect_error(name, &entry.location, e))?));
+            }
+            ProviderConfig::Ldap(cfg) => {
+                let p = crate::providers::ldap::LdapProvider::connect(name, cfg, &resolve).await;
+                out.map.insert(name.clone(), Arc::new(p.map_err(|e| connect_error(name, &entry.location, e))?));
             }
         }
     }

@@ -1,3 +1,7 @@
-//! Provider adapters, one folder per owning system.
+//! Provider adapters, one file or folder per owning system.
 pub mod aws;
+pub mod ldap;
+pub mod mysql;
+pub mod postgres;
+pub mod redis;
 pub mod vault;

@@ -345,3 +345,7 @@ pub fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 pub mod moto; pub mod proxy;
+pub mod redis;
+pub mod ldap;
+pub mod mysql;
+pub mod postgres;

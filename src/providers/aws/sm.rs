@@ -360,7 +360,7 @@ impl Provider for AwsProvider {
         }
     }
 
-    async fn apply(&self, target: &Target, _new: &SecretString) -> Result<(), ProviderError> {
+    async fn apply(&self, target: &Target, _new: &Delivered) -> Result<(), ProviderError> {
         match target {
             // The secret is its own owning system: promotion applies it.
             Target::AwsSecretsmanagerSecret(_) => Ok(()),

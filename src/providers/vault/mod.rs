@@ -421,7 +421,7 @@ impl Provider for VaultProvider {
         Ok(n)
     }
 
-    async fn apply(&self, target: &Target, _new: &SecretString) -> Result<(), ProviderError> {
+    async fn apply(&self, target: &Target, _new: &Delivered) -> Result<(), ProviderError> {
         match target {
             // The KV secret is its own owning system: promotion is what applies it.
             Target::VaultKvSecret(_) => Ok(()),

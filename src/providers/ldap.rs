@@ -1,0 +1,1050 @@
+//! LDAP directories (OpenLDAP, 389-ds, and Active Directory for binds):
+//! service accounts' passwords, credential kind `ldap_account`. The account is
+//! its DN; the handle is `{"username": <DN>}`.
+//!
+//! - **apply** sets the password with the Password Modify extended operation
+//!   (RFC 3062) when the root DSE offers it, so the server hashes it by its own
+//!   `password-hash`; otherwise it replaces `userPassword` (on Active Directory:
+//!   `unicodePwd`, which AD accepts only over TLS; written from Microsoft's
+//!   documentation, not tested against a real AD here). A replaced
+//!   `userPassword` is stored as the server stores any write of it: in clear
+//!   unless it hashes writes (OpenLDAP: `ppolicy_hash_cleartext`). keysweep's
+//!   admin bind is the only connection that writes. A re-run that a password
+//!   policy refuses (`pwdInHistory`: the same value twice) succeeds when the
+//!   value already binds.
+//! - **test** binds as the account with the new password on a *new* connection
+//!   (never on the admin's), then unbinds.
+//! - **retire** deletes the account's `userPassword`/`authPassword`: with no
+//!   password attribute no simple bind can succeed, and the admin can *see* that
+//!   (the admin-side proof of death). Where the schema requires the attribute
+//!   (`simpleSecurityObject`) or the server refuses the deletion, it is replaced
+//!   by a random value nobody knows, and death can only be proven with the old
+//!   value. An entry that is gone is retired.
+//! - **create_clone** (alternating pairs): when the account a new password is for
+//!   does not exist, it is created from the other account of the pair: the same
+//!   objectClasses and user attributes, never a credential-bearing one (any
+//!   `*password*`/`*pwd*` attribute, Kerberos keys, SSH keys, certificates);
+//!   values equal to the source's RDN value take the clone's; and the clone is
+//!   added to every group (`member`, `uniqueMember`, `memberUid`) the source is in.
+//!
+//! Proof of death (DESIGN.md "Proving death"): a bind refused with result 49
+//! (invalidCredentials) is proof only when nothing says the account is locked,
+//! expired or disabled: Active Directory's `data 52e` (bad password) and `525`
+//! (no such user) are; `775` (locked), `532`/`533` (expired/disabled), `530`,
+//! `531`, `701`, `773` are not; a password-policy response saying
+//! `accountLocked`/`passwordExpired` is not; nor is a 49 for an entry whose admin
+//! view shows a lock (`pwdAccountLockedTime`, 389-ds `nsAccountLock: true` or
+//! `accountUnlockTime`, AD `lockoutTime` > 0 or a disabled `userAccountControl`).
+//! Admin-side: the entry is gone (result 32), or it holds no password attribute.
+//! Without the old value, an entry that still has a password is `Unknown`:
+//! plain LDAP gives the admin no way to tell which password it holds.
+//! Everything else (timeouts, busy, unavailable, other codes) is `Unknown`.
+//!
+//! What the admin bind needs: write access to the accounts' password
+//! attributes, read access to the entries and to the lock attributes above
+//! (a directory that hides an entry from it answers noSuchObject, which reads
+//! as "gone"), and compare access to `userPassword` (used to see whether it is
+//! present without reading it). keysweep never reads a password value: searches
+//! ask for attribute names or non-secret attributes only.
+//!
+//! TLS: use an `ldaps://` URL (certificates are checked against the system's
+//! roots). An empty password is never sent: a simple bind with a DN and no
+//! password is an "unauthenticated bind" that some servers accept.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+use ldap3::controls::RawControl;
+use ldap3::exop::PasswordModify;
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, Scope, SearchEntry};
+use zeroize::Zeroizing;
+
+use crate::playbook::model::{DbAccountTarget, LdapProviderConfig, SecretRef, Target};
+use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Verdict};
+use crate::secret::{Delivered, ExposeSecret, GeneratePolicy, SecretString};
+
+/// RFC 3062 Password Modify.
+const PASSMOD_OID: &str = "1.3.6.1.4.1.4203.1.11.1";
+/// draft-behera-ldap-password-policy request control (answered by OpenLDAP's ppolicy, 389-ds, ...).
+const PPOLICY_OID: &str = "1.3.6.1.4.1.42.2.27.8.5.1";
+/// LDAP_CAP_ACTIVE_DIRECTORY_OID in the root DSE's supportedCapabilities.
+const AD_CAP_OID: &str = "1.2.840.113556.1.4.800";
+/// Attributes that tell whether an account is locked, expired or disabled (none secret).
+const LOCK_ATTRS: &[&str] =
+    &["pwdAccountLockedTime", "nsAccountLock", "accountUnlockTime", "lockoutTime", "userAccountControl", "loginDisabled"];
+/// The handle's (and the store field's) key.
+const USERNAME: &str = "username";
+
+/// What a refused bind proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindRefusal {
+    /// The directory's own refusal of a wrong password.
+    WrongPassword,
+    /// A refusal that says nothing about the password (locked, expired,
+    /// disabled, not a credentials error at all): never proof of death.
+    NotProof(String),
+}
+
+/// Classifies a refused simple bind from its result code, diagnostic message
+/// and the password-policy response's error (0 passwordExpired, 1 accountLocked),
+/// if the server sent one. Only result 49 with nothing that says "locked",
+/// "expired" or "disabled" is [`BindRefusal::WrongPassword`].
+pub fn classify_bind_refusal(rc: u32, text: &str, ppolicy_error: Option<u8>) -> BindRefusal {
+    if rc != 49 {
+        return BindRefusal::NotProof(format!("result {rc} ({}) is not a credentials refusal", rc_name(rc)));
+    }
+    match ppolicy_error {
+        Some(0) => return BindRefusal::NotProof("49 with password-policy error passwordExpired".into()),
+        Some(1) => return BindRefusal::NotProof("49 with password-policy error accountLocked".into()),
+        _ => {}
+    }
+    let t = text.to_ascii_lowercase();
+    // Active Directory: "80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data 52e, v4563"
+    if let Some(code) = ad_data_code(&t) {
+        return match code.as_str() {
+            "52e" => BindRefusal::WrongPassword,
+            "525" => BindRefusal::WrongPassword, // no such user
+            "775" => BindRefusal::NotProof("49 with AD data 775 (account locked out)".into()),
+            "532" => BindRefusal::NotProof("49 with AD data 532 (password expired)".into()),
+            "533" => BindRefusal::NotProof("49 with AD data 533 (account disabled)".into()),
+            "701" => BindRefusal::NotProof("49 with AD data 701 (account expired)".into()),
+            "773" => BindRefusal::NotProof("49 with AD data 773 (user must reset password)".into()),
+            "530" | "531" => BindRefusal::NotProof(format!("49 with AD data {code} (logon time or workstation restriction)")),
+            other => BindRefusal::NotProof(format!("49 with AD data {other} (not a documented bad-password code)")),
+        };
+    }
+    const NOT_PROOF: &[&str] = &[
+        "lock",          // "Account locked", "account is locked"
+        "expired",       // "password expired", "account expired"
+        "disabled",      // "account disabled"
+        "inactivated",   // 389-ds: "Account inactivated. Contact system administrator."
+        "retry limit",   // 389-ds: "Exceed password retry limit."
+        "must change",   // "password must be changed"
+        "must be reset", //
+        "reset",         // "password reset required"
+    ];
+    if let Some(w) = NOT_PROOF.iter().find(|w| t.contains(**w)) {
+        return BindRefusal::NotProof(format!("49 whose message mentions `{w}`"));
+    }
+    BindRefusal::WrongPassword
+}
+
+/// The hex code after `data ` in an Active Directory bind message.
+fn ad_data_code(lower: &str) -> Option<String> {
+    let i = lower.find("data ")?;
+    let code: String = lower[i + 5..].chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+    (!code.is_empty()).then_some(code)
+}
+
+/// The `error` of a password-policy response control value, if present.
+/// PasswordPolicyResponseValue ::= SEQUENCE { warning [0] ... OPTIONAL, error [1] ENUMERATED OPTIONAL }
+pub fn ppolicy_error(val: &[u8]) -> Option<u8> {
+    fn len_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
+        let first = *b.get(i)?;
+        if first < 0x80 {
+            return Some((first as usize, 1));
+        }
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut l = 0usize;
+        for k in 0..n {
+            l = (l << 8) | *b.get(i + 1 + k)? as usize;
+        }
+        Some((l, 1 + n))
+    }
+    if val.first() != Some(&0x30) {
+        return None;
+    }
+    let (total, ll) = len_at(val, 1)?;
+    let mut i = 1 + ll;
+    let end = (i + total).min(val.len());
+    while i < end {
+        let tag = val[i];
+        let (l, ll) = len_at(val, i + 1)?;
+        let start = i + 1 + ll;
+        if tag == 0x81 && l >= 1 {
+            return val.get(start + l - 1).copied();
+        }
+        i = start + l;
+    }
+    None
+}
+
+fn rc_name(rc: u32) -> &'static str {
+    match rc {
+        0 => "success",
+        1 => "operationsError",
+        2 => "protocolError",
+        3 => "timeLimitExceeded",
+        4 => "sizeLimitExceeded",
+        7 => "authMethodNotSupported",
+        8 => "strongerAuthRequired",
+        10 => "referral",
+        11 => "adminLimitExceeded",
+        13 => "confidentialityRequired",
+        16 => "noSuchAttribute",
+        17 => "undefinedAttributeType",
+        19 => "constraintViolation",
+        20 => "attributeOrValueExists",
+        21 => "invalidAttributeSyntax",
+        32 => "noSuchObject",
+        34 => "invalidDNSyntax",
+        48 => "inappropriateAuthentication",
+        49 => "invalidCredentials",
+        50 => "insufficientAccessRights",
+        51 => "busy",
+        52 => "unavailable",
+        53 => "unwillingToPerform",
+        64 => "namingViolation",
+        65 => "objectClassViolation",
+        68 => "entryAlreadyExists",
+        80 => "other",
+        _ => "unknown",
+    }
+}
+
+/// The error kind of a non-zero result code of an admin operation.
+fn rc_kind(rc: u32) -> ErrorKind {
+    match rc {
+        3 | 51 | 52 => ErrorKind::Unavailable,
+        11 => ErrorKind::RateLimited,
+        49 => ErrorKind::Unauthenticated,
+        50 => ErrorKind::PermissionDenied,
+        32 => ErrorKind::NotFound,
+        8 | 13 | 34 => ErrorKind::Config,
+        19 | 20 | 65 | 68 => ErrorKind::Conflict,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// Maps an ldap3 error to a provider error (text scrubbed by `ProviderError::new`).
+fn map_err(op: &'static str, e: LdapError) -> ProviderError {
+    match e {
+        LdapError::LdapResult { result } => {
+            ProviderError::new(rc_kind(result.rc), op, format!("result {} ({}): {}", result.rc, rc_name(result.rc), result.text))
+        }
+        LdapError::UrlParsing { .. } | LdapError::UnknownScheme(_) | LdapError::EmptyUnixPath | LdapError::PortInUnixPath => {
+            ProviderError::new(ErrorKind::Config, op, e.to_string())
+        }
+        LdapError::FilterParsing | LdapError::AddNoValues | LdapError::DecodingUTF8 => ProviderError::new(ErrorKind::Other, op, e.to_string()),
+        // I/O, timeouts, TLS, a closed connection: may pass.
+        other => ProviderError::new(ErrorKind::Unavailable, op, other.to_string()),
+    }
+}
+
+/// A result code that is not success, as an error.
+fn rc_err(op: &'static str, r: &ldap3::LdapResult) -> ProviderError {
+    ProviderError::new(rc_kind(r.rc), op, format!("result {} ({}): {}", r.rc, rc_name(r.rc), r.text))
+}
+
+/// Case- and space-insensitive form of a DN, for comparing two spellings.
+fn norm_dn(dn: &str) -> String {
+    let mut out = String::with_capacity(dn.len());
+    let mut chars = dn.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                out.push('\\');
+                if let Some(n) = chars.next() {
+                    out.extend(n.to_lowercase());
+                }
+            }
+            ',' | '=' | '+' => {
+                while out.ends_with(' ') {
+                    out.pop();
+                }
+                out.push(c);
+                while chars.peek() == Some(&' ') {
+                    chars.next();
+                }
+            }
+            _ => out.extend(c.to_lowercase()),
+        }
+    }
+    out
+}
+
+fn same_dn(a: &str, b: &str) -> bool {
+    norm_dn(a) == norm_dn(b)
+}
+
+/// The components of a DN's first RDN (attribute, unescaped value).
+fn first_rdn(dn: &str) -> Vec<(String, String)> {
+    let mut comps = vec![];
+    let mut cur = String::new();
+    let mut escaped = false;
+    let mut parts: Vec<String> = vec![];
+    for c in dn.chars() {
+        if escaped {
+            cur.push('\\');
+            cur.push(c);
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            ',' => break,
+            '+' => parts.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    for p in parts {
+        if let Some((a, v)) = p.split_once('=') {
+            comps.push((a.trim().to_string(), unescape_dn_value(v.trim())));
+        }
+    }
+    comps
+}
+
+/// Undoes RFC 4514 escapes (`\,` and `\2C` forms).
+fn unescape_dn_value(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if i + 2 < b.len() {
+                if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(b[i + 1]);
+            i += 2;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An attribute that carries authentication material: never copied, never read.
+fn is_credential_attr(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.contains("password")
+        || n.contains("pwd")
+        || n.starts_with("krb")
+        || n == "sshpublickey"
+        || n.starts_with("usercertificate")
+        || n == "userpkcs12"
+        || n.starts_with("usersmimecertificate")
+        || n == "supplementalcredentials"
+        || n == "ntpwdhistory"
+        || n == "lmpwdhistory"
+}
+
+/// LDAP generalized time (`20240102030405Z`, `20240102030405.0Z`) as RFC 3339.
+fn generalized_to_rfc3339(s: &str) -> Option<String> {
+    let digits: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
+    if digits.len() < 14 || !s.ends_with('Z') {
+        return None;
+    }
+    let dt = chrono::NaiveDateTime::parse_from_str(&digits[..14], "%Y%m%d%H%M%S").ok()?;
+    Some(dt.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// Active Directory's FILETIME (100 ns since 1601) as RFC 3339; 0 means never.
+fn filetime_to_rfc3339(s: &str) -> Option<String> {
+    let ft: i64 = s.trim().parse().ok().filter(|v| *v > 0)?;
+    let secs = ft / 10_000_000 - 11_644_473_600;
+    chrono::DateTime::from_timestamp(secs, 0).map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// A lock, expiry or disablement the entry's attributes show, if any.
+fn lock_in(attrs: &HashMap<String, Vec<String>>) -> Option<String> {
+    for (k, vals) in attrs {
+        let key = k.to_ascii_lowercase();
+        let first = vals.first().map(String::as_str).unwrap_or("");
+        match key.as_str() {
+            "pwdaccountlockedtime" => return Some(format!("pwdAccountLockedTime is set ({first})")),
+            "nsaccountlock" if vals.iter().any(|v| v.eq_ignore_ascii_case("true")) => return Some("nsAccountLock: true".into()),
+            "accountunlocktime" => return Some(format!("accountUnlockTime is set ({first})")),
+            "lockouttime" if vals.iter().any(|v| v.trim().parse::<i64>().map(|n| n > 0).unwrap_or(false)) => {
+                return Some("lockoutTime is set (AD lockout)".into())
+            }
+            "useraccountcontrol" if vals.iter().any(|v| v.trim().parse::<u32>().map(|n| n & 0x2 != 0).unwrap_or(false)) => {
+                return Some("userAccountControl has ACCOUNTDISABLE".into())
+            }
+            "logindisabled" if vals.iter().any(|v| v.eq_ignore_ascii_case("true")) => return Some("loginDisabled: TRUE".into()),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// What the admin sees of an account.
+struct EntryState {
+    has_password: bool,
+    lock: Option<String>,
+}
+
+/// The answer of one probe bind.
+enum Probe {
+    Accepted,
+    Refused { rc: u32, text: String, ppolicy: Option<u8> },
+    Failed(String),
+}
+
+/// Features of the directory, from its root DSE.
+#[derive(Default)]
+struct Dse {
+    passmod: bool,
+    active_directory: bool,
+}
+
+pub struct LdapProvider {
+    name: String,
+    url: String,
+    admin_dn: String,
+    // Kept to reconnect when the admin connection drops; never printed.
+    admin_password: SecretString,
+    timeout: Duration,
+    admin: tokio::sync::Mutex<Ldap>,
+    dse: Dse,
+    limiter: Option<DefaultDirectRateLimiter>,
+}
+
+impl LdapProvider {
+    /// Connects and logs in with the admin credential.
+    pub async fn connect(
+        name: &str,
+        cfg: &LdapProviderConfig,
+        resolve: &dyn Fn(&SecretRef) -> Result<SecretString, ProviderError>,
+    ) -> Result<Self, ProviderError> {
+        let timeout = cfg.limits.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(30));
+        if cfg.admin.user.trim().is_empty() {
+            return Err(ProviderError::new(ErrorKind::Config, "ldap.connect", "admin.user (the admin bind DN) is empty"));
+        }
+        let password = resolve(&cfg.admin.password)?;
+        let limits = &cfg.limits;
+        let limiter = limits.rate_per_second.and_then(std::num::NonZeroU32::new).map(|r| {
+            let burst = limits.burst.and_then(std::num::NonZeroU32::new).unwrap_or(r);
+            RateLimiter::direct(Quota::per_second(r).allow_burst(burst))
+        });
+        let mut ldap = admin_bind(&cfg.url, &cfg.admin.user, &password, timeout).await?;
+        let dse = read_dse(&mut ldap, timeout).await?;
+        Ok(LdapProvider {
+            name: name.to_string(),
+            url: cfg.url.clone(),
+            admin_dn: cfg.admin.user.clone(),
+            admin_password: password,
+            timeout,
+            admin: tokio::sync::Mutex::new(ldap),
+            dse,
+            limiter,
+        })
+    }
+
+    async fn permit(&self) {
+        if let Some(l) = &self.limiter {
+            l.until_ready().await;
+        }
+    }
+
+    /// A handle on the admin connection (reconnected if it was closed).
+    async fn admin(&self) -> Result<Ldap, ProviderError> {
+        self.permit().await;
+        let mut guard = self.admin.lock().await;
+        if guard.is_closed() {
+            *guard = admin_bind(&self.url, &self.admin_dn, &self.admin_password, self.timeout).await?;
+        }
+        let mut l = guard.clone();
+        l.with_timeout(self.timeout);
+        Ok(l)
+    }
+
+    /// The account named by a handle or the new value's fields, checked against the pair.
+    fn account<'a>(&self, t: &'a DbAccountTarget, named: Option<&str>, op: &'static str) -> Result<&'a str, ProviderError> {
+        let Some(dn) = named.filter(|s| !s.trim().is_empty()) else {
+            return Ok(&t.user);
+        };
+        if same_dn(dn, &t.user) {
+            return Ok(&t.user);
+        }
+        if let Some(alt) = t.alternate_with.as_deref().filter(|a| same_dn(dn, a)) {
+            return Ok(alt);
+        }
+        Err(ProviderError::new(
+            ErrorKind::Config,
+            op,
+            format!(
+                "account `{dn}` is neither target.user `{}` nor target.alternate_with{}",
+                t.user,
+                t.alternate_with.as_deref().map(|a| format!(" `{a}`")).unwrap_or_default()
+            ),
+        ))
+    }
+
+    /// The lock attributes of an entry; `None` if the entry does not exist.
+    async fn read_lock(&self, dn: &str) -> Result<Option<Option<String>>, ProviderError> {
+        let mut l = self.admin().await?;
+        let r = l.search(dn, Scope::Base, "(objectClass=*)", LOCK_ATTRS.to_vec()).await.map_err(|e| map_err("ldap.read_entry", e))?;
+        if r.1.rc == 32 {
+            return Ok(None);
+        }
+        if r.1.rc != 0 {
+            return Err(rc_err("ldap.read_entry", &r.1));
+        }
+        let Some(e) = r.0.into_iter().next() else { return Ok(None) };
+        let e = SearchEntry::construct(e);
+        Ok(Some(lock_in(&e.attrs)))
+    }
+
+    /// Whether `attr` is present on the entry, without reading it: a Compare
+    /// with a random candidate answers compareFalse/True when present,
+    /// noSuchAttribute/undefinedAttributeType when absent, noSuchObject when
+    /// the entry is gone (`None`).
+    async fn has_attr(&self, dn: &str, attr: &str) -> Result<Option<bool>, ProviderError> {
+        let candidate = GeneratePolicy { length: 48, ..Default::default() }.generate();
+        let mut l = self.admin().await?;
+        let r = l.compare(dn, attr, candidate.expose_secret().as_bytes()).await.map_err(|e| map_err("ldap.compare", e))?;
+        match r.0.rc {
+            5 | 6 => Ok(Some(true)),
+            16 | 17 => Ok(Some(false)),
+            32 => Ok(None),
+            _ => Err(rc_err("ldap.compare", &r.0)),
+        }
+    }
+
+    /// Whether the account exists, holds a password, and shows a lock.
+    async fn entry_state(&self, dn: &str) -> Result<Option<EntryState>, ProviderError> {
+        let Some(lock) = self.read_lock(dn).await? else { return Ok(None) };
+        if self.dse.active_directory {
+            // unicodePwd is never readable nor comparable: assume a password.
+            return Ok(Some(EntryState { has_password: true, lock }));
+        }
+        let mut has_password = false;
+        for attr in ["userPassword", "authPassword"] {
+            match self.has_attr(dn, attr).await? {
+                None => return Ok(None),
+                Some(p) => has_password |= p,
+            }
+        }
+        Ok(Some(EntryState { has_password, lock }))
+    }
+
+    /// Binds as `dn` with `password` on a new connection, then unbinds.
+    async fn probe(&self, dn: &str, password: &SecretString) -> Probe {
+        if password.expose_secret().is_empty() {
+            return Probe::Failed("empty password: a bind with it would be an unauthenticated bind and proves nothing".into());
+        }
+        if dn.trim().is_empty() {
+            return Probe::Failed("empty DN: a bind with it would be anonymous and proves nothing".into());
+        }
+        self.permit().await;
+        let work = async {
+            let settings = LdapConnSettings::new().set_conn_timeout(self.timeout);
+            let (conn, mut ldap) = match LdapConnAsync::with_settings(settings, &self.url).await {
+                Ok(c) => c,
+                Err(e) => return Probe::Failed(map_err("ldap.probe_connect", e).to_string()),
+            };
+            tokio::spawn(async move {
+                let _ = conn.drive().await;
+            });
+            let ctrl = RawControl { ctype: PPOLICY_OID.to_string(), crit: false, val: None };
+            let r = ldap.with_controls(ctrl).with_timeout(self.timeout).simple_bind(dn, password.expose_secret()).await;
+            let out = match r {
+                Ok(res) if res.rc == 0 => Probe::Accepted,
+                Ok(res) => {
+                    let ppolicy = res.ctrls.iter().find(|c| c.1.ctype == PPOLICY_OID).and_then(|c| c.1.val.as_deref()).and_then(ppolicy_error);
+                    Probe::Refused { rc: res.rc, text: res.text, ppolicy }
+                }
+                Err(e) => Probe::Failed(map_err("ldap.probe_bind", e).to_string()),
+            };
+            let _ = ldap.unbind().await;
+            out
+        };
+        match tokio::time::timeout(self.timeout + Duration::from_secs(1), work).await {
+            Ok(p) => p,
+            Err(_) => Probe::Failed(format!("bind as {dn}: no answer within {:?}", self.timeout)),
+        }
+    }
+
+    /// Probes `dn` with `password`: Alive on success, Dead only on a refusal
+    /// that proves a wrong password while the admin sees no lock on the entry
+    /// (before or after the bind), Unknown otherwise.
+    async fn probe_verdict(&self, dn: &str, password: &SecretString, lock_before: Option<&str>) -> Verdict {
+        match self.probe(dn, password).await {
+            Probe::Accepted => Verdict::Alive(format!("bind as {dn} accepted")),
+            Probe::Failed(e) => Verdict::Unknown(crate::secret::scrub(&e)),
+            Probe::Refused { rc, text, ppolicy } => {
+                let what = crate::secret::redact_all(&text, &[password]);
+                match classify_bind_refusal(rc, &what, ppolicy) {
+                    BindRefusal::NotProof(why) => Verdict::Unknown(crate::secret::scrub(&format!("bind as {dn} refused: {why}: {what}"))),
+                    BindRefusal::WrongPassword => {
+                        if let Some(l) = lock_before {
+                            return Verdict::Unknown(format!("bind as {dn} refused with 49, but the account shows a lock: {l}"));
+                        }
+                        match self.read_lock(dn).await {
+                            Ok(Some(Some(l))) => Verdict::Unknown(format!("bind as {dn} refused with 49, but the account shows a lock: {l}")),
+                            Ok(_) => Verdict::Dead(crate::secret::scrub(&format!(
+                                "bind as {dn} refused: result 49 (invalidCredentials){}",
+                                if what.is_empty() { String::new() } else { format!(": {what}") }
+                            ))),
+                            Err(e) => Verdict::Unknown(format!("bind as {dn} refused with 49, but the account's lock state is unreadable: {e}")),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sets the password of `dn` to `value`.
+    async fn set_password(&self, dn: &str, value: &SecretString, op: &'static str) -> Result<(), ProviderError> {
+        let mut l = self.admin().await?;
+        if self.dse.active_directory {
+            // AD: unicodePwd is the quoted password in UTF-16LE; AD accepts it over TLS only.
+            let quoted = Zeroizing::new(format!("\"{}\"", value.expose_secret()));
+            let bytes: Zeroizing<Vec<u8>> = Zeroizing::new(quoted.encode_utf16().flat_map(|u| u.to_le_bytes()).collect());
+            let mods = vec![Mod::Replace(b"unicodePwd".to_vec(), HashSet::from([bytes.to_vec()]))];
+            let r = l.modify(dn, mods).await.map_err(|e| map_err(op, e))?;
+            return if r.rc == 0 { Ok(()) } else { Err(rc_err(op, &r)) };
+        }
+        if self.dse.passmod {
+            let pm = PasswordModify { user_id: Some(dn), old_pass: None, new_pass: Some(value.expose_secret()) };
+            let r = l.extended(pm).await.map_err(|e| map_err(op, e))?;
+            return if r.1.rc == 0 { Ok(()) } else { Err(rc_err(op, &r.1)) };
+        }
+        let mods = vec![Mod::Replace("userPassword".as_bytes(), HashSet::from([value.expose_secret().as_bytes()]))];
+        let r = l.modify(dn, mods).await.map_err(|e| map_err(op, e))?;
+        if r.rc == 0 {
+            Ok(())
+        } else {
+            Err(rc_err(op, &r))
+        }
+    }
+
+    /// The directory's naming contexts (search bases).
+    async fn naming_contexts(&self) -> Result<Vec<String>, ProviderError> {
+        let mut l = self.admin().await?;
+        let (entries, _) = l
+            .search("", Scope::Base, "(objectClass=*)", vec!["namingContexts"])
+            .await
+            .and_then(|r| r.success())
+            .map_err(|e| map_err("ldap.root_dse", e))?;
+        let mut out = vec![];
+        for e in entries {
+            let e = SearchEntry::construct(e);
+            for (k, v) in e.attrs {
+                if k.eq_ignore_ascii_case("namingContexts") {
+                    out.extend(v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// DNs of the entries under every naming context matching `filter`.
+    async fn search_dns(&self, filter: &str) -> Result<Vec<String>, ProviderError> {
+        let mut out = vec![];
+        for base in self.naming_contexts().await? {
+            let mut l = self.admin().await?;
+            let r = l.search(&base, Scope::Subtree, filter, vec!["1.1"]).await.map_err(|e| map_err("ldap.search", e))?;
+            if r.1.rc != 0 && r.1.rc != 32 {
+                return Err(rc_err("ldap.search", &r.1));
+            }
+            out.extend(r.0.into_iter().map(|e| SearchEntry::construct(e).dn));
+        }
+        Ok(out)
+    }
+
+    /// Creates `dn` as a copy of `src` (see the module docs), and adds it to
+    /// the groups `src` is in. Idempotent.
+    async fn clone_account(&self, src: &str, dn: &str) -> Result<(), ProviderError> {
+        const OP: &str = "ldap.create_clone";
+        let mut l = self.admin().await?;
+        // The source's attribute names only, then the values of the non-secret ones.
+        let r = l
+            .with_search_options(ldap3::SearchOptions::new().typesonly(true))
+            .search(src, Scope::Base, "(objectClass=*)", vec!["*"])
+            .await
+            .map_err(|e| map_err(OP, e))?;
+        if r.1.rc == 32 || r.0.is_empty() {
+            return Err(ProviderError::new(ErrorKind::NotFound, OP, format!("neither `{dn}` nor `{src}`, the account to clone it from, exists")));
+        }
+        if r.1.rc != 0 {
+            return Err(rc_err(OP, &r.1));
+        }
+        let e = SearchEntry::construct(r.0.into_iter().next().expect("one entry"));
+        let names: Vec<String> = e.attrs.keys().chain(e.bin_attrs.keys()).filter(|n| !is_credential_attr(n)).cloned().collect();
+        let mut l = self.admin().await?;
+        let r = l.search(src, Scope::Base, "(objectClass=*)", names).await.and_then(|r| r.success()).map_err(|e| map_err(OP, e))?;
+        let e = SearchEntry::construct(r.0.into_iter().next().ok_or_else(|| ProviderError::new(ErrorKind::NotFound, OP, format!("`{src}` vanished")))?);
+        let mut attrs: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        for (k, vs) in e.attrs {
+            attrs.entry(k).or_default().extend(vs.into_iter().map(String::into_bytes));
+        }
+        for (k, vs) in e.bin_attrs {
+            attrs.entry(k).or_default().extend(vs);
+        }
+        attrs.retain(|k, _| !is_credential_attr(k));
+
+        let src_rdn = first_rdn(src);
+        let dst_rdn = first_rdn(dn);
+        let Some((_, dst_val)) = dst_rdn.first().cloned() else {
+            return Err(ProviderError::new(ErrorKind::Config, OP, format!("`{dn}` has no RDN")));
+        };
+        // Values naming the source take the clone's name (cn, uid, sn, displayName...).
+        if let Some((_, src_val)) = src_rdn.first() {
+            for vs in attrs.values_mut() {
+                for v in vs.iter_mut() {
+                    if String::from_utf8_lossy(v).eq_ignore_ascii_case(src_val) {
+                        *v = dst_val.clone().into_bytes();
+                    }
+                }
+            }
+        }
+        for (a, v) in &dst_rdn {
+            let key = attrs.keys().find(|k| k.eq_ignore_ascii_case(a)).cloned().unwrap_or_else(|| a.clone());
+            let vs = attrs.entry(key).or_default();
+            if !vs.iter().any(|x| String::from_utf8_lossy(x).eq_ignore_ascii_case(v)) {
+                vs.push(v.clone().into_bytes());
+            }
+        }
+        let clone_uid = first_value(&attrs, "uid");
+        let add: Vec<(Vec<u8>, HashSet<Vec<u8>>)> =
+            attrs.iter().map(|(k, vs)| (k.clone().into_bytes(), vs.iter().cloned().collect::<HashSet<_>>())).filter(|(_, v)| !v.is_empty()).collect();
+        let mut l = self.admin().await?;
+        let r = l.add(dn, add).await.map_err(|e| map_err(OP, e))?;
+        if r.rc != 0 && r.rc != 68 {
+            return Err(rc_err(OP, &r));
+        }
+        // Group memberships: the grants of the source.
+        for attr in ["member", "uniqueMember"] {
+            let filter = format!("({attr}={})", ldap3::ldap_escape(src));
+            for g in self.search_dns(&filter).await? {
+                self.add_value(&g, attr, dn).await?;
+            }
+        }
+        // posixGroup memberUid names the uid: the source's, and the clone's after renaming.
+        let src_uid_orig = self.first_attr(src, "uid").await?;
+        if let (Some(old_uid), Some(new_uid)) = (src_uid_orig, clone_uid) {
+            if !old_uid.eq_ignore_ascii_case(&new_uid) {
+                let filter = format!("(memberUid={})", ldap3::ldap_escape(old_uid.as_str()));
+                for g in self.search_dns(&filter).await? {
+                    self.add_value(&g, "memberUid", &new_uid).await?;
+                }
+            }
+        }
+        tracing::info!(provider = %self.name, source = src, clone = dn, "created the alternate account from its pair");
+        Ok(())
+    }
+
+    async fn first_attr(&self, dn: &str, attr: &str) -> Result<Option<String>, ProviderError> {
+        let mut l = self.admin().await?;
+        let r = l.search(dn, Scope::Base, "(objectClass=*)", vec![attr]).await.map_err(|e| map_err("ldap.read_entry", e))?;
+        if r.1.rc != 0 {
+            return Ok(None);
+        }
+        Ok(r.0.into_iter().next().and_then(|e| {
+            let e = SearchEntry::construct(e);
+            e.attrs.into_iter().find(|(k, _)| k.eq_ignore_ascii_case(attr)).and_then(|(_, v)| v.into_iter().next())
+        }))
+    }
+
+    /// Adds one value to an attribute; already there is success.
+    async fn add_value(&self, dn: &str, attr: &str, value: &str) -> Result<(), ProviderError> {
+        let mut l = self.admin().await?;
+        let r = l.modify(dn, vec![Mod::Add(attr.as_bytes(), HashSet::from([value.as_bytes()]))]).await.map_err(|e| map_err("ldap.add_member", e))?;
+        match r.rc {
+            0 | 20 => Ok(()),
+            _ => Err(rc_err("ldap.add_member", &r)),
+        }
+    }
+}
+
+fn first_value(attrs: &BTreeMap<String, Vec<Vec<u8>>>, name: &str) -> Option<String> {
+    attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.first()).map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Opens a connection and binds as the admin.
+async fn admin_bind(url: &str, dn: &str, password: &SecretString, timeout: Duration) -> Result<Ldap, ProviderError> {
+    const OP: &str = "ldap.connect";
+    if password.expose_secret().is_empty() {
+        // An empty simple bind is an unauthenticated (anonymous) bind.
+        return Err(ProviderError::new(ErrorKind::Config, OP, "the admin password is empty"));
+    }
+    let work = async {
+        let settings = LdapConnSettings::new().set_conn_timeout(timeout);
+        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, url).await.map_err(|e| map_err(OP, e))?;
+        tokio::spawn(async move {
+            let _ = conn.drive().await;
+        });
+        let r = ldap.with_timeout(timeout).simple_bind(dn, password.expose_secret()).await.map_err(|e| map_err(OP, e))?;
+        match r.rc {
+            0 => Ok(ldap),
+            49 => Err(ProviderError::new(
+                ErrorKind::Unauthenticated,
+                OP,
+                format!("the directory refused the admin bind as `{dn}`: result 49 (invalidCredentials)"),
+            )),
+            53 | 48 | 8 | 13 => Err(ProviderError::new(
+                ErrorKind::Unauthenticated,
+                OP,
+                format!("the directory refused the admin bind as `{dn}`: result {} ({}): {}", r.rc, rc_name(r.rc), r.text),
+            )),
+            _ => Err(rc_err(OP, &r)),
+        }
+    };
+    match tokio::time::timeout(timeout + Duration::from_secs(1), work).await {
+        Ok(r) => r,
+        Err(_) => Err(ProviderError::new(ErrorKind::Unavailable, OP, format!("no answer from {url} within {timeout:?}"))),
+    }
+}
+
+async fn read_dse(ldap: &mut Ldap, timeout: Duration) -> Result<Dse, ProviderError> {
+    let r = ldap
+        .with_timeout(timeout)
+        .search("", Scope::Base, "(objectClass=*)", vec!["supportedExtension", "supportedCapabilities"])
+        .await
+        .map_err(|e| map_err("ldap.root_dse", e))?;
+    let mut dse = Dse::default();
+    for e in r.0 {
+        let e = SearchEntry::construct(e);
+        for (k, vs) in e.attrs {
+            if k.eq_ignore_ascii_case("supportedExtension") {
+                dse.passmod |= vs.iter().any(|v| v == PASSMOD_OID);
+            }
+            if k.eq_ignore_ascii_case("supportedCapabilities") {
+                dse.active_directory |= vs.iter().any(|v| v == AD_CAP_OID);
+            }
+        }
+    }
+    Ok(dse)
+}
+
+fn ldap_target<'a>(t: &'a Target, op: &'static str) -> Result<&'a DbAccountTarget, ProviderError> {
+    match t {
+        Target::LdapAccount(a) => Ok(a),
+        other => Err(ProviderError::new(ErrorKind::Unsupported, op, format!("the ldap provider does not own `{}` credentials", other.kind()))),
+    }
+}
+
+fn username(h: &Handle) -> Option<&str> {
+    h.get(USERNAME).map(String::as_str).filter(|s| !s.is_empty())
+}
+
+fn one(dn: &str) -> Handle {
+    BTreeMap::from([(USERNAME.to_string(), dn.to_string())])
+}
+
+#[async_trait]
+impl Provider for LdapProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "ldap"
+    }
+
+    async fn current_handle(&self, target: &Target, stored: Option<&Handle>) -> Result<Handle, ProviderError> {
+        let t = ldap_target(target, "ldap.current_handle")?;
+        let dn = self.account(t, stored.and_then(username), "ldap.current_handle")?;
+        Ok(one(dn))
+    }
+
+    fn handle_from_fields(&self, _target: &Target, fields: &BTreeMap<String, String>) -> Handle {
+        fields.get(USERNAME).filter(|s| !s.is_empty()).map(|dn| one(dn)).unwrap_or_default()
+    }
+
+    async fn mint(&self, target: &Target, _old: &Handle, _nonce: &str) -> Result<Minted, ProviderError> {
+        Err(ProviderError::new(
+            ErrorKind::Unsupported,
+            "ldap.mint",
+            format!("a directory does not mint `{}` passwords: keysweep generates them", target.kind()),
+        ))
+    }
+
+    async fn cleanup_minted(&self, _t: &Target, _o: &Handle, _n: &str, _k: Option<&Handle>) -> Result<usize, ProviderError> {
+        Ok(0)
+    }
+
+    async fn new_fields(&self, target: &Target, old: &Handle) -> Result<BTreeMap<String, String>, ProviderError> {
+        let t = ldap_target(target, "ldap.new_fields")?;
+        let dn = match &t.alternate_with {
+            None => t.user.as_str(),
+            Some(alt) => {
+                let cur = self.account(t, username(old), "ldap.new_fields")?;
+                if same_dn(cur, &t.user) {
+                    alt.as_str()
+                } else {
+                    t.user.as_str()
+                }
+            }
+        };
+        Ok(BTreeMap::from([(USERNAME.to_string(), dn.to_string())]))
+    }
+
+    async fn apply(&self, target: &Target, new: &Delivered) -> Result<(), ProviderError> {
+        const OP: &str = "ldap.apply";
+        let t = ldap_target(target, OP)?;
+        let dn = self.account(t, new.fields.get(USERNAME).map(String::as_str), OP)?;
+        if new.value.expose_secret().is_empty() {
+            return Err(ProviderError::new(ErrorKind::Config, OP, "refusing to set an empty password"));
+        }
+        if t.create_clone {
+            if let Some(alt) = t.alternate_with.as_deref() {
+                let src = if same_dn(dn, alt) { t.user.as_str() } else { alt };
+                if self.read_lock(dn).await?.is_none() {
+                    self.clone_account(src, dn).await?;
+                }
+            }
+        }
+        match self.set_password(dn, &new.value, OP).await {
+            Ok(()) => Ok(()),
+            // A re-run after a crash may meet a password policy that refuses the
+            // same value twice (pwdInHistory): if the value already works, the step took effect.
+            Err(e) if e.kind == ErrorKind::Conflict => match self.probe(dn, &new.value).await {
+                Probe::Accepted => Ok(()),
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn test(&self, target: &Target, new: &Delivered, handle: &Handle) -> Verdict {
+        let t = match ldap_target(target, "ldap.test") {
+            Ok(t) => t,
+            Err(e) => return Verdict::Unknown(e.to_string()),
+        };
+        let named = new.fields.get(USERNAME).map(String::as_str).filter(|s| !s.is_empty()).or_else(|| username(handle));
+        let dn = match self.account(t, named, "ldap.test") {
+            Ok(d) => d,
+            Err(e) => return Verdict::Unknown(e.to_string()),
+        };
+        self.probe_verdict(dn, &new.value, None).await
+    }
+
+    async fn retire(&self, target: &Target, old: &Handle) -> Result<(), ProviderError> {
+        const OP: &str = "ldap.retire";
+        let t = ldap_target(target, OP)?;
+        let dn = self.account(t, username(old), OP)?;
+        if self.dse.active_directory {
+            // unicodePwd cannot be removed: replace it with a value nobody knows.
+            let random = GeneratePolicy { length: 64, ..Default::default() }.generate();
+            return match self.set_password(dn, &random, OP).await {
+                Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+                r => r,
+            };
+        }
+        let mut removed = true;
+        for attr in ["userPassword", "authPassword"] {
+            match self.has_attr(dn, attr).await? {
+                None => return Ok(()), // the entry is gone: nothing can bind as it
+                Some(false) => continue,
+                Some(true) => {}
+            }
+            let mut l = self.admin().await?;
+            let r = l.modify(dn, vec![Mod::Delete(attr.as_bytes(), HashSet::new())]).await.map_err(|e| map_err(OP, e))?;
+            match r.rc {
+                0 | 16 | 32 => {}
+                // The schema requires it (simpleSecurityObject) or the server will not remove it.
+                19 | 53 | 65 => removed = false,
+                _ => return Err(rc_err(OP, &r)),
+            }
+        }
+        if !removed {
+            let random = GeneratePolicy { length: 64, ..Default::default() }.generate();
+            self.set_password(dn, &random, OP).await?;
+            tracing::warn!(provider = %self.name, account = dn, "the directory keeps a password attribute on this entry: replaced it with a random value; its death can be proven only with the old value");
+        }
+        Ok(())
+    }
+
+    async fn verify_dead(&self, target: &Target, old: &Handle, old_value: Option<&SecretString>) -> Verdict {
+        let t = match ldap_target(target, "ldap.verify_dead") {
+            Ok(t) => t,
+            Err(e) => return Verdict::Unknown(e.to_string()),
+        };
+        let dn = match self.account(t, username(old), "ldap.verify_dead") {
+            Ok(d) => d,
+            Err(e) => return Verdict::Unknown(e.to_string()),
+        };
+        let state = match self.entry_state(dn).await {
+            Ok(s) => s,
+            Err(e) => return Verdict::Unknown(format!("cannot read {dn}: {e}")),
+        };
+        match (state, old_value) {
+            (None, None) => Verdict::Dead(format!("{dn} no longer exists (noSuchObject)")),
+            // Gone as the admin sees it; the old value, if known, must agree.
+            (None, Some(v)) => match self.probe_verdict(dn, v, None).await {
+                Verdict::Dead(e) => Verdict::Dead(format!("{dn} no longer exists (noSuchObject); {e}")),
+                other => other,
+            },
+            (Some(s), _) if !s.has_password => {
+                Verdict::Dead(format!("{dn} holds no userPassword/authPassword: no simple bind as it can succeed"))
+            }
+            (Some(s), Some(v)) => self.probe_verdict(dn, v, s.lock.as_deref()).await,
+            (Some(_), None) => Verdict::Unknown(format!(
+                "{dn} still holds a password; without the old value LDAP gives the admin no way to tell which one"
+            )),
+        }
+    }
+
+    async fn inventory(&self) -> Result<Vec<InventoryItem>, ProviderError> {
+        const OP: &str = "ldap.inventory";
+        let (filter, attrs): (&str, Vec<&str>) = if self.dse.active_directory {
+            ("(sAMAccountType=805306368)", vec!["whenCreated", "whenChanged", "pwdLastSet", "lastLogonTimestamp", "userAccountControl", "lockoutTime"])
+        } else {
+            (
+                "(|(userPassword=*)(authPassword=*))",
+                vec![
+                    "createTimestamp",
+                    "modifyTimestamp",
+                    "pwdChangedTime",
+                    "authTimestamp",
+                    "pwdAccountLockedTime",
+                    "nsAccountLock",
+                    "accountUnlockTime",
+                ],
+            )
+        };
+        let mut items = vec![];
+        for base in self.naming_contexts().await? {
+            let mut l = self.admin().await?;
+            let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![Box::new(EntriesOnly::new()), Box::new(PagedResults::new(500))];
+            let mut s = l.streaming_search_with(adapters, &base, Scope::Subtree, filter, attrs.clone()).await.map_err(|e| map_err(OP, e))?;
+            while let Some(e) = s.next().await.map_err(|e| map_err(OP, e))? {
+                let e = SearchEntry::construct(e);
+                let get = |name: &str| e.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.first()).cloned();
+                let mut details = BTreeMap::new();
+                let (created, last_used) = if self.dse.active_directory {
+                    if let Some(v) = get("pwdLastSet").and_then(|v| filetime_to_rfc3339(&v)) {
+                        details.insert("password_changed".into(), v);
+                    }
+                    if let Some(v) = get("whenChanged").and_then(|v| generalized_to_rfc3339(&v)) {
+                        details.insert("modified".into(), v);
+                    }
+                    (get("whenCreated").and_then(|v| generalized_to_rfc3339(&v)), get("lastLogonTimestamp").and_then(|v| filetime_to_rfc3339(&v)))
+                } else {
+                    if let Some(v) = get("pwdChangedTime").and_then(|v| generalized_to_rfc3339(&v)) {
+                        details.insert("password_changed".into(), v);
+                    }
+                    if let Some(v) = get("modifyTimestamp").and_then(|v| generalized_to_rfc3339(&v)) {
+                        details.insert("modified".into(), v);
+                    }
+                    (get("createTimestamp").and_then(|v| generalized_to_rfc3339(&v)), get("authTimestamp").and_then(|v| generalized_to_rfc3339(&v)))
+                };
+                if let Some(l) = lock_in(&e.attrs) {
+                    details.insert("locked".into(), l);
+                }
+                details.insert("base".into(), base.clone());
+                items.push(InventoryItem { kind: "ldap_account".into(), id: e.dn, created, last_used, details });
+            }
+            let r = s.finish().await;
+            if r.rc != 0 && r.rc != 32 {
+                return Err(rc_err(OP, &r));
+            }
+        }
+        Ok(items)
+    }
+}
