@@ -15,26 +15,9 @@ if have mariadbd && have mariadb-install-db; then
   exit 0
 fi
 
-if [[ "$(id -u)" != 0 ]]; then
-  log "mariadb-server is missing and installing it needs root: run 'sudo $0'"
-  exit 1
-fi
-
-log "installing mariadb-server"
-if [[ -z "${APT_UPDATED:-}" ]]; then
-  apt-get update -qq
-fi
-# policy-rc.d keeps the package's post-install from starting the system server.
-created_policy=""
-if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-  chmod +x /usr/sbin/policy-rc.d
-  created_policy=1
-fi
-cleanup() { if [[ -n "$created_policy" ]]; then rm -f /usr/sbin/policy-rc.d; fi; }
-trap cleanup EXIT
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server mariadb-client >/dev/null
-# Should it have started anyway, stop it: the tests run their own.
-service mariadb stop >/dev/null 2>&1 || true
+log "installing mariadb-server mariadb-client"
+# shellcheck source=apt.bash
+source "$(dirname "${BASH_SOURCE[0]}")/apt.bash"
+apt_install_server mariadb mariadb-server mariadb-client
 log "installed $(/usr/sbin/mariadbd --version 2>/dev/null | head -1)"
 exit 0

@@ -32,27 +32,10 @@ if have_server && getent passwd postgres >/dev/null 2>&1; then
   exit 0
 fi
 
-if [[ "$(id -u)" != 0 ]]; then
-  log "PostgreSQL is missing and installing it needs root: run 'sudo $0'"
-  exit 1
-fi
-
 log "installing postgresql"
-if [[ -z "${APT_UPDATED:-}" ]]; then
-  apt-get update -qq
-fi
-# policy-rc.d keeps the package's post-install from starting the system cluster.
-created_policy=""
-if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-  chmod +x /usr/sbin/policy-rc.d
-  created_policy=1
-fi
-cleanup() { if [[ -n "$created_policy" ]]; then rm -f /usr/sbin/policy-rc.d; fi; }
-trap cleanup EXIT
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-# Should it have started anyway, stop it: the tests run their own.
-service postgresql stop >/dev/null 2>&1 || true
+# shellcheck source=apt.bash
+source "$(dirname "${BASH_SOURCE[0]}")/apt.bash"
+apt_install_server postgresql postgresql
 for d in /usr/lib/postgresql/*/bin; do
   if [[ -x "$d/postgres" ]]; then
     log "installed $("$d/postgres" --version)"

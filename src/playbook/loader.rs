@@ -917,6 +917,19 @@ impl<'e> Loader<'e> {
         }
     }
 
+    /// A target's `generate` policy must be able to produce a secret.
+    fn check_generate(&mut self, file: usize, base: &YamlPath, g: &crate::secret::GeneratePolicy) {
+        if let Err(m) = g.check() {
+            let field = if m.starts_with("length") { "length" } else { "exclude" };
+            self.error(
+                file,
+                &base.key("target").key("generate").key(field),
+                format!("generate policy cannot be used: {m}"),
+                Some("use a `length` within 16..=1024 and leave at least 10 characters after `exclude`".into()),
+            );
+        }
+    }
+
     fn check_attempts(&mut self, file: usize, path: &YamlPath, attempts: Option<u32>) {
         if let Some(a) = attempts.filter(|a| !(1..=100).contains(a)) {
             self.error(file, path, format!("verify `attempts` is {a}; it must be within 1..=100"), Some("the default is 5".into()));
@@ -1078,18 +1091,7 @@ impl<'e> Loader<'e> {
 
         // Kind-specific checks.
         match &spec.target {
-            Target::VaultKvSecret(t) => {
-                if let Err(m) = t.generate.check() {
-                    let generate = base.key("target").key("generate");
-                    let field = if m.starts_with("length") { "length" } else { "exclude" };
-                    self.error(
-                        file,
-                        &generate.key(field),
-                        format!("generate policy cannot be used: {m}"),
-                        Some("use a `length` within 16..=1024 and leave at least 10 characters after `exclude`".into()),
-                    );
-                }
-            }
+            Target::VaultKvSecret(t) => self.check_generate(file, &base, &t.generate),
             Target::VaultToken(t) => {
                 if action == Action::Revoke && t.accessor.as_deref().is_none_or(|a| a.trim().is_empty()) {
                     self.error(
@@ -1101,29 +1103,10 @@ impl<'e> Loader<'e> {
                 }
             }
             Target::VaultApproleSecretId(_) => {}
-            Target::AwsSecretsmanagerSecret(t) => {
-                if let Err(m) = t.generate.check() {
-                    let generate = base.key("target").key("generate");
-                    let field = if m.starts_with("length") { "length" } else { "exclude" };
-                    self.error(
-                        file,
-                        &generate.key(field),
-                        format!("generate policy cannot be used: {m}"),
-                        Some("use a `length` within 16..=1024 and leave at least 10 characters after `exclude`".into()),
-                    );
-                }
-            }
+            Target::AwsSecretsmanagerSecret(t) => self.check_generate(file, &base, &t.generate),
             Target::PostgresRole(t) | Target::MysqlUser(t) | Target::RedisAclUser(t) | Target::LdapAccount(t) => {
                 let target = base.key("target");
-                if let Err(m) = t.generate.check() {
-                    let field = if m.starts_with("length") { "length" } else { "exclude" };
-                    self.error(
-                        file,
-                        &target.key("generate").key(field),
-                        format!("generate policy cannot be used: {m}"),
-                        Some("use a `length` within 16..=1024 and leave at least 10 characters after `exclude`".into()),
-                    );
-                }
+                self.check_generate(file, &base, &t.generate);
                 if t.alternate_with.as_deref() == Some(t.user.as_str()) {
                     self.error(
                         file,

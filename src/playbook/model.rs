@@ -433,6 +433,29 @@ pub struct AwsSecretTarget {
     pub aws_random_password: bool,
 }
 
+impl DbAccountTarget {
+    /// The other account of an alternating pair, if `user` is one of the pair.
+    pub fn partner(&self, user: &str) -> Option<&str> {
+        let alt = self.alternate_with.as_deref()?;
+        if user == self.user {
+            Some(alt)
+        } else if user == alt {
+            Some(self.user.as_str())
+        } else {
+            None
+        }
+    }
+    /// `user` is this credential's account or its alternate.
+    pub fn in_pair(&self, user: &str) -> bool {
+        user == self.user || self.alternate_with.as_deref() == Some(user)
+    }
+    /// The account a handle (or a stored value's fields) names in `username`,
+    /// or the target's own.
+    pub fn user_in<'a>(&'a self, h: &'a std::collections::BTreeMap<String, String>) -> &'a str {
+        h.get("username").map(String::as_str).filter(|s| !s.is_empty()).unwrap_or(self.user.as_str())
+    }
+}
+
 /// An account whose password keysweep sets (PostgreSQL role, Redis ACL user,
 /// LDAP DN). With `alternate_with`, two accounts with the same grants take
 /// turns: each run rotates the one not in service and flips the store to it.

@@ -477,26 +477,12 @@ fn db<'a>(target: &'a Target, op: &'static str) -> Result<&'a DbAccountTarget, P
     }
 }
 
-/// The other account of an alternating pair, if `user` is one of the pair.
-fn partner<'a>(t: &'a DbAccountTarget, user: &str) -> Option<&'a str> {
-    let alt = t.alternate_with.as_deref()?;
-    if user == t.user {
-        Some(alt)
-    } else if user == alt {
-        Some(t.user.as_str())
-    } else {
-        None
-    }
-}
 
-fn in_pair(t: &DbAccountTarget, user: &str) -> bool {
-    user == t.user || t.alternate_with.as_deref() == Some(user)
-}
 
 /// Refuses a role name that is not the target's account (or its alternate):
 /// a store's `username` must never steer keysweep to another role.
 fn check_in_pair(t: &DbAccountTarget, user: &str, op: &'static str) -> Result<(), ProviderError> {
-    if in_pair(t, user) {
+    if t.in_pair(user) {
         return Ok(());
     }
     let expected = match &t.alternate_with {
@@ -515,10 +501,6 @@ fn missing(op: &'static str, user: &str, t: &DbAccountTarget) -> ProviderError {
     ProviderError::new(ErrorKind::NotFound, op, format!("role `{user}` does not exist{hint}"))
 }
 
-/// The role a handle (or a stored value's fields) names, or the target's own.
-fn handle_user<'a>(t: &'a DbAccountTarget, h: &'a BTreeMap<String, String>) -> &'a str {
-    h.get(USERNAME).map(String::as_str).filter(|s| !s.is_empty()).unwrap_or(t.user.as_str())
-}
 
 fn one(user: &str) -> Handle {
     BTreeMap::from([(USERNAME.to_string(), user.to_string())])
@@ -639,14 +621,14 @@ impl Provider for PostgresProvider {
     async fn current_handle(&self, target: &Target, stored: Option<&Handle>) -> Result<Handle, ProviderError> {
         let op = "postgres.current_handle";
         let t = db(target, op)?;
-        let user = stored.map(|s| handle_user(t, s)).unwrap_or(t.user.as_str());
+        let user = stored.map(|s| t.user_in(s)).unwrap_or(t.user.as_str());
         check_in_pair(t, user, op)?;
         Ok(one(user))
     }
 
     fn handle_from_fields(&self, target: &Target, fields: &BTreeMap<String, String>) -> Handle {
         match target {
-            Target::PostgresRole(t) => one(handle_user(t, fields)),
+            Target::PostgresRole(t) => one(t.user_in(fields)),
             _ => fields.iter().filter(|(k, _)| k.as_str() == USERNAME).map(|(k, v)| (k.clone(), v.clone())).collect(),
         }
     }
@@ -668,9 +650,9 @@ impl Provider for PostgresProvider {
     async fn new_fields(&self, target: &Target, old: &Handle) -> Result<BTreeMap<String, String>, ProviderError> {
         let op = "postgres.new_fields";
         let t = db(target, op)?;
-        let current = handle_user(t, old);
+        let current = t.user_in(old);
         check_in_pair(t, current, op)?;
-        let next = match partner(t, current) {
+        let next = match t.partner(current) {
             None => current.to_string(),
             Some(other) => {
                 self.ensure_account(t, other, op).await?;
@@ -685,7 +667,7 @@ impl Provider for PostgresProvider {
     async fn apply(&self, target: &Target, new: &Delivered) -> Result<(), ProviderError> {
         let op = "postgres.apply";
         let t = db(target, op)?;
-        let user = handle_user(t, &new.fields);
+        let user = t.user_in(&new.fields);
         check_in_pair(t, user, op)?;
         let role = ident(user, op)?;
         let pw = new.value.expose_secret();
@@ -714,8 +696,8 @@ impl Provider for PostgresProvider {
             Ok(t) => t,
             Err(e) => return Verdict::Unknown(e.to_string()),
         };
-        let user = handle.get(USERNAME).filter(|s| !s.is_empty()).map(String::as_str).unwrap_or_else(|| handle_user(t, &new.fields));
-        if !in_pair(t, user) {
+        let user = handle.get(USERNAME).filter(|s| !s.is_empty()).map(String::as_str).unwrap_or_else(|| t.user_in(&new.fields));
+        if !t.in_pair(user) {
             return Verdict::Unknown(format!("role `{user}` is not this credential's account"));
         }
         match self.try_login(user, &new.value).await {
@@ -730,7 +712,7 @@ impl Provider for PostgresProvider {
     async fn retire(&self, target: &Target, old: &Handle) -> Result<(), ProviderError> {
         let op = "postgres.retire";
         let t = db(target, op)?;
-        let user = handle_user(t, old);
+        let user = t.user_in(old);
         check_in_pair(t, user, op)?;
         let role = ident(user, op)?;
         if user == self.admin_user {
@@ -755,8 +737,8 @@ impl Provider for PostgresProvider {
             Ok(t) => t,
             Err(e) => return Verdict::Unknown(e.to_string()),
         };
-        let user = handle_user(t, old);
-        if !in_pair(t, user) {
+        let user = t.user_in(old);
+        if !t.in_pair(user) {
             return Verdict::Unknown(format!("role `{user}` is not this credential's account"));
         }
         if let Some(v) = old_value {

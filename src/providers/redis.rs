@@ -262,7 +262,7 @@ impl RedisProvider {
         if self.getuser(op, user).await?.is_some() {
             return Ok(());
         }
-        let Some(source) = partner(t, user).filter(|_| t.create_clone) else {
+        let Some(source) = t.partner(user).filter(|_| t.create_clone) else {
             return Err(missing(op, user, t));
         };
         let Some(src) = self.getuser(op, source).await? else {
@@ -297,26 +297,12 @@ fn db<'a>(target: &'a Target, op: &'static str) -> Result<&'a DbAccountTarget, P
     }
 }
 
-/// The other account of an alternating pair, if `user` is one of the pair.
-fn partner<'a>(t: &'a DbAccountTarget, user: &str) -> Option<&'a str> {
-    let alt = t.alternate_with.as_deref()?;
-    if user == t.user {
-        Some(alt)
-    } else if user == alt {
-        Some(t.user.as_str())
-    } else {
-        None
-    }
-}
 
-fn in_pair(t: &DbAccountTarget, user: &str) -> bool {
-    user == t.user || t.alternate_with.as_deref() == Some(user)
-}
 
 /// Refuses a user name that is not the target's account (or its alternate):
 /// a store's `username` must never steer keysweep to another account.
 fn check_in_pair(t: &DbAccountTarget, user: &str, op: &'static str) -> Result<(), ProviderError> {
-    if in_pair(t, user) {
+    if t.in_pair(user) {
         return Ok(());
     }
     let expected = match &t.alternate_with {
@@ -335,10 +321,6 @@ fn missing(op: &'static str, user: &str, t: &DbAccountTarget) -> ProviderError {
     ProviderError::new(ErrorKind::NotFound, op, format!("ACL user `{user}` does not exist{hint}"))
 }
 
-/// The user a handle names, or the target's own user.
-fn handle_user<'a>(t: &'a DbAccountTarget, h: &'a Handle) -> &'a str {
-    h.get(USERNAME).map(String::as_str).filter(|s| !s.is_empty()).unwrap_or(t.user.as_str())
-}
 
 fn one(user: &str) -> Handle {
     BTreeMap::from([(USERNAME.to_string(), user.to_string())])
@@ -497,14 +479,14 @@ impl Provider for RedisProvider {
 
     async fn current_handle(&self, target: &Target, stored: Option<&Handle>) -> Result<Handle, ProviderError> {
         let t = db(target, "redis.current_handle")?;
-        let user = stored.map(|s| handle_user(t, s)).unwrap_or(t.user.as_str());
+        let user = stored.map(|s| t.user_in(s)).unwrap_or(t.user.as_str());
         check_in_pair(t, user, "redis.current_handle")?;
         Ok(one(user))
     }
 
     fn handle_from_fields(&self, target: &Target, fields: &BTreeMap<String, String>) -> Handle {
         match target {
-            Target::RedisAclUser(t) => one(handle_user(t, fields)),
+            Target::RedisAclUser(t) => one(t.user_in(fields)),
             _ => Handle::new(),
         }
     }
@@ -527,13 +509,13 @@ impl Provider for RedisProvider {
     async fn new_fields(&self, target: &Target, old: &Handle) -> Result<BTreeMap<String, String>, ProviderError> {
         let op = "redis.new_fields";
         let t = db(target, op)?;
-        let current = handle_user(t, old);
+        let current = t.user_in(old);
         check_in_pair(t, current, op)?;
         let user = match &t.alternate_with {
             None => t.user.as_str(),
-            Some(_) => partner(t, current).unwrap_or(t.user.as_str()),
+            Some(_) => t.partner(current).unwrap_or(t.user.as_str()),
         };
-        if self.getuser(op, user).await?.is_none() && !(t.create_clone && partner(t, user).is_some()) {
+        if self.getuser(op, user).await?.is_none() && !(t.create_clone && t.partner(user).is_some()) {
             return Err(missing(op, user, t));
         }
         Ok(one(user))
@@ -544,7 +526,7 @@ impl Provider for RedisProvider {
     async fn apply(&self, target: &Target, new: &Delivered) -> Result<(), ProviderError> {
         let op = "redis.apply";
         let t = db(target, op)?;
-        let user = handle_user(t, &new.fields);
+        let user = t.user_in(&new.fields);
         check_in_pair(t, user, op)?;
         if new.value.expose_secret().is_empty() {
             return Err(ProviderError::new(ErrorKind::Config, op, "refusing to set an empty password"));
@@ -572,8 +554,8 @@ impl Provider for RedisProvider {
         let Target::RedisAclUser(t) = target else {
             return Verdict::Unknown(format!("redis provider does not handle `{}`", target.kind()));
         };
-        let user = new.fields.get(USERNAME).map(String::as_str).filter(|s| !s.is_empty()).unwrap_or_else(|| handle_user(t, handle));
-        if !in_pair(t, user) {
+        let user = new.fields.get(USERNAME).map(String::as_str).filter(|s| !s.is_empty()).unwrap_or_else(|| t.user_in(handle));
+        if !t.in_pair(user) {
             return Verdict::Unknown(format!("ACL user `{user}` is not this credential's account"));
         }
         match self.try_login(user, &new.value).await {
@@ -589,7 +571,7 @@ impl Provider for RedisProvider {
     async fn retire(&self, target: &Target, old: &Handle) -> Result<(), ProviderError> {
         let op = "redis.retire";
         let t = db(target, op)?;
-        let user = handle_user(t, old);
+        let user = t.user_in(old);
         check_in_pair(t, user, op)?;
         if self.getuser(op, user).await?.is_none() {
             return Ok(());
@@ -624,8 +606,8 @@ impl Provider for RedisProvider {
         let Target::RedisAclUser(t) = target else {
             return Verdict::Unknown(format!("redis provider does not handle `{}`", target.kind()));
         };
-        let user = handle_user(t, old);
-        if !in_pair(t, user) {
+        let user = t.user_in(old);
+        if !t.in_pair(user) {
             return Verdict::Unknown(format!("ACL user `{user}` is not this credential's account"));
         }
         if let Some(v) = old_value {
