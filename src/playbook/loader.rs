@@ -1091,7 +1091,7 @@ impl<'e> Loader<'e> {
 
         // Kind-specific checks.
         match &spec.target {
-            Target::VaultKvSecret(t) => self.check_generate(file, &base, &t.generate),
+            Target::VaultKvSecret(t) => self.check_generate(file, base, &t.generate),
             Target::VaultToken(t) => {
                 if action == Action::Revoke && t.accessor.as_deref().is_none_or(|a| a.trim().is_empty()) {
                     self.error(
@@ -1103,10 +1103,10 @@ impl<'e> Loader<'e> {
                 }
             }
             Target::VaultApproleSecretId(_) => {}
-            Target::AwsSecretsmanagerSecret(t) => self.check_generate(file, &base, &t.generate),
+            Target::AwsSecretsmanagerSecret(t) => self.check_generate(file, base, &t.generate),
             Target::PostgresRole(t) | Target::MysqlUser(t) | Target::RedisAclUser(t) | Target::LdapAccount(t) => {
                 let target = base.key("target");
-                self.check_generate(file, &base, &t.generate);
+                self.check_generate(file, base, &t.generate);
                 if t.alternate_with.as_deref() == Some(t.user.as_str()) {
                     self.error(
                         file,
