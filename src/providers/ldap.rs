@@ -62,6 +62,7 @@ use ldap3::exop::PasswordModify;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, Scope, SearchEntry};
 use zeroize::Zeroizing;
 
+use super::account::{one, USERNAME};
 use crate::playbook::model::{DbAccountTarget, LdapProviderConfig, SecretRef, Target};
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Verdict};
 use crate::secret::{Delivered, ExposeSecret, GeneratePolicy, SecretString};
@@ -75,9 +76,6 @@ const AD_CAP_OID: &str = "1.2.840.113556.1.4.800";
 /// Attributes that tell whether an account is locked, expired or disabled (none secret).
 const LOCK_ATTRS: &[&str] =
     &["pwdAccountLockedTime", "nsAccountLock", "accountUnlockTime", "lockoutTime", "userAccountControl", "loginDisabled"];
-/// The handle's (and the store field's) key.
-const USERNAME: &str = "username";
-
 /// What a refused bind proves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindRefusal {
@@ -833,9 +831,6 @@ fn username(h: &Handle) -> Option<&str> {
     h.get(USERNAME).map(String::as_str).filter(|s| !s.is_empty())
 }
 
-fn one(dn: &str) -> Handle {
-    BTreeMap::from([(USERNAME.to_string(), dn.to_string())])
-}
 
 #[async_trait]
 impl Provider for LdapProvider {

@@ -1,4 +1,5 @@
 //! Provider adapters, one file or folder per owning system.
+pub mod account;
 pub mod aws;
 pub mod ldap;
 pub mod mysql;

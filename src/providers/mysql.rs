@@ -49,12 +49,10 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 
+use super::account::{one, USERNAME};
 use crate::playbook::model::{DbAccountTarget, MysqlProviderConfig, SecretRef, Target};
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Verdict};
 use crate::secret::{Delivered, ExposeSecret, GeneratePolicy, SecretString};
-
-/// The handle key: which account a password belongs to.
-pub const USERNAME: &str = "username";
 
 /// Access denied (wrong password or no such account): the documented refusal.
 const ER_ACCESS_DENIED: u16 = 1045;
@@ -131,9 +129,6 @@ fn target_of<'a>(target: &'a Target, op: &'static str) -> Result<&'a DbAccountTa
     }
 }
 
-fn one(user: &str) -> Handle {
-    BTreeMap::from([(USERNAME.to_string(), user.to_string())])
-}
 
 /// The user named by `h`, if it is one of the target's accounts.
 fn known_user<'a>(t: &'a DbAccountTarget, name: Option<&str>, op: &'static str) -> Result<&'a str, ProviderError> {

@@ -73,12 +73,14 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, Config, NoTls};
 use zeroize::Zeroize;
 
+use super::account::{check_in_pair, missing, one, USERNAME};
 use crate::playbook::model::{DbAccountTarget, PostgresProviderConfig, SecretRef, Target};
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Verdict};
 use crate::secret::{redact_all, scrub, Delivered, ExposeSecret, SecretString};
 
 /// The handle key (and store field) naming the role a password belongs to.
-pub const USERNAME: &str = "username";
+const NOUN: &str = "role";
+const CLONE_HOW: &str = "as a member of the other role";
 
 /// PostgreSQL's longest identifier (NAMEDATALEN - 1 bytes); longer names are truncated by the server.
 const MAX_IDENT_BYTES: usize = 63;
@@ -240,13 +242,18 @@ impl PostgresProvider {
         ProviderError::new(kind_of(e), op, format!("{}: {}", self.addr(), describe(e, secrets)))
     }
 
-    /// Runs statements (simple query protocol) as the admin. `secrets` are
-    /// redacted from any error (the statement text may be echoed).
-    async fn admin_batch(&self, op: &'static str, sql: &SecretString, secrets: &[&SecretString]) -> Result<(), ProviderError> {
-        let c = self.admin_client(op).await?;
-        self.permit().await;
-        match tokio::time::timeout(self.timeout, c.batch_execute(sql.expose_secret())).await {
-            Ok(Ok(())) => Ok(()),
+    /// Awaits one call on the admin connection within the timeout; forgets
+    /// the connection when it broke or timed out. `what` names the call in a
+    /// timeout error; `secrets` are redacted from any error text.
+    async fn admin_call<T>(
+        &self,
+        op: &'static str,
+        what: &str,
+        secrets: &[&SecretString],
+        call: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, ProviderError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 if e.is_closed() || e.code().is_none() {
                     self.drop_admin().await;
@@ -255,9 +262,17 @@ impl PostgresProvider {
             }
             Err(_) => {
                 self.drop_admin().await;
-                Err(self.timeout_err(op, "statement"))
+                Err(self.timeout_err(op, what))
             }
         }
+    }
+
+    /// Runs statements (simple query protocol) as the admin. `secrets` are
+    /// redacted from any error (the statement text may be echoed).
+    async fn admin_batch(&self, op: &'static str, sql: &SecretString, secrets: &[&SecretString]) -> Result<(), ProviderError> {
+        let c = self.admin_client(op).await?;
+        self.permit().await;
+        self.admin_call(op, "statement", secrets, c.batch_execute(sql.expose_secret())).await
     }
 
     /// One query with bind parameters as the admin.
@@ -269,44 +284,21 @@ impl PostgresProvider {
     ) -> Result<Vec<tokio_postgres::Row>, ProviderError> {
         let c = self.admin_client(op).await?;
         self.permit().await;
-        match tokio::time::timeout(self.timeout, c.query(sql, params)).await {
-            Ok(Ok(rows)) => Ok(rows),
-            Ok(Err(e)) => {
-                if e.is_closed() || e.code().is_none() {
-                    self.drop_admin().await;
-                }
-                Err(self.err(op, &e, &[]))
-            }
-            Err(_) => {
-                self.drop_admin().await;
-                Err(self.timeout_err(op, "query"))
-            }
-        }
+        self.admin_call(op, "query", &[], c.query(sql, params)).await
     }
 
     /// A query without parameters; the first column of each row, as text.
     async fn admin_simple(&self, op: &'static str, sql: &str) -> Result<Vec<Option<String>>, ProviderError> {
         let c = self.admin_client(op).await?;
         self.permit().await;
-        match tokio::time::timeout(self.timeout, c.simple_query(sql)).await {
-            Ok(Ok(msgs)) => Ok(msgs
-                .into_iter()
-                .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_string)),
-                    _ => None,
-                })
-                .collect()),
-            Ok(Err(e)) => {
-                if e.is_closed() || e.code().is_none() {
-                    self.drop_admin().await;
-                }
-                Err(self.err(op, &e, &[]))
-            }
-            Err(_) => {
-                self.drop_admin().await;
-                Err(self.timeout_err(op, sql))
-            }
-        }
+        let msgs = self.admin_call(op, sql, &[], c.simple_query(sql)).await?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_string)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Logs in as `user` with `password` on a new connection, then closes it.
@@ -362,7 +354,7 @@ impl PostgresProvider {
             return Ok(());
         }
         if !(t.create_clone && t.alternate_with.as_deref() == Some(user)) {
-            return Err(missing(op, user, t));
+            return Err(missing(op, user, t, NOUN, CLONE_HOW));
         }
         let rows = self
             .admin_query(op, "SELECT rolcreatedb, rolconnlimit FROM pg_catalog.pg_roles WHERE rolname = $1", &[&t.user])
@@ -475,35 +467,6 @@ fn db<'a>(target: &'a Target, op: &'static str) -> Result<&'a DbAccountTarget, P
         Target::PostgresRole(t) => Ok(t),
         other => Err(ProviderError::new(ErrorKind::Unsupported, op, format!("postgres provider does not handle `{}`", other.kind()))),
     }
-}
-
-
-
-/// Refuses a role name that is not the target's account (or its alternate):
-/// a store's `username` must never steer keysweep to another role.
-fn check_in_pair(t: &DbAccountTarget, user: &str, op: &'static str) -> Result<(), ProviderError> {
-    if t.in_pair(user) {
-        return Ok(());
-    }
-    let expected = match &t.alternate_with {
-        Some(a) => format!("`{}` or `{a}`", t.user),
-        None => format!("`{}`", t.user),
-    };
-    Err(ProviderError::new(ErrorKind::Config, op, format!("role `{user}` is not this credential's account (expected {expected})")))
-}
-
-fn missing(op: &'static str, user: &str, t: &DbAccountTarget) -> ProviderError {
-    let hint = if t.alternate_with.as_deref() == Some(user) && !t.create_clone {
-        " (set `create_clone: true` to create it as a member of the other role)"
-    } else {
-        ""
-    };
-    ProviderError::new(ErrorKind::NotFound, op, format!("role `{user}` does not exist{hint}"))
-}
-
-
-fn one(user: &str) -> Handle {
-    BTreeMap::from([(USERNAME.to_string(), user.to_string())])
 }
 
 /// `"name"` with `"` doubled. Refuses what PostgreSQL cannot hold or would truncate.
@@ -622,7 +585,7 @@ impl Provider for PostgresProvider {
         let op = "postgres.current_handle";
         let t = db(target, op)?;
         let user = stored.map(|s| t.user_in(s)).unwrap_or(t.user.as_str());
-        check_in_pair(t, user, op)?;
+        check_in_pair(t, user, op, NOUN)?;
         Ok(one(user))
     }
 
@@ -651,7 +614,7 @@ impl Provider for PostgresProvider {
         let op = "postgres.new_fields";
         let t = db(target, op)?;
         let current = t.user_in(old);
-        check_in_pair(t, current, op)?;
+        check_in_pair(t, current, op, NOUN)?;
         let next = match t.partner(current) {
             None => current.to_string(),
             Some(other) => {
@@ -668,7 +631,7 @@ impl Provider for PostgresProvider {
         let op = "postgres.apply";
         let t = db(target, op)?;
         let user = t.user_in(&new.fields);
-        check_in_pair(t, user, op)?;
+        check_in_pair(t, user, op, NOUN)?;
         let role = ident(user, op)?;
         let pw = new.value.expose_secret();
         let literal = if self.scram && pw.is_ascii() && !pw.contains('\0') {
@@ -679,7 +642,7 @@ impl Provider for PostgresProvider {
         let sql = SecretString::from(format!("ALTER ROLE {role} WITH LOGIN PASSWORD {}", literal.expose_secret()));
         match self.admin_batch(op, &sql, &[&new.value, &literal]).await {
             Ok(()) => {}
-            Err(e) if e.kind == ErrorKind::NotFound => return Err(missing(op, user, t)),
+            Err(e) if e.kind == ErrorKind::NotFound => return Err(missing(op, user, t, NOUN, CLONE_HOW)),
             Err(e) => return Err(e),
         }
         if user == self.admin_user {
@@ -713,7 +676,7 @@ impl Provider for PostgresProvider {
         let op = "postgres.retire";
         let t = db(target, op)?;
         let user = t.user_in(old);
-        check_in_pair(t, user, op)?;
+        check_in_pair(t, user, op, NOUN)?;
         let role = ident(user, op)?;
         if user == self.admin_user {
             tracing::warn!(provider = %self.name, role = user, "retiring keysweep's own admin role: this provider cannot log in again");

@@ -43,12 +43,14 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo, RedisError, Value};
 
+use super::account::{check_in_pair, missing, one, USERNAME};
 use crate::playbook::model::{DbAccountTarget, RedisProviderConfig, SecretRef, Target};
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Verdict};
 use crate::secret::{redact_all, scrub, Delivered, ExposeSecret, GeneratePolicy, SecretString};
 
 /// The handle key (and store field) naming the ACL user a password belongs to.
-pub const USERNAME: &str = "username";
+const NOUN: &str = "ACL user";
+const CLONE_HOW: &str = "with the rules of the other account";
 
 /// Commands that administer the server or its users: a user allowed any of
 /// them is reported `privileged` by `inventory`.
@@ -263,7 +265,7 @@ impl RedisProvider {
             return Ok(());
         }
         let Some(source) = t.partner(user).filter(|_| t.create_clone) else {
-            return Err(missing(op, user, t));
+            return Err(missing(op, user, t, NOUN, CLONE_HOW));
         };
         let Some(src) = self.getuser(op, source).await? else {
             return Err(ProviderError::new(ErrorKind::NotFound, op, format!("neither ACL user `{user}` nor `{source}` exists")));
@@ -295,35 +297,6 @@ fn db<'a>(target: &'a Target, op: &'static str) -> Result<&'a DbAccountTarget, P
         Target::RedisAclUser(t) => Ok(t),
         other => Err(ProviderError::new(ErrorKind::Unsupported, op, format!("redis provider does not handle `{}`", other.kind()))),
     }
-}
-
-
-
-/// Refuses a user name that is not the target's account (or its alternate):
-/// a store's `username` must never steer keysweep to another account.
-fn check_in_pair(t: &DbAccountTarget, user: &str, op: &'static str) -> Result<(), ProviderError> {
-    if t.in_pair(user) {
-        return Ok(());
-    }
-    let expected = match &t.alternate_with {
-        Some(a) => format!("`{}` or `{a}`", t.user),
-        None => format!("`{}`", t.user),
-    };
-    Err(ProviderError::new(ErrorKind::Config, op, format!("ACL user `{user}` is not this credential's account (expected {expected})")))
-}
-
-fn missing(op: &'static str, user: &str, t: &DbAccountTarget) -> ProviderError {
-    let hint = if t.alternate_with.as_deref() == Some(user) && !t.create_clone {
-        " (set `create_clone: true` to create it with the rules of the other account)"
-    } else {
-        ""
-    };
-    ProviderError::new(ErrorKind::NotFound, op, format!("ACL user `{user}` does not exist{hint}"))
-}
-
-
-fn one(user: &str) -> Handle {
-    BTreeMap::from([(USERNAME.to_string(), user.to_string())])
 }
 
 // ---- ACL GETUSER, as RESP2 (alternating keys and values) or RESP3 (a map).
@@ -480,7 +453,7 @@ impl Provider for RedisProvider {
     async fn current_handle(&self, target: &Target, stored: Option<&Handle>) -> Result<Handle, ProviderError> {
         let t = db(target, "redis.current_handle")?;
         let user = stored.map(|s| t.user_in(s)).unwrap_or(t.user.as_str());
-        check_in_pair(t, user, "redis.current_handle")?;
+        check_in_pair(t, user, "redis.current_handle", NOUN)?;
         Ok(one(user))
     }
 
@@ -510,13 +483,13 @@ impl Provider for RedisProvider {
         let op = "redis.new_fields";
         let t = db(target, op)?;
         let current = t.user_in(old);
-        check_in_pair(t, current, op)?;
+        check_in_pair(t, current, op, NOUN)?;
         let user = match &t.alternate_with {
             None => t.user.as_str(),
             Some(_) => t.partner(current).unwrap_or(t.user.as_str()),
         };
         if self.getuser(op, user).await?.is_none() && !(t.create_clone && t.partner(user).is_some()) {
-            return Err(missing(op, user, t));
+            return Err(missing(op, user, t, NOUN, CLONE_HOW));
         }
         Ok(one(user))
     }
@@ -527,7 +500,7 @@ impl Provider for RedisProvider {
         let op = "redis.apply";
         let t = db(target, op)?;
         let user = t.user_in(&new.fields);
-        check_in_pair(t, user, op)?;
+        check_in_pair(t, user, op, NOUN)?;
         if new.value.expose_secret().is_empty() {
             return Err(ProviderError::new(ErrorKind::Config, op, "refusing to set an empty password"));
         }
@@ -572,7 +545,7 @@ impl Provider for RedisProvider {
         let op = "redis.retire";
         let t = db(target, op)?;
         let user = t.user_in(old);
-        check_in_pair(t, user, op)?;
+        check_in_pair(t, user, op, NOUN)?;
         if self.getuser(op, user).await?.is_none() {
             return Ok(());
         }
