@@ -10,6 +10,45 @@ use crate::plan::Plan;
 use crate::playbook::Playbook;
 use crate::report::{Outcome, Report, Row};
 
+/// `--select` / `--exclude`, shared by `plan` and `run`.
+#[derive(clap::Args, Debug)]
+pub struct SelectArgs {
+    /// Only credentials matching key=value (tag, owner, provider, kind, action, id; `*` wildcards).
+    /// Same key: any of them; different keys: all of them.
+    #[arg(long = "select", value_name = "KEY=VALUE")]
+    pub select: Vec<String>,
+    /// Leave out credentials matching key=value (e.g. tag=canary for honeytokens).
+    #[arg(long = "exclude", value_name = "KEY=VALUE")]
+    pub exclude: Vec<String>,
+}
+
+impl SelectArgs {
+    /// The selection; on a bad expression prints why and returns the exit code.
+    pub fn parse(&self) -> Result<crate::plan::Selection, i32> {
+        crate::plan::Selection::parse(&self.select, &self.exclude).map_err(|e| {
+            eprintln!("keysweep: {e}");
+            super::exit::INVALID
+        })
+    }
+}
+
+/// A credential's report row with the given outcome (handles and duration empty).
+pub fn row(w: &crate::plan::WorkItem, outcome: Outcome) -> Row {
+    Row {
+        id: w.cred.id.clone(),
+        provider: w.cred.provider.clone(),
+        kind: w.cred.target.kind().to_string(),
+        action: w.cred.action.as_str().to_string(),
+        owner: w.cred.owner.clone(),
+        tags: w.cred.tags.clone(),
+        selected: w.selected(),
+        outcome,
+        old: Default::default(),
+        new: Default::default(),
+        duration_ms: None,
+    }
+}
+
 /// Loads a playbook; on errors prints them and returns the exit code.
 pub fn load(path: &Path) -> Result<Playbook, i32> {
     crate::playbook::load(path).map_err(|d| {
@@ -47,7 +86,7 @@ fn duration_ms(st: &CredState) -> Option<u64> {
 }
 
 /// One row per credential of the plan, each with exactly one outcome.
-pub fn rows(plan: &Plan, states: &HashMap<String, CredState>, run_id: &str, interrupted_hint: bool) -> Vec<Row> {
+pub fn rows(plan: &Plan, states: &HashMap<String, CredState>, run_id: &str) -> Vec<Row> {
     plan.items
         .iter()
         .map(|w| {
@@ -63,26 +102,15 @@ pub fn rows(plan: &Plan, states: &HashMap<String, CredState>, run_id: &str, inte
                             else if s.stage_done { Test } else { Stage }
                         })
                         .unwrap_or(w.steps[0]);
-                    let why = if interrupted_hint {
-                        format!("run interrupted before this credential finished; `keysweep resume {run_id}` continues it")
-                    } else {
-                        "not finished".to_string()
-                    };
-                    Outcome::Failed { step, reason: why }
+                    let reason = format!("run interrupted before this credential finished; `keysweep resume {run_id}` continues it");
+                    Outcome::Failed { step, reason }
                 }
             };
             Row {
-                id: w.cred.id.clone(),
-                provider: w.cred.provider.clone(),
-                kind: w.cred.target.kind().to_string(),
-                action: w.cred.action.as_str().to_string(),
-                owner: w.cred.owner.clone(),
-                tags: w.cred.tags.clone(),
-                selected: w.selected(),
-                outcome,
                 old: st.map(|s| s.old_handle.clone()).unwrap_or_default(),
                 new: st.map(|s| s.new_handle.clone()).unwrap_or_default(),
                 duration_ms: st.and_then(duration_ms),
+                ..row(w, outcome)
             }
         })
         .collect()

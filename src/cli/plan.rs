@@ -7,16 +7,14 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::{common, exit};
-use crate::plan::{self, Selection};
+use crate::plan;
 use crate::report::{render, Outcome, Report, Row};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     pub playbook: PathBuf,
-    #[arg(long = "select", value_name = "KEY=VALUE")]
-    pub select: Vec<String>,
-    #[arg(long = "exclude", value_name = "KEY=VALUE")]
-    pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub selection: common::SelectArgs,
     /// Do not contact providers (no stuck-pending check).
     #[arg(long)]
     pub offline: bool,
@@ -33,12 +31,9 @@ pub async fn run(a: Args) -> Result<i32> {
         Ok(pb) => pb,
         Err(code) => return Ok(code),
     };
-    let selection = match Selection::parse(&a.select, &a.exclude) {
+    let selection = match a.selection.parse() {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("keysweep: {e}");
-            return Ok(exit::INVALID);
-        }
+        Err(code) => return Ok(code),
     };
     let plan = plan::build(&pb, &selection);
     let mut warnings = plan.warnings.clone();
@@ -74,27 +69,16 @@ pub async fn run(a: Args) -> Result<i32> {
     let rows: Vec<Row> = plan
         .items
         .iter()
-        .map(|w| Row {
-            id: w.cred.id.clone(),
-            provider: w.cred.provider.clone(),
-            kind: w.cred.target.kind().to_string(),
-            action: w.cred.action.as_str().to_string(),
-            owner: w.cred.owner.clone(),
-            tags: w.cred.tags.clone(),
-            selected: w.selected(),
-            outcome: Outcome::Skipped {
-                reason: match &w.skip {
-                    Some(r) => r.clone(),
-                    None => format!(
-                        "dry run: would {} ({})",
-                        w.cred.action.as_str(),
-                        w.steps.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" → ")
-                    ),
-                },
-            },
-            old: Default::default(),
-            new: Default::default(),
-            duration_ms: None,
+        .map(|w| {
+            let reason = match &w.skip {
+                Some(r) => r.clone(),
+                None => format!(
+                    "dry run: would {} ({})",
+                    w.cred.action.as_str(),
+                    w.steps.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" → ")
+                ),
+            };
+            common::row(w, Outcome::Skipped { reason })
         })
         .collect();
     let mut report = Report::new("dry-run", "dry_run", &a.playbook.display().to_string(), &chrono::Utc::now().to_rfc3339(), selection.describe(), rows);

@@ -22,13 +22,8 @@ use crate::report::{render, Report};
 pub struct RunArgs {
     /// The playbook file.
     pub playbook: PathBuf,
-    /// Only credentials matching key=value (tag, owner, provider, kind, action, id; `*` wildcards).
-    /// Same key: any of them; different keys: all of them.
-    #[arg(long = "select", value_name = "KEY=VALUE")]
-    pub select: Vec<String>,
-    /// Leave out credentials matching key=value (e.g. tag=canary for honeytokens).
-    #[arg(long = "exclude", value_name = "KEY=VALUE")]
-    pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub selection: common::SelectArgs,
     /// Start a new run even if an interrupted run of this playbook exists.
     #[arg(long)]
     pub new: bool,
@@ -65,12 +60,9 @@ pub async fn run(a: RunArgs, state_dir: &Path) -> Result<i32> {
         Ok(pb) => pb,
         Err(code) => return Ok(code),
     };
-    let selection = match Selection::parse(&a.select, &a.exclude) {
+    let selection = match a.selection.parse() {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("keysweep: {e}");
-            return Ok(exit::INVALID);
-        }
+        Err(code) => return Ok(code),
     };
     let journal = Arc::new(Journal::open(&common::journal_path(state_dir))?);
     if !a.new {
@@ -192,7 +184,7 @@ async fn execute(
         &record.playbook,
         &started_at,
         selection.describe(),
-        common::rows(&plan, &states, &run_id, true),
+        common::rows(&plan, &states, &run_id),
     );
     report.warnings = plan.warnings.clone();
     if !interrupted {
