@@ -225,18 +225,14 @@ async fn abort_between_each_pair_of_steps_then_resume_keeps_labels_right() {
         let dir = tempfile::tempdir().unwrap();
         let pb = e.write(dir.path());
         let state = dir.path().join("state");
-        let out = ks(&state).args(["run", pb.to_str().unwrap(), "--concurrency", "1"]).env("KEYSWEEP_CRASH_AT", point).output().unwrap();
-        assert_ne!(out.status.code(), Some(0), "{point}: the crash hook did not fire");
+        run_until_crash(ks(&state), &pb, point);
         if *point == "staged:reached:1" {
             // The dry run reports the pending version the crash left behind.
             let plan = ks(&state).args(["plan", pb.to_str().unwrap()]).output().unwrap();
             let text = String::from_utf8_lossy(&plan.stdout);
             assert!(text.contains("pending value(s) left") && text.contains(&format!("{p}/iam/{p}-key-0")), "{text}");
         }
-        let out = ks(&state).args(["run", pb.to_str().unwrap()]).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{point}: {err}\n{}", String::from_utf8_lossy(&out.stdout));
-        assert!(err.contains("resuming interrupted run"), "{point}: {err}");
+        run_resumes(ks(&state), &pb, point);
         let r = report_json(&state);
         assert_eq!(r["totals"]["rotated"], 5, "{point}: {}", r["totals"]);
         e.assert_all_correct().await;

@@ -109,13 +109,7 @@ fn abort_at_every_step_boundary_then_resume() {
         let estate = Estate::seed(b, &prefix, 2, 1, 1, true);
         let pb = estate.write(dir.path());
         let state = dir.path().join("state");
-        let out = keysweep(&state)
-            .args(["run", pb.to_str().unwrap(), "--concurrency", "1"])
-            .env("KEYSWEEP_CRASH_AT", point)
-            .output()
-            .unwrap();
-        assert_ne!(out.status.code(), Some(0), "{point}: the crash hook did not fire");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("KEYSWEEP_CRASH_AT"), "{point}: {}", String::from_utf8_lossy(&out.stderr));
+        run_until_crash(keysweep(&state), &pb, point);
         if *point == "staged:reached:1" {
             // The dry run reports the pending value the crash left behind.
             let plan = keysweep(&state).args(["plan", pb.to_str().unwrap()]).output().unwrap();
@@ -123,10 +117,7 @@ fn abort_at_every_step_boundary_then_resume() {
             assert!(text.contains("pending value(s) left") && text.contains(&format!("{prefix}/tokens/{prefix}-tok-0")), "{text}");
         }
         // `run` again finds the interrupted run and resumes it.
-        let out = keysweep(&state).args(["run", pb.to_str().unwrap()]).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{point}: {err}\n{}", String::from_utf8_lossy(&out.stdout));
-        assert!(err.contains("resuming interrupted run"), "{point}: {err}");
+        run_resumes(keysweep(&state), &pb, point);
         let r = report_json(&state);
         assert_eq!(r["totals"]["rotated"], 4, "{point}: {}", r["totals"]);
         assert_eq!(r["totals"]["revoked"], 2, "{point}: {}", r["totals"]);

@@ -304,22 +304,13 @@ fn killed_between_apply_and_promote_or_promote_and_retire_resumes_without_lockou
         let pb = dir.path().join("p.yaml");
         std::fs::write(&pb, providers_yaml(&admin) + &y).unwrap();
         let state = dir.path().join("state");
-        let out = ks(&state)
-            .args(["run", pb.to_str().unwrap(), "--concurrency", "1"])
-            
-            .env("KEYSWEEP_CRASH_AT", point)
-            .output()
-            .unwrap();
-        assert_ne!(out.status.code(), Some(0), "{point}: the crash hook did not fire");
+        run_until_crash(ks(&state), &pb, point);
         // While the run is down, every alternating pair's stored login works.
         for (db, id, path, _, _) in creds.iter().filter(|c| c.1.ends_with("-alt")) {
             let (user, pw) = store_login(path);
             assert!(db.works(&user, &pw), "{point}: {id}: the store's login is locked out while the run is down");
         }
-        let out = ks(&state).args(["run", pb.to_str().unwrap()]).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{point}: {err}\n{}", String::from_utf8_lossy(&out.stdout));
-        assert!(err.contains("resuming interrupted run"), "{point}: {err}");
+        run_resumes(ks(&state), &pb, point);
         assert_rotated(&creds);
     }
 }

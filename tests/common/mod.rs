@@ -349,3 +349,21 @@ pub mod redis;
 pub mod ldap;
 pub mod mysql;
 pub mod postgres;
+
+/// Runs `cmd run <playbook> --concurrency 1` with `KEYSWEEP_CRASH_AT=point`
+/// and asserts that the binary aborted there.
+pub fn run_until_crash(mut cmd: Command, playbook: &std::path::Path, point: &str) {
+    let out = cmd.args(["run", playbook.to_str().unwrap(), "--concurrency", "1"]).env("KEYSWEEP_CRASH_AT", point).output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "{point}: the crash hook did not fire");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("KEYSWEEP_CRASH_AT"), "{point}: {err}");
+}
+
+/// Runs `cmd run <playbook>` again and asserts it found the interrupted run,
+/// resumed it and ended with exit 0.
+pub fn run_resumes(mut cmd: Command, playbook: &std::path::Path, point: &str) {
+    let out = cmd.args(["run", playbook.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{point}: {err}\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(err.contains("resuming interrupted run"), "{point}: {err}");
+}
