@@ -12,6 +12,8 @@ fn example_env(c: &mut std::process::Command) -> &mut std::process::Command {
         .env("METRICS_TOKEN_ACCESSOR", "accessor-metrics")
         .env("PAYMENTS_TOKEN_ACCESSOR", "accessor-payments")
         .env("MARIADB_ADMIN_PASSWORD", "x")
+        .env("CI_DEPLOYER_KEY_ID", format!("AKIA{}", "EXAMPLECIDEPLOY1"))
+        .env("LEGACY_SYNC_KEY_ID", format!("AKIA{}", "EXAMPLELEGACY001"))
         .env("REDIS_ADMIN_PASSWORD", "x")
         .env("LDAP_ADMIN_PASSWORD", "x")
         .env("KEYSWEEP_ROLE_ID", "role")

