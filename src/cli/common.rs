@@ -58,7 +58,8 @@ pub fn load(path: &Path) -> Result<Playbook, i32> {
 }
 
 pub fn new_run_id() -> String {
-    let now = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    // Milliseconds, so two runs started in the same second still sort in order.
+    let now = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
     let tail: String = uuid::Uuid::new_v4().simple().to_string()[..6].to_string();
     format!("{now}-{tail}")
 }

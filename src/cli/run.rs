@@ -83,7 +83,7 @@ pub async fn run(a: RunArgs, state_dir: &Path) -> Result<i32> {
         playbook: std::fs::canonicalize(&a.playbook).unwrap_or(a.playbook.clone()).display().to_string(),
         fingerprint: pb.fingerprint.clone(),
         selection: selection.describe(),
-        started_at: chrono::Utc::now().to_rfc3339(),
+        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         finished_at: None,
         report: None,
     };
