@@ -69,14 +69,21 @@ async fn main() -> Result<()> {
     let a = parse()?;
     let v = Vault {
         http: reqwest::Client::new(),
-        addr: std::env::var("VAULT_ADDR").or_else(|e| if a.no_create { Ok("http://unused".into()) } else { Err(e) }).context("VAULT_ADDR is not set")?,
+        addr: std::env::var("VAULT_ADDR")
+            .or_else(|e| if a.no_create { Ok("http://unused".into()) } else { Err(e) })
+            .context("VAULT_ADDR is not set")?,
         token: std::env::var("VAULT_TOKEN").or_else(|e| if a.no_create { Ok(String::new()) } else { Err(e) }).context("VAULT_TOKEN is not set")?,
     };
     let p = &a.prefix;
     let create = !a.no_create;
     if create {
-    let _ = v.call("POST", "sys/auth/approle", json!({ "type": "approle" })).await; // may exist already
-    v.call("PUT", &format!("sys/policies/acl/{p}-app"), json!({ "policy": format!("path \"secret/data/{p}/*\" {{ capabilities = [\"read\"] }}") })).await?;
+        let _ = v.call("POST", "sys/auth/approle", json!({ "type": "approle" })).await; // may exist already
+        v.call(
+            "PUT",
+            &format!("sys/policies/acl/{p}-app"),
+            json!({ "policy": format!("path \"secret/data/{p}/*\" {{ capabilities = [\"read\"] }}") }),
+        )
+        .await?;
     }
 
     let mut y = String::new();
@@ -91,7 +98,13 @@ async fn main() -> Result<()> {
         .map(|i| {
             let v = &v;
             async move {
-                let t = v.call("POST", "auth/token/create-orphan", json!({ "policies": [format!("{p}-app")], "ttl": "768h", "meta": { "app": format!("{p}-tok-{i}") } })).await?;
+                let t = v
+                    .call(
+                        "POST",
+                        "auth/token/create-orphan",
+                        json!({ "policies": [format!("{p}-app")], "ttl": "768h", "meta": { "app": format!("{p}-tok-{i}") } }),
+                    )
+                    .await?;
                 let data = json!({ "value": t["auth"]["client_token"], "accessor": t["auth"]["accessor"] });
                 v.call("POST", &format!("secret/data/{p}/tokens/{p}-tok-{i}"), json!({ "data": data })).await?;
                 Ok::<_, anyhow::Error>(())
@@ -138,7 +151,8 @@ async fn main() -> Result<()> {
             let v = &v;
             async move {
                 let pw: String = uuid::Uuid::new_v4().simple().to_string();
-                v.call("POST", &format!("secret/data/{p}/shared/{p}-kv-{i}"), json!({ "data": { "value": pw, "username": format!("svc{i}") } })).await?;
+                v.call("POST", &format!("secret/data/{p}/shared/{p}-kv-{i}"), json!({ "data": { "value": pw, "username": format!("svc{i}") } }))
+                    .await?;
                 Ok::<_, anyhow::Error>(())
             }
         })
@@ -155,7 +169,8 @@ async fn main() -> Result<()> {
     // Tokens to revoke outright ("assumed unused").
     for i in 0..a.revoke_tokens {
         let acc = if create {
-            let t = v.call("POST", "auth/token/create-orphan", json!({ "policies": ["default"], "meta": { "app": format!("{p}-unused-{i}") } })).await?;
+            let t =
+                v.call("POST", "auth/token/create-orphan", json!({ "policies": ["default"], "meta": { "app": format!("{p}-unused-{i}") } })).await?;
             t["auth"]["accessor"].as_str().unwrap_or_default().to_string()
         } else {
             format!("accessor{i:020}")

@@ -6,8 +6,8 @@
 //! See the README for the playbook format and `DESIGN` notes in the docs.
 
 pub mod plan;
-pub mod progress;
 pub mod playbook;
+pub mod progress;
 pub mod provider;
 pub mod report;
 pub mod secret;

@@ -18,10 +18,7 @@ pub struct Delivered {
 
 impl std::fmt::Debug for Delivered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Delivered")
-            .field("value", &"[REDACTED]")
-            .field("fields", &self.fields)
-            .finish()
+        f.debug_struct("Delivered").field("value", &"[REDACTED]").field("fields", &self.fields).finish()
     }
 }
 
@@ -80,9 +77,7 @@ impl Charset {
         match self {
             Charset::Alphanumeric => ALNUM,
             Charset::UrlSafe => "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~",
-            Charset::Printable => {
-                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#%+,-./:=@^_~"
-            }
+            Charset::Printable => "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#%+,-./:=@^_~",
             Charset::Hex => "0123456789abcdef",
         }
     }

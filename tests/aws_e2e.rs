@@ -69,8 +69,16 @@ async fn seed(p: &str, n_keys: usize, n_secrets: usize, n_tokens: usize, revoke:
         let old = format!("old-sm-value-{p}-{i}-Xk2");
         let (field, target) = match i % 3 {
             0 => (None, format!("{{ kind: aws_secretsmanager_secret, name: \"{name}\", generate: {{ length: 24 }} }}")),
-            1 => (Some("password".to_string()), format!("{{ kind: aws_secretsmanager_secret, name: \"{name}\", field: password, generate: {{ length: 24 }} }}")),
-            _ => (None, format!("{{ kind: aws_secretsmanager_secret, name: \"{name}\", aws_random_password: true, generate: {{ length: 24, exclude: \"'\" }} }}")),
+            1 => (
+                Some("password".to_string()),
+                format!("{{ kind: aws_secretsmanager_secret, name: \"{name}\", field: password, generate: {{ length: 24 }} }}"),
+            ),
+            _ => (
+                None,
+                format!(
+                    "{{ kind: aws_secretsmanager_secret, name: \"{name}\", aws_random_password: true, generate: {{ length: 24, exclude: \"'\" }} }}"
+                ),
+            ),
         };
         let body = match &field {
             Some(f) => json!({ f.as_str(): old, "username": "svc" }).to_string(),

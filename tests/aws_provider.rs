@@ -82,16 +82,7 @@ async fn two_keys_already_is_a_clear_failure_unless_allowed() {
     let e = p.mint(&Target::AwsIamAccessKey(t.clone()), &old, "20260101T000000Z-x/c").await.unwrap_err();
     assert!(e.to_string().contains("already has two access keys") && e.to_string().contains("allow_delete_inactive"), "{e}");
     // With the second key inactive and deletion allowed, keysweep makes room.
-    moto()
-        .iam()
-        .await
-        .update_access_key()
-        .user_name(&user)
-        .access_key_id(&k2)
-        .status(aws_sdk_iam::types::StatusType::Inactive)
-        .send()
-        .await
-        .unwrap();
+    moto().iam().await.update_access_key().user_name(&user).access_key_id(&k2).status(aws_sdk_iam::types::StatusType::Inactive).send().await.unwrap();
     t.allow_delete_inactive = true;
     let m = p.mint(&Target::AwsIamAccessKey(t), &old, "20260101T000000Z-x/c").await.unwrap();
     let keys = moto().iam().await.list_access_keys().user_name(&user).send().await.unwrap();

@@ -25,7 +25,14 @@ fn example_env(c: &mut std::process::Command) -> &mut std::process::Command {
 #[test]
 fn example_playbooks_validate_and_plan_offline() {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["incident-response.yaml", "hygiene.yaml", "coverage.yaml", "aws-iam-to-secretsmanager.yaml", "vault-to-secretsmanager.yaml", "databases-hygiene.yaml"] {
+    for name in [
+        "incident-response.yaml",
+        "hygiene.yaml",
+        "coverage.yaml",
+        "aws-iam-to-secretsmanager.yaml",
+        "vault-to-secretsmanager.yaml",
+        "databases-hygiene.yaml",
+    ] {
         let p = format!("{}/playbooks/{name}", env!("CARGO_MANIFEST_DIR"));
         let out = example_env(&mut keysweep(dir.path())).args(["validate", &p]).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{name}: {}", String::from_utf8_lossy(&out.stderr));
@@ -91,7 +98,11 @@ fn an_invalid_playbook_changes_nothing_and_exits_2() {
     assert!(!state.join("journal.db").exists(), "an invalid playbook started a run");
     // A bad selection is refused the same way.
     let good = dir.path().join("good.yaml");
-    std::fs::write(&good, format!("{PROVIDER_YAML}  - {{ id: doomed, provider: bao, action: revoke, target: {{ kind: vault_token, accessor: {acc} }} }}\n")).unwrap();
+    std::fs::write(
+        &good,
+        format!("{PROVIDER_YAML}  - {{ id: doomed, provider: bao, action: revoke, target: {{ kind: vault_token, accessor: {acc} }} }}\n"),
+    )
+    .unwrap();
     let out = keysweep(&state).args(["run", good.to_str().unwrap(), "--select", "colour=red"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("selection key `colour` is unknown"));

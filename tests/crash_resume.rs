@@ -46,12 +46,8 @@ fn sigkill_mid_run_of_500_then_resume() {
     let state = dir.path().join("state");
     let journal = state.join("journal.db");
 
-    let mut child = keysweep(&state)
-        .args(["run", pb.to_str().unwrap(), "--concurrency", "16"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        keysweep(&state).args(["run", pb.to_str().unwrap(), "--concurrency", "16"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
     while outcome_count(&journal) < 120 {
         assert!(child.try_wait().unwrap().is_none(), "run ended before it could be killed");

@@ -327,11 +327,7 @@ fn a_new_run_adopts_a_password_an_abandoned_run_applied() {
     let pb = dir.path().join("p.yaml");
     std::fs::write(&pb, providers_yaml(admin) + &y).unwrap();
     let state = dir.path().join("state");
-    let out = ks(&state)
-        .args(["run", pb.to_str().unwrap(), "--concurrency", "1"])
-        .env("KEYSWEEP_CRASH_AT", "apply:done:1")
-        .output()
-        .unwrap();
+    let out = ks(&state).args(["run", pb.to_str().unwrap(), "--concurrency", "1"]).env("KEYSWEEP_CRASH_AT", "apply:done:1").output().unwrap();
     assert_ne!(out.status.code(), Some(0));
     let out = ks(&state).args(["run", pb.to_str().unwrap(), "--new"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));

@@ -166,7 +166,8 @@ async fn a_locked_account_is_never_proven_dead() {
     let wrong = SecretString::from("Wrong-password-0000000000".to_string());
     let v = p.verify_dead(&t, &h, Some(&wrong)).await;
     assert!(matches!(v, Verdict::Unknown(_)), "a 49 from a locked account was judged {v:?}");
-    let t_new = Delivered { value: SecretString::from(keysweep::secret::ExposeSecret::expose_secret(&value).to_string()), fields: Default::default() };
+    let t_new =
+        Delivered { value: SecretString::from(keysweep::secret::ExposeSecret::expose_secret(&value).to_string()), fields: Default::default() };
     let v = p.test(&t, &t_new, &h).await;
     assert!(matches!(v, Verdict::Unknown(_)), "test of a locked account was judged {v:?}");
     // Unlocked, the same password is alive again: the 49 was no proof.

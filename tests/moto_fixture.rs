@@ -128,9 +128,7 @@ async fn sdk_retries_proxy_throttling() {
     let m = moto();
     let proxy = Proxy::start(&m.endpoint, 1).await;
     let conf = m.sdk_config().await;
-    let sm = aws_sdk_secretsmanager::Client::from_conf(
-        aws_sdk_secretsmanager::config::Builder::from(&conf).endpoint_url(&proxy.endpoint).build(),
-    );
+    let sm = aws_sdk_secretsmanager::Client::from_conf(aws_sdk_secretsmanager::config::Builder::from(&conf).endpoint_url(&proxy.endpoint).build());
     sm.list_secrets().send().await.expect("ListSecrets retried past throttling");
     let iam = aws_sdk_iam::Client::from_conf(aws_sdk_iam::config::Builder::from(&conf).endpoint_url(&proxy.endpoint).build());
     iam.list_users().send().await.expect("ListUsers");
@@ -171,10 +169,8 @@ async fn read_response(c: &mut tokio::net::TcpStream) -> (u16, Vec<u8>) {
     let head = String::from_utf8_lossy(&buf).to_string();
     assert!(!head.to_ascii_lowercase().contains("connection: close"), "{head}");
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-        .expect("content-length");
+    let len: usize =
+        head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())).expect("content-length");
     let mut body = vec![0; len];
     c.read_exact(&mut body).await.unwrap();
     (status, body)

@@ -145,11 +145,8 @@ async fn alternating_users_take_turns_and_the_clone_gets_the_grants() {
         assert_eq!(strip(&gu, &u), strip(&gc, &c), "the clone's grants differ: {gu:?} vs {gc:?}");
         assert!(gc.iter().any(|g| g.contains("INSERT, UPDATE ON `keysweep_test`.`t`")), "{gc:?}");
         assert!(gc.iter().any(|g| g.contains("SELECT (`id`)") && g.contains("WITH GRANT OPTION")), "{gc:?}");
-        let user_hash = gu
-            .iter()
-            .find_map(|g| g.split("IDENTIFIED BY PASSWORD '").nth(1))
-            .and_then(|h| h.split('\'').next())
-            .expect("the user has a hash");
+        let user_hash =
+            gu.iter().find_map(|g| g.split("IDENTIFIED BY PASSWORD '").nth(1)).and_then(|h| h.split('\'').next()).expect("the user has a hash");
         assert!(!gc.iter().any(|g| g.contains(user_hash)), "the clone got the user's password hash: {gc:?}");
     })
     .await;
@@ -471,14 +468,9 @@ async fn connect_errors_are_classified_and_secret_free() {
     assert!(!format!("{e} {e:?}").contains("Wrong-Admin-Secret-77"), "{e:?}");
     // Nothing listening: Unavailable (temporary).
     let closed = common::mysql::closed_port();
-    let cfg = config(
-        closed,
-        Limits { timeout: Some(keysweep::playbook::model::HumanDuration(std::time::Duration::from_secs(5))), ..Default::default() },
-    );
-    let e = MysqlProvider::connect("maria", &cfg, &|_| Ok(SecretString::from(m.admin_password.clone())))
-        .await
-        .err()
-        .expect("nothing listens there");
+    let cfg =
+        config(closed, Limits { timeout: Some(keysweep::playbook::model::HumanDuration(std::time::Duration::from_secs(5))), ..Default::default() });
+    let e = MysqlProvider::connect("maria", &cfg, &|_| Ok(SecretString::from(m.admin_password.clone()))).await.err().expect("nothing listens there");
     assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
     assert!(e.is_temporary());
     // The right one works, and mint is not this kind's business.

@@ -38,9 +38,7 @@ struct Case {
 fn read_case(path: &Path) -> Case {
     let text = std::fs::read_to_string(path).unwrap();
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
-    let header = |tag: &str| -> Vec<String> {
-        text.lines().filter_map(|l| l.strip_prefix(tag)).map(|v| v.trim().to_string()).collect()
-    };
+    let header = |tag: &str| -> Vec<String> { text.lines().filter_map(|l| l.strip_prefix(tag)).map(|v| v.trim().to_string()).collect() };
     let expect = header("# expect:");
     assert!(!expect.is_empty(), "{name}: no `# expect:` line");
     let at = header("# at:").pop().unwrap_or_else(|| panic!("{name}: no `# at:` line"));
@@ -54,11 +52,8 @@ fn read_case(path: &Path) -> Case {
 #[test]
 fn every_bad_playbook_is_refused_with_the_expected_diagnostics() {
     let dir = tests_dir().join("bad_playbooks");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml")).collect();
     files.sort();
     assert!(files.len() >= 20, "corpus has only {} files", files.len());
 
@@ -208,7 +203,5 @@ fn secret_references_stay_references_and_env_values_are_not_flagged() {
     };
     let pb = load_with_env(&path, &real).unwrap_or_else(|d| panic!("{d}"));
     let keysweep::playbook::model::ProviderConfig::Vault(v) = &pb.providers["bao"].config else { panic!("not a vault provider") };
-    assert!(
-        matches!(&v.auth, keysweep::playbook::model::VaultAuth::Token { token } if token.to_string() == "${env:REAL}")
-    );
+    assert!(matches!(&v.auth, keysweep::playbook::model::VaultAuth::Token { token } if token.to_string() == "${env:REAL}"));
 }

@@ -94,9 +94,7 @@ impl Fixture for Pairs {
         let clone = format!("{user}_b");
         let (u, p, c) = (user.clone(), pw.clone(), self.creator.clone());
         blocking(move || {
-            postgres()
-                .try_exec_as(&c.0, &c.1, &format!("CREATE ROLE {} WITH LOGIN PASSWORD {}", quote_ident(&u), quote_literal(&p)))
-                .unwrap()
+            postgres().try_exec_as(&c.0, &c.1, &format!("CREATE ROLE {} WITH LOGIN PASSWORD {}", quote_ident(&u), quote_literal(&p))).unwrap()
         })
         .await;
         (target(&user, Some(&clone), true), handle(&user), SecretString::from(pw))
@@ -127,14 +125,9 @@ async fn postgres_role_alternating_users_conformance_with_a_createrole_admin() {
     let fields = p.new_fields(&t, &old).await.unwrap();
     assert_eq!(fields["username"], clone);
     let (c, u) = (clone.clone(), user.clone());
-    let member = blocking(move || {
-        postgres().query_one_text(&format!(
-            "SELECT pg_has_role({}, {}, 'USAGE')::text",
-            quote_literal(&c),
-            quote_literal(&u)
-        ))
-    })
-    .await;
+    let member =
+        blocking(move || postgres().query_one_text(&format!("SELECT pg_has_role({}, {}, 'USAGE')::text", quote_literal(&c), quote_literal(&u))))
+            .await;
     assert_eq!(member.as_deref(), Some("true"), "the clone does not have its partner's privileges");
     let new_pw = secret();
     p.apply(&t, &delivered(&clone, &new_pw)).await.unwrap();

@@ -224,11 +224,14 @@ async fn a_disabled_user_is_refused_with_wrongpass_even_with_its_own_password() 
     let ghost = format!("ghost-{}", uid());
     let gt = target(&ghost, None, false);
     p.retire(&gt, &handle(&ghost)).await.unwrap();
-    assert!(blocking({
-        let g = ghost.clone();
-        move |r| r.getuser(&g).is_none()
-    })
-    .await, "retire created a missing user");
+    assert!(
+        blocking({
+            let g = ghost.clone();
+            move |r| r.getuser(&g).is_none()
+        })
+        .await,
+        "retire created a missing user"
+    );
     assert!(matches!(p.verify_dead(&gt, &handle(&ghost), Some(&pw)).await, Verdict::Dead(_)));
     assert!(matches!(p.verify_dead(&gt, &handle(&ghost), None).await, Verdict::Dead(_)));
 }

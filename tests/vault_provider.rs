@@ -90,7 +90,12 @@ async fn vault_kv_secret_conformance() {
 #[tokio::test]
 async fn vault_kv_store_conformance() {
     let p = provider().await;
-    let loc = StoreLocation { provider: "bao".into(), mount: "secret".into(), path: format!("store/{}", uuid::Uuid::new_v4().simple()), field: "value".into() };
+    let loc = StoreLocation {
+        provider: "bao".into(),
+        mount: "secret".into(),
+        path: format!("store/{}", uuid::Uuid::new_v4().simple()),
+        field: "value".into(),
+    };
     conformance::store_contract(p.as_store().unwrap(), &loc).await;
 }
 
@@ -118,7 +123,11 @@ async fn a_policy_403_is_not_taken_for_a_dead_token() {
 async fn keysweep_logs_in_with_approle() {
     let role_id_and_secret = tokio::task::spawn_blocking(|| {
         let b = common::bao();
-        b.call("PUT", "sys/policies/acl/keysweep-admin", Some(json!({ "policy": "path \"*\" { capabilities = [\"create\",\"read\",\"update\",\"delete\",\"list\",\"sudo\"] }" })));
+        b.call(
+            "PUT",
+            "sys/policies/acl/keysweep-admin",
+            Some(json!({ "policy": "path \"*\" { capabilities = [\"create\",\"read\",\"update\",\"delete\",\"list\",\"sudo\"] }" })),
+        );
         b.call("POST", "auth/approle/role/keysweep-admin", Some(json!({ "token_policies": ["keysweep-admin"] })));
         let (_, r) = b.call("GET", "auth/approle/role/keysweep-admin/role-id", None);
         let (_, s) = b.call("POST", "auth/approle/role/keysweep-admin/secret-id", Some(json!({})));
@@ -134,11 +143,10 @@ async fn keysweep_logs_in_with_approle() {
         limits: Default::default(),
     };
     let (rid, sid) = role_id_and_secret;
-    let p = VaultProvider::connect("bao", &cfg, &|r| {
-        Ok(SecretString::from(if *r == SecretRef::Env("R".into()) { rid.clone() } else { sid.clone() }))
-    })
-    .await
-    .unwrap();
+    let p =
+        VaultProvider::connect("bao", &cfg, &|r| Ok(SecretString::from(if *r == SecretRef::Env("R".into()) { rid.clone() } else { sid.clone() })))
+            .await
+            .unwrap();
     p.check_login().await.unwrap();
     // And it can do the work: the revoke cases pass under the AppRole login.
     conformance::revoke_and_prove_dead(&p, &Tokens, "vault_token").await;
@@ -224,7 +232,8 @@ async fn use_limited_secrets_are_tested_without_spending_a_use() {
     let v = p.test(&target, &minted.delivered, &minted.handle).await;
     assert!(matches!(v, keysweep::provider::Verdict::Alive(_)), "{v:?}");
 
-    let starget = Target::VaultApproleSecretId(VaultApproleTarget { mount: "approle".into(), role: role.clone(), secret_id_accessor: Some(sid_acc.clone()) });
+    let starget =
+        Target::VaultApproleSecretId(VaultApproleTarget { mount: "approle".into(), role: role.clone(), secret_id_accessor: Some(sid_acc.clone()) });
     let sminted = p.mint(&starget, &Handle::from([("accessor".to_string(), sid_acc)]), "once-sid").await.unwrap();
     let v = p.test(&starget, &sminted.delivered, &sminted.handle).await;
     assert!(matches!(v, keysweep::provider::Verdict::Alive(_)), "{v:?}");

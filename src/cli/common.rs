@@ -99,8 +99,17 @@ pub fn rows(plan: &Plan, states: &HashMap<String, CredState>, run_id: &str) -> V
                     let step = st
                         .map(|s| {
                             use crate::report::Step::*;
-                            if s.retire_done { VerifyDead } else if s.promote_done { Retire } else if s.test_done { Promote }
-                            else if s.stage_done { Test } else { Stage }
+                            if s.retire_done {
+                                VerifyDead
+                            } else if s.promote_done {
+                                Retire
+                            } else if s.test_done {
+                                Promote
+                            } else if s.stage_done {
+                                Test
+                            } else {
+                                Stage
+                            }
                         })
                         .unwrap_or(w.steps[0]);
                     let reason = format!("run interrupted before this credential finished; `keysweep resume {run_id}` continues it");

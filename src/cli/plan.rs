@@ -72,16 +72,13 @@ pub async fn run(a: Args) -> Result<i32> {
         .map(|w| {
             let reason = match &w.skip {
                 Some(r) => r.clone(),
-                None => format!(
-                    "dry run: would {} ({})",
-                    w.cred.action.as_str(),
-                    w.steps.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" → ")
-                ),
+                None => format!("dry run: would {} ({})", w.cred.action.as_str(), w.steps.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" → ")),
             };
             common::row(w, Outcome::Skipped { reason })
         })
         .collect();
-    let mut report = Report::new("dry-run", "dry_run", &a.playbook.display().to_string(), &chrono::Utc::now().to_rfc3339(), selection.describe(), rows);
+    let mut report =
+        Report::new("dry-run", "dry_run", &a.playbook.display().to_string(), &chrono::Utc::now().to_rfc3339(), selection.describe(), rows);
     report.warnings = warnings;
 
     match a.format {

@@ -43,7 +43,10 @@ pub fn run(a: Args, state_dir: &Path) -> Result<i32> {
             match std::fs::read_to_string(&p) {
                 Ok(s) => serde_json::from_str(&s)?,
                 Err(_) => {
-                    eprintln!("keysweep: run {} has no report yet (it was killed before writing one); `keysweep resume {}` finishes it", record.id, record.id);
+                    eprintln!(
+                        "keysweep: run {} has no report yet (it was killed before writing one); `keysweep resume {}` finishes it",
+                        record.id, record.id
+                    );
                     return Ok(exit::GAPS);
                 }
             }

@@ -105,10 +105,7 @@ pub async fn resume(a: ResumeArgs, state_dir: &Path) -> Result<i32> {
         Err(code) => return Ok(code),
     };
     if pb.fingerprint != record.fingerprint && !a.force {
-        eprintln!(
-            "keysweep: the playbook changed since run {} started; resume with --force to continue it with the current files",
-            record.id
-        );
+        eprintln!("keysweep: the playbook changed since run {} started; resume with --force to continue it with the current files", record.id);
         return Ok(exit::INVALID);
     }
     let (sel, exc): (Vec<String>, Vec<String>) = record.selection.iter().cloned().partition(|s| !s.starts_with('!'));
@@ -117,14 +114,7 @@ pub async fn resume(a: ResumeArgs, state_dir: &Path) -> Result<i32> {
     execute(pb, selection, journal, record, a.exec, state_dir).await
 }
 
-async fn execute(
-    pb: Playbook,
-    selection: Selection,
-    journal: Arc<Journal>,
-    record: RunRecord,
-    exec: ExecArgs,
-    state_dir: &Path,
-) -> Result<i32> {
+async fn execute(pb: Playbook, selection: Selection, journal: Arc<Journal>, record: RunRecord, exec: ExecArgs, state_dir: &Path) -> Result<i32> {
     let plan = plan::build(&pb, &selection);
     // Connect before anything is recorded: an unreachable provider or a
     // refused login changes nothing.
@@ -161,11 +151,8 @@ async fn execute(
         });
     }
 
-    let provider_concurrency: BTreeMap<String, usize> = pb
-        .providers
-        .iter()
-        .filter_map(|(n, e)| e.config.limits().concurrency.map(|c| (n.clone(), c)))
-        .collect();
+    let provider_concurrency: BTreeMap<String, usize> =
+        pb.providers.iter().filter_map(|(n, e)| e.config.limits().concurrency.map(|c| (n.clone(), c))).collect();
     let engine = Engine {
         journal: journal.clone(),
         providers,
@@ -178,14 +165,7 @@ async fn execute(
     let states = engine.execute(&plan).await?;
     let interrupted = stop.load(Ordering::SeqCst);
 
-    let mut report = Report::new(
-        &run_id,
-        "run",
-        &record.playbook,
-        &started_at,
-        selection.describe(),
-        common::rows(&plan, &states, &run_id),
-    );
+    let mut report = Report::new(&run_id, "run", &record.playbook, &started_at, selection.describe(), common::rows(&plan, &states, &run_id));
     report.warnings = plan.warnings.clone();
     if !interrupted {
         let finished = chrono::Utc::now().to_rfc3339();

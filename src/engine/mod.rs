@@ -75,10 +75,7 @@ fn handle_json(h: &Handle) -> Value {
 
 impl Engine {
     async fn rec(&self, id: &str, step: &str, status: &str, detail: Value) -> Result<(), StepFail> {
-        self.journal
-            .record(&self.run_id, id, step, status, detail)
-            .await
-            .map_err(|e| fail(Step::Stage, format!("journal: {e:#}")))
+        self.journal.record(&self.run_id, id, step, status, detail).await.map_err(|e| fail(Step::Stage, format!("journal: {e:#}")))
     }
 
     /// Runs every selected credential of `plan` that has no outcome yet.
@@ -308,7 +305,10 @@ impl Engine {
                     ));
                 }
                 Verdict::Unknown(e) => {
-                    return Err(fail(Step::Test, format!("could not prove the new secret works ({e}); old secret left in service, pending value kept for resume")))
+                    return Err(fail(
+                        Step::Test,
+                        format!("could not prove the new secret works ({e}); old secret left in service, pending value kept for resume"),
+                    ))
                 }
             }
         }
@@ -335,9 +335,7 @@ impl Engine {
             // password already replaced the old one; there is nothing else to retire.
             let same_account = !st.new_handle.is_empty() && st.new_handle == st.old_handle;
             if !st.old_handle.is_empty() && !same_account {
-                retry::retry(retry::RetryPolicy::default(), || p.retire(&c.target, &st.old_handle))
-                    .await
-                    .map_err(|e| fail(Step::Retire, e))?;
+                retry::retry(retry::RetryPolicy::default(), || p.retire(&c.target, &st.old_handle)).await.map_err(|e| fail(Step::Retire, e))?;
             }
             self.rec(id, "retire", "done", json!({})).await?;
         }
@@ -360,13 +358,15 @@ impl Engine {
                 }),
             _ => None,
         };
-        let v = self
-            .probe_until(c, |_| async { p.verify_dead(&c.target, &st.old_handle, old_value.as_ref().map(|d| &d.value)).await }, false)
-            .await;
+        let v = self.probe_until(c, |_| async { p.verify_dead(&c.target, &st.old_handle, old_value.as_ref().map(|d| &d.value)).await }, false).await;
         Ok(match v {
             Verdict::Dead(e) => Outcome::Rotated { evidence: e },
-            Verdict::Alive(e) => Outcome::Unverified { step: Step::VerifyDead, reason: format!("old secret still accepted after {} probe(s): {e}", c.verify.attempts) },
-            Verdict::Unknown(e) => Outcome::Unverified { step: Step::VerifyDead, reason: format!("death not proven after {} probe(s): {e}", c.verify.attempts) },
+            Verdict::Alive(e) => {
+                Outcome::Unverified { step: Step::VerifyDead, reason: format!("old secret still accepted after {} probe(s): {e}", c.verify.attempts) }
+            }
+            Verdict::Unknown(e) => {
+                Outcome::Unverified { step: Step::VerifyDead, reason: format!("death not proven after {} probe(s): {e}", c.verify.attempts) }
+            }
         })
     }
 
@@ -399,8 +399,12 @@ impl Engine {
         let v = self.probe_until(c, |_| async { p.verify_dead(&c.target, &old, probe_value).await }, false).await;
         Ok(match v {
             Verdict::Dead(e) => Outcome::Revoked { evidence: e },
-            Verdict::Alive(e) => Outcome::Unverified { step: Step::VerifyDead, reason: format!("still accepted after {} probe(s): {e}", c.verify.attempts) },
-            Verdict::Unknown(e) => Outcome::Unverified { step: Step::VerifyDead, reason: format!("death not proven after {} probe(s): {e}", c.verify.attempts) },
+            Verdict::Alive(e) => {
+                Outcome::Unverified { step: Step::VerifyDead, reason: format!("still accepted after {} probe(s): {e}", c.verify.attempts) }
+            }
+            Verdict::Unknown(e) => {
+                Outcome::Unverified { step: Step::VerifyDead, reason: format!("death not proven after {} probe(s): {e}", c.verify.attempts) }
+            }
         })
     }
 
@@ -413,11 +417,7 @@ impl Engine {
     }
 
     async fn pending_or_fail(&self, store: &dyn Store, loc: &StoreLocation, step: Step) -> Result<(Delivered, String), StepFail> {
-        store
-            .read_pending(loc)
-            .await
-            .map_err(|e| fail(step, e))?
-            .ok_or_else(|| fail(step, format!("the staged value at {loc} is gone")))
+        store.read_pending(loc).await.map_err(|e| fail(step, e))?.ok_or_else(|| fail(step, format!("the staged value at {loc} is gone")))
     }
 
     /// A pending value left by another run (a failed or abandoned rotation).

@@ -25,9 +25,7 @@ pub struct CredState {
 }
 
 fn handle(v: &Value) -> Handle {
-    v.as_object()
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
-        .unwrap_or_default()
+    v.as_object().map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect()).unwrap_or_default()
 }
 
 impl CredState {

@@ -184,13 +184,7 @@ impl Journal {
     pub async fn record_many(&self, run_id: &str, events: Vec<(String, String, String, Value)>) -> Result<()> {
         let cmds = events
             .into_iter()
-            .map(|(cred_id, step, status, detail)| Cmd::Event {
-                run_id: run_id.into(),
-                cred_id,
-                step,
-                status,
-                detail: detail.to_string(),
-            })
+            .map(|(cred_id, step, status, detail)| Cmd::Event { run_id: run_id.into(), cred_id, step, status, detail: detail.to_string() })
             .collect();
         self.submit(cmds).await
     }
@@ -270,9 +264,7 @@ fn write_batch(conn: &mut Connection, batch: &[(Vec<Cmd>, Reply)]) -> Result<()>
     let tx = conn.transaction()?;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     {
-        let mut ins = tx.prepare_cached(
-            "INSERT INTO events (run_id, cred_id, step, status, detail, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
+        let mut ins = tx.prepare_cached("INSERT INTO events (run_id, cred_id, step, status, detail, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
         for (cmds, _) in batch {
             for cmd in cmds {
                 match cmd {
@@ -319,10 +311,12 @@ mod tests {
             })
             .await
             .unwrap();
-            let futs: Vec<_> = (0..200).map(|i| {
-                let j = &j;
-                async move { j.record("r1", &format!("c{i}"), "stage", "started", json!({"n": i})).await }
-            }).collect();
+            let futs: Vec<_> = (0..200)
+                .map(|i| {
+                    let j = &j;
+                    async move { j.record("r1", &format!("c{i}"), "stage", "started", json!({"n": i})).await }
+                })
+                .collect();
             for r in futures::future::join_all(futs).await {
                 r.unwrap();
             }

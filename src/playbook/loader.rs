@@ -30,9 +30,8 @@ use sha2::{Digest, Sha256};
 
 use super::locate::{LocationIndex, Pos, Seg, YamlPath};
 use super::model::{
-    is_env_name, Action, CredentialSpec, Defaults, Delivery, PlaybookFile, ProviderConfig, SecretRef,
-    AwsIamKeyTarget, AwsProviderConfig, AwsSecretTarget, Target, VaultApproleTarget, VaultKvTarget, VaultProviderConfig,
-    VaultTokenTarget,
+    is_env_name, Action, AwsIamKeyTarget, AwsProviderConfig, AwsSecretTarget, CredentialSpec, Defaults, Delivery, PlaybookFile, ProviderConfig,
+    SecretRef, Target, VaultApproleTarget, VaultKvTarget, VaultProviderConfig, VaultTokenTarget,
 };
 use super::{Credential, Diagnostic, Diagnostics, Location, Playbook, ProviderEntry, StoreLocation, Verify};
 use crate::provider::capabilities;
@@ -93,16 +92,14 @@ pub(crate) enum InterpError {
 impl InterpError {
     fn diagnostic(&self, at: Location) -> Diagnostic {
         match self {
-            InterpError::Missing(v) => Diagnostic::new(Some(at), format!("environment variable `{v}` is not set"))
-                .hint(format!("export {v}=... or remove the reference")),
-            InterpError::BadName(n) => {
-                Diagnostic::new(Some(at), format!("`{n}` is not an environment variable name"))
-                    .hint("write ${env:NAME} with NAME made of letters, digits and `_`")
+            InterpError::Missing(v) => {
+                Diagnostic::new(Some(at), format!("environment variable `{v}` is not set")).hint(format!("export {v}=... or remove the reference"))
             }
+            InterpError::BadName(n) => Diagnostic::new(Some(at), format!("`{n}` is not an environment variable name"))
+                .hint("write ${env:NAME} with NAME made of letters, digits and `_`"),
             InterpError::Unknown(r) => Diagnostic::new(Some(at), format!("unknown reference `${{{r}}}`"))
                 .hint("only ${env:NAME} is interpolated; write $${ for a literal ${"),
-            InterpError::Unterminated => Diagnostic::new(Some(at), "`${` without a closing `}`")
-                .hint("write ${env:NAME}, or $${ for a literal ${"),
+            InterpError::Unterminated => Diagnostic::new(Some(at), "`${` without a closing `}`").hint("write ${env:NAME}, or $${ for a literal ${"),
         }
     }
 }
@@ -213,12 +210,7 @@ fn scalar_text(v: &Value) -> Option<String> {
 
 /// Breadth-first search below `start` (itself included) for a node, or for a
 /// map entry whose key satisfies `key_pred`.
-fn search(
-    root: &Value,
-    start: &YamlPath,
-    node_pred: &dyn Fn(&YamlPath, &Value) -> bool,
-    key_pred: &dyn Fn(&str) -> bool,
-) -> Option<YamlPath> {
+fn search(root: &Value, start: &YamlPath, node_pred: &dyn Fn(&YamlPath, &Value) -> bool, key_pred: &dyn Fn(&str) -> bool) -> Option<YamlPath> {
     let mut queue = VecDeque::new();
     queue.push_back((start.clone(), value_at(root, start)?));
     while let Some((p, v)) = queue.pop_front() {
@@ -255,11 +247,7 @@ fn quoted_after<'a>(msg: &'a str, prefix: &str) -> Option<&'a str> {
 /// Every text in backticks or double quotes in `msg`.
 fn quoted_tokens(msg: &str) -> Vec<String> {
     static QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#"`([^`]*)`|"([^"]*)""#).expect("regex"));
-    QUOTED
-        .captures_iter(msg)
-        .filter_map(|c| c.get(1).or_else(|| c.get(2)).map(|m| m.as_str().to_string()))
-        .filter(|s| !s.is_empty())
-        .collect()
+    QUOTED.captures_iter(msg).filter_map(|c| c.get(1).or_else(|| c.get(2)).map(|m| m.as_str().to_string())).filter(|s| !s.is_empty()).collect()
 }
 
 fn levenshtein(a: &str, b: &str) -> usize {
@@ -279,12 +267,7 @@ fn levenshtein(a: &str, b: &str) -> usize {
 /// The candidate closest to `word`, if it is close enough to be a likely typo.
 fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(2);
-    candidates
-        .into_iter()
-        .map(|c| (levenshtein(word, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
+    candidates.into_iter().map(|c| (levenshtein(word, c), c)).filter(|(d, _)| *d <= limit).min_by_key(|(d, _)| *d).map(|(_, c)| c)
 }
 
 fn list(names: &[&str]) -> String {
@@ -422,10 +405,9 @@ impl<'e> Loader<'e> {
             let what = if site.is_some() { "included file" } else { "playbook" };
             let d = Diagnostic::new(site_loc.clone(), format!("cannot read {what} `{}`: {e}", path.display()));
             match &site {
-                Some((f, _)) => d.hint(format!(
-                    "include paths are relative to the including file's folder (`{}`)",
-                    folder_of(&self.sources[*f].path).display()
-                )),
+                Some((f, _)) => {
+                    d.hint(format!("include paths are relative to the including file's folder (`{}`)", folder_of(&self.sources[*f].path).display()))
+                }
                 None => d,
             }
         };
@@ -439,8 +421,7 @@ impl<'e> Loader<'e> {
             }
         };
         if let Some(start) = self.stack.iter().position(|(c, _)| *c == canonical) {
-            let mut chain: Vec<String> =
-                self.stack[start..].iter().map(|(_, i)| self.sources[*i].path.display().to_string()).collect();
+            let mut chain: Vec<String> = self.stack[start..].iter().map(|(_, i)| self.sources[*i].path.display().to_string()).collect();
             chain.push(self.sources[self.stack[start].1].path.display().to_string());
             let d = Diagnostic::new(site_loc, format!("include cycle: {}", chain.join(" → ")))
                 .hint("remove one of these includes; a file cannot include itself, directly or not");
@@ -482,8 +463,7 @@ impl<'e> Loader<'e> {
             Ok(v) => v,
             Err(e) => {
                 let pos = e.location().map(|l| Pos { line: l.line(), column: l.column() }).unwrap_or(Pos::START);
-                static AT: LazyLock<Regex> =
-                    LazyLock::new(|| Regex::new(r" at line \d+ column \d+").expect("regex"));
+                static AT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r" at line \d+ column \d+").expect("regex"));
                 let msg = AT.replace(&e.to_string(), "").into_owned();
                 let d = Diagnostic::new(Some(self.loc(file, pos)), format!("YAML syntax error: {msg}"))
                     .hint("check the indentation and quoting around this point");
@@ -495,18 +475,12 @@ impl<'e> Loader<'e> {
         match untag(&root) {
             Value::Mapping(_) => {}
             Value::Null => {
-                let d = Diagnostic::new(Some(self.loc(file, Pos::START)), "the playbook file is empty")
-                    .hint("a playbook starts with `version: 1`");
+                let d = Diagnostic::new(Some(self.loc(file, Pos::START)), "the playbook file is empty").hint("a playbook starts with `version: 1`");
                 self.diags.push(d);
                 return Vec::new();
             }
             _ => {
-                self.error(
-                    file,
-                    &YamlPath::root(),
-                    "a playbook file is a mapping (`version:`, `providers:`, `credentials:`)",
-                    None,
-                );
+                self.error(file, &YamlPath::root(), "a playbook file is a mapping (`version:`, `providers:`, `credentials:`)", None);
                 self.incomplete = true;
                 return Vec::new();
             }
@@ -572,11 +546,7 @@ impl<'e> Loader<'e> {
                 // Checked when providers connect: the store provider must be declared and able to store.
                 Ok(SecretRef::Store { .. }) => {}
                 Err(m) => {
-                    let msg = if s.trim().starts_with("${") {
-                        format!("`{key}`: {m}")
-                    } else {
-                        format!("`{key}` holds a secret written inline")
-                    };
+                    let msg = if s.trim().starts_with("${") { format!("`{key}`: {m}") } else { format!("`{key}` holds a secret written inline") };
                     self.error(file, path, msg, Some(INLINE_HINT.into()));
                     *s = "${env:REDACTED}".into();
                 }
@@ -999,8 +969,7 @@ impl<'e> Loader<'e> {
             None => self.unknown_provider(file, &base.key("provider"), &spec.provider, providers),
             Some(p) => match Target::KINDS.iter().find(|(k, _)| *k == kind) {
                 Some((_, owner)) if *owner != p.config.kind() => {
-                    let owners: Vec<&str> =
-                        providers.values().filter(|e| e.config.kind() == *owner).map(|e| e.name.as_str()).collect();
+                    let owners: Vec<&str> = providers.values().filter(|e| e.config.kind() == *owner).map(|e| e.name.as_str()).collect();
                     let hint = if owners.is_empty() {
                         format!("declare a `{owner}` provider and name it in `provider:`")
                     } else {
@@ -1034,12 +1003,7 @@ impl<'e> Loader<'e> {
                     Action::Revoke => (c.revoke, "rotate"),
                 };
                 if !possible {
-                    self.error(
-                        file,
-                        &action_path,
-                        format!("`{}` is not possible for kind {kind}; use action: {other}", action.as_str()),
-                        None,
-                    );
+                    self.error(file, &action_path, format!("`{}` is not possible for kind {kind}; use action: {other}", action.as_str()), None);
                 }
             }
             Some(_) => {}
@@ -1059,17 +1023,17 @@ impl<'e> Loader<'e> {
             // A KV secret is itself a store entry: by default the new value goes there.
             (None, Target::VaultKvSecret(t)) => {
                 delivery_paths.push(Some(base.key("target")));
-                vec![Delivery {
-                    provider: spec.provider.clone(),
-                    path: t.path.clone(),
-                    mount: Some(t.mount.clone()),
-                    field: Some(t.field.clone()),
-                }]
+                vec![Delivery { provider: spec.provider.clone(), path: t.path.clone(), mount: Some(t.mount.clone()), field: Some(t.field.clone()) }]
             }
             // So is a Secrets Manager secret.
             (None, Target::AwsSecretsmanagerSecret(t)) => {
                 delivery_paths.push(Some(base.key("target")));
-                vec![Delivery { provider: spec.provider.clone(), path: t.name.clone(), mount: None, field: Some(t.field.clone().unwrap_or_default()) }]
+                vec![Delivery {
+                    provider: spec.provider.clone(),
+                    path: t.name.clone(),
+                    mount: None,
+                    field: Some(t.field.clone().unwrap_or_default()),
+                }]
             }
             (None, _) => {
                 let ds = defaults.deliver_to.clone().unwrap_or_default();
@@ -1133,7 +1097,10 @@ impl<'e> Loader<'e> {
                         file,
                         &base.key("target"),
                         format!("revoking `{}` needs the key's `access_key_id`", spec.id),
-                        Some("add `access_key_id: AKIA…` to the target (`aws iam list-access-keys` shows it); the secret key never goes in a playbook".into()),
+                        Some(
+                            "add `access_key_id: AKIA…` to the target (`aws iam list-access-keys` shows it); the secret key never goes in a playbook"
+                                .into(),
+                        ),
                     );
                 }
             }
@@ -1156,9 +1123,8 @@ impl<'e> Loader<'e> {
                 tags.push(t.clone());
             }
         }
-        let duration = |own: Option<super::model::HumanDuration>, def: Option<super::model::HumanDuration>| -> Option<Duration> {
-            own.or(def).map(|h| h.0)
-        };
+        let duration =
+            |own: Option<super::model::HumanDuration>, def: Option<super::model::HumanDuration>| -> Option<Duration> { own.or(def).map(|h| h.0) };
 
         let cred = Credential {
             id: spec.id.clone(),
@@ -1430,14 +1396,7 @@ mod tests {
     #[test]
     fn interpolation_reports_every_problem() {
         let errs = interpolate("${env:NOPE} ${env:1BAD} ${vault:x} ${env:A}", &env).unwrap_err();
-        assert_eq!(
-            errs,
-            vec![
-                InterpError::Missing("NOPE".into()),
-                InterpError::BadName("1BAD".into()),
-                InterpError::Unknown("vault:x".into()),
-            ]
-        );
+        assert_eq!(errs, vec![InterpError::Missing("NOPE".into()), InterpError::BadName("1BAD".into()), InterpError::Unknown("vault:x".into()),]);
         assert_eq!(interpolate("${env:A", &env).unwrap_err(), vec![InterpError::Unterminated]);
     }
 
@@ -1565,9 +1524,8 @@ mod tests {
 
     #[test]
     fn a_self_dependency_is_a_cycle() {
-        let text = format!(
-            "{PROVIDER}credentials:\n  - id: a\n    provider: bao\n    target: {{ kind: vault_kv_secret, path: a }}\n    depends_on: [a]\n"
-        );
+        let text =
+            format!("{PROVIDER}credentials:\n  - id: a\n    provider: bao\n    target: {{ kind: vault_kv_secret, path: a }}\n    depends_on: [a]\n");
         let out = errors_of(&[("p.yaml", &text)]);
         assert!(out.contains("p.yaml:11:18: error: dependency cycle: a → a"), "{out}");
     }

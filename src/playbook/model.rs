@@ -544,9 +544,7 @@ impl SecretRef {
 }
 
 pub fn is_env_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !s.starts_with(|c: char| c.is_ascii_digit())
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !s.starts_with(|c: char| c.is_ascii_digit())
 }
 
 impl std::fmt::Display for SecretRef {
@@ -579,9 +577,9 @@ pub struct HumanDuration(pub Duration);
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim()).map(HumanDuration).map_err(|e| {
-            serde::de::Error::custom(format!("`{s}` is not a duration ({e}); write e.g. `90d`, `12h`, `30s`"))
-        })
+        humantime::parse_duration(s.trim())
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("`{s}` is not a duration ({e}); write e.g. `90d`, `12h`, `30s`")))
     }
 }
 

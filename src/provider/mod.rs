@@ -38,45 +38,19 @@ pub struct Capabilities {
 /// The capabilities of a credential kind (a `target.kind` string).
 pub fn capabilities(target_kind: &str) -> Option<Capabilities> {
     match target_kind {
-        "vault_token" | "vault_approle_secret_id" => Some(Capabilities {
-            rotate: true,
-            revoke: true,
-            mints: true,
-            verify_dead: true,
-            needs_store: true,
-        }),
-        "aws_iam_access_key" => Some(Capabilities {
-            rotate: true,
-            revoke: true,
-            mints: true,
-            verify_dead: true,
-            needs_store: true,
-        }),
+        "vault_token" | "vault_approle_secret_id" => {
+            Some(Capabilities { rotate: true, revoke: true, mints: true, verify_dead: true, needs_store: true })
+        }
+        "aws_iam_access_key" => Some(Capabilities { rotate: true, revoke: true, mints: true, verify_dead: true, needs_store: true }),
         // A stored secret can be replaced, not revoked: the old version stays
         // as AWSPREVIOUS, and "dead" means no longer AWSCURRENT.
-        "aws_secretsmanager_secret" => Some(Capabilities {
-            rotate: true,
-            revoke: false,
-            mints: false,
-            verify_dead: true,
-            needs_store: false,
-        }),
+        "aws_secretsmanager_secret" => Some(Capabilities { rotate: true, revoke: false, mints: false, verify_dead: true, needs_store: false }),
         // Passwords keysweep generates and the system accepts (ALTER ROLE,
         // ACL SETUSER, LDAP modify); revoke disables the account's login.
-        "postgres_role" | "mysql_user" | "redis_acl_user" | "ldap_account" => Some(Capabilities {
-            rotate: true,
-            revoke: true,
-            mints: false,
-            verify_dead: true,
-            needs_store: true,
-        }),
-        "vault_kv_secret" => Some(Capabilities {
-            rotate: true,
-            revoke: true,
-            mints: false,
-            verify_dead: true,
-            needs_store: false,
-        }),
+        "postgres_role" | "mysql_user" | "redis_acl_user" | "ldap_account" => {
+            Some(Capabilities { rotate: true, revoke: true, mints: false, verify_dead: true, needs_store: true })
+        }
+        "vault_kv_secret" => Some(Capabilities { rotate: true, revoke: true, mints: false, verify_dead: true, needs_store: false }),
         _ => None,
     }
 }

@@ -17,9 +17,9 @@ use crate::secret::SecretString;
 /// references are read when providers connect (see [`connect`]).
 pub fn resolve_secret(r: &SecretRef) -> Result<SecretString, ProviderError> {
     match r {
-        SecretRef::Env(var) => std::env::var(var).map(SecretString::from).map_err(|_| {
-            ProviderError::new(ErrorKind::Config, "resolve_secret", format!("environment variable `{var}` is not set"))
-        }),
+        SecretRef::Env(var) => std::env::var(var)
+            .map(SecretString::from)
+            .map_err(|_| ProviderError::new(ErrorKind::Config, "resolve_secret", format!("environment variable `{var}` is not set"))),
         SecretRef::Store { .. } => {
             Err(ProviderError::new(ErrorKind::Config, "resolve_secret", format!("{r} is read from its store when providers connect")))
         }
@@ -92,7 +92,11 @@ pub async fn connect(playbook: &Playbook, needed: &BTreeSet<String>) -> Result<P
                 match playbook.providers.get(store) {
                     None => anyhow::bail!("{r} in provider `{name}` ({}) names no declared provider", entry.location),
                     Some(s) if !matches!(s.config.kind(), "vault" | "aws") => {
-                        anyhow::bail!("{r} in provider `{name}` ({}): `{store}` is a `{}` provider, which holds no secrets to read", entry.location, s.config.kind())
+                        anyhow::bail!(
+                            "{r} in provider `{name}` ({}): `{store}` is a `{}` provider, which holds no secrets to read",
+                            entry.location,
+                            s.config.kind()
+                        )
                     }
                     Some(_) if !needed.contains(store) => {
                         more.insert(store.to_string());

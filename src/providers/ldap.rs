@@ -74,8 +74,7 @@ const PPOLICY_OID: &str = "1.3.6.1.4.1.42.2.27.8.5.1";
 /// LDAP_CAP_ACTIVE_DIRECTORY_OID in the root DSE's supportedCapabilities.
 const AD_CAP_OID: &str = "1.2.840.113556.1.4.800";
 /// Attributes that tell whether an account is locked, expired or disabled (none secret).
-const LOCK_ATTRS: &[&str] =
-    &["pwdAccountLockedTime", "nsAccountLock", "accountUnlockTime", "lockoutTime", "userAccountControl", "loginDisabled"];
+const LOCK_ATTRS: &[&str] = &["pwdAccountLockedTime", "nsAccountLock", "accountUnlockTime", "lockoutTime", "userAccountControl", "loginDisabled"];
 /// What a refused bind proves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindRefusal {
@@ -676,7 +675,8 @@ impl LdapProvider {
         let names: Vec<String> = e.attrs.keys().chain(e.bin_attrs.keys()).filter(|n| !is_credential_attr(n)).cloned().collect();
         let mut l = self.admin().await?;
         let r = l.search(src, Scope::Base, "(objectClass=*)", names).await.and_then(|r| r.success()).map_err(|e| map_err(OP, e))?;
-        let e = SearchEntry::construct(r.0.into_iter().next().ok_or_else(|| ProviderError::new(ErrorKind::NotFound, OP, format!("`{src}` vanished")))?);
+        let e =
+            SearchEntry::construct(r.0.into_iter().next().ok_or_else(|| ProviderError::new(ErrorKind::NotFound, OP, format!("`{src}` vanished")))?);
         let mut attrs: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
         for (k, vs) in e.attrs {
             attrs.entry(k).or_default().extend(vs.into_iter().map(String::into_bytes));
@@ -831,7 +831,6 @@ fn username(h: &Handle) -> Option<&str> {
     h.get(USERNAME).map(String::as_str).filter(|s| !s.is_empty())
 }
 
-
 #[async_trait]
 impl Provider for LdapProvider {
     fn name(&self) -> &str {
@@ -975,20 +974,21 @@ impl Provider for LdapProvider {
                 Verdict::Dead(e) => Verdict::Dead(format!("{dn} no longer exists (noSuchObject); {e}")),
                 other => other,
             },
-            (Some(s), _) if !s.has_password => {
-                Verdict::Dead(format!("{dn} holds no userPassword/authPassword: no simple bind as it can succeed"))
-            }
+            (Some(s), _) if !s.has_password => Verdict::Dead(format!("{dn} holds no userPassword/authPassword: no simple bind as it can succeed")),
             (Some(s), Some(v)) => self.probe_verdict(dn, v, s.lock.as_deref()).await,
-            (Some(_), None) => Verdict::Unknown(format!(
-                "{dn} still holds a password; without the old value LDAP gives the admin no way to tell which one"
-            )),
+            (Some(_), None) => {
+                Verdict::Unknown(format!("{dn} still holds a password; without the old value LDAP gives the admin no way to tell which one"))
+            }
         }
     }
 
     async fn inventory(&self) -> Result<Vec<InventoryItem>, ProviderError> {
         const OP: &str = "ldap.inventory";
         let (filter, attrs): (&str, Vec<&str>) = if self.dse.active_directory {
-            ("(sAMAccountType=805306368)", vec!["whenCreated", "whenChanged", "pwdLastSet", "lastLogonTimestamp", "userAccountControl", "lockoutTime"])
+            (
+                "(sAMAccountType=805306368)",
+                vec!["whenCreated", "whenChanged", "pwdLastSet", "lastLogonTimestamp", "userAccountControl", "lockoutTime"],
+            )
         } else {
             (
                 "(|(userPassword=*)(authPassword=*))",

@@ -86,11 +86,7 @@ impl Quoting {
     /// `s` as an SQL string literal, quotes included.
     fn lit(self, s: &str) -> Result<String, ProviderError> {
         if s.contains('\0') {
-            return Err(ProviderError::new(
-                ErrorKind::Config,
-                "mysql.quote",
-                "a NUL character cannot be written in a MySQL string literal",
-            ));
+            return Err(ProviderError::new(ErrorKind::Config, "mysql.quote", "a NUL character cannot be written in a MySQL string literal"));
         }
         let mut out = String::with_capacity(s.len() + 2);
         out.push('\'');
@@ -128,7 +124,6 @@ fn target_of<'a>(target: &'a Target, op: &'static str) -> Result<&'a DbAccountTa
         other => Err(ProviderError::new(ErrorKind::Unsupported, op, format!("the mysql provider does not handle `{}`", other.kind()))),
     }
 }
-
 
 /// The user named by `h`, if it is one of the target's accounts.
 fn known_user<'a>(t: &'a DbAccountTarget, name: Option<&str>, op: &'static str) -> Result<&'a str, ProviderError> {
@@ -259,8 +254,7 @@ impl MysqlProvider {
     /// An admin connection and how literals are written on it.
     async fn conn_quoting(&self, op: &'static str) -> Result<(Conn, Quoting), ProviderError> {
         let mut conn = self.conn(op, &[]).await?;
-        let mode: Option<String> =
-            self.within(op, conn.query_first("SELECT @@SESSION.sql_mode")).await?.map_err(|e| io_or_driver(op, &e, &[]))?;
+        let mode: Option<String> = self.within(op, conn.query_first("SELECT @@SESSION.sql_mode")).await?.map_err(|e| io_or_driver(op, &e, &[]))?;
         let no_backslash_escapes = mode.unwrap_or_default().to_ascii_uppercase().contains("NO_BACKSLASH_ESCAPES");
         Ok((conn, Quoting { no_backslash_escapes }))
     }
@@ -287,8 +281,7 @@ impl MysqlProvider {
             "SELECT account_locked FROM mysql.user WHERE User = ? AND Host = ?"
         };
         self.pace().await;
-        let row: Option<(Option<String>,)> =
-            self.within(op, conn.exec_first(sql, (user, host))).await?.map_err(|e| io_or_driver(op, &e, &[]))?;
+        let row: Option<(Option<String>,)> = self.within(op, conn.exec_first(sql, (user, host))).await?.map_err(|e| io_or_driver(op, &e, &[]))?;
         Ok(match row {
             None => Account::Absent,
             Some((v,)) => Account::Present { locked: v.as_deref().is_some_and(truthy) },
@@ -358,10 +351,7 @@ impl MysqlProvider {
         let matching: Vec<(String, String)> = self
             .within(
                 op,
-                conn.exec(
-                    "SELECT User, Host FROM mysql.user WHERE (User = ? OR User = '') AND ? LIKE Host",
-                    (user, self.client_host.as_str()),
-                ),
+                conn.exec("SELECT User, Host FROM mysql.user WHERE (User = ? OR User = '') AND ? LIKE Host", (user, self.client_host.as_str())),
             )
             .await
             .and_then(|r| r.map_err(|e| io_or_driver(op, &e, &[])))
@@ -419,11 +409,7 @@ impl MysqlProvider {
             }
             Account::Absent => {
                 if let Account::Absent = self.account(&mut conn, op, source, host).await? {
-                    return Err(ProviderError::new(
-                        ErrorKind::NotFound,
-                        op,
-                        format!("cannot clone '{source}'@'{host}': it does not exist"),
-                    ));
+                    return Err(ProviderError::new(ErrorKind::NotFound, op, format!("cannot clone '{source}'@'{host}': it does not exist")));
                 }
                 let scratch = GeneratePolicy { length: 40, ..GeneratePolicy::default() }.generate();
                 let stmt = SecretString::from(format!("CREATE USER {dst} IDENTIFIED BY {} ACCOUNT LOCK", q.lit(scratch.expose_secret())?));
@@ -448,8 +434,7 @@ impl MysqlProvider {
 
     async fn show_grants(&self, conn: &mut Conn, op: &'static str, account: &str) -> Result<Vec<String>, ProviderError> {
         self.pace().await;
-        let rows: Vec<String> =
-            self.within(op, conn.query(format!("SHOW GRANTS FOR {account}"))).await?.map_err(|e| io_or_driver(op, &e, &[]))?;
+        let rows: Vec<String> = self.within(op, conn.query(format!("SHOW GRANTS FOR {account}"))).await?.map_err(|e| io_or_driver(op, &e, &[]))?;
         Ok(rows)
     }
 }
@@ -592,11 +577,8 @@ impl Provider for MysqlProvider {
         // answered with 1045 on a locked account, so the lock does not hide the
         // proof; it only adds that even a leaked new value could not log in.
         let scratch = GeneratePolicy { length: 40, ..GeneratePolicy::default() }.generate();
-        let stmt = SecretString::from(format!(
-            "ALTER USER {} IDENTIFIED BY {} ACCOUNT LOCK",
-            q.account(user, host)?,
-            q.lit(scratch.expose_secret())?
-        ));
+        let stmt =
+            SecretString::from(format!("ALTER USER {} IDENTIFIED BY {} ACCOUNT LOCK", q.account(user, host)?, q.lit(scratch.expose_secret())?));
         match self.exec_secret(&mut conn, op, &stmt, &scratch, q).await {
             // Dropped between the look and the ALTER: retired all the same.
             Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
@@ -625,9 +607,9 @@ impl Provider for MysqlProvider {
         match self.account(&mut conn, op, user, host).await {
             Ok(Account::Absent) => Verdict::Dead(format!("account '{user}'@'{host}' no longer exists")),
             Ok(Account::Present { locked: true }) => Verdict::Dead(format!("account '{user}'@'{host}' is locked (no login possible)")),
-            Ok(Account::Present { locked: false }) => Verdict::Unknown(format!(
-                "account '{user}'@'{host}' exists and is not locked; without the old value its password cannot be checked"
-            )),
+            Ok(Account::Present { locked: false }) => {
+                Verdict::Unknown(format!("account '{user}'@'{host}' exists and is not locked; without the old value its password cannot be checked"))
+            }
             Err(e) => Verdict::Unknown(e.to_string()),
         }
     }

@@ -308,9 +308,7 @@ impl PostgresProvider {
         }
         let (client, task) = match self.open(user, password).await {
             Ok(x) => x,
-            Err(ConnectFail::Timeout) => {
-                return Login::Other(format!("login as `{user}` at {}: no answer within {:?}", self.addr(), self.timeout))
-            }
+            Err(ConnectFail::Timeout) => return Login::Other(format!("login as `{user}` at {}: no answer within {:?}", self.addr(), self.timeout)),
             Err(ConnectFail::Pg(e)) => {
                 let text = format!("login as `{user}` refused by {}: {}", self.addr(), describe(&e, &[password]));
                 return match e.code().map(|c| c.code()) {
@@ -356,9 +354,7 @@ impl PostgresProvider {
         if !(t.create_clone && t.alternate_with.as_deref() == Some(user)) {
             return Err(missing(op, user, t, NOUN, CLONE_HOW));
         }
-        let rows = self
-            .admin_query(op, "SELECT rolcreatedb, rolconnlimit FROM pg_catalog.pg_roles WHERE rolname = $1", &[&t.user])
-            .await?;
+        let rows = self.admin_query(op, "SELECT rolcreatedb, rolconnlimit FROM pg_catalog.pg_roles WHERE rolname = $1", &[&t.user]).await?;
         let Some(src) = rows.first() else {
             return Err(ProviderError::new(ErrorKind::NotFound, op, format!("neither role `{user}` nor `{}` exists", t.user)));
         };
@@ -395,7 +391,9 @@ impl PostgresProvider {
                     tracing::info!(provider = %self.name, role = user, sessions = n, "ended the retired role's open sessions");
                 }
             }
-            Err(e) => tracing::warn!(provider = %self.name, role = user, error = %e, "could not end the retired role's open sessions (keysweep's admin needs pg_signal_backend)"),
+            Err(e) => {
+                tracing::warn!(provider = %self.name, role = user, error = %e, "could not end the retired role's open sessions (keysweep's admin needs pg_signal_backend)")
+            }
         }
     }
 }
@@ -637,7 +635,9 @@ impl Provider for PostgresProvider {
         let literal = if self.scram && pw.is_ascii() && !pw.contains('\0') {
             SecretString::from(format!("'{}'", scram_verifier(pw.as_bytes())))
         } else {
-            SecretString::from(quote_literal(pw).map_err(|m| ProviderError::new(ErrorKind::Config, op, format!("the new password for `{user}`: {m}")))?)
+            SecretString::from(
+                quote_literal(pw).map_err(|m| ProviderError::new(ErrorKind::Config, op, format!("the new password for `{user}`: {m}")))?,
+            )
         };
         let sql = SecretString::from(format!("ALTER ROLE {role} WITH LOGIN PASSWORD {}", literal.expose_secret()));
         match self.admin_batch(op, &sql, &[&new.value, &literal]).await {

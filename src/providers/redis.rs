@@ -227,10 +227,7 @@ impl RedisProvider {
             Ok(_) => Ok(()),
             Err(e) if e.message.contains("not configured to use an ACL file") => Ok(()),
             Err(e) => Err(ProviderError {
-                message: format!(
-                    "the change is made in memory, but ACL SAVE failed, so a restart would undo it: {}",
-                    e.message
-                ),
+                message: format!("the change is made in memory, but ACL SAVE failed, so a restart would undo it: {}", e.message),
                 ..e
             }),
         }
@@ -350,10 +347,7 @@ impl Rules {
                         .collect()
                 }
                 "channels" => {
-                    r.channels = words(v)
-                        .into_iter()
-                        .map(|p| if p.starts_with('&') || p == "allchannels" { p } else { format!("&{p}") })
-                        .collect()
+                    r.channels = words(v).into_iter().map(|p| if p.starts_with('&') || p == "allchannels" { p } else { format!("&{p}") }).collect()
                 }
                 _ => {}
             }
@@ -685,7 +679,10 @@ mod tests {
 
     #[test]
     fn privileged_means_admin_or_dangerous_commands() {
-        let u = |cmds: &str| AclUser { rules: Rules { commands: cmds.split(' ').map(String::from).collect(), ..Default::default() }, ..Default::default() };
+        let u = |cmds: &str| AclUser {
+            rules: Rules { commands: cmds.split(' ').map(String::from).collect(), ..Default::default() },
+            ..Default::default()
+        };
         assert!(u("+@all").privileged());
         assert!(u("-@all +@admin").privileged());
         assert!(u("-@all +config|get").privileged());

@@ -48,10 +48,7 @@ impl FromStr for Format {
             "markdown" | "md" => Ok(Format::Markdown),
             "text" | "txt" => Ok(Format::Text),
             "html" => Ok(Format::Html),
-            _ => Err(format!(
-                "unknown report format `{}`; accepted: text (or txt), markdown (or md), json, html",
-                s.escape_debug()
-            )),
+            _ => Err(format!("unknown report format `{}`; accepted: text (or txt), markdown (or md), json, html", s.escape_debug())),
         }
     }
 }
@@ -98,8 +95,8 @@ fn sum(t: &Totals) -> usize {
 fn rows_mismatch(r: &Report) -> Option<String> {
     let c = Totals::of(&r.rows);
     let t = &r.totals;
-    let same = (c.total, c.rotated, c.revoked, c.unverified, c.failed, c.skipped)
-        == (t.total, t.rotated, t.revoked, t.unverified, t.failed, t.skipped);
+    let same =
+        (c.total, c.rotated, c.revoked, c.unverified, c.failed, c.skipped) == (t.total, t.rotated, t.revoked, t.unverified, t.failed, t.skipped);
     (!same).then(|| {
         format!(
             "TOTALS DO NOT MATCH THE ROWS: the report lists {}: {} rotated, {} revoked, {} unverified, {} failed, {} skipped",
@@ -531,8 +528,14 @@ mod tests {
     fn markdown_puts_gaps_first_and_escapes() {
         let m = markdown(&sample());
         assert!(m.starts_with("**5 credentials: 1 rotated,"));
-        for k in ["- run id: `r1`", "- mode: `run`", "- playbook: `p.yaml`", "- started: 2026-01-01T00:00:00Z",
-            "- finished: 2026-01-01T00:01:00Z", "- selection: tag=x"] {
+        for k in [
+            "- run id: `r1`",
+            "- mode: `run`",
+            "- playbook: `p.yaml`",
+            "- started: 2026-01-01T00:00:00Z",
+            "- finished: 2026-01-01T00:01:00Z",
+            "- selection: tag=x",
+        ] {
             assert!(m.contains(k), "missing {k} in\n{m}");
         }
         let pos = |h: &str| m.find(h).unwrap_or_else(|| panic!("no {h}"));

@@ -217,10 +217,7 @@ impl Ld {
 
     /// Locks the account the way ppolicy's administrators do (permanently).
     pub fn lock(&self, dn: &str) {
-        self.ldif(
-            "ldapmodify",
-            &format!("dn: {dn}\nchangetype: modify\nreplace: pwdAccountLockedTime\npwdAccountLockedTime: 000001010000Z\n"),
-        );
+        self.ldif("ldapmodify", &format!("dn: {dn}\nchangetype: modify\nreplace: pwdAccountLockedTime\npwdAccountLockedTime: 000001010000Z\n"));
     }
 
     pub fn unlock(&self, dn: &str) {

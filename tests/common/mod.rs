@@ -249,7 +249,9 @@ impl Estate {
         }
         if with_revokes {
             let (tok, acc) = b.create_token(&["default"], json!({}));
-            y += &format!("  - {{ id: {prefix}-revoke-tok, owner: sec, provider: bao, action: revoke, target: {{ kind: vault_token, accessor: {acc} }} }}\n");
+            y += &format!(
+                "  - {{ id: {prefix}-revoke-tok, owner: sec, provider: bao, action: revoke, target: {{ kind: vault_token, accessor: {acc} }} }}\n"
+            );
             e.secrets.push(tok.clone());
             e.tokens.push((format!("{prefix}-revoke-tok"), tok));
             let role = format!("{prefix}-revrole");
@@ -344,11 +346,12 @@ pub fn all_files(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
 pub fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
-pub mod moto; pub mod proxy;
-pub mod redis;
 pub mod ldap;
+pub mod moto;
 pub mod mysql;
 pub mod postgres;
+pub mod proxy;
+pub mod redis;
 
 /// Runs `cmd run <playbook> --concurrency 1` with `KEYSWEEP_CRASH_AT=point`
 /// and asserts that the binary aborted there.

@@ -56,12 +56,7 @@ fn moto_bin() -> PathBuf {
 
 /// A blocking curl call; returns (status, body).
 fn curl(args: &[&str], url: &str) -> Result<(u16, String), String> {
-    let out = Command::new("curl")
-        .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
-        .args(args)
-        .arg(url)
-        .output()
-        .map_err(|e| format!("curl: {e}"))?;
+    let out = Command::new("curl").args(["-s", "-o", "-", "-w", "\n%{http_code}"]).args(args).arg(url).output().map_err(|e| format!("curl: {e}"))?;
     let s = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = s.rsplit_once('\n').ok_or("no status")?;
     Ok((code.trim().parse().map_err(|_| "bad status")?, body.to_string()))
@@ -73,7 +68,10 @@ fn iam_query_unauthenticated(endpoint: &str, params: &[(&str, &str)]) -> String 
     let mut args: Vec<String> = vec![
         "-H".into(),
         // Any well-formed key id will do while auth is off (built at run time).
-        format!("Authorization: AWS4-HMAC-SHA256 Credential=AKIA{}/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0", "SETUPONLY0000000"),
+        format!(
+            "Authorization: AWS4-HMAC-SHA256 Credential=AKIA{}/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+            "SETUPONLY0000000"
+        ),
         "--data-urlencode".into(),
         "Version=2010-05-08".into(),
     ];

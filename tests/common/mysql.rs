@@ -80,12 +80,7 @@ pub fn mysql() -> &'static My {
             .stdin(Stdio::null())
             .output()
             .expect("run mariadb-install-db");
-        assert!(
-            out.status.success(),
-            "mariadb-install-db failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "mariadb-install-db failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 
         let d = dir.display();
         // The watchdog ends the server when this test process is gone.

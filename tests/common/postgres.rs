@@ -192,11 +192,7 @@ pub fn postgres() -> &'static Pg {
             if ready {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "postgres did not start on port {port}: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            assert!(Instant::now() < deadline, "postgres did not start on port {port}: {}", std::fs::read_to_string(&log).unwrap_or_default());
             std::thread::sleep(Duration::from_millis(100));
         }
         let pg = Pg {
@@ -207,11 +203,7 @@ pub fn postgres() -> &'static Pg {
             socket_dir: socket,
             log_path: log.clone(),
         };
-        pg.socket_exec(&format!(
-            "CREATE ROLE {} WITH LOGIN SUPERUSER PASSWORD {}",
-            quote_ident(PG_ADMIN_USER),
-            quote_literal(PG_ADMIN_PASSWORD)
-        ));
+        pg.socket_exec(&format!("CREATE ROLE {} WITH LOGIN SUPERUSER PASSWORD {}", quote_ident(PG_ADMIN_USER), quote_literal(PG_ADMIN_PASSWORD)));
         assert!(pg.login_works(PG_ADMIN_USER, PG_ADMIN_PASSWORD), "the fixture's admin cannot log in over TCP");
         assert_eq!(pg.login_error(PG_ADMIN_USER, "not-the-password").as_deref(), Some("28P01"), "TCP logins are not password-checked");
         pg

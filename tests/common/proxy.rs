@@ -113,10 +113,7 @@ impl Head {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     fn has_token(&self, name: &str, token: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .any(|(_, v)| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).any(|(_, v)| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     }
     fn content_length(&self) -> std::io::Result<Option<usize>> {
         match self.get("content-length") {
@@ -156,10 +153,8 @@ async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Option
     let text = String::from_utf8_lossy(&raw).to_string();
     let mut lines = text.split("\r\n").flat_map(|l| l.split('\n'));
     let start_line = lines.next().unwrap_or_default().to_string();
-    let headers = lines
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
-        .collect();
+    let headers =
+        lines.filter(|l| !l.is_empty()).filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))).collect();
     Ok(Some(Head { raw, start_line, headers }))
 }
 
@@ -317,11 +312,7 @@ fn throttling_response(head: &Head) -> Vec<u8> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let is_json = head.get("x-amz-target").is_some();
     let (ctype, error_type_header, payload) = if is_json {
-        (
-            "application/x-amz-json-1.1",
-            Some("ThrottlingException"),
-            r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_string(),
-        )
+        ("application/x-amz-json-1.1", Some("ThrottlingException"), r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_string())
     } else {
         // Query protocol (IAM, STS: form body with `Action=`); also the fallback.
         (
@@ -332,10 +323,8 @@ fn throttling_response(head: &Head) -> Vec<u8> {
             ),
         )
     };
-    let mut r = format!(
-        "HTTP/1.1 400 Bad Request\r\nx-amzn-RequestId: {request_id}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n",
-        payload.len()
-    );
+    let mut r =
+        format!("HTTP/1.1 400 Bad Request\r\nx-amzn-RequestId: {request_id}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n", payload.len());
     if let Some(t) = error_type_header {
         r += &format!("x-amzn-ErrorType: {t}\r\n");
     }

@@ -182,9 +182,8 @@ impl AwsProvider {
         let mut marker: Option<String> = None;
         loop {
             let m = marker.clone();
-            let out = self
-                .call(|| async { self.iam.list_users().set_marker(m.clone()).send().await.map_err(|e| map_err("iam.list_users", e)) })
-                .await?;
+            let out =
+                self.call(|| async { self.iam.list_users().set_marker(m.clone()).send().await.map_err(|e| map_err("iam.list_users", e)) }).await?;
             users.extend(out.users().iter().map(|u| u.user_name().to_string()));
             if !out.is_truncated() {
                 break;

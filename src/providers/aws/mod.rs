@@ -44,15 +44,13 @@ impl AwsProvider {
     pub async fn connect(name: &str, cfg: &AwsProviderConfig) -> Result<Self, ProviderError> {
         let limits = &cfg.limits;
         let timeout = limits.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(30));
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .operation_timeout(timeout)
-                    .operation_attempt_timeout(timeout)
-                    .connect_timeout(timeout.min(Duration::from_secs(10)))
-                    .build(),
-            );
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(aws_config::retry::RetryConfig::disabled()).timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(timeout)
+                .operation_attempt_timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(10)))
+                .build(),
+        );
         if let Some(r) = &cfg.region {
             loader = loader.region(aws_config::Region::new(r.clone()));
         }
@@ -85,7 +83,12 @@ impl AwsProvider {
     /// Checks keysweep's own credentials with STS GetCallerIdentity.
     pub async fn check_login(&self) -> Result<String, ProviderError> {
         self.call(|| async {
-            self.sts.get_caller_identity().send().await.map(|o| o.arn().unwrap_or_default().to_string()).map_err(|e| map_err("sts.get_caller_identity", e))
+            self.sts
+                .get_caller_identity()
+                .send()
+                .await
+                .map(|o| o.arn().unwrap_or_default().to_string())
+                .map_err(|e| map_err("sts.get_caller_identity", e))
         })
         .await
     }
@@ -154,20 +157,14 @@ where
     let message = e.message().unwrap_or_default().to_string();
     let kind = match (&e, code.as_str()) {
         (SdkError::TimeoutError(_) | SdkError::DispatchFailure(_), _) => ErrorKind::Unavailable,
-        (_, "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded" | "SlowDown") => {
-            ErrorKind::RateLimited
-        }
+        (_, "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded" | "SlowDown") => ErrorKind::RateLimited,
         (_, "ServiceUnavailable" | "InternalFailure" | "InternalServiceError" | "InternalServiceErrorException" | "ServiceFailure") => {
             ErrorKind::Unavailable
         }
         (_, "NoSuchEntity" | "ResourceNotFoundException") => ErrorKind::NotFound,
         (_, "AccessDenied" | "AccessDeniedException") => ErrorKind::PermissionDenied,
-        (_, "InvalidClientTokenId" | "SignatureDoesNotMatch" | "UnrecognizedClientException" | "ExpiredToken") => {
-            ErrorKind::Unauthenticated
-        }
-        (_, "LimitExceeded" | "LimitExceededException" | "ResourceExistsException" | "InvalidRequestException") => {
-            ErrorKind::Conflict
-        }
+        (_, "InvalidClientTokenId" | "SignatureDoesNotMatch" | "UnrecognizedClientException" | "ExpiredToken") => ErrorKind::Unauthenticated,
+        (_, "LimitExceeded" | "LimitExceededException" | "ResourceExistsException" | "InvalidRequestException") => ErrorKind::Conflict,
         _ if status == Some(429) => ErrorKind::RateLimited,
         _ if status.is_some_and(|s| s >= 500) => ErrorKind::Unavailable,
         (SdkError::ResponseError(_), _) => ErrorKind::Unavailable,

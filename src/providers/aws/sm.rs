@@ -67,9 +67,7 @@ impl AwsProvider {
     /// Version id → staging labels; `None` when the secret does not exist.
     async fn stages(&self, secret: &str) -> Result<Option<HashMap<String, Vec<String>>>, ProviderError> {
         let r = self
-            .call(|| async {
-                self.sm.describe_secret().secret_id(secret).send().await.map_err(|e| map_err("secretsmanager.describe_secret", e))
-            })
+            .call(|| async { self.sm.describe_secret().secret_id(secret).send().await.map_err(|e| map_err("secretsmanager.describe_secret", e)) })
             .await;
         match r {
             Ok(o) => Ok(Some(o.version_ids_to_stages().cloned().unwrap_or_default())),
@@ -153,7 +151,9 @@ impl AwsProvider {
         loop {
             let t = token.clone();
             let out = self
-                .call(|| async { self.sm.list_secrets().set_next_token(t.clone()).send().await.map_err(|e| map_err("secretsmanager.list_secrets", e)) })
+                .call(|| async {
+                    self.sm.list_secrets().set_next_token(t.clone()).send().await.map_err(|e| map_err("secretsmanager.list_secrets", e))
+                })
                 .await?;
             for s in out.secret_list() {
                 let Some(name) = s.name() else { continue };
@@ -162,13 +162,14 @@ impl AwsProvider {
                 if let Some(d) = fmt_date(s.last_changed_date()) {
                     details.insert("last_changed".into(), d);
                 }
-                let tags: Vec<String> = s.tags().iter().map(|t| format!("{}={}", t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
+                let tags: Vec<String> =
+                    s.tags().iter().map(|t| format!("{}={}", t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
                 if !tags.is_empty() {
                     details.insert("tags".into(), tags.join(","));
                 }
-                let pending = s.secret_versions_to_stages().is_some_and(|m| {
-                    m.values().any(|l| l.iter().any(|x| x == PENDING) && !l.iter().any(|x| x == CURRENT))
-                });
+                let pending = s
+                    .secret_versions_to_stages()
+                    .is_some_and(|m| m.values().any(|l| l.iter().any(|x| x == PENDING) && !l.iter().any(|x| x == CURRENT)));
                 details.insert("pending".into(), pending.to_string());
                 items.push(InventoryItem {
                     kind: "aws_secretsmanager_secret".into(),
@@ -244,11 +245,8 @@ impl Store for AwsProvider {
         let secret_string = if loc.field.is_empty() {
             value.value.expose_secret().to_string()
         } else {
-            let mut obj: Map<String, Value> = current
-                .ok()
-                .flatten()
-                .and_then(|o| o.secret_string().and_then(|s| serde_json::from_str(s).ok()))
-                .unwrap_or_default();
+            let mut obj: Map<String, Value> =
+                current.ok().flatten().and_then(|o| o.secret_string().and_then(|s| serde_json::from_str(s).ok())).unwrap_or_default();
             for (k, v) in &value.fields {
                 obj.insert(k.clone(), Value::String(v.clone()));
             }
@@ -278,7 +276,11 @@ impl Store for AwsProvider {
         let version = version_for(nonce);
         let stages = self.stages(&loc.path).await?.unwrap_or_default();
         let Some(labels) = stages.get(&version) else {
-            return Err(ProviderError::new(ErrorKind::NotFound, "secretsmanager.promote", format!("no version staged by this run in `{}`", loc.path)));
+            return Err(ProviderError::new(
+                ErrorKind::NotFound,
+                "secretsmanager.promote",
+                format!("no version staged by this run in `{}`", loc.path),
+            ));
         };
         if !labels.iter().any(|l| l == CURRENT) {
             let current = Self::labelled(&stages, CURRENT);
@@ -299,13 +301,7 @@ impl Store for AwsProvider {
     }
 
     async fn list_pending(&self, _mount: &str) -> Result<Vec<String>, ProviderError> {
-        Ok(self
-            .sm_inventory()
-            .await?
-            .into_iter()
-            .filter(|i| i.details.get("pending").map(String::as_str) == Some("true"))
-            .map(|i| i.id)
-            .collect())
+        Ok(self.sm_inventory().await?.into_iter().filter(|i| i.details.get("pending").map(String::as_str) == Some("true")).map(|i| i.id).collect())
     }
 }
 
@@ -326,7 +322,11 @@ impl Provider for AwsProvider {
         match target {
             Target::AwsIamAccessKey(t) => {
                 let id = stored.and_then(|s| s.get(KEY_ID)).cloned().or_else(|| t.access_key_id.clone()).ok_or_else(|| {
-                    ProviderError::new(ErrorKind::Config, "aws.current_handle", "no access key id known for the key in service: set target.access_key_id")
+                    ProviderError::new(
+                        ErrorKind::Config,
+                        "aws.current_handle",
+                        "no access key id known for the key in service: set target.access_key_id",
+                    )
                 })?;
                 Ok(BTreeMap::from([(KEY_ID.to_string(), id)]))
             }

@@ -28,10 +28,8 @@ impl Resp {
     }
     /// The `errors` array joined, or `data.error` (some AppRole endpoints).
     pub fn error_text(&self) -> String {
-        let mut parts: Vec<String> = self.body["errors"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
+        let mut parts: Vec<String> =
+            self.body["errors"].as_array().map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_string)).collect()).unwrap_or_default();
         if let Some(e) = self.body["data"]["error"].as_str() {
             parts.push(e.to_string());
         }
@@ -83,15 +81,7 @@ impl VaultHttp {
             let burst = burst.and_then(std::num::NonZeroU32::new).unwrap_or(r);
             RateLimiter::direct(Quota::per_second(r).allow_burst(burst))
         });
-        Ok(VaultHttp {
-            base: base.trim_end_matches('/').to_string(),
-            namespace,
-            http,
-            admin_token,
-            limiter,
-            retry,
-            requests: AtomicU64::new(0),
-        })
+        Ok(VaultHttp { base: base.trim_end_matches('/').to_string(), namespace, http, admin_token, limiter, retry, requests: AtomicU64::new(0) })
     }
 
     /// Requests sent so far (for tests and the benchmark).
@@ -181,12 +171,10 @@ impl VaultHttp {
 pub fn classify_transient(operation: &'static str, path: &str, r: Resp) -> Result<Resp, ProviderError> {
     let s = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if s == StatusCode::TOO_MANY_REQUESTS {
-        return Err(ProviderError::new(ErrorKind::RateLimited, operation, format!("{path}: {}", r.describe()))
-            .with_retry_after(r.retry_after));
+        return Err(ProviderError::new(ErrorKind::RateLimited, operation, format!("{path}: {}", r.describe())).with_retry_after(r.retry_after));
     }
     if s.is_server_error() {
-        return Err(ProviderError::new(ErrorKind::Unavailable, operation, format!("{path}: {}", r.describe()))
-            .with_retry_after(r.retry_after));
+        return Err(ProviderError::new(ErrorKind::Unavailable, operation, format!("{path}: {}", r.describe())).with_retry_after(r.retry_after));
     }
     Ok(r)
 }

@@ -55,15 +55,7 @@ impl VaultProvider {
                 approle_login(&cfg.address, cfg.namespace.clone(), mount, &role_id, &secret_id).await?
             }
         };
-        let http = VaultHttp::new(
-            &cfg.address,
-            cfg.namespace.clone(),
-            token,
-            timeout,
-            limits.rate_per_second,
-            limits.burst,
-            retry,
-        )?;
+        let http = VaultHttp::new(&cfg.address, cfg.namespace.clone(), token, timeout, limits.rate_per_second, limits.burst, retry)?;
         Ok(VaultProvider { name: name.to_string(), http, pending_prefix: cfg.pending_prefix.trim_matches('/').to_string() })
     }
 
@@ -77,9 +69,7 @@ impl VaultProvider {
     }
 
     async fn token_lookup_accessor(&self, accessor: &str) -> Result<http::Resp, ProviderError> {
-        self.http
-            .admin("vault.token.lookup_accessor", Method::POST, "auth/token/lookup-accessor", Some(json!({ "accessor": accessor })))
-            .await
+        self.http.admin("vault.token.lookup_accessor", Method::POST, "auth/token/lookup-accessor", Some(json!({ "accessor": accessor }))).await
     }
 
     async fn secret_id_lookup(&self, mount: &str, role: &str, accessor: &str) -> Result<http::Resp, ProviderError> {
@@ -155,8 +145,7 @@ impl VaultProvider {
         // Only reached after a crash between mint and store: a scan of every
         // accessor, sixteen lookups at a time.
         use futures::{StreamExt, TryStreamExt};
-        let accessors: Vec<String> =
-            r.body["data"]["keys"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+        let accessors: Vec<String> = r.body["data"]["keys"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
         let found: Vec<Option<String>> = futures::stream::iter(accessors)
             .map(|acc| async move {
                 let l = if is_token { self.token_lookup_accessor(&acc).await? } else { self.secret_id_lookup(mount, role, &acc).await? };
@@ -209,19 +198,17 @@ async fn approle_login(
     }
     // Never Debug-print the settings or the client: they carry the token.
     let settings = b.build().map_err(|e| ProviderError::new(ErrorKind::Config, "vault.approle_login", e.to_string()))?;
-    let client = vaultrs::client::VaultClient::new(settings)
-        .map_err(|e| ProviderError::new(ErrorKind::Config, "vault.approle_login", e.to_string()))?;
-    let auth = vaultrs::auth::approle::login(&client, mount, role_id.expose_secret(), secret_id.expose_secret())
-        .await
-        .map_err(|e| {
-            let kind = match &e {
-                vaultrs::error::ClientError::APIError { code, .. } if *code == 429 => ErrorKind::RateLimited,
-                vaultrs::error::ClientError::APIError { code, .. } if *code >= 500 => ErrorKind::Unavailable,
-                vaultrs::error::ClientError::APIError { .. } => ErrorKind::Unauthenticated,
-                _ => ErrorKind::Unavailable,
-            };
-            ProviderError::new(kind, "vault.approle_login", e.to_string())
-        })?;
+    let client =
+        vaultrs::client::VaultClient::new(settings).map_err(|e| ProviderError::new(ErrorKind::Config, "vault.approle_login", e.to_string()))?;
+    let auth = vaultrs::auth::approle::login(&client, mount, role_id.expose_secret(), secret_id.expose_secret()).await.map_err(|e| {
+        let kind = match &e {
+            vaultrs::error::ClientError::APIError { code, .. } if *code == 429 => ErrorKind::RateLimited,
+            vaultrs::error::ClientError::APIError { code, .. } if *code >= 500 => ErrorKind::Unavailable,
+            vaultrs::error::ClientError::APIError { .. } => ErrorKind::Unauthenticated,
+            _ => ErrorKind::Unavailable,
+        };
+        ProviderError::new(kind, "vault.approle_login", e.to_string())
+    })?;
     Ok(SecretString::from(auth.client_token))
 }
 
@@ -269,10 +256,7 @@ impl Provider for VaultProvider {
                 if let Some(v) = from_store("version") {
                     return Ok(one("version", v));
                 }
-                let r = self
-                    .http
-                    .admin("vault.kv.metadata", Method::GET, &format!("{}/metadata/{}", t.mount, t.path), None)
-                    .await?;
+                let r = self.http.admin("vault.kv.metadata", Method::GET, &format!("{}/metadata/{}", t.mount, t.path), None).await?;
                 match r.status {
                     404 => Ok(Handle::new()),
                     s if (200..300).contains(&s) => Ok(one("version", r.body["data"]["current_version"].to_string())),
@@ -503,21 +487,18 @@ impl Provider for VaultProvider {
                     return Verdict::Unknown("no accessor known for the old token".into());
                 };
                 let admin = match self.token_lookup_accessor(acc).await {
-                    Ok(r) if r.status == 400 && r.error_contains("invalid accessor") => {
-                        Verdict::Dead(format!("lookup-accessor: {}", r.describe()))
-                    }
+                    Ok(r) if r.status == 400 && r.error_contains("invalid accessor") => Verdict::Dead(format!("lookup-accessor: {}", r.describe())),
                     Ok(r) if r.ok() => Verdict::Alive("lookup-accessor still finds the old token".into()),
                     Ok(r) => Verdict::Unknown(format!("lookup-accessor: {}", r.describe())),
                     Err(e) => Verdict::Unknown(e.to_string()),
                 };
                 let Some(old_value) = old_value else { return admin };
-                let probe =
-                    match self.http.send("vault.token.lookup_self", Method::GET, "auth/token/lookup-self", Some(old_value), None).await {
-                        Ok(r) if r.ok() => return Verdict::Alive("old token still accepted by lookup-self".into()),
-                        Ok(r) if r.status == 403 => format!("lookup-self with the old token: {}", r.describe()),
-                        Ok(r) => return Verdict::Unknown(format!("lookup-self with the old token: {}", r.describe())),
-                        Err(e) => return Verdict::Unknown(e.to_string()),
-                    };
+                let probe = match self.http.send("vault.token.lookup_self", Method::GET, "auth/token/lookup-self", Some(old_value), None).await {
+                    Ok(r) if r.ok() => return Verdict::Alive("old token still accepted by lookup-self".into()),
+                    Ok(r) if r.status == 403 => format!("lookup-self with the old token: {}", r.describe()),
+                    Ok(r) => return Verdict::Unknown(format!("lookup-self with the old token: {}", r.describe())),
+                    Err(e) => return Verdict::Unknown(e.to_string()),
+                };
                 match admin {
                     Verdict::Dead(e) => Verdict::Dead(format!("{e}; {probe}")),
                     other => other,

@@ -25,11 +25,8 @@ const ROTATED_AT_KEY: &str = "keysweep_rotated_at";
 /// Splits KV data into the secret field and the public ones.
 fn to_delivered(data: &Map<String, Value>, field: &str) -> Option<Delivered> {
     let value = data.get(field)?.as_str()?;
-    let fields: BTreeMap<String, String> = data
-        .iter()
-        .filter(|(k, _)| k.as_str() != field)
-        .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-        .collect();
+    let fields: BTreeMap<String, String> =
+        data.iter().filter(|(k, _)| k.as_str() != field).filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect();
     Some(Delivered { value: SecretString::from(value.to_string()), fields })
 }
 
@@ -84,16 +81,17 @@ impl VaultProvider {
                     }
                     let md = self.http.admin("vault.kv.metadata", Method::GET, &format!("{mount}/metadata/{full}"), None).await?;
                     let d = &md.body["data"];
-                    let details = BTreeMap::from([
-                        ("mount".to_string(), mount.clone()),
-                        ("current_version".to_string(), d["current_version"].to_string()),
-                    ]);
+                    let details =
+                        BTreeMap::from([("mount".to_string(), mount.clone()), ("current_version".to_string(), d["current_version"].to_string())]);
                     items.push(InventoryItem {
                         kind: "vault_kv_secret".into(),
                         id: full,
                         created: d["created_time"].as_str().map(str::to_string),
                         last_used: None,
-                        details: details.into_iter().chain([("updated_time".to_string(), d["updated_time"].as_str().unwrap_or_default().to_string())]).collect(),
+                        details: details
+                            .into_iter()
+                            .chain([("updated_time".to_string(), d["updated_time"].as_str().unwrap_or_default().to_string())])
+                            .collect(),
                     });
                 }
             }
@@ -132,10 +130,7 @@ impl Store for VaultProvider {
         }
         data.insert(loc.field.clone(), Value::String(value.value.expose_secret().to_string()));
         data.insert(NONCE_KEY.into(), Value::String(nonce.to_string()));
-        self.http
-            .admin_ok("vault.kv.stage", Method::POST, &self.pending_path(loc), Some(json!({ "data": data })))
-            .await
-            .map(|_| ())
+        self.http.admin_ok("vault.kv.stage", Method::POST, &self.pending_path(loc), Some(json!({ "data": data }))).await.map(|_| ())
     }
 
     async fn promote(&self, loc: &StoreLocation, nonce: &str) -> Result<String, ProviderError> {
@@ -172,10 +167,7 @@ impl Store for VaultProvider {
             Some((_, v)) => *v,
             None => self.current_version(loc).await?,
         };
-        let r = self
-            .http
-            .admin("vault.kv.promote", Method::POST, &current_path, Some(json!({ "options": { "cas": cas }, "data": data })))
-            .await?;
+        let r = self.http.admin("vault.kv.promote", Method::POST, &current_path, Some(json!({ "options": { "cas": cas }, "data": data }))).await?;
         if !r.ok() {
             return Err(ProviderError::new(ErrorKind::Conflict, "vault.kv.promote", format!("{loc}: {}", r.describe())));
         }
