@@ -33,7 +33,7 @@ use super::model::{
     is_env_name, Action, AwsIamKeyTarget, AwsProviderConfig, AwsSecretTarget, CredentialSpec, Defaults, Delivery, PlaybookFile, ProviderConfig,
     SecretRef, Target, VaultApproleTarget, VaultKvTarget, VaultProviderConfig, VaultTokenTarget,
 };
-use super::{Credential, Diagnostic, Diagnostics, Location, Playbook, ProviderEntry, StoreLocation, Verify};
+use super::{Credential, Diagnostic, Diagnostics, Discovery, Location, Playbook, ProviderEntry, StoreLocation, Verify};
 use crate::provider::capabilities;
 
 /// The playbook format version this release reads.
@@ -342,6 +342,7 @@ struct FileData {
     defaults_ok: bool,
     providers: Vec<(String, ProviderConfig)>,
     credentials: Vec<(usize, CredentialSpec)>,
+    discovery: Option<crate::playbook::model::DiscoverySettings>,
 }
 
 struct Loader<'e> {
@@ -609,7 +610,10 @@ impl<'e> Loader<'e> {
             skeleton.remove(k);
         }
         match serde_path_to_error::deserialize::<_, PlaybookFile>(&Value::Mapping(skeleton)) {
-            Ok(pf) => data.version = Some(pf.version),
+            Ok(pf) => {
+                data.version = Some(pf.version);
+                data.discovery = pf.discovery;
+            }
             Err(e) => {
                 let at = join_serde_path(&top, e.path());
                 self.serde_error(file, root, at, e.inner().to_string());
@@ -827,6 +831,8 @@ impl<'e> Loader<'e> {
             }
         }
 
+        let discovery = self.resolve_discovery(&all_data, &providers);
+
         // Credentials.
         let mut credentials: Vec<Credential> = Vec::new();
         // Per credential: file and item path, and the path of each delivery (None when not written there).
@@ -835,7 +841,7 @@ impl<'e> Loader<'e> {
         for (file, data) in all_data.iter().enumerate() {
             for (i, spec) in &data.credentials {
                 let base = YamlPath::root().key("credentials").index(*i);
-                let (cred, delivery_paths) = self.resolve_credential(file, &base, spec, data, &providers);
+                let (cred, delivery_paths) = self.resolve_credential(file, &base, spec, data, &providers, &discovery);
                 if let Some(problem) = id_problem(&spec.id) {
                     self.error(file, &base.key("id"), problem, Some("use letters, digits and `._/-`".into()));
                 }
@@ -849,7 +855,61 @@ impl<'e> Loader<'e> {
         self.check_dependencies(&credentials, &origins, &first_by_id);
         self.check_store_collisions(&credentials, &origins);
 
-        Playbook { root: root_path.to_path_buf(), files, fingerprint, providers, credentials }
+        Playbook { root: root_path.to_path_buf(), files, fingerprint, providers, credentials, discovery }
+    }
+
+    /// `discovery:` merged across files: ignore rules add up; `inactive_after`
+    /// may be set in one file only.
+    fn resolve_discovery(&mut self, all_data: &[FileData], providers: &BTreeMap<String, ProviderEntry>) -> Discovery {
+        let mut out = Discovery::default();
+        let mut set_at: Option<Location> = None;
+        for (file, data) in all_data.iter().enumerate() {
+            let Some(d) = &data.discovery else { continue };
+            let path = YamlPath::root().key("discovery");
+            if let Some(ia) = d.inactive_after {
+                let here = self.at(file, &path.key("inactive_after"));
+                if let Some(first) = &set_at {
+                    self.error(
+                        file,
+                        &path.key("inactive_after"),
+                        format!("`discovery.inactive_after` is set twice; first at {first}"),
+                        Some("set it once, in the root playbook".into()),
+                    );
+                } else if ia.0.is_zero() {
+                    self.error(file, &path.key("inactive_after"), "`inactive_after` must be longer than 0s", Some("write e.g. `90d`".into()));
+                } else {
+                    out.inactive_after = ia.0;
+                    set_at = Some(here);
+                }
+            }
+            for (i, rule) in d.ignore.iter().enumerate() {
+                let rp = path.key("ignore").index(i);
+                match providers.get(&rule.provider) {
+                    None => self.unknown_provider(file, &rp.key("provider"), &rule.provider, providers),
+                    Some(p) => {
+                        if let Some(kind) = &rule.kind {
+                            let owned: Vec<&str> = Target::KINDS.iter().filter(|(_, o)| *o == p.config.kind()).map(|(k, _)| *k).collect();
+                            if !owned.contains(&kind.as_str()) {
+                                self.error(
+                                    file,
+                                    &rp.key("kind"),
+                                    format!("a `{}` provider holds no `{kind}` items", p.config.kind()),
+                                    Some(format!("use one of: {}, or leave `kind` out", list(&owned))),
+                                );
+                            }
+                        }
+                    }
+                }
+                if rule.id.trim().is_empty() {
+                    self.error(file, &rp.key("id"), "ignore `id` is empty", Some("write the id `keysweep discover` shows, or a `*` pattern".into()));
+                }
+                if rule.reason.trim().is_empty() {
+                    self.error(file, &rp.key("reason"), "ignore `reason` is empty", Some("say why this playbook does not manage it".into()));
+                }
+            }
+            out.ignore.extend(d.ignore.iter().cloned());
+        }
+        out
     }
 
     fn fingerprint(&self) -> String {
@@ -960,6 +1020,7 @@ impl<'e> Loader<'e> {
         spec: &CredentialSpec,
         data: &FileData,
         providers: &BTreeMap<String, ProviderEntry>,
+        discovery: &Discovery,
     ) -> (Credential, Vec<Option<YamlPath>>) {
         let defaults = &data.defaults;
         let kind = spec.target.kind();
@@ -1126,9 +1187,37 @@ impl<'e> Loader<'e> {
         let duration =
             |own: Option<super::model::HumanDuration>, def: Option<super::model::HumanDuration>| -> Option<Duration> { own.or(def).map(|h| h.0) };
 
+        // Inactivity and what a hygiene run does about it.
+        let inactive_after = duration(spec.inactive_after, defaults.inactive_after).unwrap_or(discovery.inactive_after);
+        if inactive_after.is_zero() {
+            let at = if spec.inactive_after.is_some() { base.key("inactive_after") } else { YamlPath::root().key("defaults").key("inactive_after") };
+            self.error(file, &at, "`inactive_after` must be longer than 0s", Some("write e.g. `90d`".into()));
+        }
+        let revoke_inactive = spec.revoke_inactive.or(defaults.revoke_inactive).unwrap_or(false);
+        if spec.revoke_inactive == Some(true) && caps.is_some_and(|c| !c.revoke) {
+            self.error(
+                file,
+                &base.key("revoke_inactive"),
+                format!("`revoke_inactive` needs a kind that can be revoked, and `{kind}` cannot"),
+                Some("remove `revoke_inactive`; `discover` still reports it when inactive".into()),
+            );
+        }
+
+        // An owner left as the `discover --emit` marker.
+        let owner = spec.owner.clone().or_else(|| defaults.owner.clone());
+        if owner.as_deref().is_some_and(|o| o.trim_start().starts_with(crate::playbook::OWNER_MARKER)) {
+            let at = if spec.owner.is_some() { base.key("owner") } else { YamlPath::root().key("defaults").key("owner") };
+            self.error(
+                file,
+                &at,
+                format!("the owner of `{}` is still the `{}` marker of a drafted entry", spec.id, crate::playbook::OWNER_MARKER),
+                Some("write the person or team answerable for this credential".into()),
+            );
+        }
+
         let cred = Credential {
             id: spec.id.clone(),
-            owner: spec.owner.clone().or_else(|| defaults.owner.clone()),
+            owner,
             provider: spec.provider.clone(),
             action,
             target: spec.target.clone(),
@@ -1139,6 +1228,8 @@ impl<'e> Loader<'e> {
             grace_period: duration(spec.grace_period, defaults.grace_period),
             depends_on: spec.depends_on.clone(),
             description: spec.description.clone(),
+            inactive_after,
+            revoke_inactive,
             location: self.at(file, base),
         };
         (cred, delivery_paths)
@@ -1364,7 +1455,9 @@ fn serde_hint(msg: &str, key: Option<&str>) -> Option<String> {
         "write text; quote it if it could be read as a number or boolean".to_string()
     } else if expected.starts_with("struct") || expected.starts_with("a map") {
         match key {
-            Some(k) => format!("`{k}` holds a mapping of settings (`name: value` lines indented below it)"),
+            Some(k) => {
+                format!("`{k}` holds a mapping of settings (`name: value` lines indented below it)")
+            }
             None => "write a mapping of settings (`name: value` lines)".to_string(),
         }
     } else {

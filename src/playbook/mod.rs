@@ -137,7 +137,30 @@ pub struct Credential {
     pub grace_period: Option<Duration>,
     pub depends_on: Vec<String>,
     pub description: Option<String>,
+    /// Inactive when unused for longer than this (resolved; default 90 days).
+    pub inactive_after: Duration,
+    /// `run --due` revokes it when inactive.
+    pub revoke_inactive: bool,
     pub location: Location,
+}
+
+/// The default of `inactive_after`.
+pub const DEFAULT_INACTIVE_AFTER: Duration = Duration::from_secs(90 * 86_400);
+
+/// The owner `discover --emit` writes for a person to replace; the loader refuses it.
+pub const OWNER_MARKER: &str = "FILL-ME";
+
+/// Discovery settings, merged across files.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    pub inactive_after: Duration,
+    pub ignore: Vec<model::IgnoreRule>,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Discovery { inactive_after: DEFAULT_INACTIVE_AFTER, ignore: vec![] }
+    }
 }
 
 /// A loaded, validated playbook (all included files merged).
@@ -152,4 +175,5 @@ pub struct Playbook {
     pub providers: BTreeMap<String, ProviderEntry>,
     /// In file order, root file first, then includes in the order listed.
     pub credentials: Vec<Credential>,
+    pub discovery: Discovery,
 }

@@ -30,6 +30,37 @@ pub struct PlaybookFile {
     /// Every credential, with the system that owns it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credentials: Vec<CredentialSpec>,
+    /// How `discover`, `plan` and `run --due` judge what the providers hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<DiscoverySettings>,
+}
+
+/// Settings for discovery and hygiene runs.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverySettings {
+    /// A credential not used for longer than this (or never used) is inactive;
+    /// default `90d`. Credentials and `defaults:` may set their own.
+    pub inactive_after: Option<HumanDuration>,
+    /// What providers hold that this playbook deliberately does not manage
+    /// (a bootstrap admin, a system account): left out of the unlisted
+    /// findings and of the coverage figure, each with its reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<IgnoreRule>,
+}
+
+/// One item (or a `*` pattern of items) discovery leaves alone.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IgnoreRule {
+    /// The provider holding it.
+    pub provider: String,
+    /// Its kind (e.g. `postgres_role`); default: any kind of that provider.
+    pub kind: Option<String>,
+    /// The id `discover` shows (accessor, key id, role name, DN, `mount/path`); `*` matches any run of characters.
+    pub id: String,
+    /// Why it is not managed here (shown in every discovery report).
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -43,6 +74,8 @@ pub struct Defaults {
     pub deliver_to: Option<Vec<Delivery>>,
     pub verify: Option<VerifyPolicy>,
     pub grace_period: Option<HumanDuration>,
+    pub inactive_after: Option<HumanDuration>,
+    pub revoke_inactive: Option<bool>,
 }
 
 /// Throughput limits of one provider.
@@ -291,6 +324,10 @@ pub struct CredentialSpec {
     #[serde(default)]
     pub depends_on: Vec<String>,
     pub description: Option<String>,
+    /// Inactive when not used for longer than this (default: `discovery.inactive_after`, else `90d`).
+    pub inactive_after: Option<HumanDuration>,
+    /// `run --due` revokes it instead of rotating when it is inactive (default false).
+    pub revoke_inactive: Option<bool>,
 }
 
 /// What a credential is, in its owning system.

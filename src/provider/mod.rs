@@ -93,7 +93,18 @@ pub struct InventoryItem {
     /// The identifier a playbook would use (accessor, path, ...).
     pub id: String,
     pub created: Option<String>,
+    /// When the secret now in service was set (a token's or key's creation, a
+    /// KV version's, a password's last change), where the system records it.
+    #[serde(default)]
+    pub rotated: Option<String>,
+    /// Last successful use, where the system records it.
     pub last_used: Option<String>,
+    /// Whether the system records use at all: only then does a missing
+    /// `last_used` mean "never used" rather than "unknown".
+    #[serde(default)]
+    pub usage_tracked: bool,
+    /// Kind-specific facts; `privileged` = `true` when the system says it is
+    /// admin/superuser or has wide scopes.
     pub details: BTreeMap<String, String>,
 }
 

@@ -27,7 +27,7 @@ pub fn resolve_secret(r: &SecretRef) -> Result<SecretString, ProviderError> {
 }
 
 /// Where a `${store:…}` reference points, for a store provider of `kind`.
-fn store_location(kind: &str, provider: &str, path: &str, field: &str) -> crate::playbook::StoreLocation {
+pub(crate) fn store_location(kind: &str, provider: &str, path: &str, field: &str) -> crate::playbook::StoreLocation {
     let (mount, path) = match kind {
         // Vault: the first segment is the KV mount.
         "vault" => path.split_once('/').map(|(m, p)| (m.to_string(), p.to_string())).unwrap_or(("secret".into(), path.to_string())),
@@ -131,6 +131,52 @@ pub async fn connect(playbook: &Playbook, needed: &BTreeSet<String>) -> Result<P
 
     let mut out = Providers::default();
     for name in &order {
+        connect_one(playbook, name, &mut out).await?;
+    }
+    Ok(out)
+}
+
+/// Like `connect`, but a provider that cannot be connected (or whose store
+/// could not be) is reported by name instead of ending the whole call.
+pub async fn connect_each(playbook: &Playbook, needed: &BTreeSet<String>) -> (Providers, BTreeMap<String, String>) {
+    let mut out = Providers::default();
+    let mut failed: BTreeMap<String, String> = BTreeMap::new();
+    let mut pending: Vec<&String> = needed.iter().collect();
+    // Stores first, as `connect` orders them; a provider whose store failed fails too.
+    while !pending.is_empty() {
+        let before = pending.len();
+        let mut next = vec![];
+        for name in pending {
+            let Some(entry) = playbook.providers.get(name) else {
+                failed.insert(name.clone(), format!("provider `{name}` is not declared"));
+                continue;
+            };
+            let stores: Vec<&str> = store_refs(&entry.config).into_iter().map(|(_, s)| s).collect();
+            if let Some(bad) = stores.iter().find(|s| failed.contains_key(**s) || !playbook.providers.contains_key(**s)) {
+                failed.insert(name.clone(), format!("its store provider `{bad}` could not be connected"));
+            } else if stores.iter().all(|s| out.map.contains_key(*s)) {
+                if let Err(e) = connect_one(playbook, name, &mut out).await {
+                    failed.insert(name.clone(), format!("{e:#}"));
+                }
+            } else if stores.iter().all(|s| needed.contains(*s)) {
+                next.push(name);
+            } else {
+                failed.insert(name.clone(), "reads its credentials from a store provider that is not connected".into());
+            }
+        }
+        if next.len() == before {
+            for n in next {
+                failed.insert(n.clone(), "providers read their credentials from each other in a cycle".into());
+            }
+            break;
+        }
+        pending = next;
+    }
+    (out, failed)
+}
+
+async fn connect_one(playbook: &Playbook, name: &String, out: &mut Providers) -> Result<()> {
+    {
         let entry = &playbook.providers[name];
         // Read this provider's store references from the stores connected before it.
         let mut from_stores: Vec<(SecretRef, SecretString)> = vec![];
@@ -193,5 +239,5 @@ pub async fn connect(playbook: &Playbook, needed: &BTreeSet<String>) -> Result<P
             }
         }
     }
-    Ok(out)
+    Ok(())
 }

@@ -461,9 +461,7 @@ impl LdapProvider {
 
     /// The account named by a handle or the new value's fields, checked against the pair.
     fn account<'a>(&self, t: &'a DbAccountTarget, named: Option<&str>, op: &'static str) -> Result<&'a str, ProviderError> {
-        let Some(dn) = named.filter(|s| !s.trim().is_empty()) else {
-            return Ok(&t.user);
-        };
+        let Some(dn) = named.filter(|s| !s.trim().is_empty()) else { return Ok(&t.user) };
         if same_dn(dn, &t.user) {
             return Ok(&t.user);
         }
@@ -996,6 +994,7 @@ impl Provider for LdapProvider {
                     "createTimestamp",
                     "modifyTimestamp",
                     "pwdChangedTime",
+                    "pwdLastSuccess",
                     "authTimestamp",
                     "pwdAccountLockedTime",
                     "nsAccountLock",
@@ -1027,17 +1026,38 @@ impl Provider for LdapProvider {
                     if let Some(v) = get("modifyTimestamp").and_then(|v| generalized_to_rfc3339(&v)) {
                         details.insert("modified".into(), v);
                     }
-                    (get("createTimestamp").and_then(|v| generalized_to_rfc3339(&v)), get("authTimestamp").and_then(|v| generalized_to_rfc3339(&v)))
+                    // Last successful bind: `pwdLastSuccess` (2.5 `lastbind on`), or
+                    // `authTimestamp` (the 2.4 lastbind overlay).
+                    let bound = get("pwdLastSuccess").or_else(|| get("authTimestamp"));
+                    (get("createTimestamp").and_then(|v| generalized_to_rfc3339(&v)), bound.and_then(|v| generalized_to_rfc3339(&v)))
                 };
                 if let Some(l) = lock_in(&e.attrs) {
                     details.insert("locked".into(), l);
                 }
                 details.insert("base".into(), base.clone());
-                items.push(InventoryItem { kind: "ldap_account".into(), id: e.dn, created, last_used, details });
+                let rotated = details.get("password_changed").cloned();
+                items.push(InventoryItem {
+                    kind: "ldap_account".into(),
+                    id: e.dn,
+                    created,
+                    rotated,
+                    last_used,
+                    usage_tracked: self.dse.active_directory,
+                    details,
+                });
             }
             let r = s.finish().await;
             if r.rc != 0 && r.rc != 32 {
                 return Err(rc_err(OP, &r));
+            }
+        }
+        // OpenLDAP records binds (pwdLastSuccess / authTimestamp) only with `lastbind` on, and
+        // the setting is not readable without cn=config access: a directory
+        // where some entry carries authTimestamp records them, and there a
+        // missing one means never bound. Otherwise use stays unknown.
+        if !self.dse.active_directory && items.iter().any(|i| i.last_used.is_some()) {
+            for i in &mut items {
+                i.usage_tracked = true;
             }
         }
         Ok(items)

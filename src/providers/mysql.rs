@@ -516,9 +516,7 @@ impl Provider for MysqlProvider {
         let op = "mysql.new_fields";
         let t = target_of(target, op)?;
         let in_service = known_user(t, old.get(USERNAME).map(String::as_str), op)?.to_string();
-        let Some(alt) = t.alternate_with.as_deref().filter(|a| !a.is_empty()) else {
-            return Ok(one(&t.user));
-        };
+        let Some(alt) = t.alternate_with.as_deref().filter(|a| !a.is_empty()) else { return Ok(one(&t.user)) };
         let next = if in_service == t.user { alt.to_string() } else { t.user.clone() };
         let host = host_of(t);
         if t.create_clone {
@@ -649,10 +647,15 @@ impl Provider for MysqlProvider {
                 .filter(|s| *s > 0)
                 .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
                 .map(|d| d.to_rfc3339());
-            if let Some(c) = &changed {
-                details.insert("password_last_changed".to_string(), c.clone());
-            }
-            items.push(InventoryItem { kind: "mysql_user".into(), id: format!("{user}@{host}"), created: None, last_used: None, details });
+            items.push(InventoryItem {
+                kind: "mysql_user".into(),
+                id: format!("{user}@{host}"),
+                created: None,
+                rotated: changed,
+                last_used: None,
+                usage_tracked: false,
+                details,
+            });
         }
         Ok(items)
     }

@@ -758,7 +758,15 @@ impl Provider for PostgresProvider {
                 if let Some(v) = r.get::<_, Option<String>>(6) {
                     details.insert("valid_until".into(), v);
                 }
-                InventoryItem { kind: "postgres_role".into(), id: r.get(0), created: None, last_used: None, details }
+                InventoryItem {
+                    kind: "postgres_role".into(),
+                    id: r.get(0),
+                    created: None,
+                    rotated: None,
+                    last_used: None,
+                    usage_tracked: false,
+                    details,
+                }
             })
             .collect())
     }

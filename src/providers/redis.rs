@@ -261,9 +261,7 @@ impl RedisProvider {
         if self.getuser(op, user).await?.is_some() {
             return Ok(());
         }
-        let Some(source) = t.partner(user).filter(|_| t.create_clone) else {
-            return Err(missing(op, user, t, NOUN, CLONE_HOW));
-        };
+        let Some(source) = t.partner(user).filter(|_| t.create_clone) else { return Err(missing(op, user, t, NOUN, CLONE_HOW)) };
         let Some(src) = self.getuser(op, source).await? else {
             return Err(ProviderError::new(ErrorKind::NotFound, op, format!("neither ACL user `{user}` nor `{source}` exists")));
         };
@@ -518,9 +516,7 @@ impl Provider for RedisProvider {
 
     /// A new connection: `AUTH <u> <new>`. Accepted → alive; `WRONGPASS` → dead.
     async fn test(&self, target: &Target, new: &Delivered, handle: &Handle) -> Verdict {
-        let Target::RedisAclUser(t) = target else {
-            return Verdict::Unknown(format!("redis provider does not handle `{}`", target.kind()));
-        };
+        let Target::RedisAclUser(t) = target else { return Verdict::Unknown(format!("redis provider does not handle `{}`", target.kind())) };
         let user = new.fields.get(USERNAME).map(String::as_str).filter(|s| !s.is_empty()).unwrap_or_else(|| t.user_in(handle));
         if !t.in_pair(user) {
             return Verdict::Unknown(format!("ACL user `{user}` is not this credential's account"));
@@ -561,7 +557,9 @@ impl Provider for RedisProvider {
             Ok(_) => {}
             Err(e) if e.is_temporary() => return Err(e),
             // "No such user" (deleted meanwhile), or the admin may not run CLIENT KILL.
-            Err(e) => tracing::warn!(provider = %self.name, user, error = %e, "could not end the retired ACL user's open sessions"),
+            Err(e) => {
+                tracing::warn!(provider = %self.name, user, error = %e, "could not end the retired ACL user's open sessions")
+            }
         }
         Ok(())
     }
@@ -570,9 +568,7 @@ impl Provider for RedisProvider {
     /// accepted → alive). Without: `ACL GETUSER` — gone, `off`, or no password
     /// (and not `nopass`) → dead; `on` with `nopass` → alive; else unknown.
     async fn verify_dead(&self, target: &Target, old: &Handle, old_value: Option<&SecretString>) -> Verdict {
-        let Target::RedisAclUser(t) = target else {
-            return Verdict::Unknown(format!("redis provider does not handle `{}`", target.kind()));
-        };
+        let Target::RedisAclUser(t) = target else { return Verdict::Unknown(format!("redis provider does not handle `{}`", target.kind())) };
         let user = t.user_in(old);
         if !t.in_pair(user) {
             return Verdict::Unknown(format!("ACL user `{user}` is not this credential's account"));
@@ -617,7 +613,15 @@ impl Provider for RedisProvider {
             if !u.selectors.is_empty() {
                 details.insert("selectors".into(), u.selectors.len().to_string());
             }
-            items.push(InventoryItem { kind: "redis_acl_user".into(), id: user, created: None, last_used: None, details });
+            items.push(InventoryItem {
+                kind: "redis_acl_user".into(),
+                id: user,
+                created: None,
+                rotated: None,
+                last_used: None,
+                usage_tracked: false,
+                details,
+            });
         }
         Ok(items)
     }

@@ -4,7 +4,8 @@
 //! overlay with a default policy that locks nothing by itself (pwdMaxFailure 0)
 //! but honours an admin-set `pwdAccountLockedTime`, so a test can lock an
 //! account for real; a `strict` policy (two failed logins lock) is there for
-//! accounts created with `create_strict_account`. Setup uses the ldap-utils client tools (installed with
+//! accounts created with `create_strict_account`. `lastbind` is on, so a
+//! successful bind records `pwdLastSuccess` (what `discover` reads as last use). Setup uses the ldap-utils client tools (installed with
 //! slapd by scripts/install/ldap.sh), so it needs no async runtime.
 #![allow(dead_code)]
 
@@ -80,6 +81,7 @@ pub fn ldap() -> &'static Ld {
              rootdn \"{admin_dn}\"\n\
              rootpw {admin_password}\n\
              directory {d}/db\n\
+             lastbind on\n\
              index objectClass eq\n\
              index member,uniqueMember,memberUid eq\n\
              overlay ppolicy\n\

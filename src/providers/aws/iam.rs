@@ -12,17 +12,21 @@ use crate::secret::{Delivered, ExposeSecret, SecretString};
 
 pub const KEY_ID: &str = "access_key_id";
 
+/// AWS managed policies that make a key's user privileged (admin, or able to
+/// grant itself anything).
+const WIDE_POLICIES: &[&str] = &["AdministratorAccess", "IAMFullAccess", "PowerUserAccess"];
+
 struct KeyMeta {
     id: String,
     active: bool,
     created_secs: Option<i64>,
 }
 
-/// The run's start, from a nonce `<run-id>/<credential>` whose run id begins
-/// with `YYYYmmddTHHMMSSZ`.
+/// The run's start (whole seconds), from a nonce `<run-id>/<credential>`
+/// whose run id begins with `YYYYmmddTHHMMSS` (then `.mmmZ` or `Z`).
 fn run_start(nonce: &str) -> Option<i64> {
-    let stamp = nonce.get(..16)?;
-    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").ok().map(|t| t.and_utc().timestamp())
+    let stamp = nonce.get(..15)?;
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S").ok().map(|t| t.and_utc().timestamp())
 }
 
 impl AwsProvider {
@@ -177,6 +181,40 @@ impl AwsProvider {
         }
     }
 
+    /// Managed policies attached to `user`, directly or through its groups
+    /// (group answers cached in `groups`).
+    async fn policies_of(&self, user: &str, groups: &mut BTreeMap<String, Vec<String>>) -> Result<Vec<String>, ProviderError> {
+        let direct = self
+            .call(|| async {
+                self.iam.list_attached_user_policies().user_name(user).send().await.map_err(|e| map_err("iam.list_attached_user_policies", e))
+            })
+            .await?;
+        let mut names: Vec<String> = direct.attached_policies().iter().filter_map(|p| p.policy_name().map(str::to_string)).collect();
+        let gs = self
+            .call(|| async { self.iam.list_groups_for_user().user_name(user).send().await.map_err(|e| map_err("iam.list_groups_for_user", e)) })
+            .await?;
+        for g in gs.groups() {
+            let g = g.group_name().to_string();
+            if !groups.contains_key(&g) {
+                let out = self
+                    .call(|| async {
+                        self.iam
+                            .list_attached_group_policies()
+                            .group_name(&g)
+                            .send()
+                            .await
+                            .map_err(|e| map_err("iam.list_attached_group_policies", e))
+                    })
+                    .await?;
+                groups.insert(g.clone(), out.attached_policies().iter().filter_map(|p| p.policy_name().map(str::to_string)).collect());
+            }
+            names.extend(groups[&g].iter().cloned());
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     pub(super) async fn iam_inventory(&self) -> Result<Vec<InventoryItem>, ProviderError> {
         let mut users = vec![];
         let mut marker: Option<String> = None;
@@ -191,7 +229,10 @@ impl AwsProvider {
             marker = out.marker().map(str::to_string);
         }
         let mut items = vec![];
+        let mut group_policies: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for user in users {
+            let policies = self.policies_of(&user, &mut group_policies).await?;
+            let privileged = policies.iter().any(|p| WIDE_POLICIES.contains(&p.as_str()));
             let out = self
                 .call(|| async { self.iam.list_access_keys().user_name(&user).send().await.map_err(|e| map_err("iam.list_access_keys", e)) })
                 .await?;
@@ -207,6 +248,8 @@ impl AwsProvider {
                     ("user".to_string(), user.clone()),
                     ("status".to_string(), k.status().map(|s| s.as_str().to_string()).unwrap_or_default()),
                 ]);
+                details.insert("policies".into(), policies.join(","));
+                details.insert("privileged".into(), privileged.to_string());
                 if let Some(svc) = used.map(|u| u.service_name()).filter(|s| !s.is_empty() && *s != "N/A") {
                     details.insert("last_used_service".into(), svc.to_string());
                 }
@@ -214,7 +257,10 @@ impl AwsProvider {
                     kind: "aws_iam_access_key".into(),
                     id: id.to_string(),
                     created: fmt_date(k.create_date()),
+                    rotated: fmt_date(k.create_date()),
                     last_used: fmt_date(used.and_then(|u| u.last_used_date())),
+                    // IAM records the last use of every key; none means never used.
+                    usage_tracked: true,
                     details,
                 });
             }
@@ -228,6 +274,8 @@ mod tests {
     #[test]
     fn run_start_parses_the_run_id() {
         let t = super::run_start("20261129T031521Z-bca1f1/ci-key").unwrap();
+        assert_eq!(chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339(), "2026-11-29T03:15:21+00:00");
+        let t = super::run_start("20261129T031521.407Z-bca1f1/ci-key").unwrap();
         assert_eq!(chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339(), "2026-11-29T03:15:21+00:00");
         assert!(super::run_start("conformance/xyz").is_none());
     }

@@ -175,7 +175,13 @@ impl AwsProvider {
                     kind: "aws_secretsmanager_secret".into(),
                     id: name.to_string(),
                     created: fmt_date(s.created_date()),
+                    // LastChangedDate moves on any change (tags too), so it can
+                    // only make a secret look younger than it is; SM's own
+                    // rotation date wins when there is one.
+                    rotated: fmt_date(s.last_rotated_date()).or_else(|| fmt_date(s.last_changed_date())),
+                    // "omitted if the secret has never been retrieved" (ListSecrets).
                     last_used: fmt_date(s.last_accessed_date()),
+                    usage_tracked: true,
                     details,
                 });
             }

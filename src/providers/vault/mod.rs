@@ -442,9 +442,7 @@ impl Provider for VaultProvider {
                 Verdict::Unknown(format!("lookup-self: {}", r.describe()))
             }
             Target::VaultApproleSecretId(t) => {
-                let Some(role_id) = new.fields.get("role_id") else {
-                    return Verdict::Unknown("staged value has no role_id".into());
-                };
+                let Some(role_id) = new.fields.get("role_id") else { return Verdict::Unknown("staged value has no role_id".into()) };
                 match self.secret_id_uses_limited(&t.mount, &t.role).await {
                     Ok(false) => self.approle_probe(&t.mount, role_id, &new.value).await,
                     Ok(true) => self.secret_id_lookup_by_value(&t.mount, &t.role, &new.value).await,
@@ -483,9 +481,7 @@ impl Provider for VaultProvider {
     async fn verify_dead(&self, target: &Target, old: &Handle, old_value: Option<&SecretString>) -> Verdict {
         match target {
             Target::VaultToken(_) => {
-                let Some(acc) = handle_get(old, "accessor") else {
-                    return Verdict::Unknown("no accessor known for the old token".into());
-                };
+                let Some(acc) = handle_get(old, "accessor") else { return Verdict::Unknown("no accessor known for the old token".into()) };
                 let admin = match self.token_lookup_accessor(acc).await {
                     Ok(r) if r.status == 400 && r.error_contains("invalid accessor") => Verdict::Dead(format!("lookup-accessor: {}", r.describe())),
                     Ok(r) if r.ok() => Verdict::Alive("lookup-accessor still finds the old token".into()),
@@ -495,7 +491,9 @@ impl Provider for VaultProvider {
                 let Some(old_value) = old_value else { return admin };
                 let probe = match self.http.send("vault.token.lookup_self", Method::GET, "auth/token/lookup-self", Some(old_value), None).await {
                     Ok(r) if r.ok() => return Verdict::Alive("old token still accepted by lookup-self".into()),
-                    Ok(r) if r.status == 403 => format!("lookup-self with the old token: {}", r.describe()),
+                    Ok(r) if r.status == 403 => {
+                        format!("lookup-self with the old token: {}", r.describe())
+                    }
                     Ok(r) => return Verdict::Unknown(format!("lookup-self with the old token: {}", r.describe())),
                     Err(e) => return Verdict::Unknown(e.to_string()),
                 };
@@ -505,9 +503,7 @@ impl Provider for VaultProvider {
                 }
             }
             Target::VaultApproleSecretId(t) => {
-                let Some(acc) = handle_get(old, "accessor") else {
-                    return Verdict::Unknown("no accessor known for the old secret-id".into());
-                };
+                let Some(acc) = handle_get(old, "accessor") else { return Verdict::Unknown("no accessor known for the old secret-id".into()) };
                 let admin = match self.secret_id_lookup(&t.mount, &t.role, acc).await {
                     Ok(r) if r.status == 404 && r.error_contains("failed to find accessor entry") => {
                         Verdict::Dead(format!("secret-id-accessor/lookup: {}", r.describe()))
@@ -536,9 +532,7 @@ impl Provider for VaultProvider {
                 }
             }
             Target::VaultKvSecret(t) => {
-                let Some(v) = handle_get(old, "version") else {
-                    return Verdict::Dead("no earlier version existed".into());
-                };
+                let Some(v) = handle_get(old, "version") else { return Verdict::Dead("no earlier version existed".into()) };
                 let r = match self.http.admin("vault.kv.metadata", Method::GET, &format!("{}/metadata/{}", t.mount, t.path), None).await {
                     Ok(r) if r.ok() => r,
                     Ok(r) => return Verdict::Unknown(format!("metadata: {}", r.describe())),
@@ -578,8 +572,10 @@ impl Provider for VaultProvider {
             items.push(InventoryItem {
                 kind: "vault_token".into(),
                 id: acc.to_string(),
-                created: d["creation_time"].as_i64().map(|t| chrono::DateTime::from_timestamp(t, 0).map(|t| t.to_rfc3339()).unwrap_or_default()),
+                created: d["creation_time"].as_i64().and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|t| t.to_rfc3339()),
+                rotated: d["creation_time"].as_i64().and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|t| t.to_rfc3339()),
                 last_used: None,
+                usage_tracked: false,
                 details,
             });
         }
@@ -608,7 +604,10 @@ impl Provider for VaultProvider {
                             kind: "vault_approle_secret_id".into(),
                             id: acc.to_string(),
                             created: d["creation_time"].as_str().map(str::to_string),
-                            last_used: d["last_updated_time"].as_str().map(str::to_string),
+                            rotated: d["creation_time"].as_str().map(str::to_string),
+                            // last_updated_time moves on changes to the secret-id, not on logins.
+                            last_used: None,
+                            usage_tracked: false,
                             details,
                         });
                     }

@@ -87,7 +87,13 @@ impl VaultProvider {
                         kind: "vault_kv_secret".into(),
                         id: full,
                         created: d["created_time"].as_str().map(str::to_string),
+                        // The current version's creation, when it is still held.
+                        rotated: d["versions"][d["current_version"].to_string()]["created_time"]
+                            .as_str()
+                            .or(d["updated_time"].as_str())
+                            .map(str::to_string),
                         last_used: None,
+                        usage_tracked: false,
                         details: details
                             .into_iter()
                             .chain([("updated_time".to_string(), d["updated_time"].as_str().unwrap_or_default().to_string())])
@@ -108,9 +114,7 @@ impl Store for VaultProvider {
     }
 
     async fn read_version(&self, loc: &StoreLocation, version: &str) -> Result<Option<Delivered>, ProviderError> {
-        let Some((data, _)) = self.read_data(&format!("{}/data/{}?version={version}", loc.mount, loc.path)).await? else {
-            return Ok(None);
-        };
+        let Some((data, _)) = self.read_data(&format!("{}/data/{}?version={version}", loc.mount, loc.path)).await? else { return Ok(None) };
         Ok(to_delivered(&data, &loc.field))
     }
 
