@@ -34,7 +34,8 @@ fn parse_expr(s: &str) -> Result<(String, String)> {
     Ok((k.to_string(), v.trim().to_string()))
 }
 
-fn glob_match(pattern: &str, s: &str) -> bool {
+/// `*` matches any run of characters; anything else matches itself.
+pub fn glob_match(pattern: &str, s: &str) -> bool {
     if !pattern.contains('*') {
         return pattern == s;
     }

@@ -46,6 +46,7 @@ pub fn row(w: &crate::plan::WorkItem, outcome: Outcome) -> Row {
         old: Default::default(),
         new: Default::default(),
         duration_ms: None,
+        due: None,
     }
 }
 

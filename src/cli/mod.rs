@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand.
 
 mod common;
+mod discover;
 mod plan;
 mod report;
 mod run;
@@ -39,6 +40,9 @@ pub struct Cli {
 pub enum Command {
     /// Check a playbook: every error with file:line:column and a hint. Exit 2 if invalid.
     Validate(validate::Args),
+    /// Compare what every provider holds with the playbook: unlisted, stale, inactive, overdue, privileged.
+    /// Exit 1 when anything is unlisted, 3 when a provider could not be inventoried. Changes nothing.
+    Discover(discover::Args),
     /// Dry run: what would happen, with coverage warnings. Changes nothing.
     Plan(plan::Args),
     /// Rotate/revoke the selected credentials, verify, report. Resumes an interrupted run of the same playbook.
@@ -57,7 +61,8 @@ pub enum Command {
 pub async fn main(cli: Cli) -> i32 {
     let r = match cli.command {
         Command::Validate(a) => validate::run(a),
-        Command::Plan(a) => plan::run(a).await,
+        Command::Discover(a) => discover::run(a, &cli.state_dir).await,
+        Command::Plan(a) => plan::run(a, &cli.state_dir).await,
         Command::Run(a) => run::run(a, &cli.state_dir).await,
         Command::Resume(a) => run::resume(a, &cli.state_dir).await,
         Command::Report(a) => report::run(a, &cli.state_dir),

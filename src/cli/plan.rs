@@ -1,5 +1,6 @@
-//! `plan`: the dry run. Changes nothing; reads providers only to report stuck
-//! pending values (skip with --offline).
+//! `plan`: the dry run. Changes nothing; reads providers to compare the
+//! playbook with what they hold (coverage) and to report stuck pending values
+//! (skip both with --offline).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::{common, exit};
+use crate::discover;
 use crate::plan;
 use crate::report::{render, Outcome, Report, Row};
 
@@ -15,7 +17,7 @@ pub struct Args {
     pub playbook: PathBuf,
     #[command(flatten)]
     pub selection: common::SelectArgs,
-    /// Do not contact providers (no stuck-pending check).
+    /// Do not contact providers (no coverage comparison, no stuck-pending check).
     #[arg(long)]
     pub offline: bool,
     /// text (default), markdown, json, html.
@@ -26,7 +28,7 @@ pub struct Args {
     pub verbose: bool,
 }
 
-pub async fn run(a: Args) -> Result<i32> {
+pub async fn run(a: Args, state_dir: &std::path::Path) -> Result<i32> {
     let pb = match common::load(&a.playbook) {
         Ok(pb) => pb,
         Err(code) => return Ok(code),
@@ -37,33 +39,49 @@ pub async fn run(a: Args) -> Result<i32> {
     };
     let plan = plan::build(&pb, &selection);
     let mut warnings = plan.warnings.clone();
+    let mut discovery = None;
 
-    if !a.offline {
-        match crate::provider::registry::connect(&pb, &common::needed_providers(&plan)).await {
-            Ok(providers) => {
-                let mut mounts: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-                for w in plan.selected() {
-                    for d in &w.cred.deliver_to {
-                        mounts.entry(d.provider.clone()).or_default().insert(d.mount.clone());
-                    }
-                }
-                for (prov, ms) in mounts {
-                    let Some(store) = providers.store(&prov) else { continue };
-                    for m in ms {
-                        match store.list_pending(&m).await {
-                            Ok(p) if !p.is_empty() => warnings.push(format!(
-                                "{} pending value(s) left by an interrupted or failed run in {prov}:{m} ({}); `run` finishes or clears them",
-                                p.len(),
-                                p.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-                            )),
-                            Ok(_) => {}
-                            Err(e) => warnings.push(format!("could not list pending values in {prov}:{m}: {e}")),
-                        }
-                    }
+    if a.offline {
+        // Without providers: only what the playbook itself says about its kinds.
+        let g = discover::Gathered { inventories: Default::default(), stored: Default::default(), journal: Default::default(), notes: vec![] };
+        let l = discover::limits(&pb, &g);
+        for (what, ids) in [("can be rotated but not revoked", &l.cannot_revoke), ("can be revoked but not rotated", &l.cannot_rotate)] {
+            if !ids.is_empty() {
+                warnings.push(format!("{} credential(s) {what}: {}", ids.len(), ids.join(", ")));
+            }
+        }
+    } else {
+        let playbook = std::fs::canonicalize(&a.playbook).unwrap_or(a.playbook.clone()).display().to_string();
+        // A dry run reads the journal's history but never creates one.
+        let jp = common::journal_path(state_dir);
+        let history = if jp.exists() { crate::journal::Journal::open(&jp)?.last_rotations(&playbook)? } else { Default::default() };
+        let (mut d, providers) = discover::discover(&pb, history, chrono::Utc::now()).await;
+        d.playbook = a.playbook.display().to_string();
+        d.credentials.clear();
+        for p in d.providers.iter().filter(|p| p.error.is_some()) {
+            warnings.push(format!("provider `{}` not checked: {}", p.provider, p.error.as_deref().unwrap_or_default()));
+        }
+        let mut mounts: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for w in plan.selected() {
+            for d in &w.cred.deliver_to {
+                mounts.entry(d.provider.clone()).or_default().insert(d.mount.clone());
+            }
+        }
+        for (prov, ms) in mounts {
+            let Some(store) = providers.store(&prov) else { continue };
+            for m in ms {
+                match store.list_pending(&m).await {
+                    Ok(p) if !p.is_empty() => warnings.push(format!(
+                        "{} pending value(s) left by an interrupted or failed run in {prov}:{m} ({}); `run` finishes or clears them",
+                        p.len(),
+                        p.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                    )),
+                    Ok(_) => {}
+                    Err(e) => warnings.push(format!("could not list pending values in {prov}:{m}: {e}")),
                 }
             }
-            Err(e) => warnings.push(format!("providers not checked: {e:#}")),
         }
+        discovery = Some(d);
     }
 
     let rows: Vec<Row> = plan
@@ -80,9 +98,21 @@ pub async fn run(a: Args) -> Result<i32> {
     let mut report =
         Report::new("dry-run", "dry_run", &a.playbook.display().to_string(), &chrono::Utc::now().to_rfc3339(), selection.describe(), rows);
     report.warnings = warnings;
+    report.discovery = discovery;
 
     match a.format {
-        render::Format::Text => print!("{}", text(&plan, &report, a.verbose)),
+        render::Format::Text => {
+            print!("{}", text(&plan, &report, a.verbose));
+            if let Some(d) = &report.discovery {
+                print!("\ncoverage: {}", discover::render::text(d, if a.verbose { 0 } else { 10 }));
+            }
+        }
+        render::Format::Markdown => {
+            println!("{}", render::render(&report, render::Format::Markdown, false));
+            if let Some(d) = &report.discovery {
+                print!("\n{}", discover::render::markdown(d).replacen("# keysweep discovery", "## Coverage", 1));
+            }
+        }
         f => println!("{}", render::render(&report, f, false)),
     }
     Ok(exit::OK)

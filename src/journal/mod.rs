@@ -223,6 +223,24 @@ impl Journal {
         Ok(self.runs()?.into_iter().find(|r| r.finished_at.is_none() && r.fingerprint == fingerprint && r.mode == "run"))
     }
 
+    /// When each credential of `playbook` was last rotated, by any run
+    /// (credential id → time of its `rotated` outcome).
+    pub fn last_rotations(&self, playbook: &str) -> Result<std::collections::HashMap<String, String>> {
+        let c = self.reader.lock().expect("journal reader");
+        let mut st = c.prepare(
+            "SELECT e.cred_id, MAX(e.at) FROM events e JOIN runs r ON r.id = e.run_id \
+             WHERE e.step = 'outcome' AND r.playbook = ?1 AND json_extract(e.detail, '$.outcome.outcome') = 'rotated' \
+             GROUP BY e.cred_id",
+        )?;
+        let rows = st.query_map(params![playbook], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The newest finished run of `playbook` in `mode` other than `except`.
+    pub fn previous_finished(&self, playbook: &str, mode: &str, except: &str) -> Result<Option<RunRecord>> {
+        Ok(self.runs()?.into_iter().find(|r| r.finished_at.is_some() && r.playbook == playbook && r.mode == mode && r.id != except))
+    }
+
     /// Every record of a run, in order.
     pub fn events(&self, run_id: &str) -> Result<Vec<Event>> {
         let c = self.reader.lock().expect("journal reader");

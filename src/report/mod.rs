@@ -111,6 +111,9 @@ pub struct Row {
     pub new: BTreeMap<String, String>,
     /// Wall-clock time spent on it in this run, in milliseconds.
     pub duration_ms: Option<u64>,
+    /// In a hygiene run (`run --due`): why it was due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<String>,
 }
 
 /// Counts per outcome; `total` equals their sum, always.
@@ -167,6 +170,59 @@ pub struct Report {
     /// Warnings that are not per-credential (stuck pending values found, coverage notes).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// A dry run's comparison of the playbook with what the providers hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<crate::discover::DiscoveryReport>,
+    /// What changed since the previous finished run of the same playbook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Changes>,
+}
+
+/// The difference between a run's outcomes and the previous run's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Changes {
+    pub previous_run: String,
+    /// Credentials in this run and not the previous one.
+    pub added: Vec<String>,
+    /// Credentials in the previous run and not this one.
+    pub removed: Vec<String>,
+    /// Credentials whose outcome differs.
+    pub changed: Vec<OutcomeChange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeChange {
+    pub id: String,
+    pub from: String,
+    pub to: String,
+}
+
+impl Changes {
+    /// `now` compared with `prev`.
+    pub fn between(prev: &Report, now: &Report) -> Changes {
+        let before: BTreeMap<&str, &Row> = prev.rows.iter().map(|r| (r.id.as_str(), r)).collect();
+        let after: BTreeMap<&str, &Row> = now.rows.iter().map(|r| (r.id.as_str(), r)).collect();
+        let name = |r: &Row| match &r.outcome {
+            Outcome::Skipped { reason } if reason.starts_with("not due") => "skipped (not due)".to_string(),
+            o => o.name().to_string(),
+        };
+        Changes {
+            previous_run: prev.run_id.clone(),
+            added: after.keys().filter(|k| !before.contains_key(*k)).map(|k| k.to_string()).collect(),
+            removed: before.keys().filter(|k| !after.contains_key(*k)).map(|k| k.to_string()).collect(),
+            changed: after
+                .iter()
+                .filter_map(|(k, r)| {
+                    let p = before.get(k)?;
+                    let (from, to) = (name(p), name(r));
+                    (from != to).then(|| OutcomeChange { id: k.to_string(), from, to })
+                })
+                .collect(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
 }
 
 pub const REPORT_SCHEMA: &str = "keysweep.report/v1";
@@ -189,6 +245,8 @@ impl Report {
             totals,
             rows,
             warnings: vec![],
+            discovery: None,
+            changes: None,
         }
     }
     /// True when every selected credential reached rotated or revoked (exit 0).

@@ -13,7 +13,7 @@
 //! consistency): verification re-probes within the credential's bound and
 //! reports `unverified`, not dead, if it is still accepted.
 
-mod iam;
+pub mod iam;
 mod sm;
 
 use std::time::Duration;

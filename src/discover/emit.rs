@@ -1,0 +1,142 @@
+//! `discover --emit`: draft playbook entries for what the playbook misses.
+//!
+//! Every draft has `owner: FILL-ME`, which the loader refuses, so a draft
+//! cannot be run until a person has named who answers for each credential.
+//! Inactive items are drafted as revocations (the lesson of the credentials
+//! "assumed unused"); the rest as rotations delivered to a store of the same
+//! playbook, which a reviewer points at where consumers really read them.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use super::{DiscoveryReport, FindingKind};
+use crate::playbook::{Playbook, OWNER_MARKER};
+use crate::provider::capabilities;
+
+/// A scalar as YAML: JSON's double-quoted strings are valid YAML.
+fn q(s: &str) -> String {
+    serde_json::to_string(s).expect("string")
+}
+
+/// `[A-Za-z0-9._/-]` only, no empty segments.
+fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        let c = if c.is_ascii_alphanumeric() || c == '.' || c == '_' { c } else { '-' };
+        if !(c == '-' && out.ends_with('-')) {
+            out.push(c);
+        }
+    }
+    let t = out.trim_matches(|c| c == '-' || c == '.').to_string();
+    if t.is_empty() {
+        "item".into()
+    } else {
+        t
+    }
+}
+
+/// The store a drafted rotation delivers to: the credential's own provider when
+/// it is a store, else the first store provider of the playbook.
+fn store_for(pb: &Playbook, provider: &str) -> Option<(String, &'static str)> {
+    let is_store = |k: &str| matches!(k, "vault" | "aws");
+    let own = pb.providers.get(provider).map(|p| p.config.kind()).filter(|k| is_store(k));
+    if let Some(k) = own {
+        return Some((provider.to_string(), k));
+    }
+    pb.providers.iter().find(|(_, p)| is_store(p.config.kind())).map(|(n, p)| (n.clone(), p.config.kind()))
+}
+
+/// The `target:` of a drafted entry.
+fn target(kind: &str, id: &str, details: &std::collections::BTreeMap<String, String>) -> String {
+    match kind {
+        "vault_token" => format!("{{ kind: vault_token, accessor: {} }}", q(id)),
+        "vault_approle_secret_id" => format!(
+            "{{ kind: vault_approle_secret_id, mount: {}, role: {}, secret_id_accessor: {} }}",
+            q(details.get("mount").map(String::as_str).unwrap_or("approle")),
+            q(details.get("role").map(String::as_str).unwrap_or_default()),
+            q(id)
+        ),
+        "vault_kv_secret" => {
+            let (mount, path) = id.split_once('/').unwrap_or(("secret", id));
+            format!("{{ kind: vault_kv_secret, mount: {}, path: {} }}", q(mount), q(path))
+        }
+        "aws_iam_access_key" => format!(
+            "{{ kind: aws_iam_access_key, user: {}, access_key_id: {} }}",
+            q(details.get("user").map(String::as_str).unwrap_or_default()),
+            q(id)
+        ),
+        "aws_secretsmanager_secret" => format!("{{ kind: aws_secretsmanager_secret, name: {} }}", q(id)),
+        "mysql_user" => {
+            let (user, host) = id.rsplit_once('@').unwrap_or((id, "%"));
+            format!("{{ kind: mysql_user, user: {}, host: {} }}", q(user), q(host))
+        }
+        other => format!("{{ kind: {other}, user: {} }}", q(id)),
+    }
+}
+
+/// The draft file for every unlisted item of `report`; `None` when there is none.
+pub fn draft(pb: &Playbook, report: &DiscoveryReport) -> Option<String> {
+    let unlisted: Vec<_> = report.of(FindingKind::Unlisted).collect();
+    if unlisted.is_empty() {
+        return None;
+    }
+    let has = |k: FindingKind, f: &super::Finding| report.of(k).any(|o| o.provider == f.provider && o.kind == f.kind && o.id == f.id);
+    let mut ids: BTreeSet<String> = pb.credentials.iter().map(|c| c.id.clone()).collect();
+    let mut s = String::new();
+    let _ = writeln!(s, "# Drafted by `keysweep discover --emit` on {} from {}.", report.generated_at, report.playbook);
+    let _ = writeln!(s, "# {} credential(s) the providers hold and the playbook did not list.", unlisted.len());
+    let _ = writeln!(s, "#");
+    let _ = writeln!(s, "# Before use: replace every `owner: {OWNER_MARKER}` with the person or team");
+    let _ = writeln!(s, "# answerable for it (the playbook refuses to load until you do), check each");
+    let _ = writeln!(s, "# action (inactive ones are drafted as revocations) and point deliver_to at");
+    let _ = writeln!(s, "# where consumers read the secret. Then add this file to the playbook's `include:`.");
+    let _ = writeln!(s, "version: 1");
+    let _ = writeln!(s, "credentials:");
+    for f in unlisted {
+        let caps = capabilities(&f.kind);
+        let inactive = has(FindingKind::Inactive, f);
+        let needs_store = caps.is_some_and(|c| c.needs_store);
+        let store = store_for(pb, &f.provider);
+        // Nowhere to deliver a new value: a revocation is the only entry that loads.
+        let no_store = needs_store && store.is_none() && caps.is_some_and(|c| c.revoke);
+        let revoke = (inactive || no_store) && caps.is_some_and(|c| c.revoke);
+        let base = slug(&format!("discovered/{}/{}", f.provider, f.id)).replace("discovered-", "discovered/");
+        let mut id = base.clone();
+        let mut n = 2;
+        while !ids.insert(id.clone()) {
+            id = format!("{base}-{n}");
+            n += 1;
+        }
+        let mut notes = vec![f.kind.clone(), f.detail.clone()];
+        if inactive {
+            notes.push(report.of(FindingKind::Inactive).find(|o| o.provider == f.provider && o.id == f.id).map(|o| o.detail.clone()).unwrap_or_default());
+        }
+        if has(FindingKind::Privileged, f) {
+            notes.push("PRIVILEGED".into());
+        }
+        let _ = writeln!(s, "  # {}", notes.join("; ").replace('\n', " "));
+        let _ = writeln!(s, "  - id: {}", q(&id));
+        let _ = writeln!(s, "    owner: {OWNER_MARKER}  # who answers for this credential?");
+        let _ = writeln!(s, "    provider: {}", q(&f.provider));
+        let action = if revoke { "revoke" } else { "rotate" };
+        let _ = writeln!(s, "    action: {action}");
+        let _ = writeln!(s, "    target: {}", target(&f.kind, &f.id, &f.details));
+        if !revoke && needs_store {
+            match store {
+                Some((store, "aws")) => {
+                    let _ = writeln!(s, "    deliver_to: [{{ provider: {}, path: \"keysweep/discovered/{{id}}\" }}]  # where do consumers read it?", q(&store));
+                }
+                Some((store, _)) => {
+                    let _ = writeln!(s, "    deliver_to: [{{ provider: {}, path: \"discovered/{{id}}\" }}]  # where do consumers read it?", q(&store));
+                }
+                None => {}
+            }
+        }
+        if no_store {
+            let _ = writeln!(s, "    # this playbook has no store provider to deliver a new value to: drafted as a revocation");
+        } else if revoke {
+            let _ = writeln!(s, "    # inactive: revoking it is the safe default; change to rotate if someone claims it");
+        }
+    }
+    Some(s)
+}
