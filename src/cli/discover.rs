@@ -52,7 +52,7 @@ pub async fn run(a: Args, state_dir: &Path) -> Result<i32> {
 
     // Keep it in the journal, so the next discovery (and `history`) can say what changed.
     let id = common::new_run_id();
-    let prev = journal.previous_finished(&playbook, "discover", &id)?;
+    let prev = journal.previous_finished(&playbook, &["discover"], &id)?;
     let mut stored = report.clone();
     stored.credentials.clear();
     let record = RunRecord {

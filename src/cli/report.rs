@@ -28,12 +28,24 @@ pub fn run(a: Args, state_dir: &Path) -> Result<i32> {
     let journal = Journal::open(&common::journal_path(state_dir))?;
     let record = match &a.run_id {
         Some(id) => journal.run(id)?,
-        None => journal.runs()?.into_iter().next(),
+        None => journal.runs()?.into_iter().find(|r| r.mode != "discover"),
     };
     let Some(record) = record else {
         eprintln!("keysweep: no such run in {}; see `keysweep history`", state_dir.display());
         return Ok(exit::INVALID);
     };
+    if record.mode == "discover" {
+        let Some(d) = record.report.and_then(|v| serde_json::from_value::<crate::discover::DiscoveryReport>(v).ok()) else {
+            eprintln!("keysweep: discovery {} has no report", record.id);
+            return Ok(exit::GAPS);
+        };
+        match a.format {
+            render::Format::Json => println!("{}", crate::discover::render::json(&d)),
+            render::Format::Markdown => print!("{}", crate::discover::render::markdown(&d)),
+            _ => print!("{}", crate::discover::render::text(&d, 0)),
+        }
+        return Ok(if d.clean() { exit::OK } else { exit::GAPS });
+    }
     // A finished run's report is in the journal. An unfinished one's is the
     // last one written to disk (a run writes it even when interrupted).
     let report: Report = match &record.report {
@@ -64,7 +76,7 @@ pub fn history(a: HistoryArgs, state_dir: &Path) -> Result<i32> {
             .iter()
             .map(|r| {
                 serde_json::json!({
-                    "id": r.id, "playbook": r.playbook, "started_at": r.started_at, "finished_at": r.finished_at,
+                    "id": r.id, "mode": r.mode, "playbook": r.playbook, "started_at": r.started_at, "finished_at": r.finished_at,
                     "selection": r.selection, "totals": r.report.as_ref().map(|x| x["totals"].clone()),
                 })
             })
@@ -76,9 +88,12 @@ pub fn history(a: HistoryArgs, state_dir: &Path) -> Result<i32> {
         println!("no runs in {}", state_dir.display());
     }
     for r in runs {
-        let totals = match r.report.as_ref().and_then(|x| serde_json::from_value::<crate::report::Totals>(x["totals"].clone()).ok()) {
-            Some(t) => render::totals_line(&t),
-            None => "unfinished — `keysweep resume` continues it".to_string(),
+        let discovery = r.report.as_ref().filter(|_| r.mode == "discover").and_then(|x| serde_json::from_value::<crate::discover::DiscoveryReport>(x.clone()).ok());
+        let totals = match (discovery, r.report.as_ref().and_then(|x| serde_json::from_value::<crate::report::Totals>(x["totals"].clone()).ok())) {
+            (Some(d), _) => format!("discover: {}", crate::discover::render::summary_line(&d)),
+            (None, Some(t)) if r.mode == "run-due" => format!("run --due: {}", render::totals_line(&t)),
+            (None, Some(t)) => render::totals_line(&t),
+            (None, None) => "unfinished — `keysweep resume` continues it".to_string(),
         };
         println!("{}  {}  {}\n    {}", r.id, r.started_at, r.playbook, totals);
     }

@@ -1,6 +1,6 @@
 //! `run` and `resume`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +16,9 @@ use crate::journal::{Journal, RunRecord};
 use crate::plan::{self, Selection};
 use crate::playbook::Playbook;
 use crate::progress::Progress;
-use crate::report::{render, Report};
+use crate::discover::Due;
+use crate::playbook::model::Action;
+use crate::report::{render, Changes, Report, Row};
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -27,6 +29,10 @@ pub struct RunArgs {
     /// Start a new run even if an interrupted run of this playbook exists.
     #[arg(long)]
     pub new: bool,
+    /// Hygiene run: act only on credentials past their max_age, and revoke inactive
+    /// ones where the playbook says `revoke_inactive: true`; the rest are `skipped (not due)`.
+    #[arg(long)]
+    pub due: bool,
     #[command(flatten)]
     pub exec: ExecArgs,
 }
@@ -65,11 +71,13 @@ pub async fn run(a: RunArgs, state_dir: &Path) -> Result<i32> {
         Err(code) => return Ok(code),
     };
     let journal = Arc::new(Journal::open(&common::journal_path(state_dir))?);
+    let mode = if a.due { MODE_DUE } else { MODE_RUN };
     if !a.new {
-        if let Some(prev) = journal.unfinished(&pb.fingerprint)? {
+        if let Some(prev) = journal.unfinished(&pb.fingerprint, mode)? {
             if prev.selection == selection.describe() {
                 eprintln!("keysweep: resuming interrupted run {} of this playbook (use --new to start over)", prev.id);
-                return execute(pb, selection, journal, prev, a.exec, state_dir).await;
+                let due = recorded_due(&journal, &prev)?;
+                return execute(pb, selection, journal, prev, a.exec, state_dir, due).await;
             }
             eprintln!(
                 "keysweep: note: run {} of this playbook is unfinished with another selection; `keysweep resume {}` continues it",
@@ -77,17 +85,90 @@ pub async fn run(a: RunArgs, state_dir: &Path) -> Result<i32> {
             );
         }
     }
+    let playbook = std::fs::canonicalize(&a.playbook).unwrap_or(a.playbook.clone()).display().to_string();
+    let due = if a.due {
+        // Decide what is due before anything is recorded or changed.
+        let now = chrono::Utc::now();
+        let (d, _) = crate::discover::discover(&pb, journal.last_rotations(&playbook)?, now).await;
+        if let Some(p) = d.providers.iter().find(|p| p.error.is_some()) {
+            anyhow::bail!("cannot tell what is due: provider `{}` could not be inventoried: {}", p.provider, p.error.as_deref().unwrap_or_default());
+        }
+        for n in &d.notes {
+            eprintln!("keysweep: note: {n}");
+        }
+        if d.totals.unlisted > 0 {
+            eprintln!("keysweep: note: {} item(s) held by providers are not in the playbook; `keysweep discover` lists them", d.totals.unlisted);
+        }
+        let by_id: HashMap<&str, &crate::discover::CredentialStatus> = d.credentials.iter().map(|s| (s.id.as_str(), s)).collect();
+        Some(pb.credentials.iter().filter_map(|c| by_id.get(c.id.as_str()).map(|st| (c.id.clone(), crate::discover::due(c, st, now)))).collect())
+    } else {
+        None
+    };
     let record = RunRecord {
         id: common::new_run_id(),
-        mode: "run".into(),
-        playbook: std::fs::canonicalize(&a.playbook).unwrap_or(a.playbook.clone()).display().to_string(),
+        mode: mode.into(),
+        playbook,
         fingerprint: pb.fingerprint.clone(),
         selection: selection.describe(),
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         finished_at: None,
         report: None,
     };
-    execute(pb, selection, journal, record, a.exec, state_dir).await
+    execute(pb, selection, journal, record, a.exec, state_dir, due).await
+}
+
+const MODE_RUN: &str = "run";
+const MODE_DUE: &str = "run-due";
+
+/// A hygiene run's decisions, as its plan records wrote them (for resuming it).
+fn recorded_due(journal: &Journal, record: &RunRecord) -> Result<Option<HashMap<String, Due>>> {
+    if record.mode != MODE_DUE {
+        return Ok(None);
+    }
+    let mut out = HashMap::new();
+    for e in journal.events(&record.id)?.into_iter().filter(|e| e.step == "plan") {
+        let d = &e.detail;
+        let why = d["due"].as_str().unwrap_or_default().to_string();
+        let decision = if d["selected"].as_bool() == Some(true) {
+            let action = if d["action"] == "revoke" { Action::Revoke } else { Action::Rotate };
+            Due::Act(action, why)
+        } else {
+            match d["skip"].as_str() {
+                Some(r) if r.starts_with("not due") => Due::NotDue(r.to_string()),
+                _ => continue, // not selected by --select: the selection says so again
+            }
+        };
+        out.insert(e.cred_id, decision);
+    }
+    Ok(Some(out))
+}
+
+/// Applies a hygiene run's decisions to the plan: not-due credentials are
+/// skipped, inactive ones to revoke become revocations.
+fn apply_due(plan: &mut plan::Plan, due: &HashMap<String, Due>) -> HashMap<String, String> {
+    let mut notes = HashMap::new();
+    for w in plan.items.iter_mut().filter(|w| w.selected()) {
+        match due.get(&w.cred.id) {
+            Some(Due::NotDue(why)) => w.skip = Some(why.clone()),
+            Some(Due::Act(action, why)) => {
+                if *action != w.cred.action {
+                    let mut c = (*w.cred).clone();
+                    c.action = *action;
+                    w.steps = plan::steps_for(&c);
+                    w.cred = Arc::new(c);
+                }
+                notes.insert(w.cred.id.clone(), why.clone());
+            }
+            None => w.skip = Some("not due: discovery has no status for it".into()),
+        }
+    }
+    // Waves hold selected items only.
+    let items = &plan.items;
+    for wave in &mut plan.waves {
+        wave.retain(|i| items[*i].selected());
+    }
+    plan.waves.retain(|w| !w.is_empty());
+    notes
 }
 
 pub async fn resume(a: ResumeArgs, state_dir: &Path) -> Result<i32> {
@@ -111,11 +192,21 @@ pub async fn resume(a: ResumeArgs, state_dir: &Path) -> Result<i32> {
     let (sel, exc): (Vec<String>, Vec<String>) = record.selection.iter().cloned().partition(|s| !s.starts_with('!'));
     let exc: Vec<String> = exc.into_iter().map(|s| s[1..].to_string()).collect();
     let selection = Selection::parse(&sel, &exc)?;
-    execute(pb, selection, journal, record, a.exec, state_dir).await
+    let due = recorded_due(&journal, &record)?;
+    execute(pb, selection, journal, record, a.exec, state_dir, due).await
 }
 
-async fn execute(pb: Playbook, selection: Selection, journal: Arc<Journal>, record: RunRecord, exec: ExecArgs, state_dir: &Path) -> Result<i32> {
-    let plan = plan::build(&pb, &selection);
+async fn execute(
+    pb: Playbook,
+    selection: Selection,
+    journal: Arc<Journal>,
+    record: RunRecord,
+    exec: ExecArgs,
+    state_dir: &Path,
+    due: Option<HashMap<String, Due>>,
+) -> Result<i32> {
+    let mut plan = plan::build(&pb, &selection);
+    let due_notes = due.as_ref().map(|d| apply_due(&mut plan, d)).unwrap_or_default();
     // Connect before anything is recorded: an unreachable provider or a
     // refused login changes nothing.
     let providers = crate::provider::registry::connect(&pb, &common::needed_providers(&plan)).await?;
@@ -129,7 +220,10 @@ async fn execute(pb: Playbook, selection: Selection, journal: Arc<Journal>, reco
             .items
             .iter()
             .map(|w| {
-                let detail = json!({ "selected": w.selected(), "skip": w.skip, "steps": w.steps });
+                let detail = json!({
+                    "selected": w.selected(), "skip": w.skip, "steps": w.steps,
+                    "action": w.cred.action.as_str(), "due": due_notes.get(&w.cred.id),
+                });
                 (w.cred.id.clone(), "plan".to_string(), "info".to_string(), detail)
             })
             .collect();
@@ -165,8 +259,14 @@ async fn execute(pb: Playbook, selection: Selection, journal: Arc<Journal>, reco
     let states = engine.execute(&plan).await?;
     let interrupted = stop.load(Ordering::SeqCst);
 
-    let mut report = Report::new(&run_id, "run", &record.playbook, &started_at, selection.describe(), common::rows(&plan, &states, &run_id));
+    let rows = common::rows(&plan, &states, &run_id).into_iter().map(|r| Row { due: due_notes.get(&r.id).cloned(), ..r }).collect();
+    let mut report = Report::new(&run_id, "run", &record.playbook, &started_at, selection.describe(), rows);
     report.warnings = plan.warnings.clone();
+    if let Some(prev) = journal.previous_finished(&record.playbook, &[MODE_RUN, MODE_DUE], &run_id)? {
+        if let Some(p) = prev.report.and_then(|v| serde_json::from_value::<Report>(v).ok()) {
+            report.changes = Some(Changes::between(&p, &report));
+        }
+    }
     if !interrupted {
         let finished = chrono::Utc::now().to_rfc3339();
         report.finished_at = Some(finished.clone());

@@ -218,9 +218,9 @@ impl Journal {
         Ok(rows)
     }
 
-    /// The newest unfinished run of the playbook with this fingerprint.
-    pub fn unfinished(&self, fingerprint: &str) -> Result<Option<RunRecord>> {
-        Ok(self.runs()?.into_iter().find(|r| r.finished_at.is_none() && r.fingerprint == fingerprint && r.mode == "run"))
+    /// The newest unfinished run in `mode` of the playbook with this fingerprint.
+    pub fn unfinished(&self, fingerprint: &str, mode: &str) -> Result<Option<RunRecord>> {
+        Ok(self.runs()?.into_iter().find(|r| r.finished_at.is_none() && r.fingerprint == fingerprint && r.mode == mode))
     }
 
     /// When each credential of `playbook` was last rotated, by any run
@@ -236,9 +236,9 @@ impl Journal {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The newest finished run of `playbook` in `mode` other than `except`.
-    pub fn previous_finished(&self, playbook: &str, mode: &str, except: &str) -> Result<Option<RunRecord>> {
-        Ok(self.runs()?.into_iter().find(|r| r.finished_at.is_some() && r.playbook == playbook && r.mode == mode && r.id != except))
+    /// The newest finished run of `playbook` in one of `modes`, other than `except`.
+    pub fn previous_finished(&self, playbook: &str, modes: &[&str], except: &str) -> Result<Option<RunRecord>> {
+        Ok(self.runs()?.into_iter().find(|r| r.finished_at.is_some() && r.playbook == playbook && modes.contains(&r.mode.as_str()) && r.id != except))
     }
 
     /// Every record of a run, in order.

@@ -151,7 +151,10 @@ fn sections(r: &Report) -> Vec<Section<'_>> {
             if unselected > COLLAPSE_ABOVE {
                 let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
                 for x in rows.iter().filter(|x| !x.selected) {
-                    *by_reason.entry(x.outcome.detail()).or_default() += 1;
+                    // A hygiene run's reasons carry each credential's age: count them as one.
+                    let d = x.outcome.detail();
+                    let key = if d.starts_with("not due") { "not due" } else { d };
+                    *by_reason.entry(key).or_default() += 1;
                 }
                 collapsed = by_reason.into_iter().collect();
                 collapsed.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
@@ -240,7 +243,10 @@ pub fn markdown(r: &Report) -> String {
                     cell(&x.kind),
                     cell(x.owner.as_deref().unwrap_or("")),
                     step_of(x),
-                    cell(x.outcome.detail())
+                    cell(&match &x.due {
+                        Some(d) => format!("{} (due: {d})", x.outcome.detail()),
+                        None => x.outcome.detail().to_string(),
+                    })
                 );
             }
         }
@@ -251,6 +257,21 @@ pub fn markdown(r: &Report) -> String {
             for (reason, n) in &sec.collapsed {
                 let _ = writeln!(s, "- {n} × {}", inline(reason));
             }
+        }
+    }
+    if let Some(c) = &r.changes {
+        let _ = writeln!(s, "\n## Changes since run {}\n", code(&c.previous_run));
+        if c.is_empty() {
+            let _ = writeln!(s, "- none");
+        }
+        for id in &c.added {
+            let _ = writeln!(s, "- added: {}", code(id));
+        }
+        for id in &c.removed {
+            let _ = writeln!(s, "- removed: {}", code(id));
+        }
+        for ch in &c.changed {
+            let _ = writeln!(s, "- {}: {} → {}", code(&ch.id), inline(&ch.from), inline(&ch.to));
         }
     }
     if !r.warnings.is_empty() {
@@ -328,6 +349,23 @@ pub fn text(r: &Report, color: bool) -> String {
         let _ = write!(done, "; {} skipped", t.skipped);
     }
     let _ = writeln!(s, "{}", paint(GREEN, &done));
+    if let Some(c) = &r.changes {
+        if c.is_empty() {
+            let _ = writeln!(s, "since run {}: no change", term(&c.previous_run));
+        } else {
+            let _ = writeln!(
+                s,
+                "since run {}: {} added, {} removed, {} changed outcome",
+                term(&c.previous_run),
+                c.added.len(),
+                c.removed.len(),
+                c.changed.len()
+            );
+            for ch in c.changed.iter().take(20) {
+                let _ = writeln!(s, "  {}: {} → {}", term(&ch.id), term(&ch.from), term(&ch.to));
+            }
+        }
+    }
     for w in &r.warnings {
         let _ = writeln!(s, "{} {}", paint(YELLOW, "warning:"), term(w));
     }
