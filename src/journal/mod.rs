@@ -343,10 +343,10 @@ mod tests {
         let ev = j.events("r1").unwrap();
         assert_eq!(ev.len(), 200);
         assert!(ev.windows(2).all(|w| w[0].seq < w[1].seq));
-        let run = j.unfinished("f").unwrap().expect("unfinished run");
+        let run = j.unfinished("f", "run").unwrap().expect("unfinished run");
         assert_eq!(run.selection, vec!["tag=x".to_string()]);
         j.finish_run("r1", "2026-01-01T00:01:00Z", &json!({"ok": true})).await.unwrap();
-        assert!(j.unfinished("f").unwrap().is_none());
+        assert!(j.unfinished("f", "run").unwrap().is_none());
         assert_eq!(j.run("r1").unwrap().unwrap().report, Some(json!({"ok": true})));
     }
 }

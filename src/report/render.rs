@@ -495,6 +495,7 @@ mod tests {
             old: [("accessor".to_string(), "acc-1".to_string())].into(),
             new: Default::default(),
             duration_ms: Some(5),
+            due: None,
         }
     }
 
