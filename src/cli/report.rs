@@ -88,7 +88,11 @@ pub fn history(a: HistoryArgs, state_dir: &Path) -> Result<i32> {
         println!("no runs in {}", state_dir.display());
     }
     for r in runs {
-        let discovery = r.report.as_ref().filter(|_| r.mode == "discover").and_then(|x| serde_json::from_value::<crate::discover::DiscoveryReport>(x.clone()).ok());
+        let discovery = r
+            .report
+            .as_ref()
+            .filter(|_| r.mode == "discover")
+            .and_then(|x| serde_json::from_value::<crate::discover::DiscoveryReport>(x.clone()).ok());
         let totals = match (discovery, r.report.as_ref().and_then(|x| serde_json::from_value::<crate::report::Totals>(x["totals"].clone()).ok())) {
             (Some(d), _) => format!("discover: {}", crate::discover::render::summary_line(&d)),
             (None, Some(t)) if r.mode == "run-due" => format!("run --due: {}", render::totals_line(&t)),

@@ -11,13 +11,13 @@ use serde_json::json;
 
 use super::common;
 use super::exit;
+use crate::discover::Due;
 use crate::engine::Engine;
 use crate::journal::{Journal, RunRecord};
 use crate::plan::{self, Selection};
+use crate::playbook::model::Action;
 use crate::playbook::Playbook;
 use crate::progress::Progress;
-use crate::discover::Due;
-use crate::playbook::model::Action;
 use crate::report::{render, Changes, Report, Row};
 
 #[derive(clap::Args, Debug)]

@@ -100,7 +100,14 @@ pub fn draft(pb: &Playbook, report: &DiscoveryReport) -> Option<String> {
         // Nowhere to deliver a new value: a revocation is the only entry that loads.
         let no_store = needs_store && store.is_none() && caps.is_some_and(|c| c.revoke);
         let revoke = (inactive || no_store) && caps.is_some_and(|c| c.revoke);
-        let base = slug(&format!("discovered/{}/{}", f.provider, f.id)).replace("discovered-", "discovered/");
+        // An id names the credential, not a key id (which the loader takes for a pasted secret).
+        let name = match f.kind.as_str() {
+            "aws_iam_access_key" => {
+                format!("{}-key-{}", f.details.get("user").map(String::as_str).unwrap_or("user"), &f.id[f.id.len().saturating_sub(4)..])
+            }
+            _ => f.id.clone(),
+        };
+        let base = format!("discovered/{}/{}", slug(&f.provider), slug(&name));
         let mut id = base.clone();
         let mut n = 2;
         while !ids.insert(id.clone()) {
@@ -109,7 +116,9 @@ pub fn draft(pb: &Playbook, report: &DiscoveryReport) -> Option<String> {
         }
         let mut notes = vec![f.kind.clone(), f.detail.clone()];
         if inactive {
-            notes.push(report.of(FindingKind::Inactive).find(|o| o.provider == f.provider && o.id == f.id).map(|o| o.detail.clone()).unwrap_or_default());
+            notes.push(
+                report.of(FindingKind::Inactive).find(|o| o.provider == f.provider && o.id == f.id).map(|o| o.detail.clone()).unwrap_or_default(),
+            );
         }
         if has(FindingKind::Privileged, f) {
             notes.push("PRIVILEGED".into());
@@ -124,10 +133,15 @@ pub fn draft(pb: &Playbook, report: &DiscoveryReport) -> Option<String> {
         if !revoke && needs_store {
             match store {
                 Some((store, "aws")) => {
-                    let _ = writeln!(s, "    deliver_to: [{{ provider: {}, path: \"keysweep/discovered/{{id}}\" }}]  # where do consumers read it?", q(&store));
+                    let _ = writeln!(
+                        s,
+                        "    deliver_to: [{{ provider: {}, path: \"keysweep/discovered/{{id}}\" }}]  # where do consumers read it?",
+                        q(&store)
+                    );
                 }
                 Some((store, _)) => {
-                    let _ = writeln!(s, "    deliver_to: [{{ provider: {}, path: \"discovered/{{id}}\" }}]  # where do consumers read it?", q(&store));
+                    let _ =
+                        writeln!(s, "    deliver_to: [{{ provider: {}, path: \"discovered/{{id}}\" }}]  # where do consumers read it?", q(&store));
                 }
                 None => {}
             }

@@ -44,7 +44,8 @@ pub enum FindingKind {
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 5] = [FindingKind::Unlisted, FindingKind::Stale, FindingKind::Inactive, FindingKind::Overdue, FindingKind::Privileged];
+    pub const ALL: [FindingKind; 5] =
+        [FindingKind::Unlisted, FindingKind::Stale, FindingKind::Inactive, FindingKind::Overdue, FindingKind::Privileged];
     pub fn as_str(self) -> &'static str {
         match self {
             FindingKind::Unlisted => "unlisted",
@@ -474,7 +475,7 @@ pub fn compare(pb: &Playbook, g: &Gathered, now: DateTime<Utc>) -> DiscoveryRepo
                     credential: Some(c.id.clone()),
                     owner: c.owner.clone(),
                     detail,
-                        created: None,
+                    created: None,
                     last_used: None,
                     details: BTreeMap::new(),
                 });
@@ -518,7 +519,10 @@ pub fn compare(pb: &Playbook, g: &Gathered, now: DateTime<Utc>) -> DiscoveryRepo
                 let max_c = chrono::Duration::from_std(max).unwrap_or(chrono::Duration::MAX);
                 let (overdue, detail) = match st.last_rotated.as_deref().and_then(parse_time) {
                     Some(t) => (now - t > max_c, format!("last rotated {} ago; max_age {}", human(now - t), std_human(max))),
-                    None => (true, format!("age unknown (`{}` records no date for it and the journal has no rotation); max_age {}", c.provider, std_human(max))),
+                    None => (
+                        true,
+                        format!("age unknown (`{}` records no date for it and the journal has no rotation); max_age {}", c.provider, std_human(max)),
+                    ),
                 };
                 st.overdue = Some(overdue);
                 if overdue {
@@ -593,7 +597,12 @@ pub fn compare(pb: &Playbook, g: &Gathered, now: DateTime<Utc>) -> DiscoveryRepo
             detail,
             created: it.created.clone(),
             last_used: it.last_used.clone(),
-            details: it.details.iter().filter(|(k, _)| matches!(k.as_str(), "mount" | "role" | "user")).map(|(k, v)| (k.clone(), v.clone())).collect(),
+            details: it
+                .details
+                .iter()
+                .filter(|(k, _)| matches!(k.as_str(), "mount" | "role" | "user"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         };
         let mut d = vec![];
         if let Some(c) = &it.created {
@@ -602,7 +611,10 @@ pub fn compare(pb: &Playbook, g: &Gathered, now: DateTime<Utc>) -> DiscoveryRepo
         if let Some(u) = &it.last_used {
             d.push(format!("last used {u}"));
         }
-        findings.push(f(FindingKind::Unlisted, if d.is_empty() { "not in the playbook".into() } else { format!("not in the playbook; {}", d.join(", ")) }));
+        findings.push(f(
+            FindingKind::Unlisted,
+            if d.is_empty() { "not in the playbook".into() } else { format!("not in the playbook; {}", d.join(", ")) },
+        ));
         let (inactive, why) = inactivity(it.last_used.as_deref(), it.created.as_deref(), it.usage_tracked, pb.discovery.inactive_after, now);
         if inactive {
             findings.push(f(FindingKind::Inactive, why));

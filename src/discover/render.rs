@@ -73,7 +73,12 @@ pub fn text(r: &DiscoveryReport, limit: usize) -> String {
         }
     }
     let line = |cells: &[String]| -> String {
-        cells.iter().enumerate().map(|(i, c)| if i < 2 { format!("{c:<w$}", w = w[i]) } else { format!("{c:>w$}", w = w[i]) }).collect::<Vec<_>>().join("  ")
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i < 2 { format!("{c:<w$}", w = w[i]) } else { format!("{c:>w$}", w = w[i]) })
+            .collect::<Vec<_>>()
+            .join("  ")
     };
     let _ = writeln!(s, "  {}", line(&HEAD.map(String::from)));
     for row in &rows {

@@ -65,7 +65,9 @@ fn gathered() -> Gathered {
         usage_tracked: true,
         ..item("aws_iam_access_key", id, &[("user", user), ("privileged", "false")])
     };
-    let role = |name: &str, sup: bool| item("postgres_role", name, &[("privileged", if sup { "true" } else { "false" }), ("superuser", if sup { "true" } else { "false" })]);
+    let role = |name: &str, sup: bool| {
+        item("postgres_role", name, &[("privileged", if sup { "true" } else { "false" }), ("superuser", if sup { "true" } else { "false" })])
+    };
     let mut inventories = BTreeMap::new();
     inventories.insert(
         "bao".to_string(),
@@ -74,7 +76,12 @@ fn gathered() -> Gathered {
     inventories.insert("pg".to_string(), Ok(vec![role("app", false), role("app_b", false), role("postgres", true), role("stray", false)]));
     inventories.insert(
         "aws".to_string(),
-        Ok(vec![key("AKIACI", "ci", 100, None), key("AKIAOTHER", "other", 5, Some(1)), key("AKIAFRESH", "new", 1, None), item("aws_secretsmanager_secret", "ci/key", &[])]),
+        Ok(vec![
+            key("AKIACI", "ci", 100, None),
+            key("AKIAOTHER", "other", 5, Some(1)),
+            key("AKIAFRESH", "new", 1, None),
+            item("aws_secretsmanager_secret", "ci/key", &[]),
+        ]),
     );
     let stored = HashMap::from([
         ("tok".to_string(), BTreeMap::from([("accessor".to_string(), "acc-new".to_string())])),
@@ -144,7 +151,11 @@ fn due_acts_on_overdue_and_inactive_and_leaves_the_rest() {
     // Never used for 100 days, revoke_inactive: revoked rather than rotated.
     assert!(matches!(due_of("key"), Due::Act(Action::Revoke, ref w) if w.contains("never used")), "{:?}", due_of("key"));
     // Never used but created yesterday: it gets inactive_after to be picked up.
-    assert!(matches!(due_of("fresh"), Due::NotDue(ref w) if w.contains("created 1 days ago") || w.contains("created 24 hours ago")), "{:?}", due_of("fresh"));
+    assert!(
+        matches!(due_of("fresh"), Due::NotDue(ref w) if w.contains("created 1 days ago") || w.contains("created 24 hours ago")),
+        "{:?}",
+        due_of("fresh")
+    );
     assert!(matches!(due_of("app"), Due::NotDue(ref w) if w == "not due: no max_age set"));
     assert!(matches!(due_of("gone"), Due::NotDue(ref w) if w.contains("stale")));
 }

@@ -527,7 +527,8 @@ impl<'e> Loader<'e> {
     fn check_string(&mut self, file: usize, path: &YamlPath, s: &mut String, key: Option<&str>) {
         let is_secret_ref = key.is_some_and(|k| SECRET_KEYS.contains(&k));
         // An IAM access key id names a key (AWS: "not secret"); the target lists it.
-        let key_id_field = key == Some("access_key_id");
+        // So does a discovery ignore rule naming one.
+        let key_id_field = key == Some("access_key_id") || (key == Some("id") && path.to_string().starts_with("discovery.ignore["));
         if let Some(what) = looks_like_secret(s).filter(|w| !(key_id_field && *w == "an AWS access key id")) {
             self.error(file, path, format!("this looks like {what} written inline"), Some(INLINE_HINT.into()));
             // Never echo it in a later message.
