@@ -330,6 +330,18 @@ async fn discover_finds_exactly_the_unlisted_stale_and_never_used_in_an_estate_o
         assert!(md.contains(&format!("`{id}`")), "markdown lists {id}");
     }
 
+    // No secret value in anything discovery printed or wrote (the KV and
+    // Secrets Manager values and the account passwords all carry these marks).
+    let mut written = all_files(&state);
+    written.push(("json".into(), serde_json::to_vec(&v).unwrap()));
+    written.push(("text".into(), text.clone().into_bytes()));
+    written.push(("markdown".into(), md.clone().into_bytes()));
+    for (path, bytes) in &written {
+        for mark in ["kv-old-", "sm-old-", "-q9Xz", "Stray-pw-"] {
+            assert!(!contains(bytes, mark), "a secret value ({mark}…) appears in {}", path.display());
+        }
+    }
+
     // --emit: drafts that refuse to load until owners are filled in.
     let drafts = dir.path().join("discovered.yaml");
     let out = ks(&state).args(["discover", pb.to_str().unwrap(), "--emit", drafts.to_str().unwrap()]).output().unwrap();

@@ -47,7 +47,8 @@ pub async fn run(a: Args, state_dir: &Path) -> Result<i32> {
     let playbook = std::fs::canonicalize(&a.playbook).unwrap_or(a.playbook.clone()).display().to_string();
     let journal = Journal::open(&common::journal_path(state_dir))?;
     let now = chrono::Utc::now();
-    let (mut report, _providers) = discover::discover(&pb, journal.last_rotations(&playbook)?, now).await;
+    let (mut report, providers) = discover::discover(&pb, journal.last_rotations(&playbook)?, now).await;
+    providers.close().await;
     report.playbook = a.playbook.display().to_string();
 
     // Keep it in the journal, so the next discovery (and `history`) can say what changed.

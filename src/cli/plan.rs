@@ -81,6 +81,7 @@ pub async fn run(a: Args, state_dir: &std::path::Path) -> Result<i32> {
                 }
             }
         }
+        providers.close().await;
         discovery = Some(d);
     }
 

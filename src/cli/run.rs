@@ -89,7 +89,8 @@ pub async fn run(a: RunArgs, state_dir: &Path) -> Result<i32> {
     let due = if a.due {
         // Decide what is due before anything is recorded or changed.
         let now = chrono::Utc::now();
-        let (d, _) = crate::discover::discover(&pb, journal.last_rotations(&playbook)?, now).await;
+        let (d, providers) = crate::discover::discover(&pb, journal.last_rotations(&playbook)?, now).await;
+        providers.close().await;
         if let Some(p) = d.providers.iter().find(|p| p.error.is_some()) {
             anyhow::bail!("cannot tell what is due: provider `{}` could not be inventoried: {}", p.provider, p.error.as_deref().unwrap_or_default());
         }
@@ -256,7 +257,9 @@ async fn execute(
         observer: Arc::new(Progress::new(exec.quiet)),
         stop: stop.clone(),
     };
-    let states = engine.execute(&plan).await?;
+    let states = engine.execute(&plan).await;
+    engine.providers.close().await;
+    let states = states?;
     let interrupted = stop.load(Ordering::SeqCst);
 
     let rows = common::rows(&plan, &states, &run_id).into_iter().map(|r| Row { due: due_notes.get(&r.id).cloned(), ..r }).collect();

@@ -133,15 +133,10 @@ pub fn draft(pb: &Playbook, report: &DiscoveryReport) -> Option<String> {
         if !revoke && needs_store {
             match store {
                 Some((store, "aws")) => {
-                    let _ = writeln!(
-                        s,
-                        "    deliver_to: [{{ provider: {}, path: \"keysweep/discovered/{{id}}\" }}]  # where do consumers read it?",
-                        q(&store)
-                    );
+                    let _ = writeln!(s, "    deliver_to: [{{ provider: {}, path: \"keysweep/{{id}}\" }}]  # where do consumers read it?", q(&store));
                 }
                 Some((store, _)) => {
-                    let _ =
-                        writeln!(s, "    deliver_to: [{{ provider: {}, path: \"discovered/{{id}}\" }}]  # where do consumers read it?", q(&store));
+                    let _ = writeln!(s, "    deliver_to: [{{ provider: {}, path: \"{{id}}\" }}]  # where do consumers read it?", q(&store));
                 }
                 None => {}
             }

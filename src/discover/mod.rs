@@ -578,6 +578,16 @@ pub fn compare(pb: &Playbook, g: &Gathered, now: DateTime<Utc>) -> DiscoveryRepo
             continue;
         }
         let id = display_id(slot.item);
+        if slot.item.details.get("keysweep_session").is_some_and(|v| v == "true") {
+            pc.ignored += 1;
+            ignored.push(Ignored {
+                provider: prov.clone(),
+                kind: kind.clone(),
+                id,
+                reason: "keysweep's own login session (revoked when it exits)".into(),
+            });
+            continue;
+        }
         if let Some(rule) = pb.discovery.ignore.iter().find(|r| {
             r.provider == *prov && r.kind.as_deref().is_none_or(|k| k == kind) && crate::plan::glob_match(&key_of(kind, &r.id), &key_of(kind, &id))
         }) {

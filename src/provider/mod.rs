@@ -164,8 +164,13 @@ pub trait Provider: Send + Sync {
     /// store still holds it (probe with it only when policy allows).
     async fn verify_dead(&self, target: &Target, old: &Handle, old_value: Option<&SecretString>) -> Verdict;
 
-    /// What this system holds, for discovery.
+    /// What this system holds, for discovery. An item that is keysweep's own
+    /// login session carries `keysweep_session` = `true` in its details.
     async fn inventory(&self) -> Result<Vec<InventoryItem>, ProviderError>;
+
+    /// Ends keysweep's own session, if it opened one (e.g. revokes an AppRole
+    /// login token). Best effort; called when a command is done.
+    async fn close(&self) {}
 
     /// This provider as a delivery store, if it is one.
     fn as_store(&self) -> Option<&dyn Store> {

@@ -55,6 +55,13 @@ pub struct Providers {
 }
 
 impl Providers {
+    /// Ends every provider's own session (see `Provider::close`).
+    pub async fn close(&self) {
+        for p in self.map.values() {
+            p.close().await;
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Provider>> {
         self.map.get(name)
     }

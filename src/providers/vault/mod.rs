@@ -35,6 +35,8 @@ pub struct VaultProvider {
     name: String,
     pub(crate) http: VaultHttp,
     pending_prefix: String,
+    /// Logged in through AppRole: the token is keysweep's own session, revoked by `close`.
+    session: bool,
 }
 
 impl VaultProvider {
@@ -56,7 +58,8 @@ impl VaultProvider {
             }
         };
         let http = VaultHttp::new(&cfg.address, cfg.namespace.clone(), token, timeout, limits.rate_per_second, limits.burst, retry)?;
-        Ok(VaultProvider { name: name.to_string(), http, pending_prefix: cfg.pending_prefix.trim_matches('/').to_string() })
+        let session = matches!(cfg.auth, VaultAuth::Approle { .. });
+        Ok(VaultProvider { name: name.to_string(), http, pending_prefix: cfg.pending_prefix.trim_matches('/').to_string(), session })
     }
 
     /// Checks that keysweep's own token is accepted.
@@ -551,8 +554,25 @@ impl Provider for VaultProvider {
         }
     }
 
+    async fn close(&self) {
+        if self.session {
+            // Best effort: an AppRole login's token would otherwise live out its TTL.
+            if let Err(e) = self.http.admin_ok("vault.revoke_self", Method::POST, "auth/token/revoke-self", None).await {
+                tracing::debug!(provider = %self.name, error = %e, "could not revoke keysweep's own session token");
+            }
+        }
+    }
+
     async fn inventory(&self) -> Result<Vec<InventoryItem>, ProviderError> {
         let mut items = vec![];
+        // keysweep's own AppRole session token is not an estate credential.
+        let own = if self.session {
+            self.http.admin_ok("vault.lookup_self", Method::GET, "auth/token/lookup-self", None).await?.body["data"]["accessor"]
+                .as_str()
+                .map(str::to_string)
+        } else {
+            None
+        };
         // Tokens.
         let r = self.http.admin_ok("vault.list_accessors", list_method(), "auth/token/accessors", None).await?;
         for acc in r.body["data"]["keys"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
@@ -569,6 +589,9 @@ impl Provider for VaultProvider {
             }
             let root = d["policies"].as_array().is_some_and(|p| p.iter().any(|p| p == "root"));
             details.insert("privileged".into(), root.to_string());
+            if own.as_deref() == Some(acc) {
+                details.insert("keysweep_session".into(), "true".into());
+            }
             items.push(InventoryItem {
                 kind: "vault_token".into(),
                 id: acc.to_string(),
