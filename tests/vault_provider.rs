@@ -151,6 +151,13 @@ async fn keysweep_logs_in_with_approle() {
     // And it can do the work: the revoke cases pass under the AppRole login.
     conformance::revoke_and_prove_dead(&p, &Tokens, "vault_token").await;
 
+    // Its own session token is marked in the inventory (discovery ignores it),
+    // and `close` revokes it when a command ends.
+    let items = keysweep::provider::Provider::inventory(&p).await.unwrap();
+    assert_eq!(items.iter().filter(|i| i.details.get("keysweep_session").is_some_and(|v| v == "true")).count(), 1);
+    keysweep::provider::Provider::close(&p).await;
+    assert!(p.check_login().await.is_err(), "the session token is revoked");
+
     // A wrong secret-id is refused with a clear, secret-free error.
     let bad = VaultProvider::connect("bao", &cfg, &|_| Ok(SecretString::from("not-the-secret-id".to_string()))).await;
     let e = bad.err().expect("login with a wrong secret-id must fail");
