@@ -231,18 +231,31 @@ impl AwsProvider {
         let mut items = vec![];
         let mut group_policies: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for user in users {
-            let policies = self.policies_of(&user, &mut group_policies).await?;
+            // A user or key deleted between the list and the lookup is simply gone.
+            let gone = |e: &ProviderError| e.kind == ErrorKind::NotFound;
+            let policies = match self.policies_of(&user, &mut group_policies).await {
+                Err(e) if gone(&e) => continue,
+                r => r?,
+            };
             let privileged = policies.iter().any(|p| WIDE_POLICIES.contains(&p.as_str()));
-            let out = self
+            let out = match self
                 .call(|| async { self.iam.list_access_keys().user_name(&user).send().await.map_err(|e| map_err("iam.list_access_keys", e)) })
-                .await?;
+                .await
+            {
+                Err(e) if gone(&e) => continue,
+                r => r?,
+            };
             for k in out.access_key_metadata() {
                 let Some(id) = k.access_key_id() else { continue };
-                let last = self
+                let last = match self
                     .call(|| async {
                         self.iam.get_access_key_last_used().access_key_id(id).send().await.map_err(|e| map_err("iam.get_access_key_last_used", e))
                     })
-                    .await?;
+                    .await
+                {
+                    Err(e) if gone(&e) => continue,
+                    r => r?,
+                };
                 let used = last.access_key_last_used();
                 let mut details = BTreeMap::from([
                     ("user".to_string(), user.clone()),
