@@ -196,7 +196,7 @@ impl AwsProvider {
         for g in gs.groups() {
             let g = g.group_name().to_string();
             if !groups.contains_key(&g) {
-                let out = self
+                let out: Result<_, ProviderError> = self
                     .call(|| async {
                         self.iam
                             .list_attached_group_policies()
@@ -205,8 +205,14 @@ impl AwsProvider {
                             .await
                             .map_err(|e| map_err("iam.list_attached_group_policies", e))
                     })
-                    .await?;
-                groups.insert(g.clone(), out.attached_policies().iter().filter_map(|p| p.policy_name().map(str::to_string)).collect());
+                    .await;
+                let names = match out {
+                    Ok(out) => out.attached_policies().iter().filter_map(|p| p.policy_name().map(str::to_string)).collect(),
+                    // Deleted since the user's groups were listed: it grants nothing now.
+                    Err(e) if e.kind == ErrorKind::NotFound => vec![],
+                    Err(e) => return Err(e),
+                };
+                groups.insert(g.clone(), names);
             }
             names.extend(groups[&g].iter().cloned());
         }
