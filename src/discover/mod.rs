@@ -426,7 +426,20 @@ pub fn compare(pb: &Playbook, g: &Gathered, now: DateTime<Utc>) -> DiscoveryRepo
 
     for c in &pb.credentials {
         let kind = c.target.kind().to_string();
-        let cl = claims(c, g.stored.get(&c.id));
+        let mut cl = claims(c, g.stored.get(&c.id));
+        // An IAM key named by its user only (before its first rotation):
+        // every key of that user is the one the engine would take.
+        if let (Target::AwsIamAccessKey(t), true) = (&c.target, cl.is_empty()) {
+            cl = slots
+                .iter()
+                .filter(|((p, k, _), s)| *p == c.provider && k == "aws_iam_access_key" && s.item.details.get("user") == Some(&t.user))
+                .map(|((_, k, key), _)| (k.clone(), key.clone(), true))
+                .collect();
+            if cl.is_empty() {
+                // No key at all: stale, named by the user.
+                cl.push(("aws_iam_access_key".into(), format!("(any key of {})", t.user), true));
+            }
+        }
         let mut st = CredentialStatus {
             id: c.id.clone(),
             provider: c.provider.clone(),

@@ -25,6 +25,7 @@ credentials:
   - { id: app, provider: pg, target: { kind: postgres_role, user: app, alternate_with: app_b }, deliver_to: [{ provider: bao, path: "db/{id}" }] }
   - { id: gone, provider: pg, max_age: 10d, target: { kind: postgres_role, user: gone }, deliver_to: [{ provider: bao, path: "db/{id}" }] }
   - { id: key, provider: aws, max_age: 90d, revoke_inactive: true, target: { kind: aws_iam_access_key, user: ci }, deliver_to: [{ provider: aws, path: "ci/{id}" }] }
+  - { id: byuser, provider: aws, target: { kind: aws_iam_access_key, user: deploy }, deliver_to: [{ provider: aws, path: "ci/{id}" }] }
   - { id: fresh, provider: aws, revoke_inactive: true, target: { kind: aws_iam_access_key, user: new, access_key_id: AKIAFRESH }, deliver_to: [{ provider: aws, path: "ci/{id}" }] }
 "#;
 
@@ -80,6 +81,7 @@ fn gathered() -> Gathered {
             key("AKIACI", "ci", 100, None),
             key("AKIAOTHER", "other", 5, Some(1)),
             key("AKIAFRESH", "new", 1, None),
+            key("AKIADEPLOY", "deploy", 2, Some(1)),
             item("aws_secretsmanager_secret", "ci/key", &[]),
         ]),
     );
@@ -124,11 +126,12 @@ fn finds_unlisted_stale_inactive_overdue_and_privileged() {
     // Store entries of listed credentials count as covered; db/gone is the store of a stale entry.
     assert_eq!((bao.discovered, bao.listed, bao.stores, bao.unlisted), (6, 1, 3, 2));
     let aws = r.providers.iter().find(|p| p.provider == "aws").unwrap();
-    assert_eq!((aws.discovered, aws.listed, aws.stores, aws.unlisted), (4, 2, 1, 1));
+    // The key of `deploy` is matched by its user alone.
+    assert_eq!((aws.discovered, aws.listed, aws.stores, aws.unlisted), (5, 3, 1, 1));
     let t = &r.totals;
-    assert_eq!(t.discovered, 14);
+    assert_eq!(t.discovered, 15);
     assert_eq!(t.listed + t.stores + t.ignored + t.unlisted, t.discovered, "every item is accounted for once");
-    assert_eq!(t.coverage, Some(9.0 / 13.0));
+    assert_eq!(t.coverage, Some(10.0 / 14.0));
     assert!(!r.clean());
     assert_eq!(r.limits.usage_unknown, ["aws_secretsmanager_secret", "postgres_role", "vault_kv_secret", "vault_token"]);
 
