@@ -2,7 +2,8 @@
 //! its max_age (ages from OpenBao's and IAM's own dates, and, for PostgreSQL,
 //! which records none, from the journal), revokes never-used IAM keys where
 //! the playbook says `revoke_inactive: true`, and leaves the rest `skipped
-//! (not due)`. Run again at once, it does nothing and exits 0.
+//! (not due)`; a listed Redis revocation is revoked once. Run again at once,
+//! it does nothing and exits 0.
 //!
 //! The estate is aged in real time: max_age and inactive_after are seconds
 //! long and the test waits them out once.
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use common::moto::moto;
 use common::postgres::postgres;
+use common::redis::redis;
 use common::*;
 use serde_json::{json, Value};
 
@@ -30,13 +32,14 @@ fn ks(state: &Path) -> Command {
     c.env("KEYSWEEP_TEST_AWS_ENDPOINT", &moto().endpoint)
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("KS_PG_ADMIN", &postgres().admin_password);
+        .env("KS_PG_ADMIN", &postgres().admin_password)
+        .env("KS_RD_ADMIN", &redis().admin_password);
     c
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_hygiene_runs_in_a_row_the_second_does_nothing() {
-    let (b, m, pg) = (bao(), moto(), postgres());
+    let (b, m, pg, rd) = (bao(), moto(), postgres(), redis());
     let mut y = format!(
         "version: 1
 providers:
@@ -53,6 +56,11 @@ providers:
     host: {}
     port: {}
     admin: {{ user: {}, password: \"${{env:KS_PG_ADMIN}}\" }}
+  rd:
+    kind: redis
+    host: {}
+    port: {}
+    admin: {{ user: {}, password: \"${{env:KS_RD_ADMIN}}\" }}
 discovery:
   inactive_after: {AGE}s
 defaults:
@@ -61,8 +69,11 @@ defaults:
   verify: {{ attempts: 3, interval: 100ms }}
 credentials:
 ",
-        pg.host, pg.port, pg.admin_user
+        pg.host, pg.port, pg.admin_user, rd.host, rd.port, rd.admin_user
     );
+    // A listed revocation: revoked by the first run; switched off, it is not due again.
+    rd.create_user("hyg_leaver", "Leaver-pw-7q");
+    y += "  - { id: rd-leaver, provider: rd, action: revoke, target: { kind: redis_acl_user, user: hyg_leaver } }\n";
     for i in 0..4 {
         let (_, acc) = b.create_token(&["default"], json!({ "hyg": i }));
         y += &format!("  - {{ id: tok-{i}, provider: bao, target: {{ kind: vault_token, accessor: {acc} }}, deliver_to: [{{ provider: bao, path: \"hyg/{{id}}\" }}] }}\n");
@@ -132,7 +143,10 @@ credentials:
         assert!(why.contains("age unknown"), "{why}");
     }
     assert_eq!(r["totals"]["rotated"], 7, "{}", r["totals"]);
-    assert_eq!(r["totals"]["revoked"], 2);
+    assert_eq!(r["totals"]["revoked"], 3);
+    let (o, _, why) = outcome("rd-leaver");
+    assert_eq!(o, "revoked", "{why}");
+    assert!(!rd.login_works("hyg_leaver", "Leaver-pw-7q"));
     assert_eq!(r["totals"]["gaps"], 0);
 
     // Again, at once: nothing is due; quiet prints one line; exit 0.
@@ -145,7 +159,7 @@ credentials:
     let t = &r2["totals"];
     assert_eq!(
         (t["rotated"].as_u64(), t["revoked"].as_u64(), t["skipped"].as_u64(), t["gaps"].as_u64()),
-        (Some(0), Some(0), Some(10), Some(0)),
+        (Some(0), Some(0), Some(11), Some(0)),
         "{t}"
     );
     for row in r2["rows"].as_array().unwrap() {
@@ -159,7 +173,9 @@ credentials:
     assert!(key0["reason"].as_str().unwrap().contains("not found"), "{key0}");
     // And the report says what changed since the first run.
     let changed = r2["changes"]["changed"].as_array().unwrap();
-    assert_eq!(changed.len(), 9, "{}", r2["changes"]);
+    assert_eq!(changed.len(), 10, "{}", r2["changes"]);
+    let leaver = r2["rows"].as_array().unwrap().iter().find(|x| x["id"] == "rd-leaver").unwrap();
+    assert!(leaver["reason"].as_str().unwrap().contains("already disabled"), "{leaver}");
     assert!(changed.iter().all(|c| c["to"] == "skipped (not due)"));
 
     // history shows both hygiene runs.

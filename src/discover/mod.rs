@@ -140,6 +140,10 @@ pub struct CredentialStatus {
     pub inactive: bool,
     pub inactive_after_secs: u64,
     pub privileged: bool,
+    /// The account in service is locked / switched off (how MariaDB and Redis
+    /// accounts look once revoked): it cannot log in.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// An item left alone by a `discovery.ignore` rule.
@@ -456,6 +460,7 @@ pub fn compare(pb: &Playbook, g: &Gathered, now: DateTime<Utc>) -> DiscoveryRepo
             inactive: false,
             inactive_after_secs: c.inactive_after.as_secs(),
             privileged: false,
+            disabled: false,
         };
         let mut matched: Vec<&InventoryItem> = vec![];
         if !inventoried(&c.provider) {
@@ -499,6 +504,7 @@ pub fn compare(pb: &Playbook, g: &Gathered, now: DateTime<Utc>) -> DiscoveryRepo
         let current = matched.first().copied();
         if let Some(it) = current {
             st.created = it.created.clone();
+            st.disabled = it.details.get("account_locked").is_some_and(|v| v == "true") || it.details.get("enabled").is_some_and(|v| v == "false");
         }
         let provider_date = current.and_then(|it| it.rotated.clone());
         let journal_date = g.journal.get(&c.id).cloned();
@@ -741,6 +747,9 @@ pub fn due(c: &Credential, st: &CredentialStatus, now: DateTime<Utc>) -> Due {
             Action::Revoke => Due::NotDue("not due: already gone".into()),
             Action::Rotate => Due::NotDue(format!("not due: not found in `{}` (stale entry; see `keysweep discover`)", c.provider)),
         };
+    }
+    if c.action == Action::Revoke && st.disabled {
+        return Due::NotDue("not due: already disabled (it cannot log in)".into());
     }
     if c.action == Action::Revoke {
         return Due::Act(Action::Revoke, "listed for revocation and still held".into());

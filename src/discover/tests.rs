@@ -161,6 +161,14 @@ fn due_acts_on_overdue_and_inactive_and_leaves_the_rest() {
     );
     assert!(matches!(due_of("app"), Due::NotDue(ref w) if w == "not due: no max_age set"));
     assert!(matches!(due_of("gone"), Due::NotDue(ref w) if w.contains("stale")));
+
+    // A listed revocation: acted on while the account can log in, not once it is switched off.
+    let mut c = pb.credentials.iter().find(|c| c.id == "app").unwrap().clone();
+    c.action = Action::Revoke;
+    let mut st = r.credentials.iter().find(|s| s.id == "app").unwrap().clone();
+    assert!(matches!(due(&c, &st, now), Due::Act(Action::Revoke, _)));
+    st.disabled = true;
+    assert!(matches!(due(&c, &st, now), Due::NotDue(ref w) if w.contains("already disabled")));
 }
 
 #[test]
