@@ -89,53 +89,11 @@ fn connect_error(name: &str, at: &crate::playbook::Location, e: ProviderError) -
 /// Connects (and logs in to) every provider named in `needed`, and the store
 /// providers their `${store:…}` references read from — those first.
 pub async fn connect(playbook: &Playbook, needed: &BTreeSet<String>) -> Result<Providers> {
-    // Close `needed` over store references.
-    let mut needed = needed.clone();
-    loop {
-        let mut more = BTreeSet::new();
-        for name in &needed {
-            let entry = playbook.providers.get(name).with_context(|| format!("provider `{name}` is not declared"))?;
-            for (r, store) in store_refs(&entry.config) {
-                match playbook.providers.get(store) {
-                    None => anyhow::bail!("{r} in provider `{name}` ({}) names no declared provider", entry.location),
-                    Some(s) if !matches!(s.config.kind(), "vault" | "aws") => {
-                        anyhow::bail!(
-                            "{r} in provider `{name}` ({}): `{store}` is a `{}` provider, which holds no secrets to read",
-                            entry.location,
-                            s.config.kind()
-                        )
-                    }
-                    Some(_) if !needed.contains(store) => {
-                        more.insert(store.to_string());
-                    }
-                    Some(_) => {}
-                }
-            }
-        }
-        if more.is_empty() {
-            break;
-        }
-        needed.extend(more);
+    let (order, problems) = connect_order(playbook, needed);
+    // Every problem of the configuration is found before anything connects.
+    if let Some((_, first)) = problems.into_iter().next() {
+        anyhow::bail!(first);
     }
-    // Order: a provider after the stores it reads its own credentials from.
-    let mut order: Vec<String> = vec![];
-    while order.len() < needed.len() {
-        let before = order.len();
-        for name in &needed {
-            if order.contains(name) {
-                continue;
-            }
-            let cfg = &playbook.providers[name].config;
-            if store_refs(cfg).iter().all(|(_, s)| order.iter().any(|o| o == s)) {
-                order.push(name.clone());
-            }
-        }
-        if order.len() == before {
-            let rest: Vec<&String> = needed.iter().filter(|n| !order.contains(n)).collect();
-            anyhow::bail!("providers read their credentials from each other in a cycle: {rest:?}");
-        }
-    }
-
     let mut out = Providers::default();
     for name in &order {
         connect_one(playbook, name, &mut out).await?;
@@ -146,40 +104,77 @@ pub async fn connect(playbook: &Playbook, needed: &BTreeSet<String>) -> Result<P
 /// Like `connect`, but a provider that cannot be connected (or whose store
 /// could not be) is reported by name instead of ending the whole call.
 pub async fn connect_each(playbook: &Playbook, needed: &BTreeSet<String>) -> (Providers, BTreeMap<String, String>) {
-    let mut out = Providers::default();
+    let (order, problems) = connect_order(playbook, needed);
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
-    let mut pending: Vec<&String> = needed.iter().collect();
-    // Stores first, as `connect` orders them; a provider whose store failed fails too.
-    while !pending.is_empty() {
-        let before = pending.len();
-        let mut next = vec![];
-        for name in pending {
-            let Some(entry) = playbook.providers.get(name) else {
-                failed.insert(name.clone(), format!("provider `{name}` is not declared"));
-                continue;
-            };
-            let stores: Vec<&str> = store_refs(&entry.config).into_iter().map(|(_, s)| s).collect();
-            if let Some(bad) = stores.iter().find(|s| failed.contains_key(**s) || !playbook.providers.contains_key(**s)) {
-                failed.insert(name.clone(), format!("its store provider `{bad}` could not be connected"));
-            } else if stores.iter().all(|s| out.map.contains_key(*s)) {
-                if let Err(e) = connect_one(playbook, name, &mut out).await {
-                    failed.insert(name.clone(), format!("{e:#}"));
-                }
-            } else if stores.iter().all(|s| needed.contains(*s)) {
-                next.push(name);
-            } else {
-                failed.insert(name.clone(), "reads its credentials from a store provider that is not connected".into());
-            }
+    for (name, why) in problems {
+        failed.entry(name).or_insert(why);
+    }
+    let mut out = Providers::default();
+    for name in &order {
+        if failed.contains_key(name) {
+            continue;
         }
-        if next.len() == before {
-            for n in next {
-                failed.insert(n.clone(), "providers read their credentials from each other in a cycle".into());
-            }
-            break;
+        let stores = store_refs(&playbook.providers[name].config);
+        if let Some((_, bad)) = stores.iter().find(|(_, s)| failed.contains_key(*s)) {
+            failed.insert(name.clone(), format!("its store provider `{bad}` could not be connected"));
+        } else if let Err(e) = connect_one(playbook, name, &mut out).await {
+            failed.insert(name.clone(), format!("{e:#}"));
         }
-        pending = next;
     }
     (out, failed)
+}
+
+/// `needed`, closed over the stores their `${store:…}` references read from,
+/// in connection order (a provider after those stores); and, in the order
+/// found, what is wrong with any of them (an undeclared provider, a reference
+/// to one that holds no secrets, a cycle of references).
+fn connect_order(playbook: &Playbook, needed: &BTreeSet<String>) -> (Vec<String>, Vec<(String, String)>) {
+    let mut problems: Vec<(String, String)> = vec![];
+    let mut needed = needed.clone();
+    let mut frontier: Vec<String> = needed.iter().cloned().collect();
+    frontier.reverse();
+    while let Some(name) = frontier.pop() {
+        let Some(entry) = playbook.providers.get(&name) else {
+            problems.push((name.clone(), format!("provider `{name}` is not declared")));
+            continue;
+        };
+        for (r, store) in store_refs(&entry.config) {
+            match playbook.providers.get(store) {
+                None => problems.push((name.clone(), format!("{r} in provider `{name}` ({}) names no declared provider", entry.location))),
+                Some(s) if !matches!(s.config.kind(), "vault" | "aws") => problems.push((
+                    name.clone(),
+                    format!(
+                        "{r} in provider `{name}` ({}): `{store}` is a `{}` provider, which holds no secrets to read",
+                        entry.location,
+                        s.config.kind()
+                    ),
+                )),
+                Some(_) if needed.insert(store.to_string()) => frontier.push(store.to_string()),
+                Some(_) => {}
+            }
+        }
+    }
+    // A provider after the stores it reads its own credentials from. Names
+    // with a problem are placed at once: they will not be connected anyway.
+    let placed_early = |n: &String| problems.iter().any(|(p, _)| p == n);
+    let mut order: Vec<String> = needed.iter().filter(|n| placed_early(n)).cloned().collect();
+    let mut rest: Vec<&String> = needed.iter().filter(|n| !placed_early(n)).collect();
+    while !rest.is_empty() {
+        let before = rest.len();
+        rest.retain(|name| {
+            let ready = store_refs(&playbook.providers[*name].config).iter().all(|(_, s)| order.iter().any(|o| o == s));
+            if ready {
+                order.push((*name).clone());
+            }
+            !ready
+        });
+        if rest.len() == before {
+            let why = format!("providers read their credentials from each other in a cycle: {rest:?}");
+            problems.extend(rest.iter().map(|n| ((*n).clone(), why.clone())));
+            break;
+        }
+    }
+    (order, problems)
 }
 
 async fn connect_one(playbook: &Playbook, name: &String, out: &mut Providers) -> Result<()> {
