@@ -183,10 +183,7 @@ impl AwsEstate {
 
 fn ks(state: &std::path::Path) -> std::process::Command {
     let mut c = keysweep(state);
-    for (k, v) in moto().env() {
-        c.env(k, v);
-    }
-    c.env("KEYSWEEP_TEST_AWS_ENDPOINT", &moto().endpoint).env("AWS_CONFIG_FILE", "/dev/null").env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    moto().configure(&mut c);
     c
 }
 

@@ -23,13 +23,8 @@ const TOKENS: usize = 820;
 
 fn ks(state: &Path) -> Command {
     let mut c = keysweep(state);
-    for (k, v) in moto().env() {
-        c.env(k, v);
-    }
-    c.env("KEYSWEEP_TEST_AWS_ENDPOINT", &moto().endpoint)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("KS_PG_ADMIN", &postgres().admin_password)
+    moto().configure(&mut c);
+    c.env("KS_PG_ADMIN", &postgres().admin_password)
         .env("KS_MY_ADMIN", &mysql().admin_password)
         .env("KS_RD_ADMIN", &redis().admin_password)
         .env("KS_LD_ADMIN", &ldap().admin_password);

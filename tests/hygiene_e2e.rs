@@ -26,14 +26,8 @@ const AGE: u64 = 25;
 
 fn ks(state: &Path) -> Command {
     let mut c = keysweep(state);
-    for (k, v) in moto().env() {
-        c.env(k, v);
-    }
-    c.env("KEYSWEEP_TEST_AWS_ENDPOINT", &moto().endpoint)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("KS_PG_ADMIN", &postgres().admin_password)
-        .env("KS_RD_ADMIN", &redis().admin_password);
+    moto().configure(&mut c);
+    c.env("KS_PG_ADMIN", &postgres().admin_password).env("KS_RD_ADMIN", &redis().admin_password);
     c
 }
 

@@ -269,4 +269,13 @@ impl Moto {
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
         ]
     }
+
+    /// Points a child `keysweep` at this moto: `env()`, the endpoint for a
+    /// playbook's `${env:KEYSWEEP_TEST_AWS_ENDPOINT}`, and no shared AWS files.
+    pub fn configure(&self, c: &mut std::process::Command) {
+        c.envs(self.env())
+            .env("KEYSWEEP_TEST_AWS_ENDPOINT", &self.endpoint)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    }
 }
