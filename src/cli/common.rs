@@ -65,6 +65,11 @@ pub fn new_run_id() -> String {
     format!("{now}-{tail}")
 }
 
+/// How the journal names a playbook: its canonical path (as given when that fails).
+pub fn playbook_key(path: &Path) -> String {
+    std::fs::canonicalize(path).unwrap_or(path.to_path_buf()).display().to_string()
+}
+
 pub fn journal_path(state_dir: &Path) -> PathBuf {
     state_dir.join("journal.db")
 }

@@ -44,7 +44,7 @@ pub async fn run(a: Args, state_dir: &Path) -> Result<i32> {
         Ok(pb) => pb,
         Err(code) => return Ok(code),
     };
-    let playbook = std::fs::canonicalize(&a.playbook).unwrap_or(a.playbook.clone()).display().to_string();
+    let playbook = common::playbook_key(&a.playbook);
     let journal = Journal::open(&common::journal_path(state_dir))?;
     let now = chrono::Utc::now();
     let (mut report, providers) = discover::discover(&pb, journal.last_rotations(&playbook)?, now).await;

@@ -51,7 +51,7 @@ pub async fn run(a: Args, state_dir: &std::path::Path) -> Result<i32> {
             }
         }
     } else {
-        let playbook = std::fs::canonicalize(&a.playbook).unwrap_or(a.playbook.clone()).display().to_string();
+        let playbook = common::playbook_key(&a.playbook);
         // A dry run reads the journal's history but never creates one.
         let jp = common::journal_path(state_dir);
         let history = if jp.exists() { crate::journal::Journal::open(&jp)?.last_rotations(&playbook)? } else { Default::default() };

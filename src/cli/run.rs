@@ -85,7 +85,7 @@ pub async fn run(a: RunArgs, state_dir: &Path) -> Result<i32> {
             );
         }
     }
-    let playbook = std::fs::canonicalize(&a.playbook).unwrap_or(a.playbook.clone()).display().to_string();
+    let playbook = common::playbook_key(&a.playbook);
     let due = if a.due {
         // Decide what is due before anything is recorded or changed.
         let now = chrono::Utc::now();

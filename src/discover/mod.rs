@@ -386,8 +386,13 @@ pub fn human(d: chrono::Duration) -> String {
     }
 }
 
+/// A playbook duration as a chrono one (a duration too long for chrono is "forever").
+fn span(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
 fn std_human(d: Duration) -> String {
-    human(chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+    human(span(d))
 }
 
 /// Inactivity of an item (or pair): `(inactive, detail)`. Only where the
@@ -396,7 +401,7 @@ fn inactivity(last_used: Option<&str>, created: Option<&str>, tracked: bool, aft
     if !tracked {
         return (false, String::new());
     }
-    let after_c = chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
+    let after_c = span(after);
     match last_used.and_then(parse_time) {
         Some(t) if now - t > after_c => (true, format!("last used {} ago (inactive after {})", human(now - t), std_human(after))),
         Some(_) => (false, String::new()),
@@ -535,7 +540,7 @@ pub fn compare(pb: &Playbook, g: &Gathered, now: DateTime<Utc>) -> DiscoveryRepo
                 findings.push(f(FindingKind::Inactive, why));
             }
             if let Some(max) = c.max_age {
-                let max_c = chrono::Duration::from_std(max).unwrap_or(chrono::Duration::MAX);
+                let max_c = span(max);
                 let (overdue, detail) = match st.last_rotated.as_deref().and_then(parse_time) {
                     Some(t) => (now - t > max_c, format!("last rotated {} ago; max_age {}", human(now - t), std_human(max))),
                     None => (
@@ -758,7 +763,7 @@ pub fn due(c: &Credential, st: &CredentialStatus, now: DateTime<Utc>) -> Due {
     if c.revoke_inactive && st.inactive && caps.is_some_and(|k| k.revoke) && !pair {
         // A never-used secret gets `inactive_after` from its creation to be picked up.
         let idle_since = st.last_used.as_deref().or(st.created.as_deref()).and_then(parse_time);
-        let after = chrono::Duration::from_std(c.inactive_after).unwrap_or(chrono::Duration::MAX);
+        let after = span(c.inactive_after);
         match idle_since {
             Some(t) if now - t > after => {
                 let what = if st.last_used.is_some() { "last used" } else { "never used; created" };
@@ -791,7 +796,7 @@ pub fn due(c: &Credential, st: &CredentialStatus, now: DateTime<Utc>) -> Due {
                 .as_deref()
                 .and_then(parse_time)
                 .map(|t| {
-                    let left = t + chrono::Duration::from_std(max).unwrap_or(chrono::Duration::MAX) - now;
+                    let left = t + span(max) - now;
                     format!("rotated {} ago, due in {}", human(now - t), human(left))
                 })
                 .unwrap_or_else(|| "within max_age".into());
