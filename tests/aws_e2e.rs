@@ -235,7 +235,7 @@ async fn abort_between_each_pair_of_steps_then_resume_keeps_labels_right() {
             // The dry run reports the pending version the crash left behind.
             let plan = ks(&state).args(["plan", pb.to_str().unwrap()]).output().unwrap();
             let text = String::from_utf8_lossy(&plan.stdout);
-            assert!(text.contains("pending value(s) left") && text.contains(&format!("{p}/iam/{p}-key-0")), "{text}");
+            assert!(text.contains("pending value(s) or claim(s) left") && text.contains(&format!("{p}/iam/{p}-key-0")), "{text}");
         }
         run_resumes(ks(&state), &pb, point);
         let r = report_json(&state);

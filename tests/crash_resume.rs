@@ -110,7 +110,7 @@ fn abort_at_every_step_boundary_then_resume() {
             // The dry run reports the pending value the crash left behind.
             let plan = keysweep(&state).args(["plan", pb.to_str().unwrap()]).output().unwrap();
             let text = String::from_utf8_lossy(&plan.stdout);
-            assert!(text.contains("pending value(s) left") && text.contains(&format!("{prefix}/tokens/{prefix}-tok-0")), "{text}");
+            assert!(text.contains("pending value(s) or claim(s) left") && text.contains(&format!("{prefix}/tokens/{prefix}-tok-0")), "{text}");
         }
         // `run` again finds the interrupted run and resumes it.
         run_resumes(keysweep(&state), &pb, point);

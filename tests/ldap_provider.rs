@@ -183,7 +183,7 @@ async fn revoke_is_proven_dead_with_the_value_and_admin_side() {
     let (t, h, value) = SingleUser.create().await;
     let Target::LdapAccount(a) = &t else { unreachable!() };
     let dn = a.user.clone();
-    assert!(matches!(p.verify_dead(&t, &h, None).await, Verdict::Unknown(_)), "a live password has no admin-side proof either way");
+    assert!(matches!(p.verify_dead(&t, &h, None).await, Verdict::Unprovable(_)), "a live password has no admin-side proof either way");
     p.retire(&t, &h).await.unwrap();
     let v = p.verify_dead(&t, &h, Some(&value)).await;
     assert!(matches!(v, Verdict::Dead(_)), "{v:?}");
@@ -349,7 +349,7 @@ async fn admin_side_checks_never_count_as_failed_logins() {
     let t = target(&dn, None, false);
     for _ in 0..5 {
         let v = p.verify_dead(&t, &handle(&dn), None).await;
-        assert!(matches!(v, Verdict::Unknown(_)), "{v:?}");
+        assert!(matches!(v, Verdict::Unprovable(_)), "{v:?}");
     }
     let v = p.verify_dead(&t, &handle(&dn), Some(&SecretString::from(pw.clone()))).await;
     assert!(matches!(v, Verdict::Alive(_)), "the admin-side checks locked the account: {v:?}");

@@ -344,7 +344,7 @@ async fn revoke_is_proven_dead_from_outside_and_is_idempotent() {
     let t = target(&user, None, false);
     let h = p.current_handle(&t, None).await.unwrap();
     let old = SecretString::from("revoke-Password-1".to_string());
-    assert!(matches!(p.verify_dead(&t, &h, None).await, Verdict::Unknown(_)), "a live account is never dead admin-side");
+    assert!(matches!(p.verify_dead(&t, &h, None).await, Verdict::Unprovable(_)), "a live account is never dead admin-side");
     p.retire(&t, &h).await.unwrap();
     p.retire(&t, &h).await.unwrap();
     assert!(matches!(p.verify_dead(&t, &h, Some(&old)).await, Verdict::Dead(_)));

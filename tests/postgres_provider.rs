@@ -295,7 +295,7 @@ async fn revoke_is_proven_admin_side_without_the_value_and_ends_open_sessions() 
     session.simple_query("SELECT 1").await.unwrap();
 
     let v = p.verify_dead(&t, &h, None).await;
-    assert!(matches!(v, Verdict::Unknown(_)), "a live role is not dead admin-side: {v:?}");
+    assert!(matches!(v, Verdict::Unprovable(_)), "a live role is not dead admin-side: {v:?}");
     p.retire(&t, &h).await.unwrap();
     p.retire(&t, &h).await.unwrap();
     let v = p.verify_dead(&t, &h, None).await;

@@ -181,7 +181,7 @@ async fn revoke_is_proven_dead_with_and_without_the_value_and_ends_open_sessions
 
     assert!(matches!(p.verify_dead(&t, &h, Some(&pw)).await, Verdict::Alive(_)));
     let admin_before = p.verify_dead(&t, &h, None).await;
-    assert!(matches!(admin_before, Verdict::Unknown(_)), "a live user is not provably anything admin-side: {admin_before:?}");
+    assert!(matches!(admin_before, Verdict::Unprovable(_)), "a live user is not provably anything admin-side: {admin_before:?}");
 
     p.retire(&t, &h).await.unwrap();
     p.retire(&t, &h).await.unwrap();

@@ -72,7 +72,7 @@ pub async fn run(a: Args, state_dir: &std::path::Path) -> Result<i32> {
             for m in ms {
                 match store.list_pending(&m).await {
                     Ok(p) if !p.is_empty() => warnings.push(format!(
-                        "{} pending value(s) left by an interrupted or failed run in {prov}:{m} ({}); `run` finishes or clears them",
+                        "{} pending value(s) or claim(s) left by a run that is still going, was interrupted or failed, in {prov}:{m} ({}); `run` reports a credential held by a live run as a gap, and finishes or clears what an abandoned one left (retiring the orphans of a mint whose answer was lost)",
                         p.len(),
                         p.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
                     )),

@@ -256,6 +256,7 @@ async fn execute(
         provider_concurrency,
         observer: Arc::new(Progress::new(exec.quiet)),
         stop: stop.clone(),
+        own_logins: Default::default(),
     };
     let states = engine.execute(&plan).await;
     engine.providers.close().await;

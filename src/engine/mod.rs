@@ -29,7 +29,7 @@ use crate::plan::{Plan, WorkItem};
 use crate::playbook::model::Action;
 use crate::playbook::{Credential, StoreLocation};
 use crate::provider::registry::Providers;
-use crate::provider::{capabilities, Handle, Provider, ProviderError, Store, Verdict};
+use crate::provider::{capabilities, Claim, ClaimPhase, Handle, Provider, ProviderError, Store, StoredValue, Verdict};
 use crate::report::{Outcome, Step};
 use crate::secret::Delivered;
 use state::CredState;
@@ -57,16 +57,68 @@ pub struct Engine {
     pub observer: Arc<dyn Observer>,
     /// Set to stop starting new credentials (Ctrl-C); in-flight ones finish their step.
     pub stop: Arc<AtomicBool>,
+    /// keysweep's own logins met in this run, worked after everything else.
+    pub own_logins: OwnLogins,
+}
+
+/// Credentials that are keysweep's own login to their provider. Rotating one
+/// while other credentials still need that login would lock the run out
+/// halfway, so they are set aside and worked one at a time at the end.
+#[derive(Default)]
+pub struct OwnLogins {
+    last_wave: AtomicBool,
+    deferred: std::sync::Mutex<Vec<String>>,
 }
 
 /// A step that failed: where and why. Becomes `Outcome::Failed`.
 struct StepFail {
     step: Step,
     reason: String,
+    /// Not a failure: keysweep's own login, set aside for the last wave.
+    defer: bool,
 }
 
 fn fail(step: Step, e: impl std::fmt::Display) -> StepFail {
-    StepFail { step, reason: crate::secret::scrub(&e.to_string()) }
+    StepFail { step, reason: crate::secret::scrub(&e.to_string()), defer: false }
+}
+
+/// The gap a credential held by another run's live claim becomes.
+fn held_by(f: &Claim) -> StepFail {
+    fail(
+        Step::Stage,
+        format!(
+            "held by {} until {} (claim `{}`, {:?}); not touched. Run again after it ends, or after its lease runs out if it died",
+            f.holder,
+            f.lease_until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            f.nonce,
+            f.phase
+        ),
+    )
+}
+
+/// The handle fields a stored value carries, with its version.
+fn stored_handle_of(cur: &StoredValue) -> Handle {
+    let mut h = cur.delivered.fields.clone();
+    h.insert("version".into(), cur.version.clone());
+    h
+}
+
+/// Whether two handles name the same secret: every field both carry agrees,
+/// and they carry at least one in common (`version` aside: a store's version
+/// is not the secret's identity unless it is all a handle has).
+fn same_secret(a: &Handle, b: &Handle) -> bool {
+    let common: Vec<&String> = a.keys().filter(|k| b.contains_key(*k)).collect();
+    let ids: Vec<&&String> = common.iter().filter(|k| k.as_str() != "version").collect();
+    let keys: Vec<&String> = if ids.is_empty() { common.clone() } else { ids.into_iter().copied().collect() };
+    !keys.is_empty() && keys.iter().all(|k| a.get(*k) == b.get(*k))
+}
+
+/// How long a claim holds: long enough for every step of one credential,
+/// grace period and probe windows included, with a wide margin.
+fn lease_for(c: &Credential) -> chrono::Duration {
+    let probes = c.verify.interval.max(Duration::from_millis(10)) * c.verify.attempts.max(1) * 2;
+    let total = Duration::from_secs(600) + c.grace_period.unwrap_or_default() + probes;
+    chrono::Duration::from_std(total).unwrap_or(chrono::Duration::hours(24))
 }
 
 fn handle_json(h: &Handle) -> Value {
@@ -138,6 +190,21 @@ impl Engine {
                 break;
             }
         }
+        // keysweep's own logins, last and one at a time: each switches the
+        // provider's session to its new secret before retiring the old one.
+        self.own_logins.last_wave.store(true, Ordering::SeqCst);
+        let deferred = std::mem::take(&mut *self.own_logins.deferred.lock().unwrap_or_else(|e| e.into_inner()));
+        for id in deferred {
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let Some(item) = plan.items.iter().find(|w| w.cred.id == id) else { continue };
+            let st = states.get(&id).cloned().unwrap_or_default();
+            if let Some(o) = self.process(item, st).await {
+                self.finish(item, o).await;
+            }
+            states = self.states()?;
+        }
         self.observer.end();
         Ok(states)
     }
@@ -167,10 +234,22 @@ impl Engine {
         let Some(provider) = self.providers.get(&c.provider).cloned() else {
             return Some(Outcome::Failed { step: item.steps[0], reason: format!("provider `{}` is not connected", c.provider) });
         };
+        let nonce = st.nonce.clone().unwrap_or_else(|| format!("{}/{}", self.run_id, c.id));
         let r = match c.action {
             Action::Rotate => self.rotate(c, provider.as_ref(), st).await,
             Action::Revoke => self.revoke(c, provider.as_ref(), st).await,
         };
+        if c.action == Action::Rotate && !r.as_ref().is_err_and(|f| f.defer) {
+            // Ran to its end: the claim goes. Failed: it is left expired, with
+            // what it records, for the next run to settle.
+            self.end_claim(c, &nonce, r.is_ok()).await;
+        }
+        if let Err(f) = &r {
+            if f.defer {
+                self.own_logins.deferred.lock().unwrap_or_else(|e| e.into_inner()).push(c.id.clone());
+                return None;
+            }
+        }
         Some(match r {
             Ok(o) => o,
             Err(f) => Outcome::Failed { step: f.step, reason: f.reason },
@@ -186,7 +265,12 @@ impl Engine {
         let primary = c.deliver_to.first().ok_or_else(|| fail(Step::Stage, "no delivery store"))?.clone();
         let id = c.id.as_str();
 
+        if st.stage_done {
+            self.defer_own_login(c, p, &st.old_handle)?;
+        }
+
         // ---- stage: produce the new secret and store it as pending.
+        let mut carried = None;
         if !st.stage_done {
             self.observer.step(&c.provider, id, Step::Stage);
             let resumed = st.stage_started;
@@ -195,15 +279,73 @@ impl Engine {
                 self.rec(id, "stage", "started", json!({ "nonce": nonce })).await?;
             }
             let store = self.store(&primary, Step::Stage)?;
+            // The store's claim on this credential: another run's live claim
+            // makes it a gap; an abandoned one is settled and taken over.
+            let foreign = if store.supports_claims() {
+                store.read_claim(&primary).await.map_err(|e| fail(Step::Stage, e))?.filter(|cl| cl.nonce != nonce)
+            } else {
+                None
+            };
+            if let Some(f) = foreign.as_ref().filter(|f| f.live(chrono::Utc::now())) {
+                return Err(held_by(f));
+            }
             let current = store.read_current(&primary).await.map_err(|e| fail(Step::Stage, e))?;
-            let stored_handle: Option<Handle> = current.as_ref().map(|cur| {
-                let mut h = cur.delivered.fields.clone();
-                h.insert("version".into(), cur.version.clone());
-                h
-            });
+            let stored_handle: Option<Handle> = current.as_ref().map(stored_handle_of);
+            let cur_tag = current.as_ref().and_then(|cur| store.current_tag(cur));
+            // Another run promoted its new value and stopped before retiring
+            // the old one (a crash, a lost answer, a lost journal): the value
+            // in service is that run's. Finish its rotation; never retire
+            // what is current, never rotate it twice.
+            if let Some(f) = foreign.as_ref().filter(|f| cur_tag.as_deref() == Some(f.nonce.as_str())) {
+                let new_handle = p.current_handle(&c.target, stored_handle.as_ref()).await.map_err(|e| fail(Step::Stage, e))?;
+                let (old, old_version) = if f.old.is_empty() {
+                    self.previous_of(c, p, store, &primary, current.as_ref()).await?
+                } else {
+                    (f.old.clone(), f.old_version.clone())
+                };
+                drop(current);
+                self.defer_own_login(c, p, &old)?;
+                self.claim(c, store, &primary, &nonce, ClaimPhase::Promoted, &old, old_version.as_deref(), Some(&f.nonce)).await?;
+                tracing::warn!(credential = id, store = %primary, "finishing the rotation run `{}` promoted and left unfinished", f.nonce);
+                self.rec(
+                    id,
+                    "stage",
+                    "done",
+                    json!({ "nonce": nonce, "old": handle_json(&old), "old_version": old_version, "new": handle_json(&new_handle), "adopted_from": f.nonce }),
+                )
+                .await?;
+                for step in ["apply", "test", "promote"] {
+                    self.rec(id, step, "done", json!({ "adopted_from": f.nonce })).await?;
+                }
+                st.stage_done = true;
+                st.apply_done = true;
+                st.test_done = true;
+                st.promote_done = true;
+                st.nonce = Some(nonce.clone());
+                st.old_handle = old;
+                st.old_version = old_version;
+                st.new_handle = new_handle;
+            } else {
+                carried = Some((resumed, nonce, foreign, current, stored_handle));
+            }
+        }
+        if let Some((resumed, nonce, foreign, current, stored_handle)) = carried {
+            let store = self.store(&primary, Step::Stage)?;
             let old = p.current_handle(&c.target, stored_handle.as_ref()).await.map_err(|e| fail(Step::Stage, e))?;
             let old_version = current.as_ref().map(|c| c.version.clone());
             drop(current);
+            self.defer_own_login(c, p, &old)?;
+            // Take the slot (check-and-set): from here no other run works this credential.
+            self.claim(c, store, &primary, &nonce, ClaimPhase::Claimed, &old, old_version.as_deref(), foreign.as_ref().map(|f| f.nonce.as_str())).await?;
+            // An abandoned mint of another run may have left secrets no store holds.
+            if caps.mints {
+                if let Some(f) = foreign.as_ref().filter(|f| matches!(f.phase, ClaimPhase::Minting | ClaimPhase::Staged)) {
+                    let n = p.cleanup_minted(&c.target, &f.old, &f.nonce, None).await.map_err(|e| fail(Step::Stage, e))?;
+                    if n > 0 {
+                        tracing::warn!(credential = id, retired = n, "retired orphan secrets minted by abandoned run `{}`", f.nonce);
+                    }
+                }
+            }
 
             let pending = store.read_pending(&primary).await.map_err(|e| fail(Step::Stage, e))?;
             let new_handle: Handle = match pending {
@@ -217,7 +359,14 @@ impl Engine {
                 }
                 other => {
                     let adopted = match other {
-                        Some((d, foreign)) => self.settle_foreign_pending(c, p, &primary, d, &foreign).await?,
+                        Some((d, foreign)) => {
+                            let adopted = self.settle_foreign_pending(c, p, &primary, d, &foreign, &old).await?;
+                            if adopted.is_none() {
+                                // Discarding the foreign value dropped the entry our claim was in.
+                                self.claim(c, store, &primary, &nonce, ClaimPhase::Claimed, &old, old_version.as_deref(), None).await?;
+                            }
+                            adopted
+                        }
                         None => None,
                     };
                     if let Some(d) = adopted {
@@ -232,7 +381,21 @@ impl Engine {
                                 tracing::warn!(credential = id, retired = n, "retired orphan secrets of an interrupted mint");
                             }
                         }
-                        let minted = p.mint(&c.target, &old, &nonce).await.map_err(|e| fail(Step::Stage, e))?;
+                        // The store records that a mint is under way before it happens,
+                        // so any later run finds its orphans if the answer is lost.
+                        self.claim(c, store, &primary, &nonce, ClaimPhase::Minting, &old, old_version.as_deref(), None).await?;
+                        let minted = match p.mint(&c.target, &old, &nonce).await {
+                            Ok(m) => m,
+                            Err(e) => {
+                                // The server may have minted before the answer was lost.
+                                match p.cleanup_minted(&c.target, &old, &nonce, None).await {
+                                    Ok(n) if n > 0 => tracing::warn!(credential = id, retired = n, "retired secrets of a mint whose answer was lost"),
+                                    Ok(_) => {}
+                                    Err(ce) => tracing::warn!(credential = id, error = %ce, "could not look for orphans of a failed mint; the next run will"),
+                                }
+                                return Err(fail(Step::Stage, e));
+                            }
+                        };
                         crate::journal::crash_point("mint");
                         if let Err(e) = self.stage_all(c, &minted.delivered, &nonce).await {
                             // Never leave a minted secret that no store holds.
@@ -304,7 +467,7 @@ impl Engine {
                         format!("new secret refused after it was applied ({e}); the pending value is kept in the store for recovery or resume"),
                     ));
                 }
-                Verdict::Unknown(e) => {
+                Verdict::Unknown(e) | Verdict::Unprovable(e) => {
                     return Err(fail(
                         Step::Test,
                         format!("could not prove the new secret works ({e}); old secret left in service, pending value kept for resume"),
@@ -330,11 +493,36 @@ impl Engine {
             if let Some(g) = c.grace_period {
                 tokio::time::sleep(g).await;
             }
+            if p.is_own_login(&c.target, &st.old_handle) {
+                // keysweep's own login: move this session onto the new secret
+                // first, or retiring the old one would lock the run out.
+                let cur = store
+                    .read_current(&primary)
+                    .await
+                    .map_err(|e| fail(Step::Retire, e))?
+                    .ok_or_else(|| fail(Step::Retire, format!("the new value of keysweep's own login is not at {primary}")))?;
+                p.switch_login(&c.target, &cur.delivered).await.map_err(|e| {
+                    fail(Step::Retire, format!("keysweep could not log in with the new secret of its own login ({e}); the old one is left in service"))
+                })?;
+                tracing::warn!(
+                    credential = id,
+                    provider = %c.provider,
+                    "rotated keysweep's own login: this run switched to the new secret; later runs must log in with the value now at {primary}"
+                );
+            }
             self.rec(id, "retire", "started", json!({ "old": handle_json(&st.old_handle) })).await?;
             // Same account (a single-user password rotation): applying the new
             // password already replaced the old one; there is nothing else to retire.
-            let same_account = !st.new_handle.is_empty() && st.new_handle == st.old_handle;
+            let same_account = !caps.mints && !st.new_handle.is_empty() && st.new_handle == st.old_handle;
             if !st.old_handle.is_empty() && !same_account {
+                // Never retire what consumers read now: whatever led here
+                // (a foreign record, a store changed by hand), that is a lockout.
+                if self.is_current(c, p, &st.old_handle).await? {
+                    return Err(fail(
+                        Step::Retire,
+                        format!("refused to retire {:?}: the store says it is the secret in service; nothing was retired", st.old_handle),
+                    ));
+                }
                 retry::retry(retry::RetryPolicy::default(), || p.retire(&c.target, &st.old_handle)).await.map_err(|e| fail(Step::Retire, e))?;
             }
             self.rec(id, "retire", "done", json!({})).await?;
@@ -367,6 +555,10 @@ impl Engine {
             Verdict::Unknown(e) => {
                 Outcome::Unverified { step: Step::VerifyDead, reason: format!("death not proven after {} probe(s): {e}", c.verify.attempts) }
             }
+            Verdict::Unprovable(e) => Outcome::Unverified {
+                step: Step::VerifyDead,
+                reason: format!("death cannot be proven with what keysweep holds, so no further probe was spent: {e}; keep the old value readable in a store (verify.probe_old) or check by hand"),
+            },
         })
     }
 
@@ -388,6 +580,7 @@ impl Engine {
             let old = p.current_handle(&c.target, stored.as_ref()).await.map_err(|e| fail(Step::Retire, e))?;
             (old, current.map(|c| c.delivered))
         };
+        self.defer_own_login(c, p, &old)?;
         if !st.retire_done {
             self.observer.step(&c.provider, id, Step::Retire);
             self.rec(id, "retire", "started", json!({ "old": handle_json(&old) })).await?;
@@ -405,7 +598,121 @@ impl Engine {
             Verdict::Unknown(e) => {
                 Outcome::Unverified { step: Step::VerifyDead, reason: format!("death not proven after {} probe(s): {e}", c.verify.attempts) }
             }
+            Verdict::Unprovable(e) => Outcome::Unverified {
+                step: Step::VerifyDead,
+                reason: format!("death cannot be proven with what keysweep holds, so no further probe was spent: {e}; keep the old value readable in a store (verify.probe_old) or check by hand"),
+            },
         })
+    }
+
+    /// Sets keysweep's own login aside until every other credential is done.
+    fn defer_own_login(&self, c: &Credential, p: &dyn Provider, old: &Handle) -> Result<(), StepFail> {
+        if self.own_logins.last_wave.load(Ordering::SeqCst) || !p.is_own_login(&c.target, old) {
+            return Ok(());
+        }
+        tracing::info!(credential = %c.id, provider = %c.provider, "keysweep's own login: worked after every other credential");
+        Err(StepFail { step: Step::Stage, reason: String::new(), defer: true })
+    }
+
+    /// Takes or updates this run's claim on `loc` (check-and-set in the
+    /// store), replacing the abandoned claim `replacing` if given. Another
+    /// run's claim there makes this credential a gap.
+    #[allow(clippy::too_many_arguments)]
+    async fn claim(
+        &self,
+        c: &Credential,
+        store: &dyn Store,
+        loc: &StoreLocation,
+        nonce: &str,
+        phase: ClaimPhase,
+        old: &Handle,
+        old_version: Option<&str>,
+        replacing: Option<&str>,
+    ) -> Result<(), StepFail> {
+        if !store.supports_claims() {
+            return Ok(());
+        }
+        let host = crate::provider::this_host();
+        let pid = std::process::id();
+        let claim = Claim {
+            nonce: nonce.to_string(),
+            holder: format!("run `{}` on {host} (pid {pid})", self.run_id),
+            lease_until: chrono::Utc::now() + lease_for(c),
+            phase,
+            old: old.clone(),
+            old_version: old_version.map(str::to_string),
+            host,
+            pid,
+        };
+        match store.write_claim(loc, &claim, replacing).await.map_err(|e| fail(Step::Stage, e))? {
+            Some(other) => Err(held_by(&other)),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends this run's claim on a credential's primary store: released after
+    /// a rotation ran to its end, expired (kept, so the next run settles what
+    /// it holds at once) after a failure. Best effort: an unreleased claim
+    /// only delays the next run until its lease ends.
+    async fn end_claim(&self, c: &Credential, nonce: &str, release: bool) {
+        let Some(loc) = c.deliver_to.first() else { return };
+        let Some(store) = self.providers.store(&loc.provider) else { return };
+        if !store.supports_claims() {
+            return;
+        }
+        let r = if release {
+            store.release(loc, nonce).await
+        } else {
+            match store.read_claim(loc).await {
+                Ok(Some(mut cl)) if cl.nonce == nonce => {
+                    cl.lease_until = chrono::Utc::now();
+                    store.write_claim(loc, &cl, None).await.map(|_| ())
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = r {
+            tracing::warn!(credential = %c.id, store = %loc, error = %e, "could not end this run's claim; it lapses when its lease runs out");
+        }
+    }
+
+    /// The secret a promoted value replaced, from the store's previous
+    /// version, when no claim recorded it (a rotation staged by an older
+    /// keysweep). Empty when the current version is the first.
+    async fn previous_of(
+        &self,
+        c: &Credential,
+        p: &dyn Provider,
+        store: &dyn Store,
+        loc: &StoreLocation,
+        current: Option<&StoredValue>,
+    ) -> Result<(Handle, Option<String>), StepFail> {
+        let Some(cur) = current else { return Ok((Handle::new(), None)) };
+        let Some(prev) = cur.version.parse::<u64>().ok().filter(|v| *v > 1).map(|v| (v - 1).to_string()) else {
+            return Ok((Handle::new(), None));
+        };
+        match store.read_version(loc, &prev).await.map_err(|e| fail(Step::Stage, e))? {
+            Some(d) => {
+                let mut h = d.fields.clone();
+                h.insert("version".into(), prev.clone());
+                let old = p.current_handle(&c.target, Some(&h)).await.map_err(|e| fail(Step::Stage, e))?;
+                Ok((old, Some(prev)))
+            }
+            None => Err(fail(
+                Step::Stage,
+                format!("a rotation by an earlier run is promoted at {loc}, but version {prev} (the secret it replaced) is no longer readable; retire that secret by hand, then clear the pending entry"),
+            )),
+        }
+    }
+
+    /// Whether `h` names the secret the primary store says is current.
+    async fn is_current(&self, c: &Credential, p: &dyn Provider, h: &Handle) -> Result<bool, StepFail> {
+        let Some(loc) = c.deliver_to.first() else { return Ok(false) };
+        let store = self.store(loc, Step::Retire)?;
+        let Some(cur) = store.read_current(loc).await.map_err(|e| fail(Step::Retire, e))? else { return Ok(false) };
+        let in_service = p.current_handle(&c.target, Some(&stored_handle_of(&cur))).await.map_err(|e| fail(Step::Retire, e))?;
+        Ok(same_secret(h, &in_service))
     }
 
     /// Stages `value` as pending in every delivery store, primary first.
@@ -433,11 +740,13 @@ impl Engine {
         primary: &StoreLocation,
         d: Delivered,
         foreign: &str,
+        in_service: &Handle,
     ) -> Result<Option<Delivered>, StepFail> {
         let caps = capabilities(c.target.kind()).expect("known kind");
         if caps.mints {
             let h: Handle = p.handle_from_fields(&c.target, &d.fields);
-            if !h.is_empty() {
+            // A leftover of a promotion is the secret in service: drop the entry only.
+            if !h.is_empty() && !same_secret(&h, in_service) {
                 p.retire(&c.target, &h).await.map_err(|e| fail(Step::Stage, e))?;
             }
         } else {
@@ -450,7 +759,7 @@ impl Engine {
                     tracing::warn!(credential = %c.id, store = %primary, "adopting the applied pending value left by run {foreign}");
                     return Ok(Some(d));
                 }
-                Verdict::Unknown(e) => {
+                Verdict::Unknown(e) | Verdict::Unprovable(e) => {
                     return Err(fail(
                         Step::Stage,
                         format!("a pending value from run `{foreign}` may be in use ({e}); it is kept: resume that run or clear it by hand"),
@@ -483,6 +792,8 @@ impl Engine {
                 Verdict::Alive(_) => want_alive,
                 Verdict::Dead(_) => !want_alive,
                 Verdict::Unknown(_) => false,
+                // Probing again cannot change it.
+                Verdict::Unprovable(_) => true,
             };
             if stop {
                 return last;

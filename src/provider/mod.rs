@@ -65,12 +65,16 @@ pub enum Verdict {
     Alive(String),
     /// No proof either way (timeout, 429, 5xx, network, ambiguous refusal).
     Unknown(String),
+    /// No proof is possible with what keysweep holds (e.g. no old value to
+    /// log in with, and the system's admin side cannot tell passwords apart):
+    /// probing again cannot change it, so no further probe is spent.
+    Unprovable(String),
 }
 
 impl Verdict {
     pub fn evidence(&self) -> &str {
         match self {
-            Verdict::Dead(e) | Verdict::Alive(e) | Verdict::Unknown(e) => e,
+            Verdict::Dead(e) | Verdict::Alive(e) | Verdict::Unknown(e) | Verdict::Unprovable(e) => e,
         }
     }
 }
@@ -168,6 +172,24 @@ pub trait Provider: Send + Sync {
     /// login session carries `keysweep_session` = `true` in its details.
     async fn inventory(&self) -> Result<Vec<InventoryItem>, ProviderError>;
 
+    /// Whether `old` (the secret in service for `target`) is keysweep's own
+    /// login to this provider. Such a credential is worked last, and its old
+    /// secret is retired only after `switch_login` moved keysweep onto the new one.
+    fn is_own_login(&self, _target: &Target, _old: &Handle) -> bool {
+        false
+    }
+
+    /// Moves keysweep's own session onto `new`, the promoted replacement of
+    /// its own login, before the old one is retired. Providers that cannot
+    /// refuse, and the engine then leaves the old secret in service.
+    async fn switch_login(&self, target: &Target, _new: &Delivered) -> Result<(), ProviderError> {
+        Err(ProviderError::new(
+            ErrorKind::Unsupported,
+            "switch_login",
+            format!("this provider cannot switch keysweep's own login to a new `{}`", target.kind()),
+        ))
+    }
+
     /// Ends keysweep's own session, if it opened one (e.g. revokes an AppRole
     /// login token). Best effort; called when a command is done.
     async fn close(&self) {}
@@ -184,6 +206,74 @@ pub struct StoredValue {
     pub delivered: Delivered,
     /// Store-specific version id (KV version number, SM version id).
     pub version: String,
+}
+
+/// Where a claimed rotation has got to, as its store records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimPhase {
+    /// The slot is taken; nothing minted or staged yet.
+    Claimed,
+    /// The owning system is about to mint (or minted, if the answer was lost)
+    /// a secret tagged with the claim's nonce: a later run looks for orphans.
+    Minting,
+    /// A new value is staged as pending.
+    Staged,
+    /// The new value is current; the old secret may not be retired yet.
+    Promoted,
+}
+
+/// One run's hold on one credential, kept in the credential's primary store
+/// (DESIGN: "the store remembers what the journal may forget"). It is the
+/// cross-machine lease (written with check-and-set) and the record that lets
+/// any later run, with or without the journal, tell a half-finished rotation
+/// of its own from someone else's, finish it, and find orphans of a lost mint.
+/// Holds handles, never secret values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub nonce: String,
+    /// Who holds it: run id, host and pid, for the gap reason another run reports.
+    pub holder: String,
+    /// Until when the holder may be working. A claim past it is abandoned
+    /// (its run died or failed) and another run may settle and take it.
+    pub lease_until: chrono::DateTime<chrono::Utc>,
+    pub phase: ClaimPhase,
+    /// The secret in service when the claim was taken: the one to retire.
+    #[serde(default)]
+    pub old: Handle,
+    /// The store version that held the old secret, for probing it after retirement.
+    #[serde(default)]
+    pub old_version: Option<String>,
+    /// The holder's host and process id: on the same host, a claim whose
+    /// process is gone is abandoned at once (a `kill -9`), lease or not.
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub pid: u32,
+}
+
+impl Claim {
+    /// Whether the holder may still be working on it: its lease has not run
+    /// out and, when it was taken on this host, its process is still there.
+    pub fn live(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        if self.lease_until <= now {
+            return false;
+        }
+        if !self.host.is_empty() && self.host == this_host() && self.pid != 0 && self.pid != std::process::id() {
+            return std::path::Path::new(&format!("/proc/{}", self.pid)).exists() || !std::path::Path::new("/proc/self").exists();
+        }
+        true
+    }
+}
+
+/// This machine's name, as claims record it.
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into())
 }
 
 /// A place new values are delivered to, with staged (pending) and current versions.
@@ -206,6 +296,31 @@ pub trait Store: Send + Sync {
     fn tag_for(&self, nonce: &str) -> String {
         nonce.to_string()
     }
+    /// The nonce of the run that made `current` current, when the store records it.
+    fn current_tag(&self, current: &StoredValue) -> Option<String> {
+        current.delivered.fields.get("keysweep_nonce").cloned()
+    }
     /// Every pending entry left under this store (for `plan` to report stuck ones).
     async fn list_pending(&self, mount: &str) -> Result<Vec<String>, ProviderError>;
+
+    /// Whether this store keeps claims (a check-and-set lease per credential).
+    /// A store that does not leaves cross-machine exclusion to the operator.
+    fn supports_claims(&self) -> bool {
+        false
+    }
+    /// The claim on `loc`, if one is held or was left behind.
+    async fn read_claim(&self, _loc: &StoreLocation) -> Result<Option<Claim>, ProviderError> {
+        Ok(None)
+    }
+    /// Writes `claim` with check-and-set: only when `loc` holds no claim, or
+    /// one whose nonce is `replacing` (taking over an abandoned claim, or
+    /// updating one's own). `Ok(Some(other))`: someone else holds it now.
+    async fn write_claim(&self, _loc: &StoreLocation, _claim: &Claim, _replacing: Option<&str>) -> Result<Option<Claim>, ProviderError> {
+        Ok(None)
+    }
+    /// Ends the claim of `nonce` (and drops what it staged). Never touches
+    /// another run's claim.
+    async fn release(&self, _loc: &StoreLocation, _nonce: &str) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }

@@ -975,7 +975,7 @@ impl Provider for LdapProvider {
             (Some(s), _) if !s.has_password => Verdict::Dead(format!("{dn} holds no userPassword/authPassword: no simple bind as it can succeed")),
             (Some(s), Some(v)) => self.probe_verdict(dn, v, s.lock.as_deref()).await,
             (Some(_), None) => {
-                Verdict::Unknown(format!("{dn} still holds a password; without the old value LDAP gives the admin no way to tell which one"))
+                Verdict::Unprovable(format!("{dn} still holds a password; without the old value LDAP gives the admin no way to tell which one"))
             }
         }
     }

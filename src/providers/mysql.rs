@@ -606,7 +606,7 @@ impl Provider for MysqlProvider {
             Ok(Account::Absent) => Verdict::Dead(format!("account '{user}'@'{host}' no longer exists")),
             Ok(Account::Present { locked: true }) => Verdict::Dead(format!("account '{user}'@'{host}' is locked (no login possible)")),
             Ok(Account::Present { locked: false }) => {
-                Verdict::Unknown(format!("account '{user}'@'{host}' exists and is not locked; without the old value its password cannot be checked"))
+                Verdict::Unprovable(format!("account '{user}'@'{host}' exists and is not locked; without the old value its password cannot be checked"))
             }
             Err(e) => Verdict::Unknown(e.to_string()),
         }

@@ -721,7 +721,7 @@ impl Provider for PostgresProvider {
                 until.unwrap_or_default(),
                 self.addr()
             )),
-            Ok(Some((true, false, _))) => Verdict::Unknown(format!(
+            Ok(Some((true, false, _))) => Verdict::Unprovable(format!(
                 "pg_roles: `{user}` can still log in on {}; without the old value its password cannot be checked",
                 self.addr()
             )),

@@ -586,7 +586,7 @@ impl Provider for RedisProvider {
             Ok(Some(u)) if !u.enabled() => Verdict::Dead(format!("ACL GETUSER: `{user}` is off (AUTH answers WRONGPASS)")),
             Ok(Some(u)) if u.flag("nopass") => Verdict::Alive(format!("ACL GETUSER: `{user}` is on with nopass (any password is accepted)")),
             Ok(Some(u)) if u.passwords == 0 => Verdict::Dead(format!("ACL GETUSER: `{user}` has no password left")),
-            Ok(Some(u)) => Verdict::Unknown(format!(
+            Ok(Some(u)) => Verdict::Unprovable(format!(
                 "ACL GETUSER: `{user}` is on with {} password(s); which ones cannot be told without the old value",
                 u.passwords
             )),

@@ -17,10 +17,35 @@ use serde_json::{json, Map, Value};
 use super::http::list_method;
 use super::{VaultProvider, NONCE_KEY};
 use crate::playbook::StoreLocation;
-use crate::provider::{ErrorKind, InventoryItem, ProviderError, Store, StoredValue};
+use crate::provider::{Claim, ClaimPhase, ErrorKind, InventoryItem, ProviderError, Store, StoredValue};
 use crate::secret::{Delivered, ExposeSecret, SecretString};
 
 const ROTATED_AT_KEY: &str = "keysweep_rotated_at";
+/// The claim (lease and rotation record) kept in the pending entry, as JSON.
+const CLAIM_KEY: &str = "keysweep_claim";
+
+/// The claim a pending entry records. An entry staged before claims existed
+/// (nonce, no claim) reads as an abandoned claim in phase `staged`.
+fn claim_of(data: &Map<String, Value>) -> Option<Claim> {
+    if let Some(c) = data.get(CLAIM_KEY).and_then(|v| v.as_str()).and_then(|s| serde_json::from_str::<Claim>(s).ok()) {
+        return Some(c);
+    }
+    let nonce = data.get(NONCE_KEY)?.as_str()?.to_string();
+    Some(Claim {
+        nonce,
+        holder: "an earlier keysweep run".into(),
+        lease_until: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        phase: ClaimPhase::Staged,
+        old: Default::default(),
+        old_version: None,
+        host: String::new(),
+        pid: 0,
+    })
+}
+
+fn cas_mismatch(r: &super::http::Resp) -> bool {
+    r.status == 400 && r.error_contains("check-and-set")
+}
 
 /// Splits KV data into the secret field and the public ones.
 fn to_delivered(data: &Map<String, Value>, field: &str) -> Option<Delivered> {
@@ -47,6 +72,68 @@ impl VaultProvider {
         match r.body["data"]["data"].as_object() {
             Some(d) => Ok(Some((d.clone(), version))),
             None => Ok(None), // deleted or destroyed version
+        }
+    }
+
+    /// The pending entry's data (a staged value and/or a claim) and the
+    /// version to check-and-set against (0: the slot has never been written,
+    /// or its metadata was deleted).
+    ///
+    /// KV v2 does not write a version and its metadata atomically: a read
+    /// racing another run's write can find the metadata at version N and no
+    /// data for it. Taking that for "empty" would let a check-and-set on N
+    /// overwrite the other run's claim, so an entry is empty only when its
+    /// metadata says so (no version, or the current one deleted/destroyed);
+    /// a torn read is read again.
+    async fn pending_entry(&self, loc: &StoreLocation) -> Result<(Option<Map<String, Value>>, u64), ProviderError> {
+        let meta_path = format!("{}/metadata/{}/{}", loc.mount, self.pending_prefix, loc.path);
+        for attempt in 0..8u64 {
+            if let Some((d, v)) = self.read_data(&self.pending_path(loc)).await? {
+                return Ok((Some(d), v));
+            }
+            let r = self.http.admin("vault.kv.metadata", Method::GET, &meta_path, None).await?;
+            let d = &r.body["data"];
+            let cv = match r.status {
+                404 => return Ok((None, 0)),
+                s if (200..300).contains(&s) && d["current_version"].is_u64() => d["current_version"].as_u64().unwrap_or(0),
+                _ => return Err(ProviderError::new(ErrorKind::Unavailable, "vault.kv.metadata", format!("{meta_path}: {}", r.describe()))),
+            };
+            let v = &d["versions"][cv.to_string()];
+            let gone = cv == 0 || v["destroyed"].as_bool() == Some(true) || v["deletion_time"].as_str().is_some_and(|t| !t.is_empty());
+            if gone {
+                return Ok((None, cv));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10 * (attempt + 1))).await;
+        }
+        Err(ProviderError::new(
+            ErrorKind::Unavailable,
+            "vault.kv.read",
+            format!("{loc}: the pending entry's metadata names a version its data read does not return (a write in progress?)"),
+        ))
+    }
+
+    /// After promotion: the staged value is no longer needed, but a claim
+    /// stays (phase `promoted`, claim-only) until the run releases it, so a
+    /// run that dies before retiring the old secret leaves the record a later
+    /// run finishes from. An entry with no claim is simply dropped.
+    async fn clear_promoted(&self, loc: &StoreLocation, nonce: &str) -> Result<(), ProviderError> {
+        let (entry, cas) = self.pending_entry(loc).await?;
+        let Some(entry) = entry else { return Ok(()) };
+        match entry.get(CLAIM_KEY).and_then(|_| claim_of(&entry)) {
+            Some(mut c) if c.nonce == nonce => {
+                if c.phase == ClaimPhase::Promoted && !entry.contains_key(&loc.field) {
+                    return Ok(());
+                }
+                c.phase = ClaimPhase::Promoted;
+                let data = json!({ NONCE_KEY: nonce, CLAIM_KEY: serde_json::to_string(&c).unwrap_or_default() });
+                let r = self.http.admin("vault.kv.claim", Method::POST, &self.pending_path(loc), Some(json!({ "options": { "cas": cas }, "data": data }))).await?;
+                if !r.ok() {
+                    return Err(ProviderError::new(ErrorKind::Conflict, "vault.kv.claim", format!("{loc}: {}", r.describe())));
+                }
+                Ok(())
+            }
+            Some(_) => Ok(()), // someone else's claim: never touched
+            None => self.discard_pending(loc).await,
         }
     }
 
@@ -123,18 +210,42 @@ impl Store for VaultProvider {
         let nonce = data.get(NONCE_KEY).and_then(|v| v.as_str()).unwrap_or_default().to_string();
         Ok(to_delivered(&data, &loc.field).map(|mut d| {
             d.fields.remove(NONCE_KEY);
+            d.fields.remove(CLAIM_KEY);
             (d, nonce)
         }))
     }
 
     async fn stage(&self, loc: &StoreLocation, value: &Delivered, nonce: &str) -> Result<(), ProviderError> {
+        // Check-and-set on the pending entry: a value is staged only into a
+        // slot that is free or claimed under this nonce, never over another
+        // run's claim (the cross-machine lease).
+        let (entry, cas) = self.pending_entry(loc).await?;
+        let mut claim = entry.as_ref().and_then(claim_of);
+        if let Some(c) = &claim {
+            if c.nonce != nonce && entry.as_ref().is_some_and(|d| d.contains_key(CLAIM_KEY)) {
+                return Err(ProviderError::new(ErrorKind::Conflict, "vault.kv.stage", format!("{loc} is claimed by {} (nonce {})", c.holder, c.nonce)));
+            }
+        }
         let mut data = Map::new();
         for (k, v) in &value.fields {
             data.insert(k.clone(), Value::String(v.clone()));
         }
         data.insert(loc.field.clone(), Value::String(value.value.expose_secret().to_string()));
         data.insert(NONCE_KEY.into(), Value::String(nonce.to_string()));
-        self.http.admin_ok("vault.kv.stage", Method::POST, &self.pending_path(loc), Some(json!({ "data": data }))).await.map(|_| ())
+        if let Some(c) = claim.as_mut().filter(|c| c.nonce == nonce && entry.as_ref().is_some_and(|d| d.contains_key(CLAIM_KEY))) {
+            c.phase = ClaimPhase::Staged;
+            data.insert(CLAIM_KEY.into(), Value::String(serde_json::to_string(c).unwrap_or_default()));
+        }
+        let r = self.http.admin("vault.kv.stage", Method::POST, &self.pending_path(loc), Some(json!({ "options": { "cas": cas }, "data": data }))).await?;
+        tracing::debug!(store = %loc, nonce, cas, claim = ?claim.as_ref().map(|c| &c.nonce), status = r.status, "stage");
+        drop(data);
+        if cas_mismatch(&r) {
+            return Err(ProviderError::new(ErrorKind::Conflict, "vault.kv.stage", format!("{loc}: another run wrote the pending entry meanwhile")));
+        }
+        if !r.ok() {
+            return Err(ProviderError::new(ErrorKind::Other, "vault.kv.stage", format!("{loc}: {}", r.describe())));
+        }
+        Ok(())
     }
 
     async fn promote(&self, loc: &StoreLocation, nonce: &str) -> Result<String, ProviderError> {
@@ -143,7 +254,7 @@ impl Store for VaultProvider {
         if let Some((data, version)) = &current {
             if data.get(NONCE_KEY).and_then(|v| v.as_str()) == Some(nonce) {
                 // Already promoted by an interrupted attempt: finish by clearing pending.
-                self.discard_pending(loc).await?;
+                self.clear_promoted(loc, nonce).await?;
                 return Ok(version.to_string());
             }
         }
@@ -176,13 +287,66 @@ impl Store for VaultProvider {
             return Err(ProviderError::new(ErrorKind::Conflict, "vault.kv.promote", format!("{loc}: {}", r.describe())));
         }
         let version = r.body["data"]["version"].as_u64().unwrap_or(0).to_string();
-        self.discard_pending(loc).await?;
+        crate::journal::crash_point("promoted");
+        self.clear_promoted(loc, nonce).await?;
         Ok(version)
     }
 
     async fn discard_pending(&self, loc: &StoreLocation) -> Result<(), ProviderError> {
+        tracing::debug!(store = %loc, "discard_pending");
         let path = format!("{}/metadata/{}/{}", loc.mount, self.pending_prefix, loc.path);
         self.http.admin_ok("vault.kv.discard_pending", Method::DELETE, &path, None).await.map(|_| ())
+    }
+
+    fn supports_claims(&self) -> bool {
+        true
+    }
+
+    async fn read_claim(&self, loc: &StoreLocation) -> Result<Option<Claim>, ProviderError> {
+        let (entry, _) = self.pending_entry(loc).await?;
+        Ok(entry.as_ref().and_then(claim_of))
+    }
+
+    async fn write_claim(&self, loc: &StoreLocation, claim: &Claim, replacing: Option<&str>) -> Result<Option<Claim>, ProviderError> {
+        let (entry, cas) = self.pending_entry(loc).await?;
+        let existing = entry.as_ref().and_then(claim_of);
+        match &existing {
+            None => {}
+            Some(e) if e.nonce == claim.nonce => {}
+            // Taking over an abandoned claim: what it staged stays, under its
+            // own nonce, for the new holder to settle.
+            Some(e) if Some(e.nonce.as_str()) == replacing => {}
+            Some(e) => return Ok(Some(e.clone())),
+        }
+        let mut data = entry.unwrap_or_default();
+        data.insert(CLAIM_KEY.into(), Value::String(serde_json::to_string(claim).unwrap_or_default()));
+        let r = self.http.admin("vault.kv.claim", Method::POST, &self.pending_path(loc), Some(json!({ "options": { "cas": cas }, "data": data }))).await?;
+        tracing::debug!(store = %loc, nonce = %claim.nonce, cas, existing = ?existing.as_ref().map(|e| &e.nonce), status = r.status, "write_claim");
+        drop(data);
+        if cas_mismatch(&r) {
+            // Someone wrote the slot between our read and our write.
+            let (entry, _) = self.pending_entry(loc).await?;
+            return match entry.as_ref().and_then(claim_of) {
+                Some(c) if c.nonce == claim.nonce => Ok(None),
+                Some(c) => Ok(Some(c)),
+                None => Err(ProviderError::new(ErrorKind::Unavailable, "vault.kv.claim", format!("{loc}: the pending entry changed meanwhile; try again"))),
+            };
+        }
+        if !r.ok() {
+            return Err(ProviderError::new(ErrorKind::Other, "vault.kv.claim", format!("{loc}: {}", r.describe())));
+        }
+        Ok(None)
+    }
+
+    async fn release(&self, loc: &StoreLocation, nonce: &str) -> Result<(), ProviderError> {
+        let (entry, _) = self.pending_entry(loc).await?;
+        match entry.as_ref().and_then(claim_of) {
+            Some(c) if c.nonce == nonce => {
+                tracing::debug!(store = %loc, nonce, "release");
+                self.discard_pending(loc).await
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn list_pending(&self, mount: &str) -> Result<Vec<String>, ProviderError> {
