@@ -37,6 +37,8 @@ pub struct AwsProvider {
     limiter: Option<DefaultDirectRateLimiter>,
     retry: RetryPolicy,
     requests: std::sync::atomic::AtomicU64,
+    /// The access key id keysweep itself signs with, when it uses one.
+    pub(crate) own_key_id: std::sync::OnceLock<String>,
 }
 
 impl AwsProvider {
@@ -77,11 +79,20 @@ impl AwsProvider {
             limiter,
             retry: RetryPolicy { max_attempts: limits.max_attempts.unwrap_or(5), ..RetryPolicy::default() },
             requests: std::sync::atomic::AtomicU64::new(0),
+            own_key_id: std::sync::OnceLock::new(),
         })
     }
 
     /// Checks keysweep's own credentials with STS GetCallerIdentity.
     pub async fn check_login(&self) -> Result<String, ProviderError> {
+        // Which access key is keysweep's own, so a playbook that lists it
+        // never has it retired under the running session.
+        if let Some(cp) = self.sdk.credentials_provider() {
+            use aws_credential_types::provider::ProvideCredentials;
+            if let Ok(c) = cp.provide_credentials().await {
+                let _ = self.own_key_id.set(c.access_key_id().to_string());
+            }
+        }
         self.call(|| async {
             self.sts
                 .get_caller_identity()

@@ -324,6 +324,10 @@ impl Provider for AwsProvider {
         "aws"
     }
 
+    fn is_own_login(&self, target: &Target, old: &Handle) -> bool {
+        matches!(target, Target::AwsIamAccessKey(_)) && self.own_key_id.get().is_some_and(|own| old.get(KEY_ID) == Some(own))
+    }
+
     async fn current_handle(&self, target: &Target, stored: Option<&Handle>) -> Result<Handle, ProviderError> {
         match target {
             Target::AwsIamAccessKey(t) => {

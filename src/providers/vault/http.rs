@@ -55,7 +55,9 @@ pub struct VaultHttp {
     base: String,
     namespace: Option<String>,
     http: reqwest::Client,
-    admin_token: SecretString,
+    /// keysweep's own token. Replaced (not mutated) when keysweep rotates
+    /// its own login and switches to the new one before retiring the old.
+    admin_token: std::sync::RwLock<std::sync::Arc<SecretString>>,
     limiter: Option<DefaultDirectRateLimiter>,
     pub retry: RetryPolicy,
     requests: AtomicU64,
@@ -81,7 +83,25 @@ impl VaultHttp {
             let burst = burst.and_then(std::num::NonZeroU32::new).unwrap_or(r);
             RateLimiter::direct(Quota::per_second(r).allow_burst(burst))
         });
+        let admin_token = std::sync::RwLock::new(std::sync::Arc::new(admin_token));
         Ok(VaultHttp { base: base.trim_end_matches('/').to_string(), namespace, http, admin_token, limiter, retry, requests: AtomicU64::new(0) })
+    }
+
+    fn admin_token(&self) -> std::sync::Arc<SecretString> {
+        self.admin_token.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Makes `token` keysweep's own token from the next request on.
+    pub fn switch_admin_token(&self, token: SecretString) {
+        *self.admin_token.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(token);
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn namespace(&self) -> Option<String> {
+        self.namespace.clone()
     }
 
     /// Requests sent so far (for tests and the benchmark).
@@ -136,14 +156,16 @@ impl VaultHttp {
     /// One request with keysweep's own token, not retried (for calls that must
     /// not be repeated blindly, such as minting).
     pub async fn send_admin(&self, operation: &'static str, method: Method, path: &str, body: Option<&Value>) -> Result<Resp, ProviderError> {
-        self.send(operation, method, path, Some(&self.admin_token), body).await
+        let token = self.admin_token();
+        self.send(operation, method, path, Some(&token), body).await
     }
 
     /// A request with keysweep's own token, retried on 429/5xx/network errors
     /// within the retry policy. 4xx answers are returned for the caller to read.
     pub async fn admin(&self, operation: &'static str, method: Method, path: &str, body: Option<Value>) -> Result<Resp, ProviderError> {
         retry(self.retry, || async {
-            let r = self.send(operation, method.clone(), path, Some(&self.admin_token), body.as_ref()).await?;
+            let token = self.admin_token();
+            let r = self.send(operation, method.clone(), path, Some(&token), body.as_ref()).await?;
             classify_transient(operation, path, r)
         })
         .await

@@ -37,6 +37,20 @@ pub struct VaultProvider {
     pending_prefix: String,
     /// Logged in through AppRole: the token is keysweep's own session, revoked by `close`.
     session: bool,
+    /// What keysweep's own login is, as read at `check_login`.
+    own: std::sync::RwLock<OwnLogin>,
+    /// The AppRole login settings, to log in again with a rotated secret-id.
+    approle: Option<(String, SecretString)>,
+}
+
+/// keysweep's own login to a Vault: the accessor of the token it presents
+/// (token auth), or the AppRole role and secret-id it logged in with.
+#[derive(Debug, Default, Clone)]
+struct OwnLogin {
+    token_accessor: Option<String>,
+    approle_mount: Option<String>,
+    approle_role: Option<String>,
+    secret_id_accessor: Option<String>,
 }
 
 impl VaultProvider {
@@ -59,12 +73,34 @@ impl VaultProvider {
         };
         let http = VaultHttp::new(&cfg.address, cfg.namespace.clone(), token, timeout, limits.rate_per_second, limits.burst, retry)?;
         let session = matches!(cfg.auth, VaultAuth::Approle { .. });
-        Ok(VaultProvider { name: name.to_string(), http, pending_prefix: cfg.pending_prefix.trim_matches('/').to_string(), session })
+        let (own, approle) = match &cfg.auth {
+            VaultAuth::Approle { mount, role_id, .. } => {
+                (OwnLogin { approle_mount: Some(mount.trim_matches('/').to_string()), ..Default::default() }, Some((mount.clone(), resolve(role_id)?)))
+            }
+            VaultAuth::Token { .. } => (OwnLogin::default(), None),
+        };
+        Ok(VaultProvider {
+            name: name.to_string(),
+            http,
+            pending_prefix: cfg.pending_prefix.trim_matches('/').to_string(),
+            session,
+            own: std::sync::RwLock::new(own),
+            approle,
+        })
     }
 
-    /// Checks that keysweep's own token is accepted.
+    /// Checks that keysweep's own token is accepted, and notes what that
+    /// login is (so a playbook that lists it is worked safely).
     pub async fn check_login(&self) -> Result<(), ProviderError> {
-        self.http.admin_ok("vault.lookup_self", Method::GET, "auth/token/lookup-self", None).await.map(|_| ())
+        let r = self.http.admin_ok("vault.lookup_self", Method::GET, "auth/token/lookup-self", None).await?;
+        let d = &r.body["data"];
+        let mut own = self.own.write().unwrap_or_else(|e| e.into_inner());
+        if self.approle.is_some() {
+            own.approle_role = d["meta"]["role_name"].as_str().map(str::to_string);
+        } else {
+            own.token_accessor = d["accessor"].as_str().filter(|a| !a.is_empty()).map(str::to_string);
+        }
+        Ok(())
     }
 
     pub fn request_count(&self) -> u64 {
@@ -551,6 +587,50 @@ impl Provider for VaultProvider {
                 }
             }
             other => Verdict::Unknown(unsupported("verify_dead", other).to_string()),
+        }
+    }
+
+    fn is_own_login(&self, target: &Target, old: &Handle) -> bool {
+        let own = self.own.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match target {
+            Target::VaultToken(_) => own.token_accessor.is_some() && handle_get(old, "accessor") == own.token_accessor.as_deref(),
+            // Without the accessor of the secret-id keysweep logged in with,
+            // every secret-id of its role counts as its own: worked last, safely.
+            Target::VaultApproleSecretId(t) => {
+                own.approle_mount.as_deref() == Some(t.mount.trim_matches('/'))
+                    && own.approle_role.as_deref() == Some(t.role.as_str())
+                    && (own.secret_id_accessor.is_none() || handle_get(old, "accessor") == own.secret_id_accessor.as_deref())
+            }
+            _ => false,
+        }
+    }
+
+    async fn switch_login(&self, target: &Target, new: &Delivered) -> Result<(), ProviderError> {
+        match target {
+            Target::VaultToken(_) => {
+                // The new token must be accepted before it replaces keysweep's own.
+                let r = self.http.send("vault.lookup_self", Method::GET, "auth/token/lookup-self", Some(&new.value), None).await?;
+                if !r.ok() {
+                    return Err(ProviderError::new(ErrorKind::Unauthenticated, "vault.switch_login", format!("the new token is refused: {}", r.describe())));
+                }
+                let acc = r.body["data"]["accessor"].as_str().map(str::to_string);
+                self.http.switch_admin_token(new.value.clone());
+                self.own.write().unwrap_or_else(|e| e.into_inner()).token_accessor = acc;
+                Ok(())
+            }
+            Target::VaultApproleSecretId(_) => {
+                let Some((mount, role_id)) = &self.approle else { return Err(unsupported("switch_login", target)) };
+                let token = approle_login(self.http.base(), self.http.namespace(), mount, role_id, &new.value).await?;
+                // The session opened with the old secret-id ends now; the new one is keysweep's.
+                if let Err(e) = self.http.admin_ok("vault.revoke_self", Method::POST, "auth/token/revoke-self", None).await {
+                    tracing::warn!(provider = %self.name, error = %e, "could not revoke the session opened with the old secret-id");
+                }
+                self.http.switch_admin_token(token);
+                let mut own = self.own.write().unwrap_or_else(|e| e.into_inner());
+                own.secret_id_accessor = handle_get(&self.handle_from_fields(target, &new.fields), "accessor").map(str::to_string);
+                Ok(())
+            }
+            other => Err(unsupported("switch_login", other)),
         }
     }
 
