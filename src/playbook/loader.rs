@@ -65,6 +65,14 @@ pub const MAX_GRACE_PERIOD: Duration = Duration::from_secs(86_400);
 /// Longest `verify.interval` and `limits.timeout`.
 pub const MAX_SHORT_DURATION: Duration = Duration::from_secs(3_600);
 
+fn format_max(max: Duration) -> String {
+    if max == MAX_LONG_DURATION {
+        "3650d (ten years)".into()
+    } else {
+        humantime::format_duration(max).to_string()
+    }
+}
+
 fn duration_example(field: &str) -> &'static str {
     match field {
         "grace_period" => "30s",
@@ -1054,7 +1062,7 @@ impl<'e> Loader<'e> {
             self.error(
                 file,
                 path,
-                format!("`{field}` is {}; it must be at most {}", humantime::format_duration(d), humantime::format_duration(max)),
+                format!("`{field}` is {}; it must be at most {}", humantime::format_duration(d), format_max(max)),
                 Some(format!("a longer `{field}` is a typo or a unit mistake; write e.g. `{}`", duration_example(&field))),
             );
         }
