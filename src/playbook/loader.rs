@@ -428,7 +428,7 @@ pub(crate) enum ReadError {
     /// Not a regular file: what it is instead.
     NotAFile(&'static str),
     TooLarge { len: u64, cap: u64 },
-    NotUtf8 { offset: usize },
+    NotUtf8 { offset: usize, line: usize, column: usize },
 }
 
 impl ReadError {
@@ -438,7 +438,7 @@ impl ReadError {
             ReadError::NotAFile(what) => format!("is {what}, not a regular file"),
             ReadError::TooLarge { len, cap } if len > cap => format!("is larger than {} (the most a playbook may read)", human_bytes(*cap)),
             ReadError::TooLarge { cap, .. } => format!("is larger than {}", human_bytes(*cap)),
-            ReadError::NotUtf8 { offset } => format!("is not UTF-8 text (invalid byte at offset {offset})"),
+            ReadError::NotUtf8 { offset, .. } => format!("is not UTF-8 text (invalid byte at offset {offset})"),
         }
     }
     fn hint(&self) -> String {
@@ -510,7 +510,14 @@ pub(crate) fn read_playbook_file(path: &Path, budget: u64) -> Result<String, Rea
     if buf.len() as u64 > cap {
         return Err(ReadError::TooLarge { len: buf.len() as u64, cap });
     }
-    let mut text = String::from_utf8(buf).map_err(|e| ReadError::NotUtf8 { offset: e.utf8_error().valid_up_to() })?;
+    let mut text = String::from_utf8(buf).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let valid = std::str::from_utf8(&e.as_bytes()[..offset]).unwrap_or_default();
+        let valid = valid.strip_prefix('\u{feff}').unwrap_or(valid);
+        let line = valid.matches('\n').count() + 1;
+        let column = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ReadError::NotUtf8 { offset, line, column }
+    })?;
     if text.starts_with('\u{feff}') {
         text.drain(..'\u{feff}'.len_utf8());
     }
@@ -784,7 +791,8 @@ impl<'e> Loader<'e> {
         let canonical = match std::fs::canonicalize(&path) {
             Ok(c) => c,
             Err(e) => {
-                let d = read_error(e);
+                let mut d = read_error(e);
+                d.location = d.location.or_else(|| Some(Location { file: path.clone(), line: 1, column: 1 }));
                 self.diags.push(d);
                 self.incomplete = true;
                 return;
@@ -819,13 +827,20 @@ impl<'e> Loader<'e> {
         let text = match read_playbook_file(&path, MAX_TOTAL_BYTES.saturating_sub(self.total_bytes)) {
             Ok(t) => t,
             Err(ReadError::Io(e)) => {
-                let d = read_error(e);
+                let mut d = read_error(e);
+                d.location = d.location.or_else(|| Some(Location { file: path.clone(), line: 1, column: 1 }));
                 self.diags.push(d);
                 self.incomplete = true;
                 return;
             }
             Err(e) => {
-                let d = Diagnostic::new(site_loc.clone(), format!("{what} `{}` {}", path.display(), e.message())).hint(e.hint());
+                // Bad bytes are shown where they are; anything else where the
+                // file is named (the root file: its start).
+                let at = match &e {
+                    ReadError::NotUtf8 { line, column, .. } => Some(Location { file: path.clone(), line: *line, column: *column }),
+                    _ => site_loc.clone().or_else(|| Some(Location { file: path.clone(), line: 1, column: 1 })),
+                };
+                let d = Diagnostic::new(at, format!("{what} `{}` {}", path.display(), e.message())).hint(e.hint());
                 self.diags.push(d);
                 self.incomplete = true;
                 return;
@@ -836,7 +851,9 @@ impl<'e> Loader<'e> {
         self.sources.push(Source {
             path: path.clone(),
             canonical: canonical.clone(),
-            index: LocationIndex::build(&text),
+            // Built once serde_yaml has accepted the text: it bounds the
+            // nesting, and yaml-rust2's loader recurses once per level.
+            index: LocationIndex::default(),
             text,
             reported: HashSet::new(),
             data: FileData::default(),
@@ -864,6 +881,7 @@ impl<'e> Loader<'e> {
                 return Vec::new();
             }
         };
+        self.sources[file].index = LocationIndex::build(&self.sources[file].text);
         match untag(&root) {
             Value::Mapping(_) => {}
             Value::Null => {
