@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
-use crate::playbook::model::Action;
+use crate::playbook::model::{Action, Target};
 use crate::playbook::{Credential, Playbook};
 use crate::provider::capabilities;
 use crate::report::Step;
@@ -69,7 +69,75 @@ fn matches(c: &Credential, key: &str, value: &str) -> bool {
     }
 }
 
+/// Every value credentials of `pb` have for selection key `key`.
+fn values_of(pb: &Playbook, key: &str) -> Vec<String> {
+    let mut v: Vec<String> = pb
+        .credentials
+        .iter()
+        .flat_map(|c| -> Vec<String> {
+            match key {
+                "tag" => c.tags.clone(),
+                "owner" => c.owner.iter().cloned().collect(),
+                "provider" => vec![c.provider.clone()],
+                "kind" => vec![c.target.kind().to_string()],
+                "action" => vec![c.action.as_str().to_string()],
+                "id" => vec![c.id.clone()],
+                _ => vec![],
+            }
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Up to three values nearest to `wanted` (edit distance), nearest first.
+fn nearest<'a>(wanted: &str, values: &'a [String]) -> Vec<&'a str> {
+    let plain = wanted.replace('*', "");
+    let mut scored: Vec<(usize, &str)> = values.iter().map(|v| (crate::playbook::loader::levenshtein(&plain, v), v.as_str())).collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, v)| v).collect()
+}
+
 impl Selection {
+    /// Refuses a selection that acts on nothing: an expression that matches no
+    /// credential of `pb` (a typo must not pass as "no gaps"), or a selection
+    /// that leaves no credential selected. The message names the expression
+    /// and the nearest existing values.
+    pub fn check_matches(&self, pb: &Playbook) -> std::result::Result<(), String> {
+        if self.select.is_empty() && self.exclude.is_empty() {
+            return Ok(());
+        }
+        let mut problems = Vec::new();
+        for (flag, exprs) in [("--select", &self.select), ("--exclude", &self.exclude)] {
+            for (k, v) in exprs {
+                if pb.credentials.iter().any(|c| matches(c, k, v)) {
+                    continue;
+                }
+                let values = values_of(pb, k);
+                let near = nearest(v, &values);
+                let detail = if near.is_empty() {
+                    format!("no credential of this playbook has any {k}")
+                } else {
+                    format!("nearest {k}s: {}", near.join(", "))
+                };
+                problems.push(format!("{flag} {k}={v} matches no credential of the playbook ({detail})"));
+            }
+        }
+        if problems.is_empty() && !pb.credentials.is_empty() && pb.credentials.iter().all(|c| self.reason_excluded(c).is_some()) {
+            problems.push(format!(
+                "the selection {} leaves none of the playbook's {} credential(s) selected",
+                self.describe().join(" "),
+                pb.credentials.len()
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
+    }
+
     pub fn parse(select: &[String], exclude: &[String]) -> Result<Selection> {
         Ok(Selection {
             select: select.iter().map(|s| parse_expr(s)).collect::<Result<_>>()?,
@@ -208,7 +276,81 @@ pub fn build(playbook: &Playbook, selection: &Selection) -> Plan {
             abbreviate(&unverifiable)
         ));
     }
+    let short_grace: Vec<String> = items
+        .iter()
+        .filter(|w| w.selected() && is_alternating(&w.cred) && w.cred.action == Action::Rotate)
+        .filter(|w| w.cred.grace_period.unwrap_or_default() < crate::playbook::DEFAULT_ALTERNATING_GRACE)
+        .map(|w| format!("{} ({})", w.cred.id, humantime::format_duration(w.cred.grace_period.unwrap_or_default())))
+        .collect();
+    if !short_grace.is_empty() {
+        let ids: Vec<&str> = short_grace.iter().map(String::as_str).collect();
+        warnings.push(format!(
+            "{} alternating pair(s) have a grace_period shorter than the default {}: a consumer that read the store just before the flip may fail to log in, and open sessions of the retired account are ended after the grace period: {}",
+            ids.len(),
+            humantime::format_duration(crate::playbook::DEFAULT_ALTERNATING_GRACE),
+            abbreviate(&ids)
+        ));
+    }
+    let mut unprovable: Vec<(String, String)> = Vec::new();
+    for w in items.iter().filter(|w| w.selected()) {
+        // KV secrets keeping their old version have their own warning above.
+        if matches!(&w.cred.target, Target::VaultKvSecret(t) if !t.destroy_old) {
+            continue;
+        }
+        if let Err(why) = death_provable(&w.cred) {
+            unprovable.push((w.cred.id.clone(), why));
+        }
+    }
+    if !unprovable.is_empty() {
+        let ids: Vec<&str> = unprovable.iter().map(|(id, _)| id.as_str()).collect();
+        warnings.push(format!(
+            "{} credential(s) whose death can never be proven (they will end `unverified`): {} — {}",
+            ids.len(),
+            abbreviate(&ids),
+            unprovable[0].1
+        ));
+    }
     Plan { items, waves, warnings }
+}
+
+fn is_alternating(c: &Credential) -> bool {
+    matches!(&c.target, Target::PostgresRole(t) | Target::MysqlUser(t) | Target::RedisAclUser(t) | Target::LdapAccount(t) if t.alternate_with.is_some())
+}
+
+/// Whether the death of `c`'s old secret can be proven at all, judged from the
+/// playbook alone (assuming the store holds the old value where one is needed).
+/// `Err` says why not; probing such a credential cannot change the verdict.
+pub fn death_provable(c: &Credential) -> std::result::Result<(), String> {
+    death_provable_with(c, true)
+}
+
+/// Like [`death_provable`], knowing whether the old value is available (read
+/// from the primary store's previous version): a single-user account rotation
+/// (PostgreSQL, MySQL, Redis, LDAP) keeps its account in service, so only a
+/// login attempt with the old password can show it refused.
+pub fn death_provable_with(c: &Credential, old_value_available: bool) -> std::result::Result<(), String> {
+    if let Target::VaultKvSecret(t) = &c.target {
+        if !t.destroy_old && c.action == Action::Rotate {
+            return Err("the old version stays readable in the KV history (destroy_old: false)".into());
+        }
+    }
+    let single_user_account =
+        matches!(&c.target, Target::PostgresRole(t) | Target::MysqlUser(t) | Target::RedisAclUser(t) | Target::LdapAccount(t) if t.alternate_with.is_none());
+    if single_user_account && c.action == Action::Rotate {
+        if !c.verify.probe_old {
+            return Err(format!(
+                "a single-user `{}` rotation keeps the account in service, and with verify.probe_old: false no login with the old password proves it refused; use an alternating pair (`alternate_with`) or probe_old: true",
+                c.target.kind()
+            ));
+        }
+        if !old_value_available {
+            return Err(format!(
+                "a single-user `{}` rotation keeps the account in service, and no store holds the old password to prove it refused; deliver the current password to the store first, or use an alternating pair (`alternate_with`)",
+                c.target.kind()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn abbreviate(ids: &[&str]) -> String {

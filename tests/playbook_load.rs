@@ -205,3 +205,151 @@ fn secret_references_stay_references_and_env_values_are_not_flagged() {
     let keysweep::playbook::model::ProviderConfig::Vault(v) = &pb.providers["bao"].config else { panic!("not a vault provider") };
     assert!(matches!(&v.auth, keysweep::playbook::model::VaultAuth::Token { token } if token.to_string() == "${env:REAL}"));
 }
+
+// ---------------------------------------------------------------------------
+// Hostile input and the defaults of issue 8 (built at run time: FIFOs, BOMs,
+// thousands of files cannot live in the corpus).
+// ---------------------------------------------------------------------------
+
+const PROVIDER: &str = "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: ${env:VAULT_ADDR}\n    auth: { method: token, token: \"${env:VAULT_TOKEN}\" }\n";
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn a_fifo_include_is_refused_without_waiting_for_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe.yaml");
+    let st = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success());
+    let root = write(dir.path(), "p.yaml", &format!("{PROVIDER}include: [pipe.yaml, \"*.yaml\"]\n"));
+    let started = std::time::Instant::now();
+    let d = load_with_env(&root, &env).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    let s = d.to_string();
+    assert!(s.contains("p.yaml:7:11: error: included file `") && s.contains("pipe.yaml` is a FIFO (named pipe), not a regular file"), "{s}");
+    // The glob matches the FIFO too; it is refused the same way, at the glob's entry.
+    assert!(s.contains("p.yaml:7:22: error: included file `"), "{s}");
+    // The root playbook itself may not be a FIFO either.
+    let d = load_with_env(&fifo, &env).unwrap_err();
+    assert!(d.to_string().contains("is a FIFO (named pipe), not a regular file"), "{d}");
+}
+
+#[test]
+fn an_oversized_file_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(keysweep::playbook::loader::MAX_FILE_BYTES + 1).unwrap(); // sparse: nothing is written
+    let root = write(dir.path(), "p.yaml", &format!("{PROVIDER}include: [big.yaml]\n"));
+    let d = load_with_env(&root, &env).unwrap_err();
+    let s = d.to_string();
+    assert!(s.contains("p.yaml:7:11: error: included file `") && s.contains("big.yaml` is larger than 8 MiB"), "{s}");
+}
+
+#[test]
+fn a_glob_matching_too_many_files_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let many = dir.path().join("many");
+    std::fs::create_dir(&many).unwrap();
+    for i in 0..=keysweep::playbook::loader::MAX_FILES {
+        std::fs::File::create(many.join(format!("{i}.yaml"))).unwrap();
+    }
+    let root = write(dir.path(), "p.yaml", &format!("{PROVIDER}include: [\"many/*.yaml\"]\n"));
+    let started = std::time::Instant::now();
+    let d = load_with_env(&root, &env).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert_eq!(d.0.len(), 1, "{d}");
+    assert!(d.to_string().contains("p.yaml:7:11: error: include `many/*.yaml` matches more than 10000 files"), "{d}");
+}
+
+#[test]
+fn a_byte_order_mark_is_accepted_and_positions_are_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let inc = write(dir.path(), "inc.yaml", "\u{feff}version: 1\ncredentials:\n  - { id: a, provider: bao, target: { kind: vault_kv_secret, path: a } }\n");
+    let root = write(dir.path(), "p.yaml", &format!("\u{feff}{PROVIDER}include: [inc.yaml]\n"));
+    let pb = load_with_env(&root, &env).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(pb.credentials.len(), 1);
+    assert_eq!((pb.credentials[0].location.line, pb.credentials[0].location.column), (3, 5));
+    // An error on the first line of a file with a BOM is at column 1, not 2.
+    std::fs::write(&inc, "\u{feff}versio: 1\n").unwrap();
+    let d = load_with_env(&root, &env).unwrap_err();
+    assert!(d.to_string().contains("inc.yaml:1:1: error: unknown field `versio`"), "{d}");
+}
+
+#[test]
+fn link_local_addresses_pass_only_with_the_opt_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: http://169.254.10.1:8200\n    allow_link_local: true\n    auth: { method: token, token: \"${env:VAULT_TOKEN}\" }\n";
+    let root = write(dir.path(), "p.yaml", text);
+    load_with_env(&root, &env).unwrap_or_else(|d| panic!("{d}"));
+    std::fs::write(&root, text.replace("    allow_link_local: true\n", "")).unwrap();
+    let d = load_with_env(&root, &env).unwrap_err();
+    assert!(d.to_string().contains("p.yaml:5:14: error: `169.254.10.1` is a link-local address"), "{d}");
+}
+
+#[test]
+fn an_address_from_the_environment_is_checked_and_its_password_not_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = write(dir.path(), "p.yaml", PROVIDER);
+    let env2 = |k: &str| match k {
+        "VAULT_ADDR" => Some("https://ops:s3cr3t-pw@vault.internal".to_string()),
+        k => env(k),
+    };
+    let d = load_with_env(&root, &env2).unwrap_err();
+    let s = d.to_string();
+    assert!(s.contains("p.yaml:5:14: error: the address carries a user name or password"), "{s}");
+    assert!(s.contains("login reference"), "{s}");
+    assert!(!s.contains("s3cr3t-pw"), "{s}");
+}
+
+#[test]
+fn alternating_pairs_get_the_default_grace_period_and_literal_text_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{PROVIDER}  pg:\n    kind: postgres\n    admin: {{ user: postgres, password: \"${{env:VAULT_TOKEN}}\" }}\ncredentials:\n  \
+         - {{ id: duo, provider: pg, description: \"costs $$5, see $${{HOME}}\", target: {{ kind: postgres_role, user: a, alternate_with: b }}, deliver_to: [{{ provider: bao, path: \"db/{{id}}\" }}] }}\n  \
+         - {{ id: single, provider: pg, target: {{ kind: postgres_role, user: c }}, deliver_to: [{{ provider: bao, path: \"db/{{id}}\" }}] }}\n  \
+         - {{ id: quick, provider: pg, grace_period: 0s, target: {{ kind: postgres_role, user: d, alternate_with: e }}, deliver_to: [{{ provider: bao, path: \"db/{{id}}\" }}] }}\n"
+    );
+    let root = write(dir.path(), "p.yaml", &text);
+    let pb = load_with_env(&root, &env).unwrap_or_else(|d| panic!("{d}"));
+    let c = |id: &str| pb.credentials.iter().find(|c| c.id == id).unwrap().clone();
+    assert_eq!(c("duo").grace_period, Some(keysweep::playbook::DEFAULT_ALTERNATING_GRACE));
+    assert_eq!(keysweep::playbook::DEFAULT_ALTERNATING_GRACE, Duration::from_secs(30));
+    assert_eq!(c("single").grace_period, None);
+    assert_eq!(c("quick").grace_period, Some(Duration::ZERO), "an explicit grace period wins");
+    assert_eq!(c("duo").description.as_deref(), Some("costs $$5, see ${HOME}"));
+
+    // The plan warns about the short one, and about nothing else of the kind.
+    let plan = keysweep::plan::build(&pb, &keysweep::plan::Selection::default());
+    let w = plan.warnings.iter().find(|w| w.contains("grace_period shorter than the default 30s")).expect("no grace warning");
+    assert!(w.contains("quick (0s)") && !w.contains("duo"), "{w}");
+    assert!(w.contains("open sessions of the retired account are ended after the grace period"), "{w}");
+}
+
+#[test]
+fn plan_warns_when_death_can_never_be_proven() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{PROVIDER}  pg:\n    kind: postgres\n    admin: {{ user: postgres, password: \"${{env:VAULT_TOKEN}}\" }}\ncredentials:\n  \
+         - {{ id: blind, provider: pg, verify: {{ probe_old: false }}, target: {{ kind: postgres_role, user: a }}, deliver_to: [{{ provider: bao, path: \"db/{{id}}\" }}] }}\n  \
+         - {{ id: probed, provider: pg, target: {{ kind: postgres_role, user: c }}, deliver_to: [{{ provider: bao, path: \"db/{{id}}\" }}] }}\n  \
+         - {{ id: duo, provider: pg, verify: {{ probe_old: false }}, target: {{ kind: postgres_role, user: d, alternate_with: e }}, deliver_to: [{{ provider: bao, path: \"db/{{id}}\" }}] }}\n"
+    );
+    let root = write(dir.path(), "p.yaml", &text);
+    let pb = load_with_env(&root, &env).unwrap_or_else(|d| panic!("{d}"));
+    let plan = keysweep::plan::build(&pb, &keysweep::plan::Selection::default());
+    let w = plan.warnings.iter().find(|w| w.contains("death can never be proven")).expect("no warning");
+    assert!(w.starts_with("1 credential(s)") && w.contains("blind") && !w.contains("probed") && !w.contains("duo"), "{w}");
+    let c = |id: &str| pb.credentials.iter().find(|c| c.id == id).unwrap().clone();
+    assert!(keysweep::plan::death_provable(&c("blind")).is_err());
+    assert!(keysweep::plan::death_provable(&c("probed")).is_ok());
+    // Without the old value in a store, a single-user rotation cannot be proven; a pair can (admin-side).
+    assert!(keysweep::plan::death_provable_with(&c("probed"), false).unwrap_err().contains("no store holds the old password"));
+    assert!(keysweep::plan::death_provable_with(&c("duo"), false).is_ok());
+}

@@ -32,6 +32,23 @@ impl SelectArgs {
     }
 }
 
+impl SelectArgs {
+    /// The selection, checked against the playbook: an expression that matches
+    /// no credential, or a selection that leaves none selected, is refused with
+    /// the nearest existing values (exit 2, nothing changed).
+    pub fn parse_against(&self, pb: &Playbook) -> Result<crate::plan::Selection, i32> {
+        let s = self.parse()?;
+        s.check_matches(pb).map_err(|e| {
+            for line in e.lines() {
+                eprintln!("keysweep: error: {line}");
+            }
+            eprintln!("  hint: check the spelling; `keysweep plan --offline -v` lists every credential. Nothing was changed on any system");
+            super::exit::INVALID
+        })?;
+        Ok(s)
+    }
+}
+
 /// A credential's report row with the given outcome (handles and duration empty).
 pub fn row(w: &crate::plan::WorkItem, outcome: Outcome) -> Row {
     Row {

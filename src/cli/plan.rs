@@ -33,7 +33,7 @@ pub async fn run(a: Args, state_dir: &std::path::Path) -> Result<i32> {
         Ok(pb) => pb,
         Err(code) => return Ok(code),
     };
-    let selection = match a.selection.parse() {
+    let selection = match a.selection.parse_against(&pb) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
@@ -78,6 +78,20 @@ pub async fn run(a: Args, state_dir: &std::path::Path) -> Result<i32> {
                     )),
                     Ok(_) => {}
                     Err(e) => warnings.push(format!("could not list pending values in {prov}:{m}: {e}")),
+                }
+            }
+        }
+        // A single-user account rotation proves the old password dead only by
+        // logging in with it: warn when no store holds it.
+        for w in plan.selected() {
+            let Some(primary) = w.cred.deliver_to.first() else { continue };
+            if plan::death_provable(&w.cred).is_err() || plan::death_provable_with(&w.cred, false).is_ok() {
+                continue;
+            }
+            let Some(store) = providers.store(&primary.provider) else { continue };
+            if let Ok(None) = store.read_current(primary).await {
+                if let Err(why) = plan::death_provable_with(&w.cred, false) {
+                    warnings.push(format!("`{}`: its death cannot be proven: {why} ({primary} is empty)", w.cred.id));
                 }
             }
         }

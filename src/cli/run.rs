@@ -66,7 +66,7 @@ pub async fn run(a: RunArgs, state_dir: &Path) -> Result<i32> {
         Ok(pb) => pb,
         Err(code) => return Ok(code),
     };
-    let selection = match a.selection.parse() {
+    let selection = match a.selection.parse_against(&pb) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };

@@ -44,6 +44,45 @@ const SECRET_KEYS: &[&str] = &["token", "secret_id", "role_id", "password"];
 /// Provider kinds that can act as delivery stores.
 const STORE_KINDS: &[&str] = &["vault", "aws"];
 
+/// Largest playbook file read (a playbook is text a person writes; anything
+/// larger is a mistake, or `/dev/zero`).
+pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+/// Largest total of all files of one playbook.
+pub const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
+/// Most files one playbook may read, and most a glob may match.
+pub const MAX_FILES: usize = 10_000;
+/// Deepest chain of includes (a includes b includes c ...).
+pub const MAX_INCLUDE_DEPTH: usize = 32;
+/// Deepest folder level below its fixed prefix that a `**` glob descends to.
+pub const MAX_GLOB_DEPTH: usize = 16;
+/// Most directory entries a glob looks at before giving up.
+pub const MAX_GLOB_VISITS: usize = 100_000;
+
+/// Longest `max_age`, `inactive_after` and token `ttl`: ten years.
+pub const MAX_LONG_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+/// Longest `grace_period`: a run waits this long before retiring.
+pub const MAX_GRACE_PERIOD: Duration = Duration::from_secs(86_400);
+/// Longest `verify.interval` and `limits.timeout`.
+pub const MAX_SHORT_DURATION: Duration = Duration::from_secs(3_600);
+
+fn format_max(max: Duration) -> String {
+    if max == MAX_LONG_DURATION {
+        "3650d (ten years)".into()
+    } else {
+        humantime::format_duration(max).to_string()
+    }
+}
+
+fn duration_example(field: &str) -> &'static str {
+    match field {
+        "grace_period" => "30s",
+        "interval" => "2s",
+        "timeout" => "30s",
+        "ttl" => "720h",
+        _ => "90d",
+    }
+}
+
 const INLINE_HINT: &str = "secrets are never written inline; put it in an environment variable and write ${env:NAME}";
 
 /// Loads and validates the playbook at `path`, reading `${env:VAR}` from the process environment.
@@ -161,7 +200,69 @@ static SECRET_SHAPES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
 
 /// What kind of secret `s` looks like, if it looks like one.
 pub(crate) fn looks_like_secret(s: &str) -> Option<&'static str> {
-    SECRET_SHAPES.iter().find(|(re, _)| re.is_match(s)).map(|(_, what)| *what)
+    if let Some(what) = SECRET_SHAPES.iter().find(|(re, _)| re.is_match(s)).map(|(_, what)| *what) {
+        // A key id next to a 40-character key is the pair, secret and all.
+        if what == "an AWS access key id" && has_aws_secret_key_shape(s) {
+            return Some("an AWS secret access key");
+        }
+        return Some(what);
+    }
+    None
+}
+
+/// Like [`looks_like_secret`], for free text (descriptions, owners, tags),
+/// where any 40-character run of base64 characters mixing upper and lower case
+/// is taken for an AWS secret access key (a 40-digit hex commit id is not).
+pub(crate) fn looks_like_secret_in_text(s: &str) -> Option<&'static str> {
+    looks_like_secret(s).or_else(|| has_aws_secret_key_shape(s).then_some("an AWS secret access key"))
+}
+
+/// A run of exactly 40 characters of `[A-Za-z0-9/+=]` with upper and lower case letters in it.
+fn has_aws_secret_key_shape(s: &str) -> bool {
+    let is_b64 = |c: char| c.is_ascii_alphanumeric() || c == '/' || c == '+' || c == '=';
+    s.split(|c: char| !is_b64(c)).any(|run| {
+        run.len() == 40
+            && run.chars().any(|c| c.is_ascii_uppercase())
+            && run.chars().any(|c| c.is_ascii_lowercase())
+            && run.chars().any(|c| c.is_ascii_digit() || c == '/' || c == '+')
+    })
+}
+
+/// The field name when `path` is a free-text field: printed in plans and
+/// reports, never used to reach a system (`${env:}` is not expanded there).
+fn free_text_field(path: &YamlPath) -> Option<&str> {
+    use Seg::{Index, Key};
+    let segs = path.0.as_slice();
+    let field = match segs {
+        [Key(c), Index(_), Key(f)] if c == "credentials" && ["owner", "description", "id"].contains(&f.as_str()) => f,
+        [Key(c), Index(_), Key(f), Index(_)] if c == "credentials" && ["tags", "depends_on"].contains(&f.as_str()) => f,
+        [Key(d), Key(f)] if d == "defaults" && f == "owner" => f,
+        [Key(d), Key(f), Index(_)] if d == "defaults" && f == "tags" => f,
+        [Key(d), Key(i), Index(_), Key(f)] if d == "discovery" && i == "ignore" && f == "reason" => f,
+        _ => return None,
+    };
+    Some(field.as_str())
+}
+
+/// `$${` in free text writes `${`; any `${...}` reference is refused.
+fn unescape_free_text(s: &str) -> Result<String, ()> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        if let Some(r) = rest.strip_prefix("$${") {
+            out.push_str("${");
+            rest = r;
+        } else if rest.starts_with("${") {
+            return Err(());
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------
@@ -250,7 +351,7 @@ fn quoted_tokens(msg: &str) -> Vec<String> {
     QUOTED.captures_iter(msg).filter_map(|c| c.get(1).or_else(|| c.get(2)).map(|m| m.as_str().to_string())).filter(|s| !s.is_empty()).collect()
 }
 
-fn levenshtein(a: &str, b: &str) -> usize {
+pub(crate) fn levenshtein(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -317,6 +418,275 @@ fn id_problem(id: &str) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------
+// Reading files and expanding globs, bounded (hostile input must not exhaust the host)
+// ---------------------------------------------------------------------------
+
+/// Why a playbook file was not read.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    Io(std::io::Error),
+    /// Not a regular file: what it is instead.
+    NotAFile(&'static str),
+    TooLarge { len: u64, cap: u64 },
+    NotUtf8 { offset: usize, line: usize, column: usize },
+}
+
+impl ReadError {
+    fn message(&self) -> String {
+        match self {
+            ReadError::Io(e) => format!("cannot be read: {e}"),
+            ReadError::NotAFile(what) => format!("is {what}, not a regular file"),
+            ReadError::TooLarge { len, cap } if len > cap => format!("is larger than {} (the most a playbook may read)", human_bytes(*cap)),
+            ReadError::TooLarge { cap, .. } => format!("is larger than {}", human_bytes(*cap)),
+            ReadError::NotUtf8 { offset, .. } => format!("is not UTF-8 text (invalid byte at offset {offset})"),
+        }
+    }
+    fn hint(&self) -> String {
+        match self {
+            ReadError::NotAFile(_) => "playbooks and includes are regular YAML files; devices, FIFOs, sockets and folders are never read".into(),
+            ReadError::TooLarge { .. } => format!(
+                "a playbook file is at most {}, all files together at most {}; split it, or check the path names a playbook",
+                human_bytes(MAX_FILE_BYTES),
+                human_bytes(MAX_TOTAL_BYTES)
+            ),
+            ReadError::NotUtf8 { .. } => "save the file as UTF-8 (a byte-order mark at the start is accepted)".into(),
+            ReadError::Io(_) => String::new(),
+        }
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    if n % (1024 * 1024) == 0 {
+        format!("{} MiB", n / (1024 * 1024))
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+fn file_type_name(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "a folder"
+    } else if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Reads a playbook file: a regular file only (checked before opening, and
+/// opened non-blocking so a FIFO swapped in between cannot hang), at most
+/// [`MAX_FILE_BYTES`] and `budget`, UTF-8, a leading byte-order mark dropped.
+pub(crate) fn read_playbook_file(path: &Path, budget: u64) -> Result<String, ReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let meta = std::fs::metadata(path).map_err(ReadError::Io)?;
+    if !meta.file_type().is_file() {
+        return Err(ReadError::NotAFile(file_type_name(&meta.file_type())));
+    }
+    let cap = MAX_FILE_BYTES.min(budget);
+    if meta.len() > cap {
+        return Err(ReadError::TooLarge { len: meta.len(), cap });
+    }
+    // O_NONBLOCK (the same value on every Linux architecture): opening a FIFO
+    // does not wait for a writer.
+    #[cfg(target_os = "linux")]
+    const O_NONBLOCK: i32 = 0o4000;
+    #[cfg(not(target_os = "linux"))]
+    const O_NONBLOCK: i32 = 0x0004;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(O_NONBLOCK).open(path).map_err(ReadError::Io)?;
+    let meta = f.metadata().map_err(ReadError::Io)?;
+    if !meta.file_type().is_file() {
+        return Err(ReadError::NotAFile(file_type_name(&meta.file_type())));
+    }
+    let mut buf = Vec::new();
+    f.take(cap + 1).read_to_end(&mut buf).map_err(ReadError::Io)?;
+    if buf.len() as u64 > cap {
+        return Err(ReadError::TooLarge { len: buf.len() as u64, cap });
+    }
+    let mut text = String::from_utf8(buf).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let valid = std::str::from_utf8(&e.as_bytes()[..offset]).unwrap_or_default();
+        let valid = valid.strip_prefix('\u{feff}').unwrap_or(valid);
+        let line = valid.matches('\n').count() + 1;
+        let column = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ReadError::NotUtf8 { offset, line, column }
+    })?;
+    if text.starts_with('\u{feff}') {
+        text.drain(..'\u{feff}'.len_utf8());
+    }
+    Ok(text)
+}
+
+/// Why a glob was not expanded.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum GlobError {
+    Invalid(String),
+    RootedAtRoot,
+    TooManyMatches,
+    TooManyVisits,
+}
+
+/// Expands `pattern` (a path with `*`, `?`, `[...]`, `**`) with bounds: it
+/// never starts at `/`, descends at most [`MAX_GLOB_DEPTH`] folders below its
+/// fixed prefix, looks at most at [`MAX_GLOB_VISITS`] entries, and matches at
+/// most [`MAX_FILES`] files. Symlinked folders are not descended into.
+/// Returns what matched that is not a folder, sorted, and unreadable folders.
+pub(crate) fn expand_glob(pattern: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), GlobError> {
+    let text = pattern.to_string_lossy();
+    let compiled = glob::Pattern::new(&text).map_err(|e| GlobError::Invalid(e.msg.to_string()))?;
+    let mut prefix = PathBuf::new();
+    let mut rest: Vec<String> = Vec::new();
+    for c in pattern.components() {
+        let part = c.as_os_str().to_string_lossy().into_owned();
+        if rest.is_empty() && !is_glob(&part) {
+            prefix.push(c.as_os_str());
+        } else {
+            rest.push(part);
+        }
+    }
+    if rest.is_empty() {
+        return Ok((if pattern.exists() { vec![pattern.to_path_buf()] } else { vec![] }, vec![]));
+    }
+    if pattern.is_absolute() && prefix.parent().is_none() {
+        return Err(GlobError::RootedAtRoot);
+    }
+    let depth = if rest.iter().any(|p| p.contains("**")) { MAX_GLOB_DEPTH } else { rest.len() };
+    let opts = glob::MatchOptions { case_sensitive: true, require_literal_separator: true, require_literal_leading_dot: false };
+    let start = if prefix.as_os_str().is_empty() { PathBuf::from(".") } else { prefix.clone() };
+    let mut found = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut visits = 0usize;
+    let mut queue: VecDeque<(PathBuf, usize)> = VecDeque::from([(start, 0)]);
+    while let Some((dir, level)) = queue.pop_front() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(_) if level == 0 => continue,
+            Err(_) => {
+                unreadable.push(dir);
+                continue;
+            }
+        };
+        for entry in entries {
+            visits += 1;
+            if visits > MAX_GLOB_VISITS {
+                return Err(GlobError::TooManyVisits);
+            }
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name();
+            let p = if prefix.as_os_str().is_empty() { PathBuf::from(&name) } else { dir.join(&name) };
+            let Ok(ft) = entry.file_type() else { continue };
+            if ft.is_dir() {
+                if level + 1 < depth {
+                    queue.push_back((p, level + 1));
+                }
+                continue;
+            }
+            if compiled.matches_path_with(&p, opts) {
+                if ft.is_symlink() && std::fs::metadata(&p).is_ok_and(|m| m.is_dir()) {
+                    continue;
+                }
+                found.push(p);
+                if found.len() > MAX_FILES {
+                    return Err(GlobError::TooManyMatches);
+                }
+            }
+        }
+    }
+    found.sort();
+    Ok((found, unreadable))
+}
+
+/// What is wrong with a provider address, if anything. `scheme_ok` lists the
+/// schemes accepted. Never echoes a password written in the address.
+pub(crate) fn address_problem(address: &str, schemes: &[&str], allow_link_local: bool) -> Option<(String, String)> {
+    let url = match reqwest::Url::parse(address.trim()) {
+        Ok(u) => u,
+        Err(e) => {
+            let shown = if address.contains('@') { "(not shown: it contains `@`)".to_string() } else { format!("`{address}`") };
+            return Some((
+                format!("address {shown} is not a URL: {e}"),
+                format!("write e.g. `{}://vault.internal:8200`", schemes[0]),
+            ));
+        }
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Some((
+            "the address carries a user name or password (`user:…@host`); credentials never go in an address".into(),
+            "remove the `user:…@` part; keysweep logs in with the provider's `auth:`/`admin:` login reference (`${env:NAME}`)".into(),
+        ));
+    }
+    if !schemes.contains(&url.scheme()) {
+        return Some((
+            format!("address scheme `{}` is not supported here", url.scheme()),
+            format!("use {}", schemes.iter().map(|s| format!("`{s}://`")).collect::<Vec<_>>().join(" or ")),
+        ));
+    }
+    let Some(host) = url.host() else {
+        return Some(("the address has no host".into(), format!("write e.g. `{}://vault.internal:8200`", schemes[0])));
+    };
+    if !allow_link_local {
+        if let Some(why) = host_problem(&host.to_string()) {
+            return Some(why);
+        }
+    }
+    None
+}
+
+/// Link-local and cloud metadata hosts: keysweep would send its admin login
+/// there. Refused unless the provider sets `allow_link_local: true`.
+pub(crate) fn host_problem(host: &str) -> Option<(String, String)> {
+    use std::net::IpAddr;
+    let h = host.trim().trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
+    let metadata_names = ["metadata.google.internal", "metadata", "metadata.azure.internal", "instance-data", "instance-data.ec2.internal"];
+    let hint = "a provider never lives at a link-local or cloud metadata address; if this one really does, set `allow_link_local: true` on the provider".to_string();
+    if metadata_names.contains(&h.as_str()) {
+        return Some((format!("`{h}` is a cloud metadata service address"), hint));
+    }
+    let ip: IpAddr = h.parse().ok()?;
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    let metadata_ip = match ip {
+        IpAddr::V4(v4) => v4.octets() == [169, 254, 169, 254] || v4.octets() == [100, 100, 100, 200],
+        IpAddr::V6(v6) => v6.segments() == [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254],
+    };
+    if metadata_ip {
+        return Some((format!("`{ip}` is a cloud metadata service address"), hint));
+    }
+    let link_local = match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    };
+    link_local.then(|| (format!("`{ip}` is a link-local address"), hint))
+}
+
+/// What is wrong with a store path, mount or prefix (`..`, `.`, empty segments,
+/// a leading `/`), if anything.
+pub(crate) fn store_path_problem(field: &str, value: &str) -> Option<String> {
+    if value.starts_with('/') {
+        return Some(format!("`{field}` starts with `/`"));
+    }
+    if value.split('/').any(|s| s == "..") {
+        return Some(format!("`{field}` contains a `..` segment"));
+    }
+    if value.split('/').any(|s| s == ".") {
+        return Some(format!("`{field}` contains a `.` segment"));
+    }
+    if !value.is_empty() && value.split('/').any(str::is_empty) {
+        return Some(format!("`{field}` has an empty segment (`//` or a trailing `/`)"));
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------
 // The loader
 // ---------------------------------------------------------------------------
 
@@ -359,6 +729,10 @@ struct Loader<'e> {
     /// Every readable credential id in load order, with where it is written
     /// (file, path of the credential), for the duplicate check.
     ids: Vec<(String, usize, YamlPath)>,
+    /// Bytes read so far, over all files.
+    total_bytes: u64,
+    /// Per provider name: `allow_link_local: true` was set (taken out before deserializing).
+    allow_link_local: HashMap<String, bool>,
 }
 
 impl<'e> Loader<'e> {
@@ -372,6 +746,8 @@ impl<'e> Loader<'e> {
             broken_providers: HashSet::new(),
             broken_ids: HashSet::new(),
             ids: Vec::new(),
+            total_bytes: 0,
+            allow_link_local: HashMap::new(),
         }
     }
 
@@ -415,7 +791,8 @@ impl<'e> Loader<'e> {
         let canonical = match std::fs::canonicalize(&path) {
             Ok(c) => c,
             Err(e) => {
-                let d = read_error(e);
+                let mut d = read_error(e);
+                d.location = d.location.or_else(|| Some(Location { file: path.clone(), line: 1, column: 1 }));
                 self.diags.push(d);
                 self.incomplete = true;
                 return;
@@ -432,20 +809,51 @@ impl<'e> Loader<'e> {
         if self.sources.iter().any(|s| s.canonical == canonical) {
             return; // already loaded through another include: load once
         }
-        let text = match std::fs::read_to_string(&path) {
+        if self.stack.len() >= MAX_INCLUDE_DEPTH {
+            let d = Diagnostic::new(site_loc.clone(), format!("includes nest deeper than {MAX_INCLUDE_DEPTH} files at `{}`", path.display()))
+                .hint("include the files from one top-level playbook instead of chaining them");
+            self.diags.push(d);
+            self.incomplete = true;
+            return;
+        }
+        if self.sources.len() >= MAX_FILES {
+            let d = Diagnostic::new(site_loc.clone(), format!("a playbook may read at most {MAX_FILES} files; `{}` is one more", path.display()))
+                .hint("narrow the include globs");
+            self.diags.push(d);
+            self.incomplete = true;
+            return;
+        }
+        let what = if site.is_some() { "included file" } else { "playbook" };
+        let text = match read_playbook_file(&path, MAX_TOTAL_BYTES.saturating_sub(self.total_bytes)) {
             Ok(t) => t,
+            Err(ReadError::Io(e)) => {
+                let mut d = read_error(e);
+                d.location = d.location.or_else(|| Some(Location { file: path.clone(), line: 1, column: 1 }));
+                self.diags.push(d);
+                self.incomplete = true;
+                return;
+            }
             Err(e) => {
-                let d = read_error(e);
+                // Bad bytes are shown where they are; anything else where the
+                // file is named (the root file: its start).
+                let at = match &e {
+                    ReadError::NotUtf8 { line, column, .. } => Some(Location { file: path.clone(), line: *line, column: *column }),
+                    _ => site_loc.clone().or_else(|| Some(Location { file: path.clone(), line: 1, column: 1 })),
+                };
+                let d = Diagnostic::new(at, format!("{what} `{}` {}", path.display(), e.message())).hint(e.hint());
                 self.diags.push(d);
                 self.incomplete = true;
                 return;
             }
         };
+        self.total_bytes += text.len() as u64;
         let file = self.sources.len();
         self.sources.push(Source {
             path: path.clone(),
             canonical: canonical.clone(),
-            index: LocationIndex::build(&text),
+            // Built once serde_yaml has accepted the text: it bounds the
+            // nesting, and yaml-rust2's loader recurses once per level.
+            index: LocationIndex::default(),
             text,
             reported: HashSet::new(),
             data: FileData::default(),
@@ -473,6 +881,7 @@ impl<'e> Loader<'e> {
                 return Vec::new();
             }
         };
+        self.sources[file].index = LocationIndex::build(&self.sources[file].text);
         match untag(&root) {
             Value::Mapping(_) => {}
             Value::Null => {
@@ -487,6 +896,7 @@ impl<'e> Loader<'e> {
             }
         }
         self.check_strings(file, &YamlPath::root(), &mut root, None);
+        self.take_allow_link_local(file, &mut root);
         self.deserialize_file(file, &root);
         // Includes are read from the value itself, so a mistake elsewhere at
         // the top level does not hide the included files.
@@ -529,7 +939,9 @@ impl<'e> Loader<'e> {
         // An IAM access key id names a key (AWS: "not secret"); the target lists it.
         // So does a discovery ignore rule naming one.
         let key_id_field = key == Some("access_key_id") || (key == Some("id") && path.to_string().starts_with("discovery.ignore["));
-        if let Some(what) = looks_like_secret(s).filter(|w| !(key_id_field && *w == "an AWS access key id")) {
+        let free_text = free_text_field(path).map(str::to_string);
+        let shape = if free_text.is_some() { looks_like_secret_in_text(s) } else { looks_like_secret(s) };
+        if let Some(what) = shape.filter(|w| !(key_id_field && *w == "an AWS access key id")) {
             self.error(file, path, format!("this looks like {what} written inline"), Some(INLINE_HINT.into()));
             // Never echo it in a later message.
             *s = if is_secret_ref { "${env:REDACTED}".into() } else { "<redacted>".into() };
@@ -558,6 +970,18 @@ impl<'e> Loader<'e> {
         if !s.contains('$') {
             return;
         }
+        if let Some(field) = free_text {
+            match unescape_free_text(s) {
+                Ok(out) => *s = out,
+                Err(()) => self.error(
+                    file,
+                    path,
+                    format!("`${{...}}` is not expanded in `{field}`: it is free text, printed as written in plans and reports"),
+                    Some("write the text itself; ${env:NAME} is read only where keysweep uses the value (addresses, paths, accessors, logins); $${ writes a literal ${".into()),
+                ),
+            }
+            return;
+        }
         match interpolate(s, self.env) {
             Ok(out) => *s = out,
             Err(errors) => {
@@ -567,6 +991,98 @@ impl<'e> Loader<'e> {
                     self.diags.push(e.diagnostic(at.clone()));
                 }
             }
+        }
+    }
+
+    /// Takes `allow_link_local` out of each provider before it deserializes
+    /// (it is the loader's to judge addresses with, not the adapter's).
+    fn take_allow_link_local(&mut self, file: usize, root: &mut Value) {
+        let Some(Value::Mapping(providers)) = root.as_mapping_mut().and_then(|m| m.get_mut("providers")) else { return };
+        let mut found = Vec::new();
+        for (k, v) in providers.iter_mut() {
+            let name = key_string(k);
+            if let Some(m) = v.as_mapping_mut() {
+                if let Some(flag) = m.remove("allow_link_local") {
+                    found.push((name, flag));
+                }
+            }
+        }
+        for (name, flag) in found {
+            match untag(&flag) {
+                Value::Bool(b) => {
+                    self.allow_link_local.insert(name, *b);
+                }
+                _ => self.error(
+                    file,
+                    &YamlPath::root().key("providers").key(name).key("allow_link_local"),
+                    "`allow_link_local` is true or false",
+                    Some("write true or false, without quotes".into()),
+                ),
+            }
+        }
+    }
+
+    /// Addresses and store prefixes of one provider.
+    fn check_provider(&mut self, file: usize, path: &YamlPath, name: &str, config: &ProviderConfig) {
+        let allow = self.allow_link_local.get(name).copied().unwrap_or(false);
+        let http = &["http", "https"][..];
+        let mut problems: Vec<(YamlPath, (String, String))> = Vec::new();
+        match config {
+            ProviderConfig::Vault(v) => {
+                problems.extend(address_problem(&v.address, http, allow).map(|p| (path.key("address"), p)));
+                if let Some(m) = store_path_problem("pending_prefix", &v.pending_prefix) {
+                    problems.push((path.key("pending_prefix"), (m, "write a relative prefix such as `keysweep-pending`".into())));
+                } else if v.pending_prefix.trim().is_empty() {
+                    problems.push((path.key("pending_prefix"), ("`pending_prefix` is empty".into(), "remove it to use `keysweep-pending`".into())));
+                }
+                if let super::model::VaultAuth::Approle { mount, .. } = &v.auth {
+                    if let Some(m) = store_path_problem("mount", mount) {
+                        problems.push((path.key("auth").key("mount"), (m, "write the auth mount's name, e.g. `approle`".into())));
+                    }
+                }
+            }
+            ProviderConfig::Aws(a) => {
+                if let Some(u) = &a.endpoint_url {
+                    problems.extend(address_problem(u, http, allow).map(|p| (path.key("endpoint_url"), p)));
+                }
+            }
+            ProviderConfig::Ldap(l) => {
+                problems.extend(address_problem(&l.url, &["ldap", "ldaps"], allow).map(|p| (path.key("url"), p)));
+            }
+            ProviderConfig::Postgres(super::model::PostgresProviderConfig { host, .. })
+            | ProviderConfig::Mysql(super::model::MysqlProviderConfig { host, .. })
+            | ProviderConfig::Redis(super::model::RedisProviderConfig { host, .. }) => {
+                if host.contains('@') {
+                    problems.push((
+                        path.key("host"),
+                        (
+                            "`host` carries a user name or password (`user:…@host`); credentials never go in an address".into(),
+                            "write the host alone; the login is the provider's `admin:` (`password: ${env:NAME}`)".into(),
+                        ),
+                    ));
+                } else if !allow {
+                    problems.extend(host_problem(host).map(|p| (path.key("host"), p)));
+                }
+            }
+        }
+        for (at, (msg, hint)) in problems {
+            self.error(file, &at, msg, Some(hint));
+        }
+    }
+
+    /// A duration within bounds: not zero unless `zero_ok`, at most `max`.
+    fn check_duration(&mut self, file: usize, path: &YamlPath, d: Option<Duration>, zero_ok: bool, max: Duration) {
+        let Some(d) = d else { return };
+        let field = path.last_key().unwrap_or("duration").to_string();
+        if d.is_zero() && !zero_ok {
+            self.error(file, path, format!("`{field}` must be longer than 0s"), Some(format!("write e.g. `{}`", duration_example(&field))));
+        } else if d > max {
+            self.error(
+                file,
+                path,
+                format!("`{field}` is {}; it must be at most {}", humantime::format_duration(d), format_max(max)),
+                Some(format!("a longer `{field}` is a typo or a unit mistake; write e.g. `{}`", duration_example(&field))),
+            );
         }
     }
 
@@ -744,29 +1260,40 @@ impl<'e> Loader<'e> {
             self.load_file(joined, Some((file, site)));
             return;
         }
-        let matches = match glob::glob(&joined.to_string_lossy()) {
-            Ok(paths) => paths,
+        let (matches, unreadable) = match expand_glob(&joined) {
+            Ok(m) => m,
             Err(e) => {
-                self.error(file, &site, format!("`{pattern}` is not a valid glob: {}", e.msg), None);
+                let (msg, hint) = match e {
+                    GlobError::Invalid(m) => (format!("`{pattern}` is not a valid glob: {m}"), "globs use `*`, `?`, `[abc]` and `**`".to_string()),
+                    GlobError::RootedAtRoot => (
+                        format!("include `{pattern}` would search the whole file system from `/`"),
+                        "name the folder that holds the playbook files, e.g. `teams/*.yaml` or `/etc/keysweep/teams/*.yaml`".to_string(),
+                    ),
+                    GlobError::TooManyMatches => (
+                        format!("include `{pattern}` matches more than {MAX_FILES} files"),
+                        "narrow the glob to the folder of playbook files".to_string(),
+                    ),
+                    GlobError::TooManyVisits => (
+                        format!("include `{pattern}` looks at more than {MAX_GLOB_VISITS} folder entries"),
+                        format!("narrow the glob; `**` descends at most {MAX_GLOB_DEPTH} folders"),
+                    ),
+                };
+                self.error(file, &site, msg, Some(hint));
+                self.incomplete = true;
                 return;
             }
         };
+        for dir in unreadable {
+            self.error(file, &site, format!("cannot read `{}` while expanding `{pattern}`", dir.display()), None);
+        }
         let me = self.sources[file].canonical.clone();
         let mut found = Vec::new();
-        for m in matches {
-            match m {
-                Ok(p) if p.is_file() => {
-                    // A glob such as `*.yaml` next to the including file matches it too.
-                    if std::fs::canonicalize(&p).is_ok_and(|c| c == me) {
-                        continue;
-                    }
-                    found.push(normalize(&p));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    self.error(file, &site, format!("cannot read `{}` while expanding `{pattern}`", e.path().display()), None);
-                }
+        for p in matches {
+            // A glob such as `*.yaml` next to the including file matches it too.
+            if std::fs::canonicalize(&p).is_ok_and(|c| c == me) {
+                continue;
             }
+            found.push(normalize(&p));
         }
         if found.is_empty() {
             self.error(
@@ -815,6 +1342,7 @@ impl<'e> Loader<'e> {
                     continue;
                 }
                 self.check_limits(file, &path, config);
+                self.check_provider(file, &path, name, config);
                 providers.insert(name.clone(), ProviderEntry { name: name.clone(), config: config.clone(), location });
             }
         }
@@ -824,7 +1352,12 @@ impl<'e> Loader<'e> {
             let path = YamlPath::root().key("defaults");
             if let Some(v) = &data.defaults.verify {
                 self.check_attempts(file, &path.key("verify").key("attempts"), v.attempts);
+                self.check_duration(file, &path.key("verify").key("interval"), v.interval.map(|h| h.0), true, MAX_SHORT_DURATION);
             }
+            let d = &data.defaults;
+            self.check_duration(file, &path.key("max_age"), d.max_age.map(|h| h.0), false, MAX_LONG_DURATION);
+            self.check_duration(file, &path.key("grace_period"), d.grace_period.map(|h| h.0), true, MAX_GRACE_PERIOD);
+            self.check_duration(file, &path.key("inactive_after"), d.inactive_after.map(|h| h.0).filter(|d| !d.is_zero()), false, MAX_LONG_DURATION);
             if let Some(ds) = &data.defaults.deliver_to {
                 for (j, d) in ds.iter().enumerate() {
                     self.check_delivery(file, &path.key("deliver_to").index(j), d, &providers);
@@ -878,6 +1411,8 @@ impl<'e> Loader<'e> {
                     );
                 } else if ia.0.is_zero() {
                     self.error(file, &path.key("inactive_after"), "`inactive_after` must be longer than 0s", Some("write e.g. `90d`".into()));
+                } else if ia.0 > MAX_LONG_DURATION {
+                    self.check_duration(file, &path.key("inactive_after"), Some(ia.0), false, MAX_LONG_DURATION);
                 } else {
                     out.inactive_after = ia.0;
                     set_at = Some(here);
@@ -943,8 +1478,9 @@ impl<'e> Loader<'e> {
                 self.error(file, &lp.key(field), format!("`{field}` must be at least 1"), Some(format!("remove `{field}` to use the default")));
             }
         }
-        if limits.timeout.is_some_and(|t| t.0.is_zero()) {
-            self.error(file, &lp.key("timeout"), "`timeout` must be longer than 0s", Some("write e.g. `30s`".into()));
+        self.check_duration(file, &lp.key("timeout"), limits.timeout.map(|t| t.0), false, MAX_SHORT_DURATION);
+        if let Some(n) = limits.max_attempts.filter(|n| *n > 100) {
+            self.error(file, &lp.key("max_attempts"), format!("`max_attempts` is {n}; it must be within 1..=100"), Some("the default is 5".into()));
         }
     }
 
@@ -969,6 +1505,9 @@ impl<'e> Loader<'e> {
 
     /// Checks one delivery as written at `path`.
     fn check_delivery(&mut self, file: usize, path: &YamlPath, d: &Delivery, providers: &BTreeMap<String, ProviderEntry>) {
+        if providers.get(&d.provider).is_some_and(|p| p.config.kind() == "vault") {
+            self.check_kv_location(file, path, Some(&d.path), d.mount.as_deref());
+        }
         match providers.get(&d.provider) {
             Some(p) if !STORE_KINDS.contains(&p.config.kind()) => {
                 self.error(
@@ -993,6 +1532,22 @@ impl<'e> Loader<'e> {
                 format!("unknown placeholder `{ph}` in delivery path"),
                 Some("only `{id}` (the credential id) is expanded".into()),
             );
+        }
+    }
+
+    /// A KV `path` and `mount` (at `path.path`, `path.mount`) stay inside their mount.
+    fn check_kv_location(&mut self, file: usize, at: &YamlPath, kv_path: Option<&str>, mount: Option<&str>) {
+        for (field, value) in [("path", kv_path), ("mount", mount)] {
+            let Some(v) = value else { continue };
+            if let Some(m) = store_path_problem(field, v) {
+                let example = if field == "path" { "apps/{id}" } else { "secret" };
+                self.error(
+                    file,
+                    &at.key(field),
+                    m,
+                    Some(format!("a KV {field} names a place inside its mount: segments separated by single `/`, no `..`, e.g. `{example}`")),
+                );
+            }
         }
     }
 
@@ -1117,8 +1672,12 @@ impl<'e> Loader<'e> {
 
         // Kind-specific checks.
         match &spec.target {
-            Target::VaultKvSecret(t) => self.check_generate(file, base, &t.generate),
+            Target::VaultKvSecret(t) => {
+                self.check_generate(file, base, &t.generate);
+                self.check_kv_location(file, &base.key("target"), Some(&t.path), Some(&t.mount));
+            }
             Target::VaultToken(t) => {
+                self.check_duration(file, &base.key("target").key("ttl"), t.ttl.map(|h| h.0), false, MAX_LONG_DURATION);
                 if action == Action::Revoke && t.accessor.as_deref().is_none_or(|a| a.trim().is_empty()) {
                     self.error(
                         file,
@@ -1128,7 +1687,7 @@ impl<'e> Loader<'e> {
                     );
                 }
             }
-            Target::VaultApproleSecretId(_) => {}
+            Target::VaultApproleSecretId(t) => self.check_kv_location(file, &base.key("target"), None, Some(&t.mount)),
             Target::AwsSecretsmanagerSecret(t) => self.check_generate(file, base, &t.generate),
             Target::PostgresRole(t) | Target::MysqlUser(t) | Target::RedisAclUser(t) | Target::LdapAccount(t) => {
                 let target = base.key("target");
@@ -1172,6 +1731,10 @@ impl<'e> Loader<'e> {
         let cv = spec.verify.clone().unwrap_or_else(empty_verify);
         let dv = defaults.verify.clone().unwrap_or_else(empty_verify);
         self.check_attempts(file, &base.key("verify").key("attempts"), cv.attempts);
+        self.check_duration(file, &base.key("verify").key("interval"), cv.interval.map(|h| h.0), true, MAX_SHORT_DURATION);
+        self.check_duration(file, &base.key("max_age"), spec.max_age.map(|h| h.0), false, MAX_LONG_DURATION);
+        self.check_duration(file, &base.key("grace_period"), spec.grace_period.map(|h| h.0), true, MAX_GRACE_PERIOD);
+        self.check_duration(file, &base.key("inactive_after"), spec.inactive_after.map(|h| h.0).filter(|d| !d.is_zero()), false, MAX_LONG_DURATION);
         let fallback = Verify::default();
         let verify = Verify {
             attempts: cv.attempts.or(dv.attempts).unwrap_or(fallback.attempts),
@@ -1226,7 +1789,12 @@ impl<'e> Loader<'e> {
             verify,
             tags,
             max_age: duration(spec.max_age, defaults.max_age),
-            grace_period: duration(spec.grace_period, defaults.grace_period),
+            grace_period: duration(spec.grace_period, defaults.grace_period).or_else(|| {
+                // An alternating pair retires the account consumers may have
+                // just read from the store: give them time to log in with it.
+                let pair = matches!(&spec.target, Target::PostgresRole(t) | Target::MysqlUser(t) | Target::RedisAclUser(t) | Target::LdapAccount(t) if t.alternate_with.is_some());
+                (pair && action == Action::Rotate).then_some(super::DEFAULT_ALTERNATING_GRACE)
+            }),
             depends_on: spec.depends_on.clone(),
             description: spec.description.clone(),
             inactive_after,
@@ -1538,7 +2106,7 @@ mod tests {
         assert_eq!(q.to_string(), "a.c[1]");
     }
 
-    const PROVIDER: &str = "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: x\n    auth: { method: token, token: \"${env:A}\" }\n";
+    const PROVIDER: &str = "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: http://127.0.0.1:8200\n    auth: { method: token, token: \"${env:A}\" }\n";
 
     /// Loads `files` (name, text) from a temporary folder, the first as root.
     fn load_files(files: &[(&str, &str)]) -> Result<Playbook, String> {
@@ -1564,12 +2132,12 @@ mod tests {
             ("", "p.yaml:1:1: error: the playbook file is empty", "1 error"),
             ("- a\n- b\n", "p.yaml:1:1: error: a playbook file is a mapping", "1 error"),
             (
-                "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: x\n    auth: { method: token, tokn: x }\n",
+                "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: http://127.0.0.1:8200\n    auth: { method: token, tokn: x }\n",
                 "p.yaml:6:28: error: unknown field `tokn`",
                 "1 error",
             ),
             (
-                "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: x\n    auth: { method: token, token: \"${env:A}\" }\n    limits: { concurrency: x }\n",
+                "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: http://127.0.0.1:8200\n    auth: { method: token, token: \"${env:A}\" }\n    limits: { concurrency: x }\n",
                 "p.yaml:7:28: error: invalid type: string \"x\", expected usize",
                 "1 error",
             ),
@@ -1581,12 +2149,12 @@ mod tests {
             ("version: 1\ninclude: [nope.yaml]\n", "p.yaml:2:11: error: cannot read included file", "1 error"),
             ("version: 1\ncredentials: {}\n", "p.yaml:2:14: error: invalid type: map, expected a sequence", "1 error"),
             (
-                "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: x\n    auth: { method: token, token: hvs.AAAAAAAAAAAAAAAAAAAAAAAA }\n",
+                "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: http://127.0.0.1:8200\n    auth: { method: token, token: hvs.AAAAAAAAAAAAAAAAAAAAAAAA }\n",
                 "p.yaml:6:35: error: this looks like a Vault token written inline",
                 "1 error",
             ),
             (
-                "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: x\n    auth: { method: token, token: \"${env:lower-case}\" }\n",
+                "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: http://127.0.0.1:8200\n    auth: { method: token, token: \"${env:lower-case}\" }\n",
                 "p.yaml:6:35: error: `token`: `lower-case` is not an environment variable name",
                 "1 error",
             ),
