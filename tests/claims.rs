@@ -87,6 +87,14 @@ fn orphan_of_a_lost_mint_is_retired_by_any_later_run() {
         // `plan` shows what the abandoned run left behind.
         let plan = keysweep(&state).args(["plan", pb.to_str().unwrap()]).output().unwrap();
         assert!(text(&plan).contains(&format!("{prefix}/")), "plan does not name the abandoned entry: {}", text(&plan));
+        // `discover` names the orphan as keysweep's, with its run and credential.
+        let id = estate_ids(&estate)[0].clone();
+        let d = keysweep(&state).args(["discover", pb.to_str().unwrap(), "--format", "json"]).output().unwrap();
+        let dj: Value = serde_json::from_slice(&d.stdout).unwrap_or(Value::Null);
+        let orphan = dj["findings"].as_array().into_iter().flatten().any(|f| {
+            f["detail"].as_str().is_some_and(|t| t.contains("an orphan keysweep minted") && t.contains(&format!("credential `{id}`")))
+        });
+        assert!(orphan, "{prefix}: discover does not name the orphan of {id}: {}", String::from_utf8_lossy(&d.stdout));
         std::fs::remove_dir_all(&state).unwrap();
         let out = run(&state, &pb);
         assert_eq!(out.status.code(), Some(0), "{prefix}: {}", text(&out));

@@ -645,6 +645,15 @@ pub fn compare(pb: &Playbook, g: &Gathered, now: DateTime<Utc>) -> DiscoveryRepo
         if let Some(u) = &it.last_used {
             d.push(format!("last used {u}"));
         }
+        // A secret keysweep minted that no store holds: the orphan of a mint
+        // whose answer (or store write) was lost.
+        if let Some(n) = it.details.get("keysweep_nonce") {
+            let (run, cred) = n.split_once('/').unwrap_or((n.as_str(), "?"));
+            d.insert(
+                0,
+                format!("an orphan keysweep minted (run `{run}`, credential `{cred}`) that no store holds: the next `run` of `{cred}` revokes it, or revoke it by hand"),
+            );
+        }
         findings.push(f(
             FindingKind::Unlisted,
             if d.is_empty() { "not in the playbook".into() } else { format!("not in the playbook; {}", d.join(", ")) },

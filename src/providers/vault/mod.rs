@@ -672,6 +672,9 @@ impl Provider for VaultProvider {
             if own.as_deref() == Some(acc) {
                 details.insert("keysweep_session".into(), "true".into());
             }
+            if let Some(n) = d["meta"][NONCE_KEY].as_str() {
+                details.insert(NONCE_KEY.into(), n.to_string());
+            }
             items.push(InventoryItem {
                 kind: "vault_token".into(),
                 id: acc.to_string(),
@@ -702,6 +705,9 @@ impl Provider for VaultProvider {
                         let mut details = BTreeMap::from([("mount".to_string(), mount.to_string()), ("role".to_string(), role.to_string())]);
                         if let Some(e) = d["expiration_time"].as_str() {
                             details.insert("expiration_time".into(), e.to_string());
+                        }
+                        if let Some(n) = d["metadata"][NONCE_KEY].as_str() {
+                            details.insert(NONCE_KEY.into(), n.to_string());
                         }
                         items.push(InventoryItem {
                             kind: "vault_approle_secret_id".into(),
