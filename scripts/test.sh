@@ -15,4 +15,17 @@ fi
 scripts/stack.sh install
 export KEYSWEEP_BAO_BIN="$ROOT/.cache/venv/bin/bao"
 export KEYSWEEP_MOTO_BIN="$ROOT/.cache/venv/bin/moto_server"
-cargo test "$@"
+
+# The canary scan: the tests record every secret value they create or read
+# back (tests/common canary()); after the run, the whole test output and every
+# file the tests left under this run's TMPDIR are scanned for them.
+CANARY_DIR="$ROOT/target/canary"
+rm -rf "$CANARY_DIR" && mkdir -p "$CANARY_DIR/tmp" && chmod 700 "$CANARY_DIR"
+export KEYSWEEP_CANARY_FILE="$CANARY_DIR/values.hex"
+export TMPDIR="$CANARY_DIR/tmp"
+set +e
+cargo test "$@" 2>&1 | tee "$CANARY_DIR/test-output.log"
+status=${PIPESTATUS[0]}
+set -e
+python3 scripts/canary_scan.py "$KEYSWEEP_CANARY_FILE" "$CANARY_DIR/test-output.log" "$TMPDIR" || status=1
+exit "$status"

@@ -166,6 +166,7 @@ impl Ld {
     }
 
     fn create_account_with(&self, cn: &str, password: &str, extra: &str) -> String {
+        super::canary(password);
         let dn = format!("cn={cn},ou=services,{}", self.base);
         self.ldif(
             "ldapadd",

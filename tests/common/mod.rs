@@ -95,6 +95,7 @@ impl Bao {
     pub fn create_token(&self, policies: &[&str], meta: Value) -> (String, String) {
         let (s, b) = self.call("POST", "auth/token/create-orphan", Some(json!({ "policies": policies, "meta": meta, "ttl": "24h" })));
         assert_eq!(s, 200, "{b}");
+        canary(b["auth"]["client_token"].as_str().unwrap_or_default());
         (b["auth"]["client_token"].as_str().unwrap().into(), b["auth"]["accessor"].as_str().unwrap().into())
     }
 
@@ -110,11 +111,13 @@ impl Bao {
     pub fn create_secret_id(&self, role: &str) -> (String, String) {
         let (s, b) = self.call("POST", &format!("auth/approle/role/{role}/secret-id"), Some(json!({})));
         assert_eq!(s, 200, "{b}");
+        canary(b["data"]["secret_id"].as_str().unwrap_or_default());
         (b["data"]["secret_id"].as_str().unwrap().into(), b["data"]["secret_id_accessor"].as_str().unwrap().into())
     }
 
     /// Writes a KV v2 secret; returns the version.
     pub fn kv_put(&self, path: &str, data: Value) -> u64 {
+        canary_json(&data);
         let (s, b) = self.call("POST", &format!("secret/data/{path}"), Some(json!({ "data": data })));
         assert_eq!(s, 200, "{b}");
         b["data"]["version"].as_u64().unwrap()
@@ -123,6 +126,7 @@ impl Bao {
     /// Reads the current data of a KV v2 secret.
     pub fn kv_get(&self, path: &str) -> Option<Value> {
         let (s, b) = self.call("GET", &format!("secret/data/{path}"), None);
+        canary_json(&b["data"]["data"]);
         (s == 200).then(|| b["data"]["data"].clone())
     }
 
@@ -158,6 +162,32 @@ impl Bao {
             }
         }
         out
+    }
+}
+
+/// Records a secret value the tests created or read back, for the canary
+/// scan `scripts/test.sh` runs over the whole test output afterwards
+/// (`scripts/canary_scan.py`). Stored hex-encoded, so the list never matches
+/// itself; no-op unless `KEYSWEEP_CANARY_FILE` is set.
+pub fn canary(value: &str) {
+    use std::io::Write;
+    let Ok(path) = std::env::var("KEYSWEEP_CANARY_FILE") else { return };
+    if value.len() < 8 {
+        return;
+    }
+    let hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{hex}");
+    }
+}
+
+/// Records every string in a JSON value (a KV secret's data) as a canary.
+pub fn canary_json(v: &Value) {
+    match v {
+        Value::String(s) => canary(s),
+        Value::Object(m) => m.values().for_each(canary_json),
+        Value::Array(a) => a.iter().for_each(canary_json),
+        _ => {}
     }
 }
 

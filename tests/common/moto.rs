@@ -214,6 +214,7 @@ impl Moto {
             .unwrap_or_else(|e| panic!("PutUserPolicy {user}: {e:?}"));
         let out = iam.create_access_key().user_name(user).send().await.unwrap_or_else(|e| panic!("CreateAccessKey {user}: {e:?}"));
         let k = out.access_key().expect("CreateAccessKey returned no key");
+        super::canary(k.secret_access_key());
         (k.access_key_id().to_string(), k.secret_access_key().to_string())
     }
 

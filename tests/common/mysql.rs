@@ -170,6 +170,7 @@ impl My {
 
     /// Creates `'name'@'host'` with `password` and SELECT on the test database.
     pub fn create_user_at(&self, name: &str, host: &str, password: &str) {
+        super::canary(password);
         self.sql(&format!(
             "CREATE USER {u}@{h} IDENTIFIED BY {p}; GRANT SELECT ON keysweep_test.* TO {u}@{h}",
             u = lit(name),

@@ -284,6 +284,7 @@ impl Pg {
 
     /// Creates a login role with `password` (or resets an existing one to it).
     pub fn create_role(&self, name: &str, password: &str) {
+        super::canary(password);
         let verb = if self.role_exists(name) { "ALTER" } else { "CREATE" };
         self.exec(&format!("{verb} ROLE {} WITH LOGIN PASSWORD {}", quote_ident(name), quote_literal(password)));
     }

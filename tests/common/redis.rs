@@ -128,6 +128,7 @@ impl Rd {
 
     /// Creates (or resets) an enabled ACL user with `password` and `rules`.
     pub fn create_user_with(&self, name: &str, password: &str, rules: &[&str]) {
+        super::canary(password);
         let pw = format!(">{password}");
         let mut args = vec!["ACL", "SETUSER", name, "reset", "on", pw.as_str()];
         args.extend_from_slice(rules);
