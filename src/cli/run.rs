@@ -214,6 +214,7 @@ async fn execute(
     state_dir: &Path,
     due: Option<HashMap<String, Due>>,
 ) -> Result<i32> {
+    crate::lock::set_run_id(&record.id);
     let mut plan = plan::build(&pb, &selection);
     let due_notes = due.as_ref().map(|d| apply_due(&mut plan, d)).unwrap_or_default();
     // Connect before anything is recorded: an unreachable provider or a
@@ -221,7 +222,6 @@ async fn execute(
     let providers = crate::provider::registry::connect(&pb, &common::needed_providers(&plan)).await?;
 
     let run_id = record.id.clone();
-    crate::lock::set_run_id(&run_id);
     let started_at = record.started_at.clone();
     let fresh = journal.run(&run_id)?.is_none();
     if fresh {

@@ -61,6 +61,10 @@ impl AwsProvider {
             loader = loader.profile_name(p.clone());
         }
         let sdk = loader.load().await;
+        // keysweep's own AWS secrets, so an echoed signature context never prints them.
+        for var in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+            std::env::var(var).map(|v| crate::secret::register_str(&v)).unwrap_or_default();
+        }
         if sdk.region().is_none() {
             return Err(ProviderError::new(ErrorKind::Config, "aws.connect", "no AWS region: set `region:` or AWS_REGION"));
         }
@@ -82,6 +86,13 @@ impl AwsProvider {
 
     /// Checks keysweep's own credentials with STS GetCallerIdentity.
     pub async fn check_login(&self) -> Result<String, ProviderError> {
+        // Register keysweep's own secret key and session token (from any source: env, profile, SSO) for redaction.
+        if let Some(cp) = self.sdk.credentials_provider() {
+            if let Ok(c) = aws_credential_types::provider::ProvideCredentials::provide_credentials(&cp).await {
+                crate::secret::register_str(c.secret_access_key());
+                c.session_token().map(crate::secret::register_str).unwrap_or_default();
+            }
+        }
         self.call(|| async {
             self.sts
                 .get_caller_identity()
