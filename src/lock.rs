@@ -190,8 +190,7 @@ impl StateLock {
 
 impl Drop for StateLock {
     fn drop(&mut self) {
-        // Leave an empty file: a description of a process that is gone would mislead.
-        let _ = self.file.set_len(0);
+        // The description stays (the last holder, for whoever looks); only the lock is what counts.
         // SAFETY: unlocking a descriptor we own (closing it would unlock too).
         unsafe {
             libc::flock(self.file.as_raw_fd(), libc::LOCK_UN);
