@@ -87,9 +87,28 @@ pub const MIN_REDACT_LEN: usize = 6;
 
 const REDACTED: &str = "[REDACTED]";
 
-/// Every registered form of every registered value, longest first (so a value
-/// that contains another is replaced whole). Zeroized when dropped.
-static REGISTRY: RwLock<Vec<Zeroizing<String>>> = RwLock::new(Vec::new());
+/// Every registered form of every registered value, indexed by a hash of its
+/// first [`MIN_REDACT_LEN`] bytes, so that [`redact`] costs one lookup per
+/// byte of text however many values are registered (a run of thousands of
+/// credentials redacts every journal record and log line). Percent-encoded
+/// forms are indexed upper-cased and matched case-insensitively. Values are
+/// zeroized when dropped; the index holds hashes, not bytes.
+#[derive(Default)]
+struct Registry {
+    forms: Vec<Zeroizing<String>>,
+    exact: std::collections::HashMap<u64, Vec<usize>>,
+    folded: std::collections::HashMap<u64, Vec<usize>>,
+}
+
+static REGISTRY: std::sync::LazyLock<RwLock<Registry>> = std::sync::LazyLock::new(Default::default);
+
+fn prefix_key(b: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static SEED: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
+    let mut h = SEED.get_or_init(Default::default).build_hasher();
+    h.write(&b[..MIN_REDACT_LEN]);
+    h.finish()
+}
 
 /// Registers a secret held in a [`SecretString`] (a no-op for values created
 /// through `SecretString::from`, which are registered already).
@@ -105,15 +124,21 @@ pub fn register_str(value: &str) {
     }
     let forms = forms_of(value);
     let mut reg = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
-    let mut changed = false;
     for f in forms {
-        if !reg.iter().any(|r| r.as_str() == f.as_str()) {
-            reg.push(f);
-            changed = true;
+        let folded = f.contains('%');
+        let f = if folded { Zeroizing::new(f.to_ascii_uppercase()) } else { f };
+        let key = prefix_key(f.as_bytes());
+        let known = {
+            let map = if folded { &reg.folded } else { &reg.exact };
+            map.get(&key).is_some_and(|ids| ids.iter().any(|i| reg.forms[*i].as_str() == f.as_str()))
+        };
+        if known {
+            continue;
         }
-    }
-    if changed {
-        reg.sort_by(|a, b| b.len().cmp(&a.len()));
+        let id = reg.forms.len();
+        reg.forms.push(f);
+        let map = if folded { &mut reg.folded } else { &mut reg.exact };
+        map.entry(key).or_default().push(id);
     }
 }
 
@@ -173,38 +198,46 @@ pub fn base64(data: &[u8]) -> String {
 
 /// Replaces every registered secret value (in any of its forms) in `text` with
 /// `[REDACTED]`. Every text that leaves keysweep passes through this.
+/// Overlapping occurrences of several values are replaced as one span.
 pub fn redact(text: &str) -> String {
     let reg = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
-    let mut out: Option<String> = None;
-    for v in reg.iter() {
-        let cur = out.as_deref().unwrap_or(text);
-        if v.contains('%') {
-            // Percent-encoding is case-insensitive in its hex digits.
-            let needle = Zeroizing::new(v.to_ascii_uppercase());
-            if cur.to_ascii_uppercase().contains(needle.as_str()) {
-                out = Some(replace_ascii_case_insensitive(cur, &needle));
+    let raw = text.as_bytes();
+    if raw.len() < MIN_REDACT_LEN || reg.forms.is_empty() {
+        return text.to_string();
+    }
+    let upper = if reg.folded.is_empty() { None } else { Some(text.to_ascii_uppercase()) };
+    let mut spans: Vec<(usize, usize)> = vec![];
+    for i in 0..=raw.len() - MIN_REDACT_LEN {
+        let mut end = 0;
+        for (hay, map) in [(Some(raw), &reg.exact), (upper.as_deref().map(str::as_bytes), &reg.folded)] {
+            let Some(hay) = hay else { continue };
+            if let Some(ids) = map.get(&prefix_key(&hay[i..])) {
+                for id in ids {
+                    let f = reg.forms[*id].as_bytes();
+                    if hay[i..].starts_with(f) {
+                        end = end.max(i + f.len());
+                    }
+                }
             }
-        } else if cur.contains(v.as_str()) {
-            out = Some(cur.replace(v.as_str(), REDACTED));
+        }
+        if end > 0 {
+            match spans.last_mut() {
+                Some(last) if i <= last.1 => last.1 = last.1.max(end),
+                _ => spans.push((i, end)),
+            }
         }
     }
-    out.unwrap_or_else(|| text.to_string())
-}
-
-/// Replaces `needle` (upper-case ASCII) wherever the upper-cased `hay` has it.
-fn replace_ascii_case_insensitive(hay: &str, needle: &str) -> String {
-    let upper = hay.to_ascii_uppercase();
-    let mut out = String::with_capacity(hay.len());
+    if spans.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
     let mut last = 0;
-    for (i, _) in upper.match_indices(needle) {
-        if i < last {
-            continue;
-        }
-        out.push_str(&hay[last..i]);
+    for (a, b) in spans {
+        out.push_str(&text[last..a]);
         out.push_str(REDACTED);
-        last = i + needle.len();
+        last = b;
     }
-    out.push_str(&hay[last..]);
+    out.push_str(&text[last..]);
     out
 }
 
@@ -464,6 +497,25 @@ mod tests {
         assert_eq!(redact(&format!("X-Vault-Token was {t}.")), "X-Vault-Token was [REDACTED].");
         register_str("abc");
         assert_eq!(redact("abc def"), "abc def");
+    }
+
+    #[test]
+    fn overlapping_values_are_cut_as_one_span_and_many_values_stay_cheap() {
+        let (a, b) = (format!("{}{}", "ovlpA1", "XYZ"), format!("{}{}", "XYZ", "ovlpB2"));
+        register_str(&a);
+        register_str(&b);
+        assert_eq!(redact(&format!("x ovlpA1XYZovlpB2 y ü{a}ü")), "x [REDACTED] y ü[REDACTED]ü");
+        // Thousands of registered values: one pass over the text each time.
+        for i in 0..5000 {
+            register_str(&format!("bulk-value-{i:05}"));
+        }
+        let text = "a log line with nothing secret in it, repeated. ".repeat(200);
+        let t = std::time::Instant::now();
+        for _ in 0..20 {
+            assert_eq!(redact(&text), text);
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+        assert_eq!(redact("id bulk-value-04999."), "id [REDACTED].");
     }
 
     #[test]
