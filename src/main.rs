@@ -19,11 +19,7 @@ fn main() {
         }
         let thread = std::thread::current();
         let at = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
-        eprintln!(
-            "thread '{}' panicked at {at}:\n{}",
-            thread.name().unwrap_or("<unnamed>"),
-            keysweep::secret::scrub(&keysweep::secret::redact(msg))
-        );
+        eprintln!("thread '{}' panicked at {at}:\n{}", thread.name().unwrap_or("<unnamed>"), keysweep::secret::scrub(&keysweep::secret::redact(msg)));
     }));
     let cli = keysweep::cli::Cli::parse();
     tracing_subscriber::fmt()
