@@ -23,6 +23,7 @@ use zeroize::Zeroizing;
 /// A secret string. Creating one registers its value for redaction by value
 /// (values shorter than [`MIN_REDACT_LEN`] are not registered: they would
 /// erase ordinary words from every message).
+#[derive(Default)]
 pub struct SecretString(secrecy::SecretString);
 
 impl SecretString {
@@ -49,12 +50,6 @@ impl From<&str> for SecretString {
 impl Clone for SecretString {
     fn clone(&self) -> Self {
         SecretString(self.0.clone())
-    }
-}
-
-impl Default for SecretString {
-    fn default() -> Self {
-        SecretString(secrecy::SecretString::default())
     }
 }
 

@@ -181,7 +181,7 @@ fn files_under(p: &Path) -> Vec<PathBuf> {
 /// The canary finds each form, and names place and offset without the value.
 pub fn self_check() {
     let s = format!("{}{}", "canary-", "S3cr\"t/x");
-    let c = Canary::new(&[s.clone()]);
+    let c = Canary::new(std::slice::from_ref(&s));
     let json = serde_json::to_string(&s).unwrap();
     for (form, text) in [
         ("raw", format!("xx{s}")),
