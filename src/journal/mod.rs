@@ -275,9 +275,12 @@ impl Journal {
     }
 }
 
-/// A record's JSON text with every known secret value removed.
+/// A record's JSON text with every known secret value removed from its
+/// strings (never from its keys or structure, which resume reads back).
 fn redact_json(v: &Value) -> String {
-    crate::secret::redact(&v.to_string())
+    let mut v = v.clone();
+    crate::report::redact_value(&mut v);
+    v.to_string()
 }
 
 fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
