@@ -59,6 +59,24 @@ pub fn open_private(path: &Path, truncate: bool) -> std::io::Result<File> {
     Ok(f)
 }
 
+/// Narrows everything of ours under `dir` (not following symlinks): directories
+/// to 0700, files to 0600 — state written by an older keysweep, or by hand.
+pub fn narrow_tree(dir: &Path) -> std::io::Result<()> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p)?;
+        if m.is_dir() {
+            tighten(&p, 0o700)?;
+            for e in std::fs::read_dir(&p)? {
+                stack.push(e?.path());
+            }
+        } else if m.is_file() {
+            tighten(&p, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes `contents` to `path` (replacing it), mode 0600.
 pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) -> std::io::Result<()> {
     let mut f = open_private(path, true)?;
@@ -144,6 +162,10 @@ pub fn acquire(state_dir: &Path, command: &str) -> Result<StateLock, LockError> 
     };
     let mut lock = StateLock { file, path, holder };
     lock.write_holder().map_err(io)?;
+    if let Err(e) = narrow_tree(state_dir) {
+        // Not worth refusing a rotation over; say so.
+        eprintln!("keysweep: warning: could not narrow {} to 0700/0600: {e}; check its permissions", state_dir.display());
+    }
     Ok(lock)
 }
 
@@ -250,6 +272,15 @@ mod tests {
         std::fs::write(&f, "x").unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
         write_private(&f, "y").unwrap();
+        // An older state dir: a report directory and file readable by others.
+        let old = d.join("runs").join("r1");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(old.join("report.json"), "{}").unwrap();
+        std::fs::set_permissions(old.join("report.json"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(acquire(&d, "run").unwrap());
+        assert_eq!(std::fs::metadata(&old).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(std::fs::metadata(old.join("report.json")).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
         assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "y");
