@@ -20,6 +20,13 @@ fn main() {
         let thread = std::thread::current();
         let at = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
         eprintln!("thread '{}' panicked at {at}:\n{}", thread.name().unwrap_or("<unnamed>"), keysweep::secret::scrub(&keysweep::secret::redact(msg)));
+        // Frames name functions, never data: printed as they are when asked for.
+        let bt = std::backtrace::Backtrace::capture();
+        if bt.status() == std::backtrace::BacktraceStatus::Captured {
+            eprintln!("stack backtrace:\n{bt}");
+        } else {
+            eprintln!("note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace");
+        }
     }));
     let cli = keysweep::cli::Cli::parse();
     tracing_subscriber::fmt()
