@@ -16,4 +16,5 @@ pub mod secret;
 pub mod cli;
 pub mod engine;
 pub mod journal;
+pub mod lock;
 pub mod providers;

@@ -89,7 +89,8 @@ impl Observer for Progress {
             Progress::Lines { total, done, quiet } => {
                 let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                 if !*quiet || !outcome.is_verified() {
-                    eprintln!("keysweep: [{n}/{}] {id}: {} {}", total.load(Ordering::SeqCst), outcome.name(), outcome.detail());
+                    let detail = crate::secret::redact(outcome.detail());
+                    eprintln!("keysweep: [{n}/{}] {id}: {} {detail}", total.load(Ordering::SeqCst), outcome.name());
                 }
             }
         }

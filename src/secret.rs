@@ -1,13 +1,275 @@
 //! Secret values: redacting, zeroizing, and generated from a declared policy.
 //!
-//! Every secret that passes through keysweep lives in a [`SecretString`] (from the
-//! `secrecy` crate): its `Debug` prints `[REDACTED]`, it has no `Display`, and its
-//! memory is zeroized on drop. Reading the value needs an explicit
-//! `expose_secret()`, which makes every use greppable.
+//! Every secret that passes through keysweep lives in a [`SecretString`] (a
+//! wrapper of the `secrecy` crate's): its `Debug` prints `[REDACTED]`, it has no
+//! `Display`, and its memory is zeroized on drop. Reading the value needs an
+//! explicit `expose_secret()`, which makes every use greppable.
+//!
+//! Creating a `SecretString` also *registers* its value with the process-wide
+//! redactor (see [`redact`]): every text that leaves keysweep — provider
+//! errors, logs, reports, journal records, panic messages — has every
+//! registered value (raw, URL-encoded, JSON-escaped, base64) replaced by
+//! `[REDACTED]`. This is redaction by value: it catches a secret a server
+//! echoes back in an error body, whatever its shape. The pattern scrubber
+//! [`scrub`] stays as a second line for secrets keysweep never held.
+
+use std::sync::RwLock;
 
 use rand::Rng;
-pub use secrecy::{ExposeSecret, SecretString};
+pub use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// A secret string. Creating one registers its value for redaction by value
+/// (values shorter than [`MIN_REDACT_LEN`] are not registered: they would
+/// erase ordinary words from every message).
+#[derive(Default)]
+pub struct SecretString(secrecy::SecretString);
+
+impl SecretString {
+    pub fn new(value: Box<str>) -> Self {
+        register_str(&value);
+        SecretString(secrecy::SecretString::new(value))
+    }
+}
+
+impl From<String> for SecretString {
+    fn from(value: String) -> Self {
+        register_str(&value);
+        SecretString(secrecy::SecretString::from(value))
+    }
+}
+
+impl From<&str> for SecretString {
+    fn from(value: &str) -> Self {
+        register_str(value);
+        SecretString(secrecy::SecretString::from(value))
+    }
+}
+
+impl Clone for SecretString {
+    fn clone(&self) -> Self {
+        SecretString(self.0.clone())
+    }
+}
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretString([REDACTED])")
+    }
+}
+
+impl ExposeSecret<str> for SecretString {
+    fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(SecretString::from)
+    }
+}
+
+/// Creates a secret from a value a server answered or keysweep generated, and
+/// registers it for redaction (the same as `SecretString::from`).
+pub fn new_secret(value: String) -> SecretString {
+    SecretString::from(value)
+}
+
+/// Values shorter than this are not registered for redaction by value.
+pub const MIN_REDACT_LEN: usize = 6;
+
+const REDACTED: &str = "[REDACTED]";
+
+/// Every registered form of every registered value, indexed by a hash of its
+/// first [`MIN_REDACT_LEN`] bytes, so that [`redact`] costs one lookup per
+/// byte of text however many values are registered (a run of thousands of
+/// credentials redacts every journal record and log line). Percent-encoded
+/// forms are indexed upper-cased and matched case-insensitively. Values are
+/// zeroized when dropped; the index holds hashes, not bytes.
+#[derive(Default)]
+struct Registry {
+    forms: Vec<Zeroizing<String>>,
+    exact: std::collections::HashMap<u64, Vec<usize>>,
+    folded: std::collections::HashMap<u64, Vec<usize>>,
+}
+
+static REGISTRY: std::sync::LazyLock<RwLock<Registry>> = std::sync::LazyLock::new(Default::default);
+
+fn prefix_key(b: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static SEED: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
+    let mut h = SEED.get_or_init(Default::default).build_hasher();
+    h.write(&b[..MIN_REDACT_LEN]);
+    h.finish()
+}
+
+/// Registers a secret held in a [`SecretString`] (a no-op for values created
+/// through `SecretString::from`, which are registered already).
+pub fn register(s: &SecretString) {
+    register_str(s.expose_secret());
+}
+
+/// Registers a secret value: from now on [`redact`] replaces it (and its
+/// URL-encoded, JSON-escaped and base64 forms) in any text.
+pub fn register_str(value: &str) {
+    if value.chars().count() < MIN_REDACT_LEN || value.trim().is_empty() {
+        return;
+    }
+    let forms = forms_of(value);
+    let mut reg = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
+    for f in forms {
+        let folded = f.contains('%');
+        let f = if folded { Zeroizing::new(f.to_ascii_uppercase()) } else { f };
+        let key = prefix_key(f.as_bytes());
+        let known = {
+            let map = if folded { &reg.folded } else { &reg.exact };
+            map.get(&key).is_some_and(|ids| ids.iter().any(|i| reg.forms[*i].as_str() == f.as_str()))
+        };
+        if known {
+            continue;
+        }
+        let id = reg.forms.len();
+        reg.forms.push(f);
+        let map = if folded { &mut reg.folded } else { &mut reg.exact };
+        map.entry(key).or_default().push(id);
+    }
+}
+
+/// The forms in which a value shows up in text: raw, percent-encoded (URLs,
+/// form bodies), JSON-escaped (Go's encoder also escapes `<>&`), base64.
+fn forms_of(value: &str) -> Vec<Zeroizing<String>> {
+    let mut out: Vec<Zeroizing<String>> = vec![Zeroizing::new(value.to_string())];
+    let mut add = |f: Zeroizing<String>| {
+        if f.len() >= MIN_REDACT_LEN && !out.iter().any(|o| o.as_str() == f.as_str()) {
+            out.push(f);
+        }
+    };
+    add(Zeroizing::new(percent_encode(value, false)));
+    add(Zeroizing::new(percent_encode(value, true)));
+    let json = Zeroizing::new(serde_json::to_string(value).unwrap_or_default());
+    if json.len() >= 2 {
+        let inner = Zeroizing::new(json[1..json.len() - 1].to_string());
+        let go = Zeroizing::new(inner.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026"));
+        add(inner);
+        add(go);
+    }
+    let b64 = Zeroizing::new(base64(value.as_bytes()));
+    add(Zeroizing::new(b64.trim_end_matches('=').to_string()));
+    out
+}
+
+/// Percent-encodes all but RFC 3986 unreserved characters; `plus` writes a
+/// space as `+` (HTML form encoding).
+pub fn percent_encode(s: &str, plus: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b' ' if plus => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Standard base64 with padding.
+pub fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let n = (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Replaces every registered secret value (in any of its forms) in `text` with
+/// `[REDACTED]`. Every text that leaves keysweep passes through this.
+/// Overlapping occurrences of several values are replaced as one span.
+pub fn redact(text: &str) -> String {
+    let reg = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
+    let raw = text.as_bytes();
+    if raw.len() < MIN_REDACT_LEN || reg.forms.is_empty() {
+        return text.to_string();
+    }
+    let upper = if reg.folded.is_empty() { None } else { Some(text.to_ascii_uppercase()) };
+    let mut spans: Vec<(usize, usize)> = vec![];
+    for i in 0..=raw.len() - MIN_REDACT_LEN {
+        let mut end = 0;
+        for (hay, map) in [(Some(raw), &reg.exact), (upper.as_deref().map(str::as_bytes), &reg.folded)] {
+            let Some(hay) = hay else { continue };
+            if let Some(ids) = map.get(&prefix_key(&hay[i..])) {
+                for id in ids {
+                    let f = reg.forms[*id].as_bytes();
+                    if hay[i..].starts_with(f) {
+                        end = end.max(i + f.len());
+                    }
+                }
+            }
+        }
+        if end > 0 {
+            match spans.last_mut() {
+                Some(last) if i <= last.1 => last.1 = last.1.max(end),
+                _ => spans.push((i, end)),
+            }
+        }
+    }
+    if spans.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (a, b) in spans {
+        out.push_str(&text[last..a]);
+        out.push_str(REDACTED);
+        last = b;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+/// An `io::Write` that collects what is written and passes it, redacted, to
+/// the inner writer when flushed or dropped. One per log event (tracing's
+/// `MakeWriter`), so a value is never split between two writes.
+pub struct RedactingWriter<W: std::io::Write> {
+    inner: W,
+    buf: Vec<u8>,
+}
+
+impl<W: std::io::Write> RedactingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        RedactingWriter { inner, buf: Vec::new() }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let text = redact(&String::from_utf8_lossy(&self.buf));
+            self.buf.clear();
+            self.inner.write_all(text.as_bytes())?;
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: std::io::Write> Drop for RedactingWriter<W> {
+    fn drop(&mut self) {
+        let _ = std::io::Write::flush(self);
+    }
+}
 
 /// The value a delivery store holds for one credential: the secret itself plus
 /// public fields that travel with it (an accessor, a role id, a user name).
@@ -105,6 +367,7 @@ impl GeneratePolicy {
         let alphabet = self.alphabet();
         let mut rng = rand::rng();
         let s: String = (0..self.length).map(|_| alphabet[rng.random_range(0..alphabet.len())]).collect();
+        // `from` registers it for redaction.
         SecretString::from(s)
     }
 }
@@ -127,6 +390,8 @@ pub fn redact_all(text: &str, secrets: &[&SecretString]) -> String {
 /// so that messages stored in the journal and reports carry no secret even when
 /// a provider echoes one we did not know about.
 pub fn scrub(text: &str) -> String {
+    // Known values first, so that the cut below never leaves half of one.
+    let text = &redact(text);
     static PATTERNS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = PATTERNS.get_or_init(|| {
         regex::Regex::new(
@@ -195,6 +460,76 @@ mod tests {
         assert!(!out.contains("hunter2"), "{out}");
         assert!(!out.contains("AKIAABCD"), "{out}");
         assert!(out.contains("lookup failed"));
+    }
+
+    #[test]
+    fn redact_replaces_registered_values_in_every_form() {
+        // Built at run time; short and shaped like no known token.
+        let v = format!("k{}/{}&{}", "9Qz", "x+Y", "p\"w");
+        let s = SecretString::from(v.clone());
+        let url = percent_encode(&v, false);
+        let json = serde_json::to_string(&v).unwrap();
+        let b64 = base64(v.as_bytes());
+        let text = format!("a {v} b {url} c {} d {json} e {b64} f", url.to_lowercase());
+        let out = redact(&text);
+        for form in [&v, &url, &url.to_lowercase(), &json[1..json.len() - 1].to_string(), &b64.trim_end_matches('=').to_string()] {
+            assert!(!out.contains(form.as_str()), "{form:?} left in {out}");
+        }
+        assert!(out.starts_with("a [REDACTED] b [REDACTED] c [REDACTED] d"), "{out}");
+        assert!(out.contains(" e [REDACTED]"), "{out}");
+        drop(s);
+        // Still registered after the secret is dropped: it stays a secret.
+        assert!(!redact(&v).contains(&v));
+    }
+
+    #[test]
+    fn redact_registers_generated_values_and_8_char_tokens_but_not_tiny_words() {
+        let g = GeneratePolicy { length: 16, ..Default::default() }.generate();
+        let out = redact(&format!("echo: {{\"password\":\"{}\"}}", g.expose_secret()));
+        assert!(!out.contains(g.expose_secret()), "{out}");
+        let t = format!("{}{}", "tk", "7Hq2mZ");
+        register_str(&t);
+        assert_eq!(redact(&format!("X-Vault-Token was {t}.")), "X-Vault-Token was [REDACTED].");
+        register_str("abc");
+        assert_eq!(redact("abc def"), "abc def");
+    }
+
+    #[test]
+    fn overlapping_values_are_cut_as_one_span_and_many_values_stay_cheap() {
+        let (a, b) = (format!("{}{}", "ovlpA1", "XYZ"), format!("{}{}", "XYZ", "ovlpB2"));
+        register_str(&a);
+        register_str(&b);
+        assert_eq!(redact(&format!("x ovlpA1XYZovlpB2 y ü{a}ü")), "x [REDACTED] y ü[REDACTED]ü");
+        // Thousands of registered values: one pass over the text each time.
+        for i in 0..5000 {
+            register_str(&format!("bulk-value-{i:05}"));
+        }
+        let text = "a log line with nothing secret in it, repeated. ".repeat(200);
+        let t = std::time::Instant::now();
+        for _ in 0..20 {
+            assert_eq!(redact(&text), text);
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+        assert_eq!(redact("id bulk-value-04999."), "id [REDACTED].");
+    }
+
+    #[test]
+    fn redacting_writer_redacts_what_it_flushes() {
+        let t = format!("{}{}", "wr1ter-", "s3cret");
+        register_str(&t);
+        let mut out = Vec::new();
+        {
+            let mut w = RedactingWriter::new(&mut out);
+            std::io::Write::write_all(&mut w, format!("got {t} back\n").as_bytes()).unwrap();
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), "got [REDACTED] back\n");
+    }
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
     }
 
     #[test]

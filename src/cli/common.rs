@@ -152,8 +152,8 @@ pub fn rows(plan: &Plan, states: &HashMap<String, CredState>, run_id: &str) -> V
 /// Writes report.json and report.md under `<state>/runs/<id>/`.
 pub fn write_reports(state_dir: &Path, report: &Report) -> Result<PathBuf> {
     let dir = state_dir.join("runs").join(&report.run_id);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::write(dir.join("report.json"), crate::report::render::json(report)).context("writing report.json")?;
-    std::fs::write(dir.join("report.md"), crate::report::render::markdown(report)).context("writing report.md")?;
+    crate::lock::create_private_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::lock::write_private(&dir.join("report.json"), crate::report::render::json(report)).context("writing report.json")?;
+    crate::lock::write_private(&dir.join("report.md"), crate::report::render::markdown(report)).context("writing report.md")?;
     Ok(dir)
 }

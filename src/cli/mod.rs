@@ -73,7 +73,7 @@ pub async fn main(cli: Cli) -> i32 {
         Ok(code) => code,
         Err(e) => {
             // Errors are built from scrubbed provider text and our own words; no secret values.
-            eprintln!("keysweep: error: {e:#}");
+            eprintln!("keysweep: error: {}", crate::secret::redact(&format!("{e:#}")));
             exit::ERROR
         }
     }

@@ -70,6 +70,10 @@ pub async fn run(a: RunArgs, state_dir: &Path) -> Result<i32> {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
+    if let Err(e) = crate::lock::hold(state_dir, "run") {
+        eprintln!("keysweep: {e}");
+        return Ok(exit::ERROR);
+    }
     let journal = Arc::new(Journal::open(&common::journal_path(state_dir))?);
     let mode = if a.due { MODE_DUE } else { MODE_RUN };
     if !a.new {
@@ -173,6 +177,10 @@ fn apply_due(plan: &mut plan::Plan, due: &HashMap<String, Due>) -> HashMap<Strin
 }
 
 pub async fn resume(a: ResumeArgs, state_dir: &Path) -> Result<i32> {
+    if let Err(e) = crate::lock::hold(state_dir, "resume") {
+        eprintln!("keysweep: {e}");
+        return Ok(exit::ERROR);
+    }
     let journal = Arc::new(Journal::open(&common::journal_path(state_dir))?);
     let Some(record) = journal.run(&a.run_id)? else {
         eprintln!("keysweep: no run `{}` in {}; see `keysweep history`", a.run_id, state_dir.display());
@@ -206,6 +214,7 @@ async fn execute(
     state_dir: &Path,
     due: Option<HashMap<String, Due>>,
 ) -> Result<i32> {
+    crate::lock::set_run_id(&record.id);
     let mut plan = plan::build(&pb, &selection);
     let due_notes = due.as_ref().map(|d| apply_due(&mut plan, d)).unwrap_or_default();
     // Connect before anything is recorded: an unreachable provider or a

@@ -3,7 +3,10 @@
 //! A step's `started` record is committed before the step acts, and its `done`
 //! record before anything relies on its effect, so a run killed at any instant
 //! can be resumed from what the journal says. Records hold handles (accessors,
-//! versions, nonces), never secret values.
+//! versions, nonces), never secret values: every text written passes through
+//! [`crate::secret::redact`] (a reason quoting a server's echo of a secret is
+//! stored with `[REDACTED]` in its place). The database and its `-wal`/`-shm`
+//! files are 0600, their directory 0700.
 //!
 //! Writes go through one writer thread that commits whatever records are
 //! waiting in a single transaction ("group commit"): each caller still waits
@@ -112,8 +115,17 @@ pub fn crash_point(point: &str) {
 
 impl Journal {
     pub fn open(path: &Path) -> Result<Journal> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::lock::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        // Created (or narrowed) 0600 before SQLite opens it: SQLite gives the
+        // -wal and -shm files the database file's mode.
+        crate::lock::open_private(path, false).with_context(|| format!("creating journal {}", path.display()))?;
+        for side in ["-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{side}", path.display()));
+            if p.exists() {
+                crate::lock::open_private(&p, false).with_context(|| format!("narrowing {} to 0600", p.display()))?;
+            }
         }
         let mut writer = open_conn(path)?;
         writer.execute_batch(SCHEMA).context("creating journal schema")?;
@@ -175,7 +187,7 @@ impl Journal {
             cred_id: cred_id.into(),
             step: step.into(),
             status: status.into(),
-            detail: detail.to_string(),
+            detail: redact_json(&detail),
         }])
         .await
     }
@@ -184,7 +196,7 @@ impl Journal {
     pub async fn record_many(&self, run_id: &str, events: Vec<(String, String, String, Value)>) -> Result<()> {
         let cmds = events
             .into_iter()
-            .map(|(cred_id, step, status, detail)| Cmd::Event { run_id: run_id.into(), cred_id, step, status, detail: detail.to_string() })
+            .map(|(cred_id, step, status, detail)| Cmd::Event { run_id: run_id.into(), cred_id, step, status, detail: redact_json(&detail) })
             .collect();
         self.submit(cmds).await
     }
@@ -194,7 +206,7 @@ impl Journal {
     }
 
     pub async fn finish_run(&self, id: &str, finished_at: &str, report: &Value) -> Result<()> {
-        self.submit(vec![Cmd::FinishRun { id: id.into(), finished_at: finished_at.into(), report: report.to_string() }]).await
+        self.submit(vec![Cmd::FinishRun { id: id.into(), finished_at: finished_at.into(), report: redact_json(report) }]).await
     }
 
     pub fn run(&self, id: &str) -> Result<Option<RunRecord>> {
@@ -261,6 +273,14 @@ impl Journal {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
+}
+
+/// A record's JSON text with every known secret value removed from its
+/// strings (never from its keys or structure, which resume reads back).
+fn redact_json(v: &Value) -> String {
+    let mut v = v.clone();
+    crate::report::redact_value(&mut v);
+    v.to_string()
 }
 
 fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
@@ -348,5 +368,35 @@ mod tests {
         j.finish_run("r1", "2026-01-01T00:01:00Z", &json!({"ok": true})).await.unwrap();
         assert!(j.unfinished("f", "run").unwrap().is_none());
         assert_eq!(j.run("r1").unwrap().unwrap().report, Some(json!({"ok": true})));
+    }
+
+    #[tokio::test]
+    async fn records_never_hold_a_known_secret_and_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let p = state.join("journal.db");
+        let v = format!("{}{}", "jrnl", "Secret\"7");
+        let _s = crate::secret::SecretString::from(v.clone());
+        let j = Journal::open(&p).unwrap();
+        j.record("r1", "c", "stage", "failed", json!({ "reason": format!("HTTP 500 echo {v}") })).await.unwrap();
+        j.finish_run("r1", "t", &json!({ "why": v })).await.unwrap();
+        let ev = j.events("r1").unwrap();
+        assert_eq!(ev[0].detail["reason"], "HTTP 500 echo [REDACTED]");
+        drop(j);
+        for (path, want) in [(state.clone(), 0o700), (p.clone(), 0o600)] {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, want, "{}", path.display());
+        }
+        for side in ["-wal", "-shm"] {
+            let f = PathBuf::from(format!("{}{side}", p.display()));
+            if let Ok(m) = std::fs::metadata(&f) {
+                assert_eq!(m.permissions().mode() & 0o777, 0o600, "{}", f.display());
+            }
+        }
+        for side in ["", "-wal"] {
+            let bytes = std::fs::read(format!("{}{side}", p.display())).unwrap_or_default();
+            assert!(!bytes.windows(10).any(|w| w == &v.as_bytes()[..10]), "journal{side} bytes hold the secret");
+        }
     }
 }

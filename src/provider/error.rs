@@ -1,6 +1,9 @@
 //! One error type for every provider: what happened, whether retrying can
 //! help, and scrubbed context. Messages never carry secret values: provider
-//! error text passes through [`crate::secret::scrub`] before it is kept.
+//! error text passes through [`crate::secret::scrub`] (which first removes
+//! every secret value keysweep holds, see [`crate::secret::redact`]) before it
+//! is kept, and again through `redact` when displayed, for values registered
+//! after the error was built.
 
 use std::fmt;
 use std::time::Duration;
@@ -53,8 +56,28 @@ impl ProviderError {
 
 impl fmt::Display for ProviderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {:?}: {}", self.operation, self.kind, self.message)
+        write!(f, "{}: {:?}: {}", self.operation, self.kind, crate::secret::redact(&self.message))
     }
 }
 
 impl std::error::Error for ProviderError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_lose_every_known_secret_value() {
+        // A short value shaped like no token: only redaction by value catches it.
+        let v = crate::secret::SecretString::from(format!("{}{}", "pw", "Short9x"));
+        let echoed = format!("HTTP 500 echo: {{\"data\":{{\"value\":\"{}\"}}}}", crate::secret::ExposeSecret::expose_secret(&v));
+        let e = ProviderError::new(ErrorKind::Unavailable, "vault.kv.write", echoed);
+        assert!(!e.message.contains("Short9x"), "{}", e.message);
+        assert!(!e.to_string().contains("Short9x"), "{e}");
+        assert!(e.to_string().contains("HTTP 500 echo"), "{e}");
+        // Registered after the error was built: Display still removes it.
+        let e = ProviderError::new(ErrorKind::Other, "op", "late: lateValue42");
+        crate::secret::register_str("lateValue42");
+        assert!(!e.to_string().contains("lateValue42"), "{e}");
+    }
+}

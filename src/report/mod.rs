@@ -227,7 +227,30 @@ impl Changes {
 
 pub const REPORT_SCHEMA: &str = "keysweep.report/v1";
 
+/// Every string of a JSON value (not the keys) with known secret values removed.
+pub fn redact_value(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => {
+            let r = crate::secret::redact(s);
+            if r != *s {
+                *s = r;
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(redact_value),
+        serde_json::Value::Object(o) => o.values_mut().for_each(redact_value),
+        _ => {}
+    }
+}
+
 impl Report {
+    /// This report with every known secret value removed from its text
+    /// (reasons, evidence, warnings, handles…). Renderers print this.
+    pub fn redacted(&self) -> Report {
+        let Ok(mut v) = serde_json::to_value(self) else { return self.clone() };
+        redact_value(&mut v);
+        serde_json::from_value(v).unwrap_or_else(|_| self.clone())
+    }
+
     pub fn new(run_id: &str, mode: &str, playbook: &str, started_at: &str, selection: Vec<String>, rows: Vec<Row>) -> Self {
         let mut totals = Totals::of(&rows);
         if mode == "dry_run" {

@@ -53,6 +53,8 @@ impl FromStr for Format {
     }
 }
 
+/// Every renderer removes known secret values twice: from the report's text
+/// before rendering (so escaping cannot hide one) and from what it produced.
 pub fn render(r: &Report, f: Format, color: bool) -> String {
     match f {
         Format::Json => json(r),
@@ -112,6 +114,10 @@ fn rows_mismatch(r: &Report) -> Option<String> {
 
 /// Pretty JSON in the documented `keysweep.report/v1` shape.
 pub fn json(r: &Report) -> String {
+    crate::secret::redact(&json_unredacted(&r.redacted()))
+}
+
+fn json_unredacted(r: &Report) -> String {
     serde_json::to_string_pretty(r).unwrap_or_else(|e| {
         // Unreachable with these types (string keys only); still never panic on a report.
         serde_json::json!({ "schema": r.schema, "run_id": r.run_id, "error": format!("report not serialisable: {e}") }).to_string()
@@ -218,6 +224,10 @@ fn code(s: &str) -> String {
 
 /// The report for an incident ticket.
 pub fn markdown(r: &Report) -> String {
+    crate::secret::redact(&markdown_unredacted(&r.redacted()))
+}
+
+fn markdown_unredacted(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "**{}**\n", totals_line(&r.totals));
     if let Some(m) = rows_mismatch(r) {
@@ -306,6 +316,10 @@ const GREEN: &str = "32";
 /// A terminal summary: the totals line, one line per gap, a count of the
 /// verified ones, the warnings.
 pub fn text(r: &Report, color: bool) -> String {
+    crate::secret::redact(&text_unredacted(&r.redacted(), color))
+}
+
+fn text_unredacted(r: &Report, color: bool) -> String {
     let paint = |code: &str, t: &str| if color { format!("\x1b[{code}m{t}\x1b[0m") } else { t.to_string() };
     let t = &r.totals;
     let mismatch = rows_mismatch(r);
@@ -402,6 +416,10 @@ th{background:#f3f3f3}td{white-space:pre-wrap}\
 
 /// A self-contained HTML page with the same content as [`markdown`].
 pub fn html(r: &Report) -> String {
+    crate::secret::redact(&html_unredacted(&r.redacted()))
+}
+
+fn html_unredacted(r: &Report) -> String {
     let t = &r.totals;
     let mismatch = rows_mismatch(r);
     let class = if !t.add_up() || mismatch.is_some() || t.failed > 0 {
@@ -685,6 +703,21 @@ mod tests {
         assert!(text(&r, false).contains("SKIPPED     dep  (bao/vault_token): dependency db failed"));
         let dry = Report::new("r", "dry_run", "p", "t", vec![], rows);
         assert!(!text(&dry, false).contains("SKIPPED "));
+    }
+
+    #[test]
+    fn every_format_removes_known_secret_values_even_escaped() {
+        // `|`, `<` and `&` are escaped differently by each format.
+        let v = format!("{}|{}<{}&", "rep0rt", "Val", "ue");
+        let _s = crate::secret::SecretString::from(v.clone());
+        let mut r = sample();
+        r.rows[3].outcome = Outcome::Failed { step: Step::Test, reason: format!("HTTP 500 echo: {v}") };
+        r.warnings.push(format!("pending holds {v}"));
+        for f in [Format::Text, Format::Markdown, Format::Json, Format::Html] {
+            let out = render(&r, f, false);
+            assert!(!out.contains("rep0rt"), "{f}: {out}");
+            assert!(out.contains("[REDACTED]"), "{f}: {out}");
+        }
     }
 
     #[test]

@@ -63,6 +63,10 @@ impl AwsProvider {
             loader = loader.profile_name(p.clone());
         }
         let sdk = loader.load().await;
+        // keysweep's own AWS secrets, so an echoed signature context never prints them.
+        for var in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+            std::env::var(var).map(|v| crate::secret::register_str(&v)).unwrap_or_default();
+        }
         if sdk.region().is_none() {
             return Err(ProviderError::new(ErrorKind::Config, "aws.connect", "no AWS region: set `region:` or AWS_REGION"));
         }
@@ -85,12 +89,15 @@ impl AwsProvider {
 
     /// Checks keysweep's own credentials with STS GetCallerIdentity.
     pub async fn check_login(&self) -> Result<String, ProviderError> {
-        // Which access key is keysweep's own, so a playbook that lists it
-        // never has it retired under the running session.
+        // Which access key is keysweep's own (so a playbook that lists it
+        // never has it retired under the running session), and its secret key
+        // and session token (from any source: env, profile, SSO) for redaction.
         if let Some(cp) = self.sdk.credentials_provider() {
             use aws_credential_types::provider::ProvideCredentials;
             if let Ok(c) = cp.provide_credentials().await {
                 let _ = self.own_key_id.set(c.access_key_id().to_string());
+                crate::secret::register_str(c.secret_access_key());
+                c.session_token().map(crate::secret::register_str).unwrap_or_default();
             }
         }
         self.call(|| async {
