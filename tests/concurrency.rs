@@ -17,7 +17,7 @@ use common::*;
 use serde_json::{json, Value};
 
 fn hold_verify() -> Vec<Rule> {
-    vec![Rule { method: "POST".into(), path_contains: "auth/token/lookup-accessor".into(), token: None }]
+    vec![Rule { method: "POST".into(), path_contains: "auth/token/lookup-accessor".into(), token: None, ..Default::default() }]
 }
 
 /// A playbook revoking one fresh token, with a long verify window.

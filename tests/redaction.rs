@@ -43,15 +43,19 @@ fn secrets_echoed_by_a_server_reach_no_output_report_journal_or_file() {
     b.kv_put("red/tokens/red-tok", json!({ "value": old_tok, "accessor": old_acc }));
     // A KV secret with a short old value.
     let old_kv = short_id("okv-");
-    b.kv_put("red/kv", json!({ "value": old_kv, "username": "svc" }));
+    // Its field is `api_key`: the staging write's JSON keys are sorted, and the
+    // value must come before keysweep's claim for the echoed text to show it
+    // within the 400 characters a reason keeps.
+    b.kv_put("red/kv", json!({ "api_key": old_kv, "username": "svc" }));
 
     // Echo the staging write of the KV secret (its body holds the generated
     // value) and every request presenting the old token.
     let proxy = EchoProxy::start(
         &b.addr,
         vec![
-            Rule { method: "POST".into(), path_contains: "keysweep-pending/red/kv".into(), token: None },
-            Rule { method: String::new(), path_contains: "auth/token/lookup-self".into(), token: Some(old_tok.clone()) },
+            // The staging write (it carries the value), not the claim written before it.
+            Rule { method: "POST".into(), path_contains: "keysweep-pending/red/kv".into(), token: None, body_contains: "\"api_key\"".into() },
+            Rule { method: String::new(), path_contains: "auth/token/lookup-self".into(), token: Some(old_tok.clone()), ..Default::default() },
         ],
     );
     let yaml = "version: 1
@@ -62,7 +66,7 @@ providers:
     auth: { method: token, token: \"${env:VAULT_TOKEN}\" }
     limits: { max_attempts: 2 }
 credentials:
-  - { id: red-kv, owner: data, provider: bao, target: { kind: vault_kv_secret, path: red/kv, generate: { length: 16 } }, verify: { attempts: 2, interval: 100ms } }
+  - { id: red-kv, owner: data, provider: bao, target: { kind: vault_kv_secret, path: red/kv, field: api_key, generate: { length: 16 } }, verify: { attempts: 2, interval: 100ms } }
   - { id: red-tok, owner: platform, provider: bao, target: { kind: vault_token }, deliver_to: [{ provider: bao, path: \"red/tokens/{id}\" }], verify: { attempts: 2, interval: 100ms } }
 ";
     let pb = dir.path().join("playbook.yaml");
@@ -83,7 +87,7 @@ credentials:
     assert!(!staged.is_empty(), "the KV staging write was never echoed: {:?}", echoed.iter().map(|e| &e.path).collect::<Vec<_>>());
     let generated: Vec<String> = staged
         .iter()
-        .filter_map(|e| serde_json::from_str::<serde_json::Value>(&e.body).ok()?["data"]["value"].as_str().map(str::to_string))
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(&e.body).ok()?["data"]["api_key"].as_str().map(str::to_string))
         .collect();
     assert!(!generated.is_empty(), "no echoed staging write carried a generated value");
     assert!(generated.iter().all(|g| g.len() == 16), "generated values are 16 characters");
@@ -96,7 +100,7 @@ credentials:
     let reason = kv_row["reason"].as_str().unwrap_or_default().to_string();
     assert_eq!(kv_row["outcome"], "failed", "{kv_row}");
     assert!(reason.contains("echo-proxy: X-Vault-Token header [REDACTED]"), "the admin token was not redacted in place: {reason}");
-    assert!(reason.contains("\"value\":\"[REDACTED]\""), "the generated value was not redacted in place: {reason}");
+    assert!(reason.contains("\"api_key\":\"[REDACTED]\""), "the generated value was not redacted in place: {reason}");
     let tok_row = r["rows"].as_array().unwrap().iter().find(|r| r["id"] == "red-tok").unwrap().clone();
     assert_ne!(tok_row["outcome"], "rotated", "the old token's death was never proven: {tok_row}");
 

@@ -20,6 +20,8 @@ pub struct Rule {
     pub path_contains: String,
     /// Only when the request presents this token.
     pub token: Option<String>,
+    /// Only when the request body contains this text (empty: any body).
+    pub body_contains: String,
 }
 
 /// One echoed request.
@@ -110,6 +112,7 @@ fn handle(mut c: TcpStream, up: &str, rules: &[Rule], seen: &Mutex<Vec<Echoed>>)
         (r.method.is_empty() || r.method.eq_ignore_ascii_case(&method))
             && path.contains(&r.path_contains)
             && r.token.as_ref().is_none_or(|t| *t == token)
+            && body.contains(&r.body_contains)
     });
     if hit {
         seen.lock().unwrap().push(Echoed { method: method.clone(), path: path.clone(), token: token.clone(), body: body.clone() });
