@@ -317,7 +317,7 @@ impl TokenSettings {
             None => {
                 let p: Vec<String> = old.policies.iter().filter(|p| *p != "root").cloned().collect();
                 if p.is_empty() && old.policies.iter().any(|p| p == "root") {
-                    return Err("the old token's only policy is `root`, and keysweep never mints a root token: declare `policies:` (and `ttl:`) for this credential".into());
+                    return Err("the old token's only policy is `root`, and keysweep never mints a root token (a replacement needs its own policies): declare `policies:` and `ttl:` for this credential".into());
                 }
                 p
             }
@@ -339,7 +339,7 @@ impl TokenSettings {
             return Err("the replacement would have no policies, and Vault would then give it keysweep's own: declare `policies:` for this credential".into());
         }
         if b.policies.iter().any(|p| p == "root") {
-            return Err("`policies:` lists `root`, and keysweep never mints a root token: list the policies the consumer needs".into());
+            return Err("`policies:` lists `root`, and keysweep never mints a root token (list the policies the consumer needs instead)".into());
         }
         if b.ttl == Some(0) {
             return Err("`ttl:` is 0, which Vault reads as \"no TTL\": declare a positive `ttl:`".into());
