@@ -985,3 +985,47 @@ impl Provider for VaultProvider {
         Some(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(policies: &[&str], ttl: u64) -> TokenSettings {
+        TokenSettings {
+            policies: policies.iter().map(|s| s.to_string()).collect(),
+            creation_ttl: ttl,
+            explicit_max_ttl: 0,
+            period: 0,
+            num_uses: 0,
+            renewable: true,
+            meta: Default::default(),
+            display_name: None,
+        }
+    }
+
+    #[test]
+    fn bounds_never_come_out_empty_or_root() {
+        let e = TokenSettings::bounds(None, None, None).unwrap_err();
+        assert!(e.contains("declare `policies:` and `ttl:` for this credential"), "{e}");
+        assert!(TokenSettings::bounds(None, Some(&["a".into()]), None).is_err(), "minted with no TTL for an unknown old token");
+        assert!(TokenSettings::bounds(Some(&settings(&["root"], 0)), None, None).unwrap_err().contains("never mints a root token"));
+        assert!(TokenSettings::bounds(Some(&settings(&[], 60)), None, None).unwrap_err().contains("no policies"));
+        assert!(TokenSettings::bounds(Some(&settings(&["a"], 60)), Some(&[]), None).unwrap_err().contains("no policies"));
+        let b = TokenSettings::bounds(Some(&settings(&["a", "root"], 60)), None, None).unwrap();
+        assert_eq!((b.policies, b.ttl), (vec!["a".to_string()], Some(60)));
+        let b = TokenSettings::bounds(None, Some(&["a".into()]), Some(30)).unwrap();
+        assert_eq!((b.policies, b.ttl), (vec!["a".to_string()], Some(30)));
+    }
+
+    #[test]
+    fn excess_names_every_widening() {
+        let old = settings(&["a", "default"], 3600);
+        let b = TokenSettings::bounds(Some(&TokenSettings { explicit_max_ttl: 7200, num_uses: 5, renewable: false, ..old.clone() }), None, None).unwrap();
+        assert!(TokenSettings { explicit_max_ttl: 7200, num_uses: 5, renewable: false, ..old.clone() }.excess(&b).is_empty());
+        let wide = TokenSettings { policies: vec!["a".into(), "admin".into()], creation_ttl: 0, explicit_max_ttl: 0, period: 60, num_uses: 0, ..old };
+        let x = wide.excess(&b).join("; ");
+        for w in ["\"admin\"", "ttl none", "explicit_max_ttl none", "period 60s", "num_uses unlimited", "renewable"] {
+            assert!(x.contains(w), "{w} not named in: {x}");
+        }
+    }
+}
