@@ -467,3 +467,37 @@ fn a_run_over_an_expired_token_fails_stage_and_mints_nothing() {
     assert_eq!(accessors(b), before, "a token was minted");
     assert!(b.kv_get("answers/e2e/expired-tok").is_none(), "something was delivered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_behind_a_load_balancer_404_never_reports_no_previous_secret() {
+    let _g = SERIAL.lock().await;
+    let b = tokio::task::spawn_blocking(common::bao).await.unwrap();
+    let proxy = FaultProxy::start(&b.addr).await;
+    let path = format!("answers/e2e-lb-{}", uuid::Uuid::new_v4().simple());
+    let p2 = path.clone();
+    bao(move |b| b.kv_put(&p2, json!({ "value": "old-value-behind-the-lb-Qw3", "username": "svc" }))).await;
+    proxy.add(Rule::new("lb", Some("GET"), &format!("/v1/secret/(data|metadata)/{path}$"), Fault::Html(404)));
+
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "{}  - {{ id: kv-lb, owner: data, provider: bao, target: {{ kind: vault_kv_secret, path: \"{path}\" }}, verify: {{ attempts: 2, interval: 100ms }} }}\n",
+        common::PROVIDER_YAML.replace("limits: { concurrency: 16 }", "limits: { concurrency: 16, max_attempts: 2 }")
+    );
+    let pb = dir.path().join("playbook.yaml");
+    std::fs::write(&pb, yaml).unwrap();
+    let state = dir.path().join("state");
+    let mut cmd = common::keysweep(&state);
+    cmd.env("VAULT_ADDR", &proxy.endpoint).args(["run", pb.to_str().unwrap()]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_ne!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(proxy.fired("lb") > 0, "the fault never fired");
+    let r = common::report_json(&state);
+    let row = &r["rows"][0];
+    assert_ne!(row["outcome"], "rotated", "{row}");
+    assert!(!row.to_string().contains("no previous secret") && !stdout.contains("no previous secret"), "{row}\n{stdout}");
+    // Separate client: the old value is still the current one, nothing written.
+    assert_eq!(current_version(&path).await, 1);
+    let p3 = path.clone();
+    assert_eq!(bao(move |b| b.kv_get(&p3).unwrap()["value"].clone()).await, "old-value-behind-the-lb-Qw3");
+}
