@@ -468,20 +468,12 @@ fn a_run_over_an_expired_token_fails_stage_and_mints_nothing() {
     assert!(b.kv_get("answers/e2e/expired-tok").is_none(), "something was delivered");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_behind_a_load_balancer_404_never_reports_no_previous_secret() {
-    let _g = SERIAL.lock().await;
-    let b = tokio::task::spawn_blocking(common::bao).await.unwrap();
-    let proxy = FaultProxy::start(&b.addr).await;
-    let path = format!("answers/e2e-lb-{}", uuid::Uuid::new_v4().simple());
-    let p2 = path.clone();
-    bao(move |b| b.kv_put(&p2, json!({ "value": "old-value-behind-the-lb-Qw3", "username": "svc" }))).await;
-    proxy.add(Rule::new("lb", Some("GET"), &format!("/v1/secret/(data|metadata)/{path}$"), Fault::Html(404)));
-
+/// Runs the binary on one KV credential at `path`, through `proxy`.
+async fn run_kv_through(proxy: &FaultProxy, path: &str) -> (Option<i32>, String, Value) {
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
         "{}  - {{ id: kv-lb, owner: data, provider: bao, target: {{ kind: vault_kv_secret, path: \"{path}\" }}, verify: {{ attempts: 2, interval: 100ms }} }}\n",
-        common::PROVIDER_YAML.replace("limits: { concurrency: 16 }", "limits: { concurrency: 16, max_attempts: 2 }")
+        common::PROVIDER_YAML.replace("limits: { concurrency: 16 }", "limits: { concurrency: 16, max_attempts: 3 }")
     );
     let pb = dir.path().join("playbook.yaml");
     std::fs::write(&pb, yaml).unwrap();
@@ -489,15 +481,47 @@ async fn a_run_behind_a_load_balancer_404_never_reports_no_previous_secret() {
     let mut cmd = common::keysweep(&state);
     cmd.env("VAULT_ADDR", &proxy.endpoint).args(["run", pb.to_str().unwrap()]);
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_ne!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let text = format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text, common::report_json(&state)["rows"][0].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_behind_a_load_balancer_404_never_reports_no_previous_secret() {
+    let _g = SERIAL.lock().await;
+    let b = tokio::task::spawn_blocking(common::bao).await.unwrap();
+    let proxy = FaultProxy::start(&b.addr).await;
+
+    // The load balancer answers 404 to every read of the secret: the old
+    // version cannot be known, so nothing is rotated.
+    let path = format!("answers/e2e-lb-{}", uuid::Uuid::new_v4().simple());
+    let p2 = path.clone();
+    bao(move |b| b.kv_put(&p2, json!({ "value": "old-value-behind-the-lb-Qw3", "username": "svc" }))).await;
+    proxy.add(Rule::new("lb", Some("GET"), &format!("/v1/secret/(data|metadata)/{path}$"), Fault::Html(404)));
+    let (code, text, row) = run_kv_through(&proxy, &path).await;
+    assert_ne!(code, Some(0), "{text}");
     assert!(proxy.fired("lb") > 0, "the fault never fired");
-    let r = common::report_json(&state);
-    let row = &r["rows"][0];
     assert_ne!(row["outcome"], "rotated", "{row}");
-    assert!(!row.to_string().contains("no previous secret") && !stdout.contains("no previous secret"), "{row}\n{stdout}");
+    assert!(!row.to_string().contains("no previous secret") && !row.to_string().contains("no earlier version"), "{row}");
     // Separate client: the old value is still the current one, nothing written.
     assert_eq!(current_version(&path).await, 1);
     let p3 = path.clone();
     assert_eq!(bao(move |b| b.kv_get(&p3).unwrap()["value"].clone()).await, "old-value-behind-the-lb-Qw3");
+
+    // The first two reads only (the store's value, then the metadata): read
+    // as "absent" they made a run write a new version, destroy nothing and
+    // report `rotated: no earlier version existed` with the old value alive.
+    // Retried, they read Vault's answers and the old version is destroyed.
+    proxy.clear();
+    proxy.add(Rule::new("lb-twice", Some("GET"), &format!("/v1/secret/(data|metadata)/{path}$"), Fault::Html(404)).times(2));
+    let (code, text, row) = run_kv_through(&proxy, &path).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(proxy.fired("lb-twice"), 2);
+    assert!(!row.to_string().contains("no earlier version"), "{row}");
+    assert_eq!(row["outcome"], "rotated", "{row}");
+    let p4 = path.clone();
+    let meta = bao(move |b| b.kv_meta(&p4).unwrap()).await;
+    assert_eq!(meta["current_version"], 2, "{meta}");
+    assert_eq!(meta["versions"]["1"]["destroyed"], true, "the old value is still readable under `rotated`: {meta}");
+    let p5 = path.clone();
+    assert_eq!(bao(move |b| b.kv_get(&p5).unwrap()["username"].clone()).await, "svc");
 }
