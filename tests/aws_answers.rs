@@ -42,7 +42,8 @@ async fn foreign_error_pages_are_never_absent_or_dead() {
     let e = p.as_store().unwrap().read_current(&loc).await.err().expect("an HTML 404 was read as `no secret`");
     assert!(e.is_temporary(), "{e}");
     // Nor staged over: nothing written while the answers are foreign.
-    let staged = p.as_store().unwrap().stage(&loc, &Delivered::new(SecretString::from("new-aws-answers-value".to_string())), "20260101T000000Z-a/b").await;
+    let staged =
+        p.as_store().unwrap().stage(&loc, &Delivered::new(SecretString::from("new-aws-answers-value".to_string())), "20260101T000000Z-a/b").await;
     assert!(staged.is_err());
     assert!(proxy.fired("lb") >= 2, "not retried");
 

@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::faultproxy::{Fault, FaultProxy, Rule};
-use keysweep::playbook::model::{HumanDuration, Limits, SecretRef, Target, VaultApproleTarget, VaultAuth, VaultKvTarget, VaultProviderConfig, VaultTokenTarget};
+use keysweep::playbook::model::{
+    HumanDuration, Limits, SecretRef, Target, VaultApproleTarget, VaultAuth, VaultKvTarget, VaultProviderConfig, VaultTokenTarget,
+};
 use keysweep::playbook::StoreLocation;
 use keysweep::provider::{ErrorKind, Handle, Provider, Verdict};
 use keysweep::providers::vault::VaultProvider;
@@ -123,7 +125,10 @@ async fn the_fault_proxy_forwards_and_injects_each_fault() {
     proxy.add(Rule::new("echo", None, "answers/proxy$", Fault::Echo).once());
     let r = get().await.unwrap();
     assert_eq!(r.status(), 500);
-    assert!(r.text().await.unwrap().to_ascii_lowercase().contains(&format!("x-vault-token: {}", common::ROOT_TOKEN)), "echo does not quote the token header");
+    assert!(
+        r.text().await.unwrap().to_ascii_lowercase().contains(&format!("x-vault-token: {}", common::ROOT_TOKEN)),
+        "echo does not quote the token header"
+    );
 
     proxy.add(Rule::new("reset", None, "answers/proxy$", Fault::ResetBefore).once());
     assert!(get().await.is_err(), "a reset connection gave an answer");
@@ -228,7 +233,8 @@ async fn a_root_old_token_is_never_replaced_by_a_root_token() {
     let (_, acc) = bao(|b| make_token(b, json!({ "policies": ["root"] }))).await;
     let e = p.mint(&token_target(&acc, None, None), &acc_handle(&acc), &nonce("root")).await.err().expect("replaced a root token");
     assert!(e.message.contains("never mints a root token") && e.message.contains("declare `policies:`"), "{e}");
-    let e = p.mint(&token_target(&acc, Some(&["root"]), Some(60)), &acc_handle(&acc), &nonce("root2")).await.err().expect("minted a declared root token");
+    let e =
+        p.mint(&token_target(&acc, Some(&["root"]), Some(60)), &acc_handle(&acc), &nonce("root2")).await.err().expect("minted a declared root token");
     assert!(e.message.contains("never mints a root token"), "{e}");
     let e = p.mint(&token_target(&acc, Some(&[]), Some(60)), &acc_handle(&acc), &nonce("empty")).await.err().expect("minted with empty policies");
     assert!(e.message.contains("no policies"), "{e}");
@@ -243,7 +249,12 @@ async fn a_minted_token_wider_than_the_old_one_is_revoked_and_stage_fails() {
     let (old_tok, acc) = bao(|b| make_token(b, json!({ "policies": ["app-c"], "ttl": "1h" }))).await;
 
     // 1. Something between keysweep and Vault widens the request.
-    proxy.add(Rule::new("widen", Some("POST"), "auth/token/create-orphan$", Fault::RewriteRequest { from: r#""app-c""#.into(), to: r#""app-c","admin-x""#.into() }));
+    proxy.add(Rule::new(
+        "widen",
+        Some("POST"),
+        "auth/token/create-orphan$",
+        Fault::RewriteRequest { from: r#""app-c""#.into(), to: r#""app-c","admin-x""#.into() },
+    ));
     let n = nonce("widen");
     let before = bao(accessors).await;
     let e = p.mint(&token_target(&acc, None, None), &acc_handle(&acc), &n).await.err().expect("delivered a widened token");
@@ -284,35 +295,56 @@ async fn a_replacement_secret_id_keeps_the_old_ones_limits() {
     let role = format!("answers-{}", uuid::Uuid::new_v4().simple());
     let r2 = role.clone();
     let acc = bao(move |b| {
-        let (s, r) = b.call("POST", &format!("auth/approle/role/{r2}"), Some(json!({ "token_policies": ["default"], "secret_id_num_uses": 10, "secret_id_ttl": "10h" })));
+        let (s, r) = b.call(
+            "POST",
+            &format!("auth/approle/role/{r2}"),
+            Some(json!({ "token_policies": ["default"], "secret_id_num_uses": 10, "secret_id_ttl": "10h" })),
+        );
         assert!(s == 204 || s == 200, "{r}");
-        let (s, r) = b.call("POST", &format!("auth/approle/role/{r2}/secret-id"), Some(json!({ "num_uses": 3, "ttl": "1h", "cidr_list": ["127.0.0.1/32"] })));
+        let (s, r) =
+            b.call("POST", &format!("auth/approle/role/{r2}/secret-id"), Some(json!({ "num_uses": 3, "ttl": "1h", "cidr_list": ["127.0.0.1/32"] })));
         assert_eq!(s, 200, "{r}");
         r["data"]["secret_id_accessor"].as_str().unwrap().to_string()
     })
     .await;
-    let target = Target::VaultApproleSecretId(VaultApproleTarget { mount: "approle".into(), role: role.clone(), secret_id_accessor: Some(acc.clone()) });
+    let target =
+        Target::VaultApproleSecretId(VaultApproleTarget { mount: "approle".into(), role: role.clone(), secret_id_accessor: Some(acc.clone()) });
     let m = p.mint(&target, &acc_handle(&acc), &nonce("sid")).await.unwrap();
     let (r3, new_acc) = (role.clone(), m.handle["accessor"].clone());
-    let d = bao(move |b| b.call("POST", &format!("auth/approle/role/{r3}/secret-id-accessor/lookup"), Some(json!({ "secret_id_accessor": new_acc }))).1).await;
+    let d =
+        bao(move |b| b.call("POST", &format!("auth/approle/role/{r3}/secret-id-accessor/lookup"), Some(json!({ "secret_id_accessor": new_acc }))).1)
+            .await;
     assert_eq!(d["data"]["secret_id_num_uses"], 3, "{d}");
     assert_eq!(d["data"]["secret_id_ttl"], 3600, "{d}");
     assert_eq!(d["data"]["cidr_list"], json!(["127.0.0.1/32"]), "{d}");
 
     // The request widened on the way: the secret-id is destroyed, stage fails.
-    proxy.add(Rule::new("widen", Some("POST"), "/secret-id$", Fault::RewriteRequest { from: r#""num_uses":3"#.into(), to: r#""num_uses":9"#.into() }));
+    proxy.add(Rule::new(
+        "widen",
+        Some("POST"),
+        "/secret-id$",
+        Fault::RewriteRequest { from: r#""num_uses":3"#.into(), to: r#""num_uses":9"#.into() },
+    ));
     let e = p.mint(&target, &acc_handle(&acc), &nonce("sid-widen")).await.err().expect("delivered a widened secret-id");
     assert_eq!(proxy.fired("widen"), 1);
     assert!(e.message.contains("num_uses 9") && e.message.contains("it was destroyed"), "{e}");
     let r4 = role.clone();
-    let live = bao(move |b| b.call("LIST", &format!("auth/approle/role/{r4}/secret-id"), None).1["data"]["keys"].as_array().map(|a| a.len()).unwrap_or(0)).await;
+    let live =
+        bao(move |b| b.call("LIST", &format!("auth/approle/role/{r4}/secret-id"), None).1["data"]["keys"].as_array().map(|a| a.len()).unwrap_or(0))
+            .await;
     assert_eq!(live, 2, "expected the old and the first replacement only");
 }
 
 // ---------- defect 4: answers not from the vendor are never facts ----------
 
 fn kv_target(path: &str) -> Target {
-    Target::VaultKvSecret(VaultKvTarget { mount: "secret".into(), path: path.into(), field: "value".into(), generate: Default::default(), destroy_old: true })
+    Target::VaultKvSecret(VaultKvTarget {
+        mount: "secret".into(),
+        path: path.into(),
+        field: "value".into(),
+        generate: Default::default(),
+        destroy_old: true,
+    })
 }
 
 fn loc(path: &str) -> StoreLocation {

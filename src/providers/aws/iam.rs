@@ -111,7 +111,10 @@ impl AwsProvider {
             return Err(ProviderError::new(
                 ErrorKind::Conflict,
                 "iam.create_access_key",
-                format!("IAM answered with access key {id} of user `{owner}`, not of `{}`; {cleanup}. Check what sits between keysweep and IAM", t.user),
+                format!(
+                    "IAM answered with access key {id} of user `{owner}`, not of `{}`; {cleanup}. Check what sits between keysweep and IAM",
+                    t.user
+                ),
             ));
         }
         let secret = SecretString::from(key.secret_access_key().to_string());

@@ -66,6 +66,47 @@ impl Resp {
     pub fn has_data(&self) -> bool {
         self.vendor && self.ok() && self.body["data"].is_object()
     }
+    /// A KV v2 read (`<mount>/data/<path>`) as documented: Vault's 404 (no
+    /// such secret, or a deleted/destroyed version) is `None`; a 2xx must carry
+    /// `data.data` (an object) and `data.metadata.version`, else the answer is
+    /// not whole and nothing may be built from it (temporary error).
+    /// For store.rs `read_data`.
+    pub fn kv_read(&self, operation: &'static str, path: &str) -> Result<Option<(serde_json::Map<String, Value>, u64)>, ProviderError> {
+        if self.is_vendor_not_found() {
+            return Ok(None);
+        }
+        if !self.ok() {
+            return Err(ProviderError::new(ErrorKind::Other, operation, format!("{path}: {}", self.describe())));
+        }
+        match (self.body["data"]["data"].as_object(), self.body["data"]["metadata"]["version"].as_u64()) {
+            (Some(d), Some(v)) => Ok(Some((d.clone(), v))),
+            _ => Err(ProviderError::new(
+                ErrorKind::Unavailable,
+                operation,
+                format!(
+                    "{path}: HTTP {} without `data.data` and `data.metadata.version`: not a whole KV answer; nothing is built from it",
+                    self.status
+                ),
+            )),
+        }
+    }
+    /// A KV v2 metadata read: Vault's 404 is version 0 (never written); a 2xx
+    /// must carry `data.current_version`. For store.rs `current_version`.
+    pub fn kv_current_version(&self, operation: &'static str, path: &str) -> Result<u64, ProviderError> {
+        if self.is_vendor_not_found() {
+            return Ok(0);
+        }
+        if !self.ok() {
+            return Err(ProviderError::new(ErrorKind::Other, operation, format!("{path}: {}", self.describe())));
+        }
+        self.body["data"]["current_version"].as_u64().ok_or_else(|| {
+            ProviderError::new(
+                ErrorKind::Unavailable,
+                operation,
+                format!("{path}: HTTP {} without `data.current_version`: not a whole KV answer", self.status),
+            )
+        })
+    }
     pub fn ok(&self) -> bool {
         (200..300).contains(&self.status)
     }
@@ -217,9 +258,19 @@ impl VaultHttp {
 /// fact, always temporary, so that it is retried and, if it persists, the step
 /// fails instead of acting on it. The body is not quoted: a proxy that echoes
 /// the request would put the token and the secret into the error.
-fn not_from_vault(operation: &'static str, path: &str, status: u16, content_type: Option<&str>, len: usize, retry_after: Option<Duration>) -> ProviderError {
+fn not_from_vault(
+    operation: &'static str,
+    path: &str,
+    status: u16,
+    content_type: Option<&str>,
+    len: usize,
+    retry_after: Option<Duration>,
+) -> ProviderError {
     let kind = if status == 429 { ErrorKind::RateLimited } else { ErrorKind::Unavailable };
-    let ctype = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_string()).filter(|c| !c.is_empty()).unwrap_or_else(|| "no content type".into());
+    let ctype = content_type
+        .map(|c| c.split(';').next().unwrap_or("").trim().to_string())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "no content type".into());
     let what = if status < 300 { "a body that is not whole Vault JSON (truncated or rewritten?)" } else { "no Vault JSON error body" };
     ProviderError::new(
         kind,
@@ -280,6 +331,25 @@ mod tests {
         // Right body, wrong content type (a rewriting middlebox).
         assert!(vendor_shaped(404, Some("text/plain"), br#"{"errors":[]}"#).is_none());
         assert!(vendor_shaped(404, None, br#"{"errors":[]}"#).is_none());
+    }
+
+    fn resp(status: u16, body: Value) -> Resp {
+        Resp { status, body, retry_after: None, vendor: true }
+    }
+
+    #[test]
+    fn kv_reads_are_whole_or_errors() {
+        assert!(resp(404, serde_json::json!({ "errors": [] })).kv_read("op", "p").unwrap().is_none());
+        let deleted = serde_json::json!({ "request_id": "x", "data": { "data": null, "metadata": { "version": 3 } } });
+        assert!(resp(404, deleted).kv_read("op", "p").unwrap().is_none());
+        let whole = serde_json::json!({ "data": { "data": { "value": "v", "username": "svc" }, "metadata": { "version": 2 } } });
+        let (d, v) = resp(200, whole).kv_read("op", "p").unwrap().unwrap();
+        assert_eq!((d.len(), v), (2, 2));
+        let partial = serde_json::json!({ "data": { "data": { "value": "v" } } });
+        assert!(resp(200, partial).kv_read("op", "p").unwrap_err().is_temporary());
+        assert!(resp(200, serde_json::json!({ "data": {} })).kv_current_version("op", "p").unwrap_err().is_temporary());
+        assert_eq!(resp(404, serde_json::json!({ "errors": [] })).kv_current_version("op", "p").unwrap(), 0);
+        assert_eq!(resp(200, serde_json::json!({ "data": { "current_version": 4 } })).kv_current_version("op", "p").unwrap(), 4);
     }
 
     #[test]

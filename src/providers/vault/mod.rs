@@ -131,7 +131,11 @@ impl VaultProvider {
         let r = self.http.admin_ok("vault.approle.read_role", Method::GET, &format!("auth/{mount}/role/{role}"), None).await?;
         // Missing, it is not "unlimited": a test login could spend a use.
         r.body["data"]["secret_id_num_uses"].as_u64().map(|n| n > 0).ok_or_else(|| {
-            ProviderError::new(ErrorKind::Unavailable, "vault.approle.read_role", format!("auth/{mount}/role/{role}: the answer has no `data.secret_id_num_uses` number"))
+            ProviderError::new(
+                ErrorKind::Unavailable,
+                "vault.approle.read_role",
+                format!("auth/{mount}/role/{role}: the answer has no `data.secret_id_num_uses` number"),
+            )
         })
     }
 
@@ -336,7 +340,9 @@ impl TokenSettings {
     fn checked(b: TokenBounds) -> Result<TokenBounds, String> {
         if b.policies.is_empty() {
             // Vault gives a token created with no policies the creator's own: keysweep's.
-            return Err("the replacement would have no policies, and Vault would then give it keysweep's own: declare `policies:` for this credential".into());
+            return Err(
+                "the replacement would have no policies, and Vault would then give it keysweep's own: declare `policies:` for this credential".into(),
+            );
         }
         if b.policies.iter().any(|p| p == "root") {
             return Err("`policies:` lists `root`, and keysweep never mints a root token (list the policies the consumer needs instead)".into());
@@ -370,7 +376,10 @@ impl TokenSettings {
         }
         if let Some(max) = b.num_uses {
             if self.num_uses == 0 || self.num_uses > max {
-                out.push(format!("num_uses {} where at most {max}", if self.num_uses == 0 { "unlimited".to_string() } else { self.num_uses.to_string() }));
+                out.push(format!(
+                    "num_uses {} where at most {max}",
+                    if self.num_uses == 0 { "unlimited".to_string() } else { self.num_uses.to_string() }
+                ));
             }
         }
         if self.renewable && !b.renewable {
@@ -394,7 +403,11 @@ impl VaultProvider {
             ));
         }
         let minted = TokenSettings::parse(&r).map_err(|why| {
-            ProviderError::new(ErrorKind::Unavailable, op, format!("the read-back of the token just minted ({accessor}) is not well-formed ({why}); it is not delivered unchecked"))
+            ProviderError::new(
+                ErrorKind::Unavailable,
+                op,
+                format!("the read-back of the token just minted ({accessor}) is not well-formed ({why}); it is not delivered unchecked"),
+            )
         })?;
         let excess = minted.excess(bounds);
         if excess.is_empty() {
@@ -431,7 +444,9 @@ impl SecretIdSettings {
         let list = |k: &str| -> Result<Vec<String>, String> {
             match &d[k] {
                 Value::Null => Ok(vec![]),
-                Value::Array(a) => a.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<_>>().ok_or(format!("`data.{k}` holds a non-string")),
+                Value::Array(a) => {
+                    a.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<_>>().ok_or(format!("`data.{k}` holds a non-string"))
+                }
                 _ => Err(format!("`data.{k}` is not a list")),
             }
         };
@@ -457,7 +472,9 @@ impl SecretIdSettings {
                 out.push(format!("{name} {} where at most {max}", if got == 0 { "unlimited".to_string() } else { got.to_string() }));
             }
         }
-        for (name, got, max) in [("cidr_list", &self.cidr_list, &old.cidr_list), ("token_bound_cidrs", &self.token_bound_cidrs, &old.token_bound_cidrs)] {
+        for (name, got, max) in
+            [("cidr_list", &self.cidr_list, &old.cidr_list), ("token_bound_cidrs", &self.token_bound_cidrs, &old.token_bound_cidrs)]
+        {
             if !max.is_empty() && (got.is_empty() || got.iter().any(|c| !max.contains(c))) {
                 out.push(format!("{name} {got:?} where the old secret-id was bound to {max:?}"));
             }
@@ -486,7 +503,10 @@ impl VaultProvider {
         Err(ProviderError::new(
             ErrorKind::Conflict,
             op,
-            format!("the secret-id Vault minted ({accessor}) allows more than the one it replaces: {}; check role `{role}`'s secret-id settings", excess.join("; ")),
+            format!(
+                "the secret-id Vault minted ({accessor}) allows more than the one it replaces: {}; check role `{role}`'s secret-id settings",
+                excess.join("; ")
+            ),
         ))
     }
 }
@@ -535,7 +555,10 @@ impl Provider for VaultProvider {
                     None => Err(ProviderError::new(
                         ErrorKind::Unavailable,
                         "vault.kv.metadata",
-                        format!("{}/metadata/{}: the answer has no `data.current_version` number; retry, or check what sits between keysweep and Vault", t.mount, t.path),
+                        format!(
+                            "{}/metadata/{}: the answer has no `data.current_version` number; retry, or check what sits between keysweep and Vault",
+                            t.mount, t.path
+                        ),
                     )),
                 }
             }
@@ -583,7 +606,11 @@ impl Provider for VaultProvider {
                     None => None,
                 };
                 let bounds = TokenSettings::bounds(old_settings.as_ref(), t.policies.as_deref(), t.ttl.map(|d| d.0.as_secs())).map_err(|why| {
-                    ProviderError::new(ErrorKind::Config, "vault.token.create", format!("not minting a replacement for token {}: {why}", acc.unwrap_or("?")))
+                    ProviderError::new(
+                        ErrorKind::Config,
+                        "vault.token.create",
+                        format!("not minting a replacement for token {}: {why}", acc.unwrap_or("?")),
+                    )
                 })?;
                 let mut meta = old_settings.as_ref().map(|o| o.meta.clone()).unwrap_or_default();
                 meta.insert(NONCE_KEY.into(), Value::String(nonce.to_string()));
@@ -877,7 +904,8 @@ impl Provider for VaultProvider {
                     Ok(r) => return Verdict::Unknown(format!("metadata: {}", r.describe())),
                     Err(e) => return Verdict::Unknown(e.to_string()),
                 };
-                let (Some(current), Some(destroyed)) = (r.body["data"]["current_version"].as_u64(), r.body["data"]["versions"][v]["destroyed"].as_bool())
+                let (Some(current), Some(destroyed)) =
+                    (r.body["data"]["current_version"].as_u64(), r.body["data"]["versions"][v]["destroyed"].as_bool())
                 else {
                     return Verdict::Unknown(format!("metadata: the answer has no `current_version` or no `versions.{v}.destroyed`"));
                 };
@@ -1020,7 +1048,8 @@ mod tests {
     #[test]
     fn excess_names_every_widening() {
         let old = settings(&["a", "default"], 3600);
-        let b = TokenSettings::bounds(Some(&TokenSettings { explicit_max_ttl: 7200, num_uses: 5, renewable: false, ..old.clone() }), None, None).unwrap();
+        let b =
+            TokenSettings::bounds(Some(&TokenSettings { explicit_max_ttl: 7200, num_uses: 5, renewable: false, ..old.clone() }), None, None).unwrap();
         assert!(TokenSettings { explicit_max_ttl: 7200, num_uses: 5, renewable: false, ..old.clone() }.excess(&b).is_empty());
         let wide = TokenSettings { policies: vec!["a".into(), "admin".into()], creation_ttl: 0, explicit_max_ttl: 0, period: 60, num_uses: 0, ..old };
         let x = wide.excess(&b).join("; ");
