@@ -167,7 +167,15 @@ impl VaultProvider {
         // Only reached after a crash between mint and store: a scan of every
         // accessor, sixteen lookups at a time.
         use futures::{StreamExt, TryStreamExt};
-        let accessors: Vec<String> = r.body["data"]["keys"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+        // A 2xx without `data.keys` is not a whole answer: "no orphan" is never read from it.
+        let Some(keys) = r.body["data"]["keys"].as_array() else {
+            return Err(ProviderError::new(
+                ErrorKind::Unavailable,
+                "vault.list_accessors",
+                format!("{list_path}: HTTP {} without `data.keys`", r.status),
+            ));
+        };
+        let accessors: Vec<String> = keys.iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
         let found: Vec<Option<String>> = futures::stream::iter(accessors)
             .map(|acc| async move {
                 let l = if is_token { self.token_lookup_accessor(&acc).await? } else { self.secret_id_lookup(mount, role, &acc).await? };
