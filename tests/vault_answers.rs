@@ -221,6 +221,9 @@ async fn a_garbled_lookup_of_the_old_token_never_mints() {
     let new_acc = m.handle["accessor"].clone();
     let d = bao(move |b| lookup(b, &new_acc)).await;
     assert_eq!(policies_of(&d), ["app-b"], "no_default_policy of the old token not kept: {d}");
+    // Without `default` the new token may not call lookup-self: its test is admin-side.
+    let v = p.test(&target, &m.delivered, &m.handle).await;
+    assert!(matches!(v, Verdict::Alive(_)), "{v:?}");
     assert!(d["creation_ttl"].as_u64().unwrap() <= 3600 && d["creation_ttl"].as_u64().unwrap() > 0, "{d}");
     assert!(d["explicit_max_ttl"].as_u64().unwrap() <= 7200 && d["explicit_max_ttl"].as_u64().unwrap() > 0, "{d}");
     bao(move |b| b.call("POST", "auth/token/revoke-accessor", Some(json!({ "accessor": m.handle["accessor"] })))).await;

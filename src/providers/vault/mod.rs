@@ -673,6 +673,10 @@ impl Provider for VaultProvider {
                         if limited {
                             // Every use counts: test it admin-side, not with lookup-self.
                             handle.insert("uses_limited".into(), "true".into());
+                        } else if !bounds.policies.iter().any(|p| p == "default") {
+                            // Without the `default` policy a token may not call
+                            // lookup-self (403): test it admin-side.
+                            handle.insert("no_default_policy".into(), "true".into());
                         }
                         Ok(Minted { delivered: Delivered::new(token).with_field("accessor", acc), handle })
                     }
@@ -789,10 +793,12 @@ impl Provider for VaultProvider {
 
     async fn test(&self, target: &Target, new: &Delivered, handle: &Handle) -> Verdict {
         match target {
-            Target::VaultToken(_) if handle_get(handle, "uses_limited").is_some() => {
+            Target::VaultToken(_) if handle_get(handle, "uses_limited").is_some() || handle_get(handle, "no_default_policy").is_some() => {
                 let Some(acc) = handle_get(handle, "accessor") else { return Verdict::Unknown("no accessor for the new token".into()) };
                 match self.token_lookup_accessor(acc).await {
-                    Ok(r) if r.ok() => Verdict::Alive("new token found by lookup-accessor (use-limited: no use spent)".into()),
+                    Ok(r) if r.ok() => {
+                        Verdict::Alive("new token found by lookup-accessor (use-limited or without `default`: tested admin-side)".into())
+                    }
                     Ok(r) if r.status == 400 && r.error_contains("invalid accessor") => Verdict::Dead(format!("lookup-accessor: {}", r.describe())),
                     Ok(r) => Verdict::Unknown(format!("lookup-accessor: {}", r.describe())),
                     Err(e) => Verdict::Unknown(e.to_string()),
