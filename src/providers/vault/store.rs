@@ -61,18 +61,9 @@ impl VaultProvider {
     }
 
     async fn read_data(&self, path: &str) -> Result<Option<(Map<String, Value>, u64)>, ProviderError> {
-        let r = self.http.admin("vault.kv.read", Method::GET, path, None).await?;
-        if r.status == 404 {
-            return Ok(None);
-        }
-        if !r.ok() {
-            return Err(ProviderError::new(ErrorKind::Other, "vault.kv.read", format!("{path}: {}", r.describe())));
-        }
-        let version = r.body["data"]["metadata"]["version"].as_u64().unwrap_or(0);
-        match r.body["data"]["data"].as_object() {
-            Some(d) => Ok(Some((d.clone(), version))),
-            None => Ok(None), // deleted or destroyed version
-        }
+        // Vault's own 404 (no secret, or a deleted/destroyed version) is
+        // absent; a 2xx must be a whole KV answer or nothing is built from it.
+        self.http.admin("vault.kv.read", Method::GET, path, None).await?.kv_read("vault.kv.read", path)
     }
 
     /// The pending entry's data (a staged value and/or a claim) and the
@@ -94,7 +85,7 @@ impl VaultProvider {
             let r = self.http.admin("vault.kv.metadata", Method::GET, &meta_path, None).await?;
             let d = &r.body["data"];
             let cv = match r.status {
-                404 => return Ok((None, 0)),
+                _ if r.is_vendor_not_found() => return Ok((None, 0)),
                 s if (200..300).contains(&s) && d["current_version"].is_u64() => d["current_version"].as_u64().unwrap_or(0),
                 _ => return Err(ProviderError::new(ErrorKind::Unavailable, "vault.kv.metadata", format!("{meta_path}: {}", r.describe()))),
             };
@@ -138,12 +129,8 @@ impl VaultProvider {
     }
 
     async fn current_version(&self, loc: &StoreLocation) -> Result<u64, ProviderError> {
-        let r = self.http.admin("vault.kv.metadata", Method::GET, &format!("{}/metadata/{}", loc.mount, loc.path), None).await?;
-        match r.status {
-            404 => Ok(0),
-            s if (200..300).contains(&s) => Ok(r.body["data"]["current_version"].as_u64().unwrap_or(0)),
-            _ => Err(ProviderError::new(ErrorKind::Other, "vault.kv.metadata", r.describe())),
-        }
+        let path = format!("{}/metadata/{}", loc.mount, loc.path);
+        self.http.admin("vault.kv.metadata", Method::GET, &path, None).await?.kv_current_version("vault.kv.metadata", &path)
     }
 
     pub(super) async fn kv_inventory(&self) -> Result<Vec<InventoryItem>, ProviderError> {
@@ -286,7 +273,11 @@ impl Store for VaultProvider {
         if !r.ok() {
             return Err(ProviderError::new(ErrorKind::Conflict, "vault.kv.promote", format!("{loc}: {}", r.describe())));
         }
-        let version = r.body["data"]["version"].as_u64().unwrap_or(0).to_string();
+        // The write took effect; its answer must still say which version it made.
+        let version = match r.body["data"]["version"].as_u64() {
+            Some(v) => v.to_string(),
+            None => self.current_version(loc).await?.to_string(),
+        };
         crate::journal::crash_point("promoted");
         self.clear_promoted(loc, nonce).await?;
         Ok(version)
@@ -354,7 +345,7 @@ impl Store for VaultProvider {
         let mut queue = vec![format!("{}/", self.pending_prefix)];
         while let Some(dir) = queue.pop() {
             let r = self.http.admin("vault.kv.list", list_method(), &format!("{mount}/metadata/{dir}"), None).await?;
-            if r.status == 404 {
+            if r.is_vendor_not_found() {
                 continue;
             }
             for key in r.body["data"]["keys"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
