@@ -346,6 +346,7 @@ pub fn all_files(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
 pub fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
+pub mod faultproxy;
 pub mod ldap;
 pub mod moto;
 pub mod mysql;

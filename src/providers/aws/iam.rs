@@ -101,6 +101,19 @@ impl AwsProvider {
             .await?;
         let key = out.access_key().ok_or_else(|| ProviderError::new(ErrorKind::Other, "iam.create_access_key", "answer has no access key"))?;
         let id = key.access_key_id().to_string();
+        if key.user_name() != t.user {
+            // Never deliver a key of another user (another user's privileges).
+            let owner = key.user_name().to_string();
+            let cleanup = match self.delete_key(&owner, &id).await {
+                Ok(()) => "it was deleted".to_string(),
+                Err(e) => format!("deleting it failed too ({e}): delete access key {id} of `{owner}` by hand"),
+            };
+            return Err(ProviderError::new(
+                ErrorKind::Conflict,
+                "iam.create_access_key",
+                format!("IAM answered with access key {id} of user `{owner}`, not of `{}`; {cleanup}. Check what sits between keysweep and IAM", t.user),
+            ));
+        }
         let secret = SecretString::from(key.secret_access_key().to_string());
         Ok(Minted {
             delivered: Delivered::new(secret).with_field(KEY_ID, id.clone()).with_field("user", t.user.clone()),
@@ -129,6 +142,7 @@ impl AwsProvider {
     /// STS GetCallerIdentity with the given key, from a separate client.
     async fn sts_probe(&self, user: &str, id: &str, secret: &SecretString) -> Verdict {
         let conf = aws_sdk_sts::config::Builder::from(&self.sdk)
+            .interceptor(super::WholeXmlAnswers)
             .credentials_provider(Credentials::new(id, secret.expose_secret(), None, None, "keysweep-probe"))
             .build();
         let client = aws_sdk_sts::Client::from_conf(conf);
@@ -136,7 +150,9 @@ impl AwsProvider {
         match client.get_caller_identity().send().await {
             Ok(o) => {
                 let arn = o.arn().unwrap_or_default();
-                if arn.ends_with(&format!("user/{user}")) || arn.contains(&format!("/{user}")) {
+                // arn:aws:iam::<account>:user[/<path>]/<user>, and exactly that user.
+                let is_user = arn.split_once(":user/").is_some_and(|(_, rest)| rest == user || rest.ends_with(&format!("/{user}")));
+                if is_user {
                     Verdict::Alive(format!("sts:GetCallerIdentity accepted key {id} as {arn}"))
                 } else {
                     Verdict::Unknown(format!("sts:GetCallerIdentity accepted key {id} but as {arn}"))

@@ -72,9 +72,9 @@ impl AwsProvider {
         });
         Ok(AwsProvider {
             name: name.to_string(),
-            iam: aws_sdk_iam::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::from_conf(aws_sdk_iam::config::Builder::from(&sdk).interceptor(WholeXmlAnswers).build()),
             sm: aws_sdk_secretsmanager::Client::new(&sdk),
-            sts: aws_sdk_sts::Client::new(&sdk),
+            sts: aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(&sdk).interceptor(WholeXmlAnswers).build()),
             sdk,
             limiter,
             retry: RetryPolicy { max_attempts: limits.max_attempts.unwrap_or(5), ..RetryPolicy::default() },
@@ -142,15 +142,57 @@ impl AwsProvider {
     }
 }
 
+/// Refuses a 2xx XML answer (IAM, STS: the Query protocol) that does not end
+/// with its closing `</…Response>` element. The SDK's XML reader is lenient: a
+/// `ListAccessKeys` answer cut short parses as a shorter list, and "the old key
+/// is no longer listed" would then be read from half an answer. JSON answers
+/// (Secrets Manager) fail to parse when cut, so they need no such check.
+#[derive(Debug)]
+pub(crate) struct WholeXmlAnswers;
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for WholeXmlAnswers {
+    fn name(&self) -> &'static str {
+        "keysweep.whole_xml_answers"
+    }
+    fn read_after_deserialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let resp = context.response();
+        if !resp.status().is_success() {
+            return Ok(());
+        }
+        let Some(bytes) = resp.body().bytes() else { return Ok(()) };
+        let text = String::from_utf8_lossy(bytes);
+        let (head, tail) = (text.trim_start(), text.trim_end());
+        if head.starts_with('<') && !tail.ends_with("Response>") {
+            return Err(format!("a {}-byte XML answer that does not end with its closing element: truncated, or not from AWS", bytes.len()).into());
+        }
+        Ok(())
+    }
+}
+
 /// The error code AWS gave, if any. When the SDK could not parse the error
 /// body (moto's Query-protocol errors nest `<Error>` in `<Errors>`), the code is
-/// read from the raw body's `<Code>` element — still the service's own answer.
+/// read from the raw body's `<Code>` element — still the service's own answer,
+/// but only from an XML error document (never from an HTML page that happens
+/// to contain the text).
 pub(crate) fn code_of<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> Option<String> {
     if let Some(c) = e.code() {
         return Some(c.to_string());
     }
-    let body = e.raw_response()?.body().bytes()?;
+    let raw = e.raw_response()?;
+    if raw.status().as_u16() < 400 {
+        return None;
+    }
+    let body = raw.body().bytes()?;
     let text = std::str::from_utf8(body).ok()?;
+    let head = text.trim_start();
+    if !(head.starts_with("<?xml") || head.starts_with("<ErrorResponse") || head.starts_with("<Response")) || !text.contains("<Error>") {
+        return None;
+    }
     let start = text.find("<Code>")? + "<Code>".len();
     let len = text[start..].find("</Code>")?;
     let code = &text[start..start + len];
@@ -178,7 +220,11 @@ where
         (_, "LimitExceeded" | "LimitExceededException" | "ResourceExistsException" | "InvalidRequestException") => ErrorKind::Conflict,
         _ if status == Some(429) => ErrorKind::RateLimited,
         _ if status.is_some_and(|s| s >= 500) => ErrorKind::Unavailable,
+        // An answer the SDK could not parse (a truncated or foreign body).
         (SdkError::ResponseError(_), _) => ErrorKind::Unavailable,
+        // An HTTP answer without AWS's error code (a load balancer's or
+        // proxy's page) is not AWS's answer: unknown, never "absent".
+        _ if code.is_empty() && status.is_some() => ErrorKind::Unavailable,
         _ => ErrorKind::Other,
     };
     let text = match (code.is_empty(), message.is_empty()) {

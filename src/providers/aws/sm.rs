@@ -58,6 +58,12 @@ impl AwsProvider {
             })
             .await;
         match r {
+            // A 2xx without the version id is not a whole answer: never read as a value.
+            Ok(o) if o.version_id().is_none() => Err(ProviderError::new(
+                ErrorKind::Unavailable,
+                "secretsmanager.get_secret_value",
+                format!("`{secret}`: the answer has no VersionId; retry, or check what sits between keysweep and Secrets Manager"),
+            )),
             Ok(o) => Ok(Some(o)),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -251,8 +257,24 @@ impl Store for AwsProvider {
         let secret_string = if loc.field.is_empty() {
             value.value.expose_secret().to_string()
         } else {
-            let mut obj: Map<String, Value> =
-                current.ok().flatten().and_then(|o| o.secret_string().and_then(|s| serde_json::from_str(s).ok())).unwrap_or_default();
+            // Keep the secret's other keys; never write a version built
+            // without them from a current value that is not a JSON object.
+            let mut obj: Map<String, Value> = match current.ok().flatten() {
+                None => Map::new(),
+                Some(o) => match o.secret_string().map(serde_json::from_str::<Map<String, Value>>) {
+                    Some(Ok(m)) => m,
+                    _ => {
+                        return Err(ProviderError::new(
+                            ErrorKind::Config,
+                            "secretsmanager.stage",
+                            format!(
+                                "the current value of `{}` is not a JSON object, so its other keys cannot be kept beside field `{}`; set `field: \"\"` to rotate the whole string, or fix the secret",
+                                loc.path, loc.field
+                            ),
+                        ))
+                    }
+                },
+            };
             for (k, v) in &value.fields {
                 obj.insert(k.clone(), Value::String(v.clone()));
             }

@@ -2,6 +2,16 @@
 //! status, the `errors` body and `Retry-After` decide between dead, alive and
 //! unknown, so they are kept rather than flattened into one error string.
 //! (keysweep's own login uses vaultrs; see `mod.rs`.)
+//!
+//! Only Vault's own answers are facts. An answer is Vault's when its body is
+//! JSON (`Content-Type: application/json`) that parses whole into an object,
+//! and, for a 4xx/5xx, carries Vault's `errors` array (or the `request_id` of a
+//! logical response, as KV v2 sends with the 404 of a deleted version); an
+//! empty body only with 204. Anything else — a load balancer's HTML 404, a
+//! WAF's 403 page, a truncated 200, a proxy's plain-text 502 — never reaches a
+//! caller as a `Resp`: `send` turns it into a temporary error (retried by
+//! `admin`), so no "absent", "dead" or "invalid" is ever read from it and no
+//! value is ever built from a partial read.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,9 +30,42 @@ pub struct Resp {
     pub status: u16,
     pub body: Value,
     pub retry_after: Option<Duration>,
+    /// The answer has Vault's shape (see the module doc). `send` returns only
+    /// such answers; the field is kept so call sites can say so.
+    pub vendor: bool,
+}
+
+/// Whether an answer has Vault's documented shape: JSON content type and a
+/// whole JSON object; an error status carries `errors` (or a logical
+/// response's `request_id`); an empty body only with 204.
+pub fn vendor_shaped(status: u16, content_type: Option<&str>, bytes: &[u8]) -> Option<Value> {
+    if bytes.is_empty() {
+        return (status == 204).then_some(Value::Null);
+    }
+    let json_type = content_type.map(|c| c.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json")).unwrap_or(false);
+    if !json_type {
+        return None;
+    }
+    let body: Value = serde_json::from_slice(bytes).ok()?;
+    if !body.is_object() {
+        return None;
+    }
+    if status >= 400 && !body["errors"].is_array() && !body["request_id"].is_string() {
+        return None;
+    }
+    Some(body)
 }
 
 impl Resp {
+    /// Vault's own "not found": a 404 with Vault's JSON body (never a load
+    /// balancer's or a proxy's page).
+    pub fn is_vendor_not_found(&self) -> bool {
+        self.vendor && self.status == 404
+    }
+    /// Vault's own 2xx whose body is a JSON object with a `data` object.
+    pub fn has_data(&self) -> bool {
+        self.vendor && self.ok() && self.body["data"].is_object()
+    }
     pub fn ok(&self) -> bool {
         (200..300).contains(&self.status)
     }
@@ -139,6 +182,7 @@ impl VaultHttp {
             ProviderError::new(kind, operation, format!("{path}: {}", e.without_url()))
         })?;
         let status = resp.status();
+        let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -149,8 +193,11 @@ impl VaultHttp {
             .bytes()
             .await
             .map_err(|e| ProviderError::new(ErrorKind::Unavailable, operation, format!("{path}: reading body: {}", e.without_url())))?;
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
-        Ok(Resp { status: status.as_u16(), body, retry_after })
+        let status = status.as_u16();
+        match vendor_shaped(status, content_type.as_deref(), &bytes) {
+            Some(body) => Ok(Resp { status, body, retry_after, vendor: true }),
+            None => Err(not_from_vault(operation, path, status, content_type.as_deref(), bytes.len(), retry_after)),
+        }
     }
 
     /// One request with keysweep's own token, not retried (for calls that must
@@ -188,6 +235,25 @@ impl VaultHttp {
     }
 }
 
+/// The error for an answer that is not Vault's (see the module doc): never a
+/// fact, always temporary, so that it is retried and, if it persists, the step
+/// fails instead of acting on it. The body is not quoted: a proxy that echoes
+/// the request would put the token and the secret into the error.
+fn not_from_vault(operation: &'static str, path: &str, status: u16, content_type: Option<&str>, len: usize, retry_after: Option<Duration>) -> ProviderError {
+    let kind = if status == 429 { ErrorKind::RateLimited } else { ErrorKind::Unavailable };
+    let ctype = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_string()).filter(|c| !c.is_empty()).unwrap_or_else(|| "no content type".into());
+    let what = if status < 300 { "a body that is not whole Vault JSON (truncated or rewritten?)" } else { "no Vault JSON error body" };
+    ProviderError::new(
+        kind,
+        operation,
+        format!(
+            "{path}: HTTP {status} ({ctype}, {len} bytes) with {what}: not an answer from Vault/OpenBao — a proxy, load balancer or WAF in between? \
+             Taken as unknown, never as absent or dead; check what sits between keysweep and `address`"
+        ),
+    )
+    .with_retry_after(retry_after)
+}
+
 /// 429 and 5xx become temporary errors (so `retry` retries them); anything
 /// else is an answer.
 pub fn classify_transient(operation: &'static str, path: &str, r: Resp) -> Result<Resp, ProviderError> {
@@ -203,4 +269,48 @@ pub fn classify_transient(operation: &'static str, path: &str, r: Resp) -> Resul
 
 pub fn list_method() -> Method {
     Method::from_bytes(b"LIST").expect("LIST is a valid method token")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JSON: Option<&str> = Some("application/json");
+
+    #[test]
+    fn vault_answers_are_recognised() {
+        assert!(vendor_shaped(404, JSON, br#"{"errors":[]}"#).is_some());
+        assert!(vendor_shaped(400, JSON, br#"{"errors":["1 error occurred:\n\t* invalid accessor\n\n"]}"#).is_some());
+        // KV v2: the 404 of a deleted version is a logical response.
+        assert!(vendor_shaped(404, JSON, br#"{"request_id":"x","data":{"data":null,"metadata":{"version":1}}}"#).is_some());
+        assert!(vendor_shaped(200, Some("application/json; charset=utf-8"), br#"{"data":{}}"#).is_some());
+        assert_eq!(vendor_shaped(204, None, b""), Some(Value::Null));
+    }
+
+    #[test]
+    fn answers_from_anything_else_are_not() {
+        // A load balancer's 404, a WAF's 403.
+        assert!(vendor_shaped(404, Some("text/html"), b"<html><body>Not Found</body></html>").is_none());
+        assert!(vendor_shaped(403, Some("text/html; charset=utf-8"), b"<html>Request blocked</html>").is_none());
+        // JSON, but not Vault's error shape.
+        assert!(vendor_shaped(404, JSON, br#"{"message":"no route"}"#).is_none());
+        assert!(vendor_shaped(403, JSON, br#"{"error":"blocked"}"#).is_none());
+        // A truncated 200, a 200 with no body, a JSON 200 that is not an object.
+        assert!(vendor_shaped(200, JSON, br#"{"data":{"data":{"value":"#).is_none());
+        assert!(vendor_shaped(200, JSON, b"").is_none());
+        assert!(vendor_shaped(200, JSON, b"[1]").is_none());
+        // Right body, wrong content type (a rewriting middlebox).
+        assert!(vendor_shaped(404, Some("text/plain"), br#"{"errors":[]}"#).is_none());
+        assert!(vendor_shaped(404, None, br#"{"errors":[]}"#).is_none());
+    }
+
+    #[test]
+    fn foreign_answers_are_temporary_and_quote_nothing() {
+        let e = not_from_vault("vault.kv.read", "secret/data/x", 404, Some("text/html"), 120, None);
+        assert!(e.is_temporary());
+        assert!(e.message.contains("HTTP 404") && e.message.contains("text/html") && e.message.contains("never as absent"), "{}", e.message);
+        let e = not_from_vault("vault.kv.read", "secret/data/x", 429, Some("text/plain"), 5, Some(Duration::from_secs(3)));
+        assert_eq!(e.kind, ErrorKind::RateLimited);
+        assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
+    }
 }

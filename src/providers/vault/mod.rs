@@ -11,7 +11,18 @@
 //!   `invalid role or secret ID` (the role id having just been proven good).
 //! - KV secret: the old version is destroyed (`destroyed: true` in metadata).
 //!
-//! Anything else (429, 5xx, timeouts, other bodies) is unknown.
+//! Anything else (429, 5xx, timeouts, other bodies) is unknown, and so is any
+//! answer that is not Vault's own JSON (an HTML error page of a load balancer
+//! or WAF, a truncated or rewritten body): see `http.rs`.
+//!
+//! Never more privilege or life: a replacement token is minted only from the
+//! old token's settings as Vault reports them (a well-formed lookup-accessor
+//! answer) or from `policies:`/`ttl:` declared in the playbook, never with
+//! empty policies (Vault would give it keysweep's own), and read back after
+//! minting: policies beyond the old ones, a longer or missing TTL, max TTL,
+//! period or use count, and it is revoked and `stage` fails. A replacement
+//! secret-id keeps the old one's `num_uses`, `ttl` and CIDR bindings and is
+//! checked the same way.
 
 pub mod http;
 mod store;
@@ -138,10 +149,11 @@ impl VaultProvider {
             Err(e) => return Verdict::Unknown(e.to_string()),
         };
         if r.ok() {
-            if let Some(t) = r.body["auth"]["client_token"].as_str() {
-                let t = SecretString::from(t.to_string());
-                let _ = self.http.send("vault.token.revoke_self", Method::POST, "auth/token/revoke-self", Some(&t), None).await;
-            }
+            let Some(t) = r.body["auth"]["client_token"].as_str() else {
+                return Verdict::Unknown(format!("auth/{mount}/login: HTTP {} without `auth.client_token`", r.status));
+            };
+            let t = SecretString::from(t.to_string());
+            let _ = self.http.send("vault.token.revoke_self", Method::POST, "auth/token/revoke-self", Some(&t), None).await;
             return Verdict::Alive(format!("auth/{mount}/login accepted it (HTTP {})", r.status));
         }
         if r.status == 400 && r.error_contains("invalid role or secret ID") {
@@ -153,7 +165,10 @@ impl VaultProvider {
     /// Whether the role limits secret-id uses (then a test login would spend one).
     async fn secret_id_uses_limited(&self, mount: &str, role: &str) -> Result<bool, ProviderError> {
         let r = self.http.admin_ok("vault.approle.read_role", Method::GET, &format!("auth/{mount}/role/{role}"), None).await?;
-        Ok(r.body["data"]["secret_id_num_uses"].as_u64().unwrap_or(0) > 0)
+        // Missing, it is not "unlimited": a test login could spend a use.
+        r.body["data"]["secret_id_num_uses"].as_u64().map(|n| n > 0).ok_or_else(|| {
+            ProviderError::new(ErrorKind::Unavailable, "vault.approle.read_role", format!("auth/{mount}/role/{role}: the answer has no `data.secret_id_num_uses` number"))
+        })
     }
 
     /// Admin-side check of a secret-id by value: 200 = exists, 204 = not found.
@@ -175,7 +190,7 @@ impl VaultProvider {
             _ => (format!("auth/{mount}/role/{role}/secret-id"), false),
         };
         let r = self.http.admin("vault.list_accessors", list_method(), &list_path, None).await?;
-        if r.status == 404 {
+        if r.is_vendor_not_found() {
             return Ok(vec![]);
         }
         if !r.ok() {
@@ -208,7 +223,7 @@ impl VaultProvider {
     async fn destroy_secret_id(&self, mount: &str, role: &str, accessor: &str) -> Result<(), ProviderError> {
         // Look first: destroying an accessor that is already gone answers 500.
         let l = self.secret_id_lookup(mount, role, accessor).await?;
-        if l.status == 404 || (!l.ok() && l.error_contains("failed to find accessor entry")) {
+        if l.is_vendor_not_found() || (!l.ok() && l.error_contains("failed to find accessor entry")) {
             return Ok(());
         }
         self.http
@@ -263,6 +278,255 @@ fn one(k: &str, v: impl Into<String>) -> Handle {
     BTreeMap::from([(k.to_string(), v.into())])
 }
 
+/// A token's settings, as lookup-accessor reports them.
+#[derive(Debug, Clone)]
+struct TokenSettings {
+    policies: Vec<String>,
+    creation_ttl: u64,
+    explicit_max_ttl: u64,
+    period: u64,
+    num_uses: u64,
+    renewable: bool,
+    meta: serde_json::Map<String, Value>,
+    display_name: Option<String>,
+}
+
+/// The most a replacement token may carry.
+#[derive(Debug, Clone)]
+struct TokenBounds {
+    policies: Vec<String>,
+    ttl: Option<u64>,
+    explicit_max_ttl: Option<u64>,
+    period: Option<u64>,
+    num_uses: Option<u64>,
+    renewable: bool,
+}
+
+impl TokenSettings {
+    /// Parses a lookup-accessor answer; every field keysweep bounds the
+    /// replacement by must be there and of the documented type.
+    fn parse(r: &http::Resp) -> Result<TokenSettings, String> {
+        if !r.has_data() {
+            return Err("no `data` object".into());
+        }
+        let d = &r.body["data"];
+        let policies = d["policies"].as_array().ok_or("no `data.policies` array")?;
+        let policies: Vec<String> =
+            policies.iter().map(|p| p.as_str().map(str::to_string)).collect::<Option<_>>().ok_or("`data.policies` holds a non-string")?;
+        let num = |k: &str| d[k].as_u64().ok_or(format!("no `data.{k}` number"));
+        let meta = match &d["meta"] {
+            Value::Null => serde_json::Map::new(),
+            Value::Object(m) => m.clone(),
+            _ => return Err("`data.meta` is neither null nor an object".into()),
+        };
+        Ok(TokenSettings {
+            policies,
+            creation_ttl: num("creation_ttl")?,
+            explicit_max_ttl: num("explicit_max_ttl")?,
+            // Only periodic tokens report a period.
+            period: if d["period"].is_null() { 0 } else { num("period")? },
+            num_uses: num("num_uses")?,
+            renewable: d["renewable"].as_bool().ok_or("no `data.renewable` boolean")?,
+            meta,
+            display_name: d["display_name"].as_str().map(|s| s.trim_start_matches("token-").to_string()),
+        })
+    }
+
+    /// The bounds of a replacement: the old token's settings (`None`: Vault
+    /// no longer knows it), overridden by what the playbook declares.
+    fn bounds(old: Option<&TokenSettings>, declared_policies: Option<&[String]>, declared_ttl: Option<u64>) -> Result<TokenBounds, String> {
+        let Some(old) = old else {
+            let (Some(policies), Some(ttl)) = (declared_policies, declared_ttl) else {
+                return Err("Vault no longer knows the old token (lookup-accessor: invalid accessor — it expired or was revoked), so there are no policies or TTL to copy from it: declare `policies:` and `ttl:` for this credential".into());
+            };
+            return Self::checked(TokenBounds {
+                policies: policies.to_vec(),
+                ttl: Some(ttl),
+                explicit_max_ttl: None,
+                period: None,
+                num_uses: None,
+                renewable: true,
+            });
+        };
+        let policies = match declared_policies {
+            Some(p) => p.to_vec(),
+            None => {
+                let p: Vec<String> = old.policies.iter().filter(|p| *p != "root").cloned().collect();
+                if p.is_empty() && old.policies.iter().any(|p| p == "root") {
+                    return Err("the old token's only policy is `root`, and keysweep never mints a root token (a replacement needs its own policies): declare `policies:` and `ttl:` for this credential".into());
+                }
+                p
+            }
+        };
+        let pos = |n: u64| (n > 0).then_some(n);
+        Self::checked(TokenBounds {
+            policies,
+            ttl: declared_ttl.or(pos(old.creation_ttl)),
+            explicit_max_ttl: pos(old.explicit_max_ttl),
+            period: pos(old.period),
+            num_uses: pos(old.num_uses),
+            renewable: old.renewable,
+        })
+    }
+
+    fn checked(b: TokenBounds) -> Result<TokenBounds, String> {
+        if b.policies.is_empty() {
+            // Vault gives a token created with no policies the creator's own: keysweep's.
+            return Err("the replacement would have no policies, and Vault would then give it keysweep's own: declare `policies:` for this credential".into());
+        }
+        if b.policies.iter().any(|p| p == "root") {
+            return Err("`policies:` lists `root`, and keysweep never mints a root token (list the policies the consumer needs instead)".into());
+        }
+        if b.ttl == Some(0) {
+            return Err("`ttl:` is 0, which Vault reads as \"no TTL\": declare a positive `ttl:`".into());
+        }
+        Ok(b)
+    }
+
+    /// What `minted` carries beyond `bounds`, in words (empty: nothing).
+    fn excess(&self, b: &TokenBounds) -> Vec<String> {
+        let mut out = vec![];
+        let extra: Vec<&str> = self.policies.iter().filter(|p| !b.policies.contains(p)).map(String::as_str).collect();
+        if !extra.is_empty() {
+            out.push(format!("policies {extra:?} beyond {:?}", b.policies));
+        }
+        let over = |name: &str, got: u64, max: Option<u64>, out: &mut Vec<String>| {
+            if let Some(max) = max {
+                if got == 0 || got > max {
+                    out.push(format!("{name} {} where at most {max}s", if got == 0 { "none (unbounded)".to_string() } else { format!("{got}s") }));
+                }
+            }
+        };
+        over("ttl", self.creation_ttl, b.ttl, &mut out);
+        over("explicit_max_ttl", self.explicit_max_ttl, b.explicit_max_ttl, &mut out);
+        match b.period {
+            Some(_) => over("period", self.period, b.period, &mut out),
+            None if self.period > 0 => out.push(format!("period {}s (renewable forever) where the old token had none", self.period)),
+            None => {}
+        }
+        if let Some(max) = b.num_uses {
+            if self.num_uses == 0 || self.num_uses > max {
+                out.push(format!("num_uses {} where at most {max}", if self.num_uses == 0 { "unlimited".to_string() } else { self.num_uses.to_string() }));
+            }
+        }
+        if self.renewable && !b.renewable {
+            out.push("renewable where the old token was not".into());
+        }
+        out
+    }
+}
+
+impl VaultProvider {
+    /// Reads back a token just minted and checks it carries no more privilege
+    /// or life than `bounds`.
+    async fn check_minted_token(&self, accessor: &str, bounds: &TokenBounds) -> Result<(), ProviderError> {
+        let op = "vault.token.check_minted";
+        let r = self.token_lookup_accessor(accessor).await?;
+        if !r.ok() {
+            return Err(ProviderError::new(
+                ErrorKind::Unavailable,
+                op,
+                format!("could not read back the token just minted ({accessor}): {}; it is not delivered unchecked", r.describe()),
+            ));
+        }
+        let minted = TokenSettings::parse(&r).map_err(|why| {
+            ProviderError::new(ErrorKind::Unavailable, op, format!("the read-back of the token just minted ({accessor}) is not well-formed ({why}); it is not delivered unchecked"))
+        })?;
+        let excess = minted.excess(bounds);
+        if excess.is_empty() {
+            return Ok(());
+        }
+        Err(ProviderError::new(
+            ErrorKind::Conflict,
+            op,
+            format!(
+                "the token Vault minted ({accessor}) carries more than the one it replaces: {}. A token role, or something between keysweep and Vault, widened it; declare narrower `policies:`/`ttl:` or fix the role",
+                excess.join("; ")
+            ),
+        ))
+    }
+}
+
+/// A secret-id's limits, as secret-id-accessor/lookup reports them.
+#[derive(Debug, Clone)]
+struct SecretIdSettings {
+    num_uses: u64,
+    ttl: u64,
+    cidr_list: Vec<String>,
+    token_bound_cidrs: Vec<String>,
+    metadata: serde_json::Map<String, Value>,
+}
+
+impl SecretIdSettings {
+    fn parse(r: &http::Resp) -> Result<SecretIdSettings, String> {
+        if !r.has_data() {
+            return Err("no `data` object".into());
+        }
+        let d = &r.body["data"];
+        let num = |k: &str| d[k].as_u64().ok_or(format!("no `data.{k}` number"));
+        let list = |k: &str| -> Result<Vec<String>, String> {
+            match &d[k] {
+                Value::Null => Ok(vec![]),
+                Value::Array(a) => a.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<_>>().ok_or(format!("`data.{k}` holds a non-string")),
+                _ => Err(format!("`data.{k}` is not a list")),
+            }
+        };
+        let metadata = match &d["metadata"] {
+            Value::Null => serde_json::Map::new(),
+            Value::Object(m) => m.clone(),
+            _ => return Err("`data.metadata` is neither null nor an object".into()),
+        };
+        Ok(SecretIdSettings {
+            num_uses: num("secret_id_num_uses")?,
+            ttl: num("secret_id_ttl")?,
+            cidr_list: list("cidr_list")?,
+            token_bound_cidrs: list("token_bound_cidrs")?,
+            metadata,
+        })
+    }
+
+    /// What `self` (a new secret-id) allows beyond `old`, in words.
+    fn excess(&self, old: &SecretIdSettings) -> Vec<String> {
+        let mut out = vec![];
+        for (name, got, max) in [("num_uses", self.num_uses, old.num_uses), ("ttl", self.ttl, old.ttl)] {
+            if max > 0 && (got == 0 || got > max) {
+                out.push(format!("{name} {} where at most {max}", if got == 0 { "unlimited".to_string() } else { got.to_string() }));
+            }
+        }
+        for (name, got, max) in [("cidr_list", &self.cidr_list, &old.cidr_list), ("token_bound_cidrs", &self.token_bound_cidrs, &old.token_bound_cidrs)] {
+            if !max.is_empty() && (got.is_empty() || got.iter().any(|c| !max.contains(c))) {
+                out.push(format!("{name} {got:?} where the old secret-id was bound to {max:?}"));
+            }
+        }
+        out
+    }
+}
+
+impl VaultProvider {
+    /// Reads back a secret-id just minted and checks it allows no more than the old one.
+    async fn check_minted_secret_id(&self, mount: &str, role: &str, accessor: &str, old: &SecretIdSettings) -> Result<(), ProviderError> {
+        let op = "vault.approle.check_minted";
+        let r = self.secret_id_lookup(mount, role, accessor).await?;
+        let minted = if r.ok() { SecretIdSettings::parse(&r).ok() } else { None };
+        let Some(minted) = minted else {
+            return Err(ProviderError::new(
+                ErrorKind::Unavailable,
+                op,
+                format!("could not read back the secret-id just minted ({accessor}): {}; it is not delivered unchecked", r.describe()),
+            ));
+        };
+        let excess = minted.excess(old);
+        if excess.is_empty() {
+            return Ok(());
+        }
+        Err(ProviderError::new(
+            ErrorKind::Conflict,
+            op,
+            format!("the secret-id Vault minted ({accessor}) allows more than the one it replaces: {}; check role `{role}`'s secret-id settings", excess.join("; ")),
+        ))
+    }
+}
+
 #[async_trait]
 impl Provider for VaultProvider {
     fn name(&self) -> &str {
@@ -296,10 +560,19 @@ impl Provider for VaultProvider {
                     return Ok(one("version", v));
                 }
                 let r = self.http.admin("vault.kv.metadata", Method::GET, &format!("{}/metadata/{}", t.mount, t.path), None).await?;
-                match r.status {
-                    404 => Ok(Handle::new()),
-                    s if (200..300).contains(&s) => Ok(one("version", r.body["data"]["current_version"].to_string())),
-                    _ => Err(ProviderError::new(ErrorKind::Other, "vault.kv.metadata", r.describe())),
+                if r.is_vendor_not_found() {
+                    return Ok(Handle::new());
+                }
+                if !r.ok() {
+                    return Err(ProviderError::new(ErrorKind::Other, "vault.kv.metadata", r.describe()));
+                }
+                match r.body["data"]["current_version"].as_u64() {
+                    Some(v) => Ok(one("version", v.to_string())),
+                    None => Err(ProviderError::new(
+                        ErrorKind::Unavailable,
+                        "vault.kv.metadata",
+                        format!("{}/metadata/{}: the answer has no `data.current_version` number; retry, or check what sits between keysweep and Vault", t.mount, t.path),
+                    )),
                 }
             }
             other => Err(unsupported("current_handle", other)),
@@ -313,57 +586,66 @@ impl Provider for VaultProvider {
     async fn mint(&self, target: &Target, old: &Handle, nonce: &str) -> Result<Minted, ProviderError> {
         match target {
             Target::VaultToken(t) => {
-                // Copy what the old token had, unless the playbook says otherwise.
-                let mut policies: Vec<String> = vec![];
-                let mut ttl: Option<String> = None;
-                let mut meta = serde_json::Map::new();
-                let mut display = None;
-                let mut extra = serde_json::Map::new();
-                if let Some(acc) = handle_get(old, "accessor") {
-                    let l = self.token_lookup_accessor(acc).await?;
-                    if l.ok() {
-                        let d = &l.body["data"];
-                        policies = d["policies"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|p| p.as_str())
-                            .filter(|p| *p != "root")
-                            .map(str::to_string)
-                            .collect();
-                        if let Some(s) = d["creation_ttl"].as_u64().filter(|s| *s > 0) {
-                            ttl = Some(format!("{s}s"));
-                        }
-                        if let Some(m) = d["meta"].as_object() {
-                            meta = m.clone();
-                        }
-                        display = d["display_name"].as_str().map(|s| s.trim_start_matches("token-").to_string());
-                        // Keep a periodic token periodic, a capped one capped, a limited one limited.
-                        for (k, v) in [("period", &d["period"]), ("explicit_max_ttl", &d["explicit_max_ttl"]), ("num_uses", &d["num_uses"])] {
-                            if let Some(n) = v.as_u64().filter(|n| *n > 0) {
-                                extra.insert(k.into(), if k == "num_uses" { json!(n) } else { json!(format!("{n}s")) });
-                            }
+                // What the replacement may carry at most: the old token's
+                // settings, read from Vault's own well-formed answer, or what
+                // the playbook declares. Never guessed, never empty.
+                let acc = handle_get(old, "accessor");
+                let old_settings = match acc {
+                    Some(acc) => {
+                        let l = self.token_lookup_accessor(acc).await?;
+                        if l.status == 400 && l.error_contains("invalid accessor") {
+                            None // expired or revoked: nothing left to copy
+                        } else if l.ok() {
+                            Some(TokenSettings::parse(&l).map_err(|why| {
+                                ProviderError::new(
+                                    ErrorKind::Unavailable,
+                                    "vault.token.lookup_accessor",
+                                    format!(
+                                        "lookup-accessor {acc}: the answer is not a well-formed token lookup ({why}); not minting a replacement from it. Retry; if it persists, check what sits between keysweep and Vault"
+                                    ),
+                                )
+                            })?)
+                        } else {
+                            return Err(ProviderError::new(
+                                if l.status == 403 { ErrorKind::PermissionDenied } else { ErrorKind::Other },
+                                "vault.token.lookup_accessor",
+                                format!(
+                                    "lookup-accessor {acc}: {}; keysweep copies the old token's policies and TTL from this answer and mints nothing without it. Grant keysweep `update` on auth/token/lookup-accessor",
+                                    l.describe()
+                                ),
+                            ));
                         }
                     }
-                }
-                if let Some(p) = &t.policies {
-                    policies = p.clone();
-                }
-                if let Some(d) = t.ttl {
-                    ttl = Some(format!("{}s", d.0.as_secs()));
-                }
+                    None => None,
+                };
+                let bounds = TokenSettings::bounds(old_settings.as_ref(), t.policies.as_deref(), t.ttl.map(|d| d.0.as_secs())).map_err(|why| {
+                    ProviderError::new(ErrorKind::Config, "vault.token.create", format!("not minting a replacement for token {}: {why}", acc.unwrap_or("?")))
+                })?;
+                let mut meta = old_settings.as_ref().map(|o| o.meta.clone()).unwrap_or_default();
                 meta.insert(NONCE_KEY.into(), Value::String(nonce.to_string()));
-                let mut body = json!({ "policies": policies, "meta": meta, "renewable": true });
-                if let Some(ttl) = ttl {
-                    body["ttl"] = Value::String(ttl);
+                let mut body = json!({
+                    "policies": bounds.policies,
+                    // Vault adds `default` unless told not to: never more than the old token had.
+                    "no_default_policy": !bounds.policies.iter().any(|p| p == "default"),
+                    "meta": meta,
+                    "renewable": bounds.renewable,
+                });
+                if let Some(ttl) = bounds.ttl {
+                    body["ttl"] = json!(format!("{ttl}s"));
                 }
-                if let Some(d) = display.filter(|d| !d.is_empty()) {
+                if let Some(p) = bounds.period {
+                    body["period"] = json!(format!("{p}s"));
+                }
+                if let Some(m) = bounds.explicit_max_ttl {
+                    body["explicit_max_ttl"] = json!(format!("{m}s"));
+                }
+                if let Some(n) = bounds.num_uses {
+                    body["num_uses"] = json!(n);
+                }
+                if let Some(d) = old_settings.as_ref().and_then(|o| o.display_name.clone()).filter(|d| !d.is_empty()) {
                     body["display_name"] = Value::String(d);
                 }
-                let limited = extra.contains_key("num_uses");
-                for (k, v) in extra {
-                    body[k] = v;
-                }
+                let limited = bounds.num_uses.is_some();
                 let path = match (&t.role, t.orphan.unwrap_or(true)) {
                     (Some(role), _) => format!("auth/token/create/{role}"),
                     (None, true) => "auth/token/create-orphan".to_string(),
@@ -380,6 +662,14 @@ impl Provider for VaultProvider {
                 let acc = r.body["auth"]["accessor"].as_str().map(str::to_string);
                 match (token, acc) {
                     (Some(token), Some(acc)) => {
+                        // Read back what Vault actually minted before anyone gets it.
+                        if let Err(e) = self.check_minted_token(&acc, &bounds).await {
+                            let revoked = match self.revoke_token_accessor(&acc).await {
+                                Ok(()) => "it was revoked".to_string(),
+                                Err(r) => format!("revoking it failed too ({r}): revoke accessor {acc} by hand"),
+                            };
+                            return Err(ProviderError::new(e.kind, e.operation, format!("{}; {revoked}", e.message)));
+                        }
                         let mut handle = one("accessor", acc.clone());
                         if limited {
                             // Every use counts: test it admin-side, not with lookup-self.
@@ -392,16 +682,51 @@ impl Provider for VaultProvider {
             }
             Target::VaultApproleSecretId(t) => {
                 let role_id = self.role_id(&t.mount, &t.role).await?;
-                let mut meta = serde_json::Map::new();
-                if let Some(acc) = handle_get(old, "accessor") {
-                    let l = self.secret_id_lookup(&t.mount, &t.role, acc).await?;
-                    if let Some(m) = l.body["data"]["metadata"].as_object().filter(|_| l.ok()) {
-                        meta = m.clone();
+                // The old secret-id's limits bound the new one's; a secret-id
+                // Vault proves gone leaves the role's own limits (which Vault
+                // caps every secret-id of the role by).
+                let old_settings = match handle_get(old, "accessor") {
+                    Some(acc) => {
+                        let l = self.secret_id_lookup(&t.mount, &t.role, acc).await?;
+                        if l.status == 404 && l.error_contains("failed to find accessor entry") {
+                            tracing::warn!(provider = %self.name, role = %t.role, accessor = %acc, "the old secret-id is gone: the replacement gets the role's limits");
+                            None
+                        } else if l.ok() {
+                            Some(SecretIdSettings::parse(&l).map_err(|why| {
+                                ProviderError::new(
+                                    ErrorKind::Unavailable,
+                                    "vault.approle.lookup_accessor",
+                                    format!("secret-id-accessor/lookup {acc}: the answer is not well-formed ({why}); not minting a replacement from it. Retry; if it persists, check what sits between keysweep and Vault"),
+                                )
+                            })?)
+                        } else {
+                            return Err(ProviderError::new(
+                                if l.status == 403 { ErrorKind::PermissionDenied } else { ErrorKind::Other },
+                                "vault.approle.lookup_accessor",
+                                format!("secret-id-accessor/lookup {acc}: {}; keysweep copies the old secret-id's limits from this answer and mints nothing without it", l.describe()),
+                            ));
+                        }
                     }
-                }
+                    None => None,
+                };
+                let mut meta = old_settings.as_ref().map(|o| o.metadata.clone()).unwrap_or_default();
                 meta.insert(NONCE_KEY.into(), Value::String(nonce.to_string()));
                 let path = format!("auth/{}/role/{}/secret-id", t.mount, t.role);
-                let body = json!({ "metadata": Value::Object(meta).to_string() });
+                let mut body = json!({ "metadata": Value::Object(meta).to_string() });
+                if let Some(o) = &old_settings {
+                    if o.num_uses > 0 {
+                        body["num_uses"] = json!(o.num_uses);
+                    }
+                    if o.ttl > 0 {
+                        body["ttl"] = json!(format!("{}s", o.ttl));
+                    }
+                    if !o.cidr_list.is_empty() {
+                        body["cidr_list"] = json!(o.cidr_list);
+                    }
+                    if !o.token_bound_cidrs.is_empty() {
+                        body["token_bound_cidrs"] = json!(o.token_bound_cidrs);
+                    }
+                }
                 let r = self.http.send_admin("vault.approle.secret_id", Method::POST, &path, Some(&body)).await?;
                 let r = http::classify_transient("vault.approle.secret_id", &path, r)?;
                 if !r.ok() {
@@ -410,10 +735,21 @@ impl Provider for VaultProvider {
                 let sid = r.body["data"]["secret_id"].as_str().map(|s| SecretString::from(s.to_string()));
                 let acc = r.body["data"]["secret_id_accessor"].as_str().map(str::to_string);
                 match (sid, acc) {
-                    (Some(sid), Some(acc)) => Ok(Minted {
-                        delivered: Delivered::new(sid).with_field("accessor", acc.clone()).with_field("role_id", role_id),
-                        handle: one("accessor", acc),
-                    }),
+                    (Some(sid), Some(acc)) => {
+                        if let Some(o) = &old_settings {
+                            if let Err(e) = self.check_minted_secret_id(&t.mount, &t.role, &acc, o).await {
+                                let destroyed = match self.destroy_secret_id(&t.mount, &t.role, &acc).await {
+                                    Ok(()) => "it was destroyed".to_string(),
+                                    Err(d) => format!("destroying it failed too ({d}): destroy secret-id accessor {acc} by hand"),
+                                };
+                                return Err(ProviderError::new(e.kind, e.operation, format!("{}; {destroyed}", e.message)));
+                            }
+                        }
+                        Ok(Minted {
+                            delivered: Delivered::new(sid).with_field("accessor", acc.clone()).with_field("role_id", role_id),
+                            handle: one("accessor", acc),
+                        })
+                    }
                     _ => Err(ProviderError::new(ErrorKind::Other, "vault.approle.secret_id", "answer has no secret_id/accessor")),
                 }
             }
@@ -577,8 +913,12 @@ impl Provider for VaultProvider {
                     Ok(r) => return Verdict::Unknown(format!("metadata: {}", r.describe())),
                     Err(e) => return Verdict::Unknown(e.to_string()),
                 };
-                let current = r.body["data"]["current_version"].to_string();
-                if r.body["data"]["versions"][v]["destroyed"].as_bool() == Some(true) {
+                let (Some(current), Some(destroyed)) = (r.body["data"]["current_version"].as_u64(), r.body["data"]["versions"][v]["destroyed"].as_bool())
+                else {
+                    return Verdict::Unknown(format!("metadata: the answer has no `current_version` or no `versions.{v}.destroyed`"));
+                };
+                let current = current.to_string();
+                if destroyed {
                     Verdict::Dead(format!("version {v} destroyed (current version {current})"))
                 } else if current == v {
                     Verdict::Alive(format!("version {v} is current and readable"))
@@ -723,5 +1063,49 @@ impl Provider for VaultProvider {
 
     fn as_store(&self) -> Option<&dyn Store> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(policies: &[&str], ttl: u64) -> TokenSettings {
+        TokenSettings {
+            policies: policies.iter().map(|s| s.to_string()).collect(),
+            creation_ttl: ttl,
+            explicit_max_ttl: 0,
+            period: 0,
+            num_uses: 0,
+            renewable: true,
+            meta: Default::default(),
+            display_name: None,
+        }
+    }
+
+    #[test]
+    fn bounds_never_come_out_empty_or_root() {
+        let e = TokenSettings::bounds(None, None, None).unwrap_err();
+        assert!(e.contains("declare `policies:` and `ttl:` for this credential"), "{e}");
+        assert!(TokenSettings::bounds(None, Some(&["a".into()]), None).is_err(), "minted with no TTL for an unknown old token");
+        assert!(TokenSettings::bounds(Some(&settings(&["root"], 0)), None, None).unwrap_err().contains("never mints a root token"));
+        assert!(TokenSettings::bounds(Some(&settings(&[], 60)), None, None).unwrap_err().contains("no policies"));
+        assert!(TokenSettings::bounds(Some(&settings(&["a"], 60)), Some(&[]), None).unwrap_err().contains("no policies"));
+        let b = TokenSettings::bounds(Some(&settings(&["a", "root"], 60)), None, None).unwrap();
+        assert_eq!((b.policies, b.ttl), (vec!["a".to_string()], Some(60)));
+        let b = TokenSettings::bounds(None, Some(&["a".into()]), Some(30)).unwrap();
+        assert_eq!((b.policies, b.ttl), (vec!["a".to_string()], Some(30)));
+    }
+
+    #[test]
+    fn excess_names_every_widening() {
+        let old = settings(&["a", "default"], 3600);
+        let b = TokenSettings::bounds(Some(&TokenSettings { explicit_max_ttl: 7200, num_uses: 5, renewable: false, ..old.clone() }), None, None).unwrap();
+        assert!(TokenSettings { explicit_max_ttl: 7200, num_uses: 5, renewable: false, ..old.clone() }.excess(&b).is_empty());
+        let wide = TokenSettings { policies: vec!["a".into(), "admin".into()], creation_ttl: 0, explicit_max_ttl: 0, period: 60, num_uses: 0, ..old };
+        let x = wide.excess(&b).join("; ");
+        for w in ["\"admin\"", "ttl none", "explicit_max_ttl none", "period 60s", "num_uses unlimited", "renewable"] {
+            assert!(x.contains(w), "{w} not named in: {x}");
+        }
     }
 }
