@@ -296,13 +296,33 @@ impl Engine {
             // the old one (a crash, a lost answer, a lost journal): the value
             // in service is that run's. Finish its rotation; never retire
             // what is current, never rotate it twice.
-            if let Some(f) = foreign.as_ref().filter(|f| cur_tag.as_deref() == Some(f.nonce.as_str())) {
-                let new_handle = p.current_handle(&c.target, stored_handle.as_ref()).await.map_err(|e| fail(Step::Stage, e))?;
+            let promoted_by: Option<Claim> = foreign.clone().filter(|f| cur_tag.as_deref() == Some(f.nonce.as_str()));
+            let mut finish = None;
+            let mut released = false;
+            if let Some(f) = promoted_by {
                 let (old, old_version) = if f.old.is_empty() {
                     self.previous_of(c, p, store, &primary, current.as_ref()).await?
                 } else {
                     (f.old.clone(), f.old_version.clone())
                 };
+                // A claim left only because its release failed (the run
+                // retired the old secret and ended): the old secret is
+                // already dead. That rotation is over; this run rotates the
+                // secret now in service, as asked, instead of reporting the
+                // earlier rotation as its own.
+                let over = !old.is_empty() && matches!(p.verify_dead(&c.target, &old, None).await, Verdict::Dead(_));
+                if over {
+                    tracing::warn!(credential = id, store = %primary, "the claim of run `{}` outlived its finished rotation; releasing it", f.nonce);
+                    store.release(&primary, &f.nonce).await.map_err(|e| fail(Step::Stage, e))?;
+                    released = true;
+                } else {
+                    finish = Some((f, old, old_version));
+                }
+            }
+            let foreign = if released { None } else { foreign };
+            if let Some((f, old, old_version)) = finish {
+                let f = &f;
+                let new_handle = p.current_handle(&c.target, stored_handle.as_ref()).await.map_err(|e| fail(Step::Stage, e))?;
                 drop(current);
                 self.defer_own_login(c, p, &old)?;
                 self.claim(c, store, &primary, &nonce, ClaimPhase::Promoted, &old, old_version.as_deref(), Some(&f.nonce)).await?;

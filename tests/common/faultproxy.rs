@@ -69,6 +69,12 @@ pub struct Rule {
     /// Fire at most this many times.
     pub times: Option<usize>,
     pub fault: Fault,
+    /// Match only requests whose body matches this regex (AWS Query calls
+    /// name their `Action` in the form body, not the path).
+    pub body: Option<Regex>,
+    /// Match only requests with this header whose value matches the regex
+    /// (Secrets Manager names its operation in `X-Amz-Target`).
+    pub header: Option<(String, Regex)>,
 }
 
 impl Rule {
@@ -82,7 +88,19 @@ impl Rule {
             nth: None,
             times: None,
             fault,
+            body: None,
+            header: None,
         }
+    }
+    /// Only requests whose body matches the regex `re`.
+    pub fn body(mut self, re: &str) -> Rule {
+        self.body = Some(Regex::new(re).unwrap_or_else(|e| panic!("rule {}: bad body regex {re}: {e}", self.name)));
+        self
+    }
+    /// Only requests with header `name` whose value matches the regex `re`.
+    pub fn header(mut self, name: &str, re: &str) -> Rule {
+        self.header = Some((name.to_string(), Regex::new(re).unwrap_or_else(|e| panic!("rule {}: bad header regex {re}: {e}", self.name))));
+        self
     }
     pub fn nth(mut self, n: usize) -> Rule {
         self.nth = Some(n);
@@ -95,8 +113,11 @@ impl Rule {
     pub fn once(self) -> Rule {
         self.times(1)
     }
-    fn matches(&self, method: &str, target: &str) -> bool {
-        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)) && self.path.is_match(target)
+    fn matches(&self, method: &str, target: &str, headers: &[(String, String)], body: &str) -> bool {
+        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self.path.is_match(target)
+            && self.body.as_ref().is_none_or(|re| re.is_match(body))
+            && self.header.as_ref().is_none_or(|(n, re)| headers.iter().any(|(k, v)| k.eq_ignore_ascii_case(n) && re.is_match(v)))
     }
 }
 
@@ -198,12 +219,12 @@ impl FaultProxy {
     }
 
     /// Picks the fault for a request (and records it).
-    fn decide(inner: &Mutex<Inner>, method: &str, target: &str) -> Option<Fault> {
+    fn decide(inner: &Mutex<Inner>, method: &str, target: &str, headers: &[(String, String)], body: &str) -> Option<Fault> {
         let mut i = inner.lock().unwrap();
         i.requests.push((method.to_string(), target.to_string()));
         let mut chosen = None;
         for r in i.rules.iter_mut() {
-            if !r.rule.matches(method, target) {
+            if !r.rule.matches(method, target, headers, body) {
                 continue;
             }
             r.matched += 1;
@@ -405,7 +426,7 @@ async fn serve(sock: TcpStream, st: Arc<Mutex<Inner>>, upstream: String) -> std:
         let method = parts.next().unwrap_or("").to_string();
         let target = parts.next().unwrap_or("").to_string();
         let client_closes = head.has_token("connection", "close") || head.start_line.ends_with("HTTP/1.0");
-        let fault = FaultProxy::decide(&st, &method, &target);
+        let fault = FaultProxy::decide(&st, &method, &target, &head.headers, &String::from_utf8_lossy(&body));
 
         let answer: Vec<u8> = match fault {
             Some(Fault::ResetBefore) => {

@@ -347,6 +347,7 @@ pub fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 pub mod faultproxy;
+pub mod independent;
 pub mod ldap;
 pub mod moto;
 pub mod mysql;
