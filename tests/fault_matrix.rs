@@ -37,10 +37,19 @@ use common::postgres::postgres;
 use serde_json::{json, Value};
 
 /// Checks that a known keysweep defect still violates, kept out of the
-/// verdict so the rest of the matrix guards what holds. Each entry:
-/// (kind, step, fault, check) — see the final report of the branch that
-/// added it. Empty: every check of every cell is enforced.
-const KNOWN_DEFECTS: &[(&str, &str, &str, &str)] = &[];
+/// verdict so the rest of the matrix guards what holds; the matrix prints
+/// them as `KNOWN DEFECT`. Each entry: (kind, step, fault, check).
+///
+/// - IAM key, DeleteAccessKey refused throughout the faulty run: that run
+///   promoted the new key, deactivated the old one and failed at retire
+///   (exit 1, honest). Secrets Manager keeps no claim (`supports_claims` is
+///   false), so the next run cannot tell a half-finished rotation: it takes
+///   the new key for the old one, meets IAM's two-key limit at stage and
+///   fails (exit 1). The original key stays (inactive) until a human
+///   deletes it. Not a lockout, not a misreport; the fix is claims for the
+///   Secrets Manager store (e.g. a tag or a labelled version), too large for
+///   this branch.
+const KNOWN_DEFECTS: &[(&str, &str, &str, &str)] = &[("aws_iam_access_key", "retire: delete", "503 ×all", "finishes")];
 
 /// Worker threads running cells at once (each cell is mostly waiting on
 /// timeouts and child processes).
@@ -894,6 +903,10 @@ fn fault_matrix() {
     }
     println!("{text}");
     eprintln!("{text}");
+    // Kept where a passing run (whose output the harness swallows) can be read.
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault_matrix.txt");
+    let _ = std::fs::write(&keep, &text);
+    eprintln!("(matrix written to {})", keep.display());
     let violated = produced.iter().filter(|r| !r.violations.is_empty()).count();
     assert_eq!(violated, 0, "{violated} cell(s) VIOLATED (see the matrix above)");
     assert!(not_produced.is_empty(), "{} cell(s) whose fault never fired: their request patterns are wrong", not_produced.len());
