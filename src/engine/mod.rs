@@ -306,11 +306,22 @@ impl Engine {
                     (f.old.clone(), f.old_version.clone())
                 };
                 // A claim left only because its release failed (the run
-                // retired the old secret and ended): the old secret is
-                // already dead. That rotation is over; this run rotates the
-                // secret now in service, as asked, instead of reporting the
-                // earlier rotation as its own.
-                let over = !old.is_empty() && matches!(p.verify_dead(&c.target, &old, None).await, Verdict::Dead(_));
+                // retired the old secret and ended): its lease was never
+                // ended (a failed run ends it) and the old secret is already
+                // dead. That rotation is over; this run rotates the secret
+                // now in service, as asked, instead of reporting the earlier
+                // rotation as its own. A failed run's claim is finished as before.
+                // One probe, with the old value where the store still has it
+                // (a single-user password is proven dead only by its value).
+                let old_value = match (&old_version, c.verify.probe_old && f.lease_until > chrono::Utc::now()) {
+                    (Some(v), true) => store.read_version(&primary, v).await.ok().flatten().filter(|d| {
+                        let h = p.handle_from_fields(&c.target, &d.fields);
+                        h.iter().all(|(k, v)| old.get(k) == Some(v))
+                    }),
+                    _ => None,
+                };
+                let over = f.lease_until > chrono::Utc::now() && !old.is_empty() && matches!(p.verify_dead(&c.target, &old, old_value.as_ref().map(|d| &d.value)).await, Verdict::Dead(_));
+                drop(old_value);
                 if over {
                     tracing::warn!(credential = id, store = %primary, "the claim of run `{}` outlived its finished rotation; releasing it", f.nonce);
                     store.release(&primary, &f.nonce).await.map_err(|e| fail(Step::Stage, e))?;
