@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::faultproxy::{Fault, FaultProxy, Rule};
+use common::faultproxy::{Fault, FaultProxy, Rule, TcpFault, TcpFaultProxy, TcpRule};
 use common::independent::{self as ind, Vd};
 use common::moto::moto;
 use common::postgres::postgres;
@@ -117,11 +117,20 @@ const PROMOTE_WRITE: Spot = spot_body("promote: write current", Some("POST"), "^
 const PENDING_DELETE: Spot = spot("promote: delete pending", Some("DELETE"), "^/v1/secret/metadata/keysweep-pending/{store}$");
 const STORE_READ: Spot = spot("stage: read current", Some("GET"), "^/v1/secret/data/{store}$");
 
+/// A fault on an HTTP request, or on the bytes of a TCP stream (PostgreSQL).
+#[derive(Clone)]
+enum AnyFault {
+    Http(Fault),
+    /// The fault, and how many matches to let through first.
+    Tcp(TcpFault, usize),
+}
+
 struct Cell {
     kind: Kind,
+    /// For a TCP fault, `spot.path` is the byte pattern (with `{role}`).
     spot: Spot,
     fault_name: &'static str,
-    fault: Fault,
+    fault: AnyFault,
     /// `None`: every matching request of the faulty run.
     times: Option<usize>,
     /// The clean run gets a fresh state directory (the journal lost).
@@ -204,7 +213,25 @@ fn cells() -> Vec<Cell> {
         (Pg, PROMOTE_WRITE, "503", Fault::ServerError(503), all),
         (Pg, PENDING_DELETE, "503", Fault::ServerError(503), all),
     ];
+    // PostgreSQL itself, through the TCP fault proxy: the admin's ALTER ROLE,
+    // and the logins as the role (startup message `user\0<role>\0`: the
+    // first is `test`, the later ones `verify_dead`).
+    let alter = spot("apply: ALTER ROLE", None, "ALTER ROLE");
+    let login = spot("test: login as the role", None, "user\0{role}\0");
+    let verify = spot("verify: login with old pw", None, "user\0{role}\0");
+    let tcp: Vec<(Kind, Spot, &'static str, AnyFault, Option<usize>)> = vec![
+        (Pg, alter, "tcp-reset-before", AnyFault::Tcp(TcpFault::ResetBefore, 0), all),
+        (Pg, alter, "tcp-lost-answer", AnyFault::Tcp(TcpFault::ResetAfterAnswer, 0), once),
+        (Pg, alter, "tcp-lost-answer", AnyFault::Tcp(TcpFault::ResetAfterAnswer, 0), all),
+        (Pg, alter, "tcp-stall", AnyFault::Tcp(TcpFault::Stall, 0), once),
+        (Pg, login, "tcp-reset-before", AnyFault::Tcp(TcpFault::ResetBefore, 0), all),
+        (Pg, login, "tcp-lost-answer", AnyFault::Tcp(TcpFault::ResetAfterAnswer, 0), once),
+        (Pg, verify, "tcp-reset-before", AnyFault::Tcp(TcpFault::ResetBefore, 1), all),
+        (Pg, verify, "tcp-stall", AnyFault::Tcp(TcpFault::Stall, 1), once),
+    ];
     v.into_iter()
+        .map(|(kind, spot, fault_name, fault, times)| (kind, spot, fault_name, AnyFault::Http(fault), times))
+        .chain(tcp)
         .enumerate()
         .map(|(i, (kind, spot, fault_name, fault, times))| Cell { kind, spot, fault_name, fault, times, fresh: i % 2 == 1 })
         .collect()
@@ -247,11 +274,11 @@ fn header(kind: Kind) -> String {
             "  pg:
     kind: postgres
     host: {}
-    port: {}
+    port: {{PGPORT}}
     admin: {{ user: {}, password: \"${{env:KS_PG_ADMIN}}\" }}
     limits: {{ timeout: 2s, max_attempts: 2 }}
 ",
-            pg.host, pg.port, pg.admin_user
+            pg.host, pg.admin_user
         );
     }
     if kind == Kind::Iam {
@@ -756,25 +783,48 @@ fn run_cell(rt: &tokio::runtime::Runtime, n: usize, cell: &Cell) -> CellResult {
     };
     let proxy = rt.block_on(FaultProxy::start(&upstream));
     let path = cell.spot.path.replace("{store}", &seeded.store).replace("{kv}", &seeded.store).replace("{role}", &seeded.account);
-    let mut rule = Rule::new("fault", cell.spot.method, &path, cell.fault.clone());
-    if let Some(b) = cell.spot.body {
-        rule = rule.body(b);
+    let mut tcp: Option<TcpFaultProxy> = None;
+    match &cell.fault {
+        AnyFault::Http(fault) => {
+            let mut rule = Rule::new("fault", cell.spot.method, &path, fault.clone());
+            if let Some(b) = cell.spot.body {
+                rule = rule.body(b);
+            }
+            if let Some((h, re)) = cell.spot.header {
+                rule = rule.header(h, re);
+            }
+            if let Some(t) = cell.times {
+                rule = rule.times(t);
+            }
+            proxy.add(rule);
+        }
+        AnyFault::Tcp(fault, skip) => {
+            let pg = postgres();
+            let t = rt.block_on(TcpFaultProxy::start(&format!("{}:{}", pg.host, pg.port)));
+            let mut rule = TcpRule::new("fault", path.as_bytes(), *fault).skip(*skip);
+            if let Some(n) = cell.times {
+                rule = rule.times(n);
+            }
+            t.add(rule);
+            tcp = Some(t);
+        }
     }
-    if let Some((h, re)) = cell.spot.header {
-        rule = rule.header(h, re);
-    }
-    if let Some(t) = cell.times {
-        rule = rule.times(t);
-    }
-    proxy.add(rule);
+    let fired_now = |proxy: &FaultProxy, tcp: &Option<TcpFaultProxy>| match tcp {
+        Some(t) => t.fired("fault"),
+        None => proxy.fired("fault"),
+    };
 
     let dir = tempfile::tempdir().unwrap();
     let pb = dir.path().join("playbook.yaml");
-    std::fs::write(&pb, &seeded.yaml).unwrap();
+    let pg_port = tcp.as_ref().map(|t| t.port).unwrap_or_else(|| postgres().port);
+    std::fs::write(&pb, seeded.yaml.replace("{PGPORT}", &pg_port.to_string())).unwrap();
     let state1 = dir.path().join("state");
     let faulty = run_ks(cell.kind, &proxy.endpoint, &pb, &state1, dir.path(), "faulty", None);
-    let fired = proxy.fired("fault");
+    let fired = fired_now(&proxy, &tcp);
     proxy.clear();
+    if let Some(t) = &tcp {
+        t.clear();
+    }
 
     let mut v = vec![];
     check_exit(&faulty, "faulty run", &mut v);
@@ -820,7 +870,7 @@ fn run_cell(rt: &tokio::runtime::Runtime, n: usize, cell: &Cell) -> CellResult {
 fn table(results: &[CellResult]) -> String {
     let mut out = String::new();
     out += &format!(
-        "{:<24} {:<36} {:<18} {:<6} {:>5}  {:<28} {:<18} {}\n",
+        "{:<24} {:<36} {:<22} {:<6} {:>5}  {:<28} {:<18} {}\n",
         "kind", "step", "fault", "state", "fired", "faulty run (exit outcome)", "clean run", "holds?"
     );
     for r in results {
@@ -836,7 +886,7 @@ fn table(results: &[CellResult]) -> String {
             format!("VIOLATED ({})", checks.join(","))
         };
         out += &format!(
-            "{:<24} {:<36} {:<18} {:<6} {:>5}  {:<28} {:<18} {}\n",
+            "{:<24} {:<36} {:<22} {:<6} {:>5}  {:<28} {:<18} {}\n",
             r.kind.name(),
             r.step,
             r.fault,
@@ -910,4 +960,109 @@ fn fault_matrix() {
     let violated = produced.iter().filter(|r| !r.violations.is_empty()).count();
     assert_eq!(violated, 0, "{violated} cell(s) VIOLATED (see the matrix above)");
     assert!(not_produced.is_empty(), "{} cell(s) whose fault never fired: their request patterns are wrong", not_produced.len());
+}
+
+/// A fake report of one row with this outcome (and the exit code that goes with it).
+fn fake_run(outcome: &str, code: i32) -> RunOut {
+    let done = matches!(outcome, "rotated" | "revoked");
+    let n = |o: &str| u64::from(o == outcome);
+    let report = json!({
+        "totals": { "total": 1, "rotated": n("rotated"), "revoked": n("revoked"), "unverified": n("unverified"), "failed": n("failed"), "skipped": n("skipped"), "gaps": u64::from(!done) },
+        "rows": [ { "selected": true, "outcome": outcome } ],
+    });
+    RunOut { code: Some(code), timed_out: false, report: Some(report), run_dir: None }
+}
+
+fn checks_of(v: &[Violation]) -> Vec<&'static str> {
+    let mut c: Vec<&'static str> = v.iter().map(|(c, _)| *c).collect();
+    c.sort();
+    c.dedup();
+    c
+}
+
+/// The checks are not vacuous: each one, given the state it guards against
+/// (built by hand on the real servers), reports it.
+#[test]
+fn the_independent_checks_catch_what_they_guard() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    common::bao();
+    rt.block_on(async {
+        tokio::task::spawn_blocking(|| {
+            moto();
+            postgres();
+        })
+        .await
+        .unwrap()
+    });
+    rt.block_on(async {
+        let vd = Vd::new();
+
+        // Exit code and totals.
+        let mut v = vec![];
+        check_exit(&fake_run("failed", 0), "control", &mut v);
+        assert_eq!(checks_of(&v), ["exit"], "{v:?}");
+        let mut bad = fake_run("rotated", 0);
+        bad.report.as_mut().unwrap()["totals"]["rotated"] = json!(2);
+        let mut v = vec![];
+        check_exit(&bad, "control", &mut v);
+        assert_eq!(checks_of(&v), ["exit"], "{v:?}");
+
+        // vault_token: "rotated" with the old token alive; then a wider
+        // token in the store, an orphan beside it and two rotations' worth
+        // of store versions.
+        let s = seed(Kind::Token, &format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
+        let mut v = vec![];
+        check_state(&s, After::Faulty, &fake_run("rotated", 0), None, &mut v).await;
+        assert_eq!(checks_of(&v), ["old-dead"], "{v:?}");
+        let (st, r) = vd.call("POST", "auth/token/create-orphan", Some(json!({ "policies": ["fm-app", "admin-x"], "meta": { "app": s.id } }))).await;
+        assert_eq!(st, 200, "{r}");
+        let (wide, wide_acc) = (r["auth"]["client_token"].as_str().unwrap().to_string(), r["auth"]["accessor"].as_str().unwrap().to_string());
+        let (st, r) = vd.call("POST", "auth/token/create-orphan", Some(json!({ "policies": ["fm-app"], "ttl": "1h", "meta": { "app": s.id } }))).await;
+        assert_eq!(st, 200, "{r}");
+        put(&vd, &s.store, json!({ "value": wide, "accessor": wide_acc })).await;
+        put(&vd, &s.store, json!({ "value": wide, "accessor": wide_acc })).await;
+        let mut v = vec![];
+        check_state(&s, After::Clean, &fake_run("rotated", 0), None, &mut v).await;
+        assert_eq!(checks_of(&v), ["no-orphan", "no-wider", "old-dead", "once"], "{v:?}");
+        // A store naming a dead token: consumers locked out.
+        vd.call("POST", "auth/token/revoke-accessor", Some(json!({ "accessor": wide_acc }))).await;
+        let mut v = vec![];
+        check_state(&s, After::Faulty, &fake_run("failed", 1), None, &mut v).await;
+        assert!(checks_of(&v).contains(&"consumer"), "{v:?}");
+
+        // vault_approle_secret_id: a replacement with more uses, and an orphan.
+        let s = seed(Kind::SecretId, &format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
+        let (st, r) = vd.call("POST", &format!("auth/approle/role/{}/secret-id", s.account), Some(json!({ "num_uses": 50 }))).await;
+        assert_eq!(st, 200, "{r}");
+        let mut v = vec![];
+        check_state(&s, After::Clean, &fake_run("failed", 1), None, &mut v).await;
+        assert_eq!(checks_of(&v), ["no-orphan", "no-wider"], "{v:?}");
+
+        // vault_kv_secret: "rotated" with version 1 readable; a pending value left.
+        let s = seed(Kind::Kv, &format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
+        put(&vd, &format!("keysweep-pending/{}", s.store), json!({ "value": "left-behind" })).await;
+        let mut v = vec![];
+        check_state(&s, After::Clean, &fake_run("rotated", 0), None, &mut v).await;
+        assert_eq!(checks_of(&v), ["no-orphan", "old-dead", "once"], "{v:?}");
+
+        // aws_iam_access_key: "rotated" with the old key alive, and a second key no store holds.
+        let s = seed(Kind::Iam, &format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
+        moto().iam().await.create_access_key().user_name(&s.account).send().await.unwrap();
+        let mut v = vec![];
+        check_state(&s, After::Faulty, &fake_run("rotated", 0), None, &mut v).await;
+        assert_eq!(checks_of(&v), ["no-orphan", "old-dead"], "{v:?}");
+
+        // postgres_role: "rotated" with the old password working; a role made superuser.
+        let s = seed(Kind::Pg, &format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
+        let role = s.account.clone();
+        tokio::task::spawn_blocking(move || postgres().exec(&format!("ALTER ROLE {} CREATEDB", common::postgres::quote_ident(&role)))).await.unwrap();
+        let mut v = vec![];
+        check_state(&s, After::Faulty, &fake_run("rotated", 0), None, &mut v).await;
+        assert_eq!(checks_of(&v), ["no-wider", "old-dead"], "{v:?}");
+        // The store's password refused, no pending value to fall back on: locked out.
+        put(&vd, &s.store, json!({ "value": "not-the-password", "username": s.account })).await;
+        let mut v = vec![];
+        check_state(&s, After::Faulty, &fake_run("failed", 1), None, &mut v).await;
+        assert!(checks_of(&v).contains(&"consumer"), "{v:?}");
+    });
 }

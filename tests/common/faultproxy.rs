@@ -527,3 +527,182 @@ async fn forward(upstream: &str, head: &Head, body: &[u8], method: &str) -> std:
         return Ok((h, b));
     }
 }
+
+// ---------- a TCP-level fault proxy (PostgreSQL and other non-HTTP protocols) ----------
+
+/// What the TCP proxy does when a client sends bytes a rule matches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TcpFault {
+    /// Reset both connections before forwarding: the server never sees it.
+    ResetBefore,
+    /// Forward, let the server act and answer, drop that answer and reset
+    /// the client: "the server acted, the answer was lost".
+    ResetAfterAnswer,
+    /// Forward nothing more either way until the client gives up.
+    Stall,
+}
+
+/// A rule on client bytes: fires when a chunk the client sends contains
+/// `needle` (PostgreSQL sends SQL text and startup parameters in clear).
+#[derive(Debug, Clone)]
+pub struct TcpRule {
+    pub name: String,
+    pub needle: Vec<u8>,
+    pub fault: TcpFault,
+    pub nth: Option<usize>,
+    pub times: Option<usize>,
+    /// Never fire on the first `skip` matches (e.g. a login at `test`
+    /// before the ones at `verify_dead`).
+    pub skip: usize,
+}
+
+impl TcpRule {
+    pub fn new(name: &str, needle: &[u8], fault: TcpFault) -> TcpRule {
+        TcpRule { name: name.to_string(), needle: needle.to_vec(), fault, nth: None, times: None, skip: 0 }
+    }
+    pub fn skip(mut self, n: usize) -> TcpRule {
+        self.skip = n;
+        self
+    }
+    pub fn nth(mut self, n: usize) -> TcpRule {
+        self.nth = Some(n);
+        self
+    }
+    pub fn times(mut self, n: usize) -> TcpRule {
+        self.times = Some(n);
+        self
+    }
+}
+
+#[derive(Default)]
+struct TcpInner {
+    rules: Vec<(TcpRule, usize, usize)>,
+    fired: Vec<String>,
+}
+
+/// A TCP proxy to `upstream` that injects `TcpFault`s per byte pattern.
+pub struct TcpFaultProxy {
+    pub host: String,
+    pub port: u16,
+    inner: Arc<Mutex<TcpInner>>,
+    accept: JoinHandle<()>,
+}
+
+impl Drop for TcpFaultProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl TcpFaultProxy {
+    /// Listens on a free loopback port and forwards to `upstream` (`host:port`).
+    pub async fn start(upstream: &str) -> TcpFaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind tcp fault proxy");
+        let port = listener.local_addr().unwrap().port();
+        let inner = Arc::new(Mutex::new(TcpInner::default()));
+        let (st, up) = (inner.clone(), upstream.to_string());
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let (st, up) = (st.clone(), up.clone());
+                tokio::spawn(async move {
+                    let _ = serve_tcp(sock, st, up).await;
+                });
+            }
+        });
+        TcpFaultProxy { host: "127.0.0.1".into(), port, inner, accept }
+    }
+    pub fn add(&self, rule: TcpRule) {
+        self.inner.lock().unwrap().rules.push((rule, 0, 0));
+    }
+    pub fn clear(&self) {
+        self.inner.lock().unwrap().rules.clear();
+    }
+    /// How often the rule named `name` fired.
+    pub fn fired(&self, name: &str) -> usize {
+        self.inner.lock().unwrap().fired.iter().filter(|f| *f == name).count()
+    }
+    fn decide(inner: &Mutex<TcpInner>, chunk: &[u8]) -> Option<TcpFault> {
+        let mut i = inner.lock().unwrap();
+        let mut chosen = None;
+        for (rule, matched, fired) in i.rules.iter_mut() {
+            if rule.needle.is_empty() || !chunk.windows(rule.needle.len()).any(|w| w == rule.needle.as_slice()) {
+                continue;
+            }
+            *matched += 1;
+            let nth_ok = rule.nth.is_none_or(|n| n == *matched) && *matched > rule.skip;
+            let times_ok = rule.times.is_none_or(|n| *fired < n);
+            if chosen.is_none() && nth_ok && times_ok {
+                *fired += 1;
+                chosen = Some((rule.name.clone(), rule.fault));
+            }
+        }
+        let (name, fault) = chosen?;
+        i.fired.push(name);
+        Some(fault)
+    }
+}
+
+/// Pumps one client connection through to a fresh upstream connection.
+#[allow(deprecated)]
+async fn serve_tcp(client: TcpStream, st: Arc<Mutex<TcpInner>>, upstream: String) -> std::io::Result<()> {
+    let server = TcpStream::connect(&upstream).await?;
+    // Zero linger: dropping the halves resets the client (RST, not FIN).
+    let _ = client.set_linger(Some(Duration::ZERO));
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let (kill_tx, kill_rx) = tokio::sync::watch::channel(false);
+    let drop_answer = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let kill = Arc::new(kill_tx);
+    let (k1, mut r1, d1) = (kill.clone(), kill_rx.clone(), drop_answer.clone());
+    let c2s = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            tokio::select! {
+                n = cr.read(&mut buf) => {
+                    let n = match n { Ok(0) | Err(_) => { let _ = sw.shutdown().await; return; } Ok(n) => n };
+                    match TcpFaultProxy::decide(&st, &buf[..n]) {
+                        Some(TcpFault::ResetBefore) => { let _ = k1.send(true); return; }
+                        Some(TcpFault::ResetAfterAnswer) => {
+                            d1.store(true, std::sync::atomic::Ordering::SeqCst);
+                            if sw.write_all(&buf[..n]).await.is_err() { let _ = k1.send(true); return; }
+                        }
+                        Some(TcpFault::Stall) => {
+                            // Swallow everything until the client gives up.
+                            while matches!(cr.read(&mut buf).await, Ok(n) if n > 0) {}
+                            let _ = k1.send(true);
+                            return;
+                        }
+                        None => if sw.write_all(&buf[..n]).await.is_err() { let _ = k1.send(true); return; },
+                    }
+                }
+                _ = r1.changed() => return,
+            }
+        }
+    };
+    let (k2, mut r2) = (kill.clone(), kill_rx.clone());
+    let s2c = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            tokio::select! {
+                n = sr.read(&mut buf) => {
+                    let n = match n { Ok(0) | Err(_) => { let _ = k2.send(true); return; } Ok(n) => n };
+                    if drop_answer.load(std::sync::atomic::Ordering::SeqCst) {
+                        // The server acted and answered: the answer is lost.
+                        let _ = k2.send(true);
+                        return;
+                    }
+                    if cw.write_all(&buf[..n]).await.is_err() { let _ = k2.send(true); return; }
+                }
+                _ = r2.changed() => return,
+            }
+        }
+    };
+    tokio::join!(c2s, s2c);
+    Ok(())
+}
