@@ -75,6 +75,8 @@ pub struct Rule {
     /// Match only requests with this header whose value matches the regex
     /// (Secrets Manager names its operation in `X-Amz-Target`).
     pub header: Option<(String, Regex)>,
+    /// Never fire on the first `skip` matching requests.
+    pub skip: usize,
 }
 
 impl Rule {
@@ -90,7 +92,13 @@ impl Rule {
             fault,
             body: None,
             header: None,
+            skip: 0,
         }
+    }
+    /// Let the first `n` matching requests through.
+    pub fn skip(mut self, n: usize) -> Rule {
+        self.skip = n;
+        self
     }
     /// Only requests whose body matches the regex `re`.
     pub fn body(mut self, re: &str) -> Rule {
@@ -228,7 +236,7 @@ impl FaultProxy {
                 continue;
             }
             r.matched += 1;
-            let nth_ok = r.rule.nth.is_none_or(|n| n == r.matched);
+            let nth_ok = r.rule.nth.is_none_or(|n| n == r.matched) && r.matched > r.rule.skip;
             let times_ok = r.rule.times.is_none_or(|n| r.fired < n);
             if chosen.is_none() && nth_ok && times_ok {
                 r.fired += 1;
