@@ -287,6 +287,10 @@ struct Seeded {
     /// PostgreSQL: the role's attributes.
     old_meta: Value,
     yaml: String,
+    /// A KV secret in the same estate (Vault and PostgreSQL cells) whose
+    /// requests no fault matches: (id, path, old value). It must be rotated
+    /// by each run, whatever the fault did to its neighbour.
+    bystander: Option<(String, String, String)>,
 }
 
 const OLD_SID_USES: u64 = 5;
@@ -339,7 +343,14 @@ async fn seed(kind: Kind, p: &str) -> Seeded {
         old: String::new(),
         old_meta: Value::Null,
         yaml: header(kind),
+        bystander: None,
     };
+    if !kind.aws() {
+        let (bid, bpath, bold) = (format!("{p}-bystander"), format!("{p}/bystander"), format!("old-bystander-{}", uuid::Uuid::new_v4().simple()));
+        put(&vd, &bpath, json!({ "value": bold, "username": "svc" })).await;
+        s.yaml += &format!("  - {{ id: {bid}, owner: data, provider: bao, target: {{ kind: vault_kv_secret, path: \"{bpath}\", generate: {{ length: 40 }} }} }}\n");
+        s.bystander = Some((bid, bpath, bold));
+    }
     match kind {
         Kind::Token => {
             s.store = format!("{p}/tokens/{id}");
@@ -469,6 +480,8 @@ fn s_kid(s: &Seeded) -> &str {
 // ---------- running the binary ----------
 
 struct RunOut {
+    /// The cell's credential (the estate may hold a bystander too).
+    id: String,
     code: Option<i32>,
     timed_out: bool,
     report: Option<Value>,
@@ -476,11 +489,21 @@ struct RunOut {
 }
 
 impl RunOut {
+    fn row(&self, id: &str) -> Option<&Value> {
+        self.report.as_ref()?["rows"].as_array()?.iter().find(|r| r["id"] == id)
+    }
+    fn outcome_of(&self, id: &str) -> String {
+        self.row(id).and_then(|r| r["outcome"].as_str().map(str::to_string)).unwrap_or_else(|| "no report".into())
+    }
     fn outcome(&self) -> String {
-        self.report.as_ref().and_then(|r| r["rows"][0]["outcome"].as_str().map(str::to_string)).unwrap_or_else(|| "no report".into())
+        self.outcome_of(&self.id)
     }
     fn done(&self) -> bool {
         matches!(self.outcome().as_str(), "rotated" | "revoked")
+    }
+    /// Every row of the report rotated or revoked.
+    fn all_done(&self) -> bool {
+        self.report.as_ref().and_then(|r| r["rows"].as_array()).is_some_and(|rows| rows.iter().all(|r| matches!(r["outcome"].as_str(), Some("rotated" | "revoked"))))
     }
     fn summary(&self) -> String {
         let code = match (self.timed_out, self.code) {
@@ -489,7 +512,7 @@ impl RunOut {
             (_, None) => "signal".into(),
         };
         let o = self.outcome();
-        let step = self.report.as_ref().and_then(|r| r["rows"][0]["step"].as_str().map(str::to_string));
+        let step = self.row(&self.id).and_then(|r| r["step"].as_str().map(str::to_string));
         match step {
             Some(s) if o != "rotated" => format!("{code} {o}@{s}"),
             _ => format!("{code} {o}"),
@@ -515,7 +538,8 @@ fn command(kind: Kind, state: &Path, endpoint: &str) -> Command {
 }
 
 /// Runs `keysweep run` (bounded: a hang is a result, not a stuck test).
-fn run_ks(kind: Kind, endpoint: &str, playbook: &Path, state: &Path, logs: &Path, tag: &str, not: Option<&Path>) -> RunOut {
+#[allow(clippy::too_many_arguments)]
+fn run_ks(kind: Kind, id: &str, endpoint: &str, playbook: &Path, state: &Path, logs: &Path, tag: &str, not: Option<&Path>) -> RunOut {
     let out = std::fs::File::create(logs.join(format!("{tag}.stdout"))).unwrap();
     let err = std::fs::File::create(logs.join(format!("{tag}.stderr"))).unwrap();
     let mut child = command(kind, state, endpoint)
@@ -544,7 +568,7 @@ fn run_ks(kind: Kind, endpoint: &str, playbook: &Path, state: &Path, logs: &Path
     dirs.sort();
     let run_dir = dirs.pop();
     let report = run_dir.as_ref().and_then(|d| std::fs::read_to_string(d.join("report.json")).ok()).and_then(|s| serde_json::from_str(&s).ok());
-    RunOut { code, timed_out, report, run_dir }
+    RunOut { id: id.to_string(), code, timed_out, report, run_dir }
 }
 
 // ---------- the independent checks ----------
@@ -568,8 +592,8 @@ fn check_exit(r: &RunOut, when: &str, v: &mut Vec<Violation>) {
         v.push(("exit", format!("{when}: no report.json (exit {:?})", r.code)));
         return;
     };
-    if (r.code == Some(0)) != r.done() {
-        v.push(("exit", format!("{when}: exit {:?} with outcome {}", r.code, r.outcome())));
+    if (r.code == Some(0)) != r.all_done() {
+        v.push(("exit", format!("{when}: exit {:?} with outcome {} (all rows done: {})", r.code, r.outcome(), r.all_done())));
     }
     let t = &rep["totals"];
     let n = |k: &str| t[k].as_u64().unwrap_or(u64::MAX);
@@ -601,6 +625,20 @@ async fn check_state(s: &Seeded, when: After, run: &RunOut, mid: Option<&Value>,
     let vd = Vd::new();
     let tag = if when == After::Faulty { "after the faulty run" } else { "after the clean run" };
     let rotated = run.done();
+    if let Some((bid, bpath, bold)) = &s.bystander {
+        // Rotated by every run: version 2 after the faulty one, 3 after the clean one.
+        let expect = if when == After::Faulty { 2 } else { 3 };
+        let cv = vd.kv_meta(bpath).await.and_then(|m| m["current_version"].as_u64()).unwrap_or(0);
+        let cur = vd.kv_get(bpath).await;
+        let bad_value = cur.as_ref().is_none_or(|c| c["value"] == bold.as_str() || c["username"] != "svc");
+        let old_readable = futures::future::join_all((1..expect).map(|n| vd.kv_version_readable(bpath, n))).await.into_iter().any(|r| r);
+        if run.outcome_of(bid) != "rotated" || cv != expect || bad_value || old_readable {
+            v.push((
+                "bystander",
+                format!("{tag}: the credential beside the faulty one ended {} at version {cv} (expected rotated at {expect}, earlier versions destroyed)", run.outcome_of(bid)),
+            ));
+        }
+    }
     // The faulty run's replacement, rotated again by the clean run.
     let mid = mid.filter(|_| when == After::Clean && rotated);
     let mid_value = mid.and_then(|m| m["value"].as_str()).filter(|m| *m != s.old).map(str::to_string);
@@ -893,7 +931,7 @@ fn run_cell(rt: &tokio::runtime::Runtime, n: usize, cell: &Cell) -> CellResult {
     let pg_port = tcp.as_ref().map(|t| t.port).unwrap_or_else(|| postgres().port);
     std::fs::write(&pb, seeded.yaml.replace("{PGPORT}", &pg_port.to_string())).unwrap();
     let state1 = dir.path().join("state");
-    let faulty = run_ks(cell.kind, &proxy.endpoint, &pb, &state1, dir.path(), "faulty", None);
+    let faulty = run_ks(cell.kind, &seeded.id, &proxy.endpoint, &pb, &state1, dir.path(), "faulty", None);
     let fired = fired_now(&proxy, &tcp);
     proxy.clear();
     if let Some(t) = &tcp {
@@ -909,7 +947,7 @@ fn run_cell(rt: &tokio::runtime::Runtime, n: usize, cell: &Cell) -> CellResult {
     let mid = if ended { rt.block_on(snapshot(&seeded)) } else { None };
 
     let state2 = if cell.fresh { dir.path().join("state-fresh") } else { state1.clone() };
-    let clean = run_ks(cell.kind, &proxy.endpoint, &pb, &state2, dir.path(), "clean", faulty.run_dir.as_deref().filter(|_| !cell.fresh));
+    let clean = run_ks(cell.kind, &seeded.id, &proxy.endpoint, &pb, &state2, dir.path(), "clean", faulty.run_dir.as_deref().filter(|_| !cell.fresh));
     check_exit(&clean, "clean run", &mut v);
     if !clean.done() || clean.code != Some(0) {
         v.push(("finishes", format!("the clean run after the fault ended {}", clean.summary())));
@@ -1047,9 +1085,9 @@ fn fake_run(outcome: &str, code: i32) -> RunOut {
     let n = |o: &str| u64::from(o == outcome);
     let report = json!({
         "totals": { "total": 1, "rotated": n("rotated"), "revoked": n("revoked"), "unverified": n("unverified"), "failed": n("failed"), "skipped": n("skipped"), "gaps": u64::from(!done) },
-        "rows": [ { "selected": true, "outcome": outcome } ],
+        "rows": [ { "id": "x", "selected": true, "outcome": outcome } ],
     });
-    RunOut { code: Some(code), timed_out: false, report: Some(report), run_dir: None }
+    RunOut { id: "x".into(), code: Some(code), timed_out: false, report: Some(report), run_dir: None }
 }
 
 fn checks_of(v: &[Violation]) -> Vec<&'static str> {
@@ -1057,6 +1095,13 @@ fn checks_of(v: &[Violation]) -> Vec<&'static str> {
     c.sort();
     c.dedup();
     c
+}
+
+/// A seeded credential without its bystander (the controls check one credential).
+async fn seed_alone(kind: Kind, p: &str) -> Seeded {
+    let mut s = seed(kind, p).await;
+    s.bystander = None;
+    s
 }
 
 /// The checks are not vacuous: each one, given the state it guards against
@@ -1089,7 +1134,7 @@ fn the_independent_checks_catch_what_they_guard() {
         // vault_token: "rotated" with the old token alive; then a wider
         // token in the store, an orphan beside it and two rotations' worth
         // of store versions.
-        let s = seed(Kind::Token, &format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
+        let s = seed_alone(Kind::Token, &format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
         let mut v = vec![];
         check_state(&s, After::Faulty, &fake_run("rotated", 0), None, &mut v).await;
         assert_eq!(checks_of(&v), ["old-dead"], "{v:?}");
@@ -1110,7 +1155,7 @@ fn the_independent_checks_catch_what_they_guard() {
         assert!(checks_of(&v).contains(&"consumer"), "{v:?}");
 
         // vault_approle_secret_id: a replacement with more uses, and an orphan.
-        let s = seed(Kind::SecretId, &format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
+        let s = seed_alone(Kind::SecretId, &format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
         let (st, r) = vd.call("POST", &format!("auth/approle/role/{}/secret-id", s.account), Some(json!({ "num_uses": 50 }))).await;
         assert_eq!(st, 200, "{r}");
         let mut v = vec![];
@@ -1118,26 +1163,34 @@ fn the_independent_checks_catch_what_they_guard() {
         assert_eq!(checks_of(&v), ["no-orphan", "no-wider"], "{v:?}");
 
         // vault_kv_secret: "rotated" with version 1 readable; a pending value left.
-        let s = seed(Kind::Kv, &format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
+        let s = seed_alone(Kind::Kv, &format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
         put(&vd, &format!("keysweep-pending/{}", s.store), json!({ "value": "left-behind" })).await;
         let mut v = vec![];
         check_state(&s, After::Clean, &fake_run("rotated", 0), None, &mut v).await;
         assert_eq!(checks_of(&v), ["no-orphan", "old-dead", "once"], "{v:?}");
 
         // aws_iam_access_key: "rotated" with the old key alive, and a second key no store holds.
-        let s = seed(Kind::Iam, &format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
+        let s = seed_alone(Kind::Iam, &format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
         moto().iam().await.create_access_key().user_name(&s.account).send().await.unwrap();
         let mut v = vec![];
         check_state(&s, After::Faulty, &fake_run("rotated", 0), None, &mut v).await;
         assert_eq!(checks_of(&v), ["no-orphan", "old-dead"], "{v:?}");
 
         // postgres_role: "rotated" with the old password working; a role made superuser.
-        let s = seed(Kind::Pg, &format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
+        let s = seed_alone(Kind::Pg, &format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
         let role = s.account.clone();
         tokio::task::spawn_blocking(move || postgres().exec(&format!("ALTER ROLE {} CREATEDB", common::postgres::quote_ident(&role)))).await.unwrap();
         let mut v = vec![];
         check_state(&s, After::Faulty, &fake_run("rotated", 0), None, &mut v).await;
         assert_eq!(checks_of(&v), ["no-wider", "old-dead"], "{v:?}");
+        // A bystander the run did not rotate.
+        let s = seed(Kind::Kv, &format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
+        let mut v = vec![];
+        check_state(&s, After::Faulty, &fake_run("failed", 1), None, &mut v).await;
+        assert_eq!(checks_of(&v), ["bystander"], "{v:?}");
+        let s = seed_alone(Kind::Pg, &format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
+        let role = s.account.clone();
+        tokio::task::spawn_blocking(move || postgres().exec(&format!("ALTER ROLE {} CREATEDB", common::postgres::quote_ident(&role)))).await.unwrap();
         // The store's password refused, no pending value to fall back on: locked out.
         put(&vd, &s.store, json!({ "value": "not-the-password", "username": s.account })).await;
         let mut v = vec![];
