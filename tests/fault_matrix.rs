@@ -1198,3 +1198,29 @@ fn the_independent_checks_catch_what_they_guard() {
         assert!(checks_of(&v).contains(&"consumer"), "{v:?}");
     });
 }
+
+/// Found by the matrix (its logs showed "deleting an orphan key minted by an
+/// interrupted run" for keys no run had minted): IAM keys carry no nonce, so
+/// after a failed mint keysweep deletes the user's keys created since the run
+/// started. A mint refused before anything was sent (the user already has two
+/// keys) minted nothing: a key someone else made meanwhile must survive.
+#[test]
+fn a_mint_refused_before_sending_deletes_no_key_of_the_user() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    common::bao();
+    let p = format!("fmk-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let s = rt.block_on(seed(Kind::Iam, &p));
+    // A second key of the user, made by someone else just before the run.
+    let other = rt.block_on(async { moto().iam().await.create_access_key().user_name(&s.account).send().await.unwrap() });
+    let other_kid = other.access_key().unwrap().access_key_id().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let pb = dir.path().join("playbook.yaml");
+    std::fs::write(&pb, &s.yaml).unwrap();
+    let r = run_ks(Kind::Iam, &s.id, &moto().endpoint, &pb, &dir.path().join("state"), dir.path(), "run", None);
+    let err = std::fs::read_to_string(dir.path().join("run.stdout")).unwrap_or_default();
+    assert_eq!(r.outcome(), "failed", "{err}");
+    assert!(r.row(&s.id).unwrap()["reason"].as_str().unwrap_or_default().contains("already has two access keys"), "{err}");
+    let keys = rt.block_on(ind::aws_user_keys(&s.account));
+    assert!(keys.iter().any(|(k, _)| *k == other_kid), "the other key was deleted by a run that minted nothing: {keys:?}");
+    assert!(keys.iter().any(|(k, _)| Some(k.as_str()) == s.old_meta.as_str()), "the key in service was deleted: {keys:?}");
+}

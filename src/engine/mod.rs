@@ -29,7 +29,7 @@ use crate::plan::{Plan, WorkItem};
 use crate::playbook::model::Action;
 use crate::playbook::{Credential, StoreLocation};
 use crate::provider::registry::Providers;
-use crate::provider::{capabilities, Claim, ClaimPhase, Handle, Provider, ProviderError, Store, StoredValue, Verdict};
+use crate::provider::{capabilities, Claim, ClaimPhase, ErrorKind, Handle, Provider, ProviderError, Store, StoredValue, Verdict};
 use crate::report::{Outcome, Step};
 use crate::secret::Delivered;
 use state::CredState;
@@ -417,6 +417,17 @@ impl Engine {
                         self.claim(c, store, &primary, &nonce, ClaimPhase::Minting, &old, old_version.as_deref(), None).await?;
                         let minted = match p.mint(&c.target, &old, &nonce).await {
                             Ok(m) => m,
+                            // A refusal decided before or instead of minting (two IAM
+                            // keys already, no such user, not allowed...) minted
+                            // nothing: no orphan search, which for IAM (keys carry no
+                            // nonce) would delete keys others made since the run began.
+                            Err(e) if matches!(
+                                e.kind,
+                                ErrorKind::Conflict | ErrorKind::Config | ErrorKind::Unsupported | ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::Unauthenticated
+                            ) =>
+                            {
+                                return Err(fail(Step::Stage, e));
+                            }
                             Err(e) => {
                                 // The server may have minted before the answer was lost.
                                 match p.cleanup_minted(&c.target, &old, &nonce, None).await {
