@@ -874,6 +874,8 @@ async fn check_store_versions(vd: &Vd, s: &Seeded, when: After, rotated: bool, a
 // ---------- one cell ----------
 
 struct CellResult {
+    /// The cell's prefix (estate names, kept logs).
+    prefix: String,
     kind: Kind,
     step: &'static str,
     fault: String,
@@ -947,6 +949,10 @@ fn run_cell(rt: &tokio::runtime::Runtime, n: usize, cell: &Cell) -> CellResult {
     let mid = if ended { rt.block_on(snapshot(&seeded)) } else { None };
 
     let state2 = if cell.fresh { dir.path().join("state-fresh") } else { state1.clone() };
+    // The clean run has no stall to cut short: roomier limits keep a loaded
+    // machine from failing it (the same playbook file, so the journal's
+    // playbook key is the same).
+    std::fs::write(&pb, std::fs::read_to_string(&pb).unwrap().replace("timeout: 2s, max_attempts: 2", "timeout: 15s, max_attempts: 3")).unwrap();
     let clean = run_ks(cell.kind, &seeded.id, &proxy.endpoint, &pb, &state2, dir.path(), "clean", faulty.run_dir.as_deref().filter(|_| !cell.fresh));
     check_exit(&clean, "clean run", &mut v);
     if !clean.done() || clean.code != Some(0) {
@@ -960,13 +966,14 @@ fn run_cell(rt: &tokio::runtime::Runtime, n: usize, cell: &Cell) -> CellResult {
         .partition(|(check, _)| KNOWN_DEFECTS.iter().any(|(k, st, f, c)| *k == cell.kind.name() && *st == cell.spot.step && *f == fault && c == check));
     if !violations.is_empty() {
         // Keep the logs of a violated cell for the reader (no secret values: keysweep's own output).
-        let keep = std::env::temp_dir().join(format!("keysweep-fault-matrix/{p}"));
+        let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fault-matrix-logs/{p}"));
         let _ = std::fs::create_dir_all(&keep);
         for f in ["faulty.stdout", "faulty.stderr", "clean.stdout", "clean.stderr"] {
             let _ = std::fs::copy(dir.path().join(f), keep.join(f));
         }
     }
     CellResult {
+        prefix: p.clone(),
         kind: cell.kind,
         step: cell.spot.step,
         fault,
@@ -1058,6 +1065,9 @@ fn fault_matrix() {
         for (c, d) in r.violations.iter().chain(r.known.iter()) {
             let known = if r.known.iter().any(|(k, _)| k == c) { "KNOWN DEFECT " } else { "" };
             text += &format!("  {known}{} / {} / {}: {c}: {d}\n", r.kind.name(), r.step, r.fault);
+            if known.is_empty() {
+                text += &format!("    (keysweep's output kept in {}/fault-matrix-logs/{})\n", env!("CARGO_TARGET_TMPDIR"), r.prefix);
+            }
         }
     }
     for (k, st, f, c) in KNOWN_DEFECTS {
