@@ -231,7 +231,13 @@ fn cells() -> Vec<Cell> {
         (Iam, iam("retire: delete", "Action=DeleteAccessKey"), "429", Fault::RateLimit { retry_after_secs: 1 }, once),
         (Iam, iam("retire: delete", "Action=DeleteAccessKey"), "503", Fault::ServerError(503), all),
         (Iam, Spot { skip: 1, ..iam("test: sts with the new key", "Action=GetCallerIdentity") }, "waf-403", Fault::Html(403), all),
-        (Iam, Spot { header: Some(("authorization", "Credential={kid}/")), ..iam("verify: sts with the old key", "Action=GetCallerIdentity") }, "503", Fault::ServerError(503), all),
+        (
+            Iam,
+            Spot { header: Some(("authorization", "Credential={kid}/")), ..iam("verify: sts with the old key", "Action=GetCallerIdentity") },
+            "503",
+            Fault::ServerError(503),
+            all,
+        ),
         // revocations
         (TokenRevoke, revoke, "lost-answer", Fault::ResetAfter, once),
         (TokenRevoke, revoke, "503", Fault::ServerError(503), all),
@@ -348,7 +354,9 @@ async fn seed(kind: Kind, p: &str) -> Seeded {
     if !kind.aws() {
         let (bid, bpath, bold) = (format!("{p}-bystander"), format!("{p}/bystander"), format!("old-bystander-{}", uuid::Uuid::new_v4().simple()));
         put(&vd, &bpath, json!({ "value": bold, "username": "svc" })).await;
-        s.yaml += &format!("  - {{ id: {bid}, owner: data, provider: bao, target: {{ kind: vault_kv_secret, path: \"{bpath}\", generate: {{ length: 40 }} }} }}\n");
+        s.yaml += &format!(
+            "  - {{ id: {bid}, owner: data, provider: bao, target: {{ kind: vault_kv_secret, path: \"{bpath}\", generate: {{ length: 40 }} }} }}\n"
+        );
         s.bystander = Some((bid, bpath, bold));
     }
     match kind {
@@ -414,7 +422,8 @@ async fn seed(kind: Kind, p: &str) -> Seeded {
             );
         }
         Kind::TokenRevoke => {
-            let (st, r) = vd.call("POST", "auth/token/create-orphan", Some(json!({ "policies": ["fm-app"], "meta": { "app": id }, "ttl": "1h" }))).await;
+            let (st, r) =
+                vd.call("POST", "auth/token/create-orphan", Some(json!({ "policies": ["fm-app"], "meta": { "app": id }, "ttl": "1h" }))).await;
             assert_eq!(st, 200, "{r}");
             s.old = r["auth"]["client_token"].as_str().unwrap().into();
             let acc = r["auth"]["accessor"].as_str().unwrap().to_string();
@@ -503,7 +512,10 @@ impl RunOut {
     }
     /// Every row of the report rotated or revoked.
     fn all_done(&self) -> bool {
-        self.report.as_ref().and_then(|r| r["rows"].as_array()).is_some_and(|rows| rows.iter().all(|r| matches!(r["outcome"].as_str(), Some("rotated" | "revoked"))))
+        self.report
+            .as_ref()
+            .and_then(|r| r["rows"].as_array())
+            .is_some_and(|rows| rows.iter().all(|r| matches!(r["outcome"].as_str(), Some("rotated" | "revoked"))))
     }
     fn summary(&self) -> String {
         let code = match (self.timed_out, self.code) {
@@ -599,7 +611,12 @@ fn check_exit(r: &RunOut, when: &str, v: &mut Vec<Violation>) {
     let n = |k: &str| t[k].as_u64().unwrap_or(u64::MAX);
     let sum = n("rotated") + n("revoked") + n("unverified") + n("failed") + n("skipped");
     let rows = rep["rows"].as_array().map(|a| a.len() as u64).unwrap_or(0);
-    let gaps = rep["rows"].as_array().into_iter().flatten().filter(|r| r["selected"] != false && !matches!(r["outcome"].as_str(), Some("rotated" | "revoked"))).count() as u64;
+    let gaps = rep["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["selected"] != false && !matches!(r["outcome"].as_str(), Some("rotated" | "revoked")))
+        .count() as u64;
     if sum != n("total") || n("total") != rows || n("gaps") != gaps {
         v.push(("exit", format!("{when}: totals do not add up: {t}")));
     }
@@ -635,7 +652,10 @@ async fn check_state(s: &Seeded, when: After, run: &RunOut, mid: Option<&Value>,
         if run.outcome_of(bid) != "rotated" || cv != expect || bad_value || old_readable {
             v.push((
                 "bystander",
-                format!("{tag}: the credential beside the faulty one ended {} at version {cv} (expected rotated at {expect}, earlier versions destroyed)", run.outcome_of(bid)),
+                format!(
+                    "{tag}: the credential beside the faulty one ended {} at version {cv} (expected rotated at {expect}, earlier versions destroyed)",
+                    run.outcome_of(bid)
+                ),
             ));
         }
     }
@@ -781,8 +801,10 @@ async fn check_state(s: &Seeded, when: After, run: &RunOut, mid: Option<&Value>,
                     v.push(("old-dead", format!("{tag}: reported {} but the faulty run's key (rotated again) is alive or listed", run.outcome())));
                 }
             }
-            let pending_kid =
-                ind::sm_pending(&s.store).await.and_then(|p| serde_json::from_str::<Value>(&p).ok()).and_then(|p| p["access_key_id"].as_str().map(str::to_string));
+            let pending_kid = ind::sm_pending(&s.store)
+                .await
+                .and_then(|p| serde_json::from_str::<Value>(&p).ok())
+                .and_then(|p| p["access_key_id"].as_str().map(str::to_string));
             let stray: Vec<&String> = keys.iter().map(|(k, _)| k).filter(|k| k.as_str() != kid && k.as_str() != old_kid).collect();
             if when == After::Clean && !stray.is_empty() {
                 v.push(("no-orphan", format!("{tag}: {} key(s) of the user no store holds as current", stray.len())));
@@ -814,7 +836,10 @@ async fn check_state(s: &Seeded, when: After, run: &RunOut, mid: Option<&Value>,
                     // What the clean run replaced: the faulty run's key if that run finished, else the original.
                     let replaced = mid_kid.unwrap_or(old_kid);
                     if prev_kid.as_deref() != Some(replaced) {
-                        v.push(("once", format!("{tag}: AWSPREVIOUS is not the key the run replaced ({prev_kid:?}, expected {replaced}): rotated more than once")));
+                        v.push((
+                            "once",
+                            format!("{tag}: AWSPREVIOUS is not the key the run replaced ({prev_kid:?}, expected {replaced}): rotated more than once"),
+                        ));
                     }
                 }
             }
@@ -961,9 +986,9 @@ fn run_cell(rt: &tokio::runtime::Runtime, n: usize, cell: &Cell) -> CellResult {
     rt.block_on(check_state(&seeded, After::Clean, &clean, mid.as_ref(), &mut v));
 
     let fault = format!("{}{}", cell.fault_name, if cell.times == Some(1) { " ×1" } else { " ×all" });
-    let (known, violations): (Vec<Violation>, Vec<Violation>) = v
-        .into_iter()
-        .partition(|(check, _)| KNOWN_DEFECTS.iter().any(|(k, st, f, c)| *k == cell.kind.name() && *st == cell.spot.step && *f == fault && c == check));
+    let (known, violations): (Vec<Violation>, Vec<Violation>) = v.into_iter().partition(|(check, _)| {
+        KNOWN_DEFECTS.iter().any(|(k, st, f, c)| *k == cell.kind.name() && *st == cell.spot.step && *f == fault && c == check)
+    });
     if !violations.is_empty() {
         // Keep the logs of a violated cell for the reader (no secret values: keysweep's own output).
         let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fault-matrix-logs/{p}"));
@@ -1033,8 +1058,11 @@ fn fault_matrix() {
         .unwrap()
     });
     let only = std::env::var("KEYSWEEP_FAULT_MATRIX_ONLY").ok();
-    let cells: Vec<(usize, Cell)> =
-        cells().into_iter().enumerate().filter(|(_, c)| only.as_deref().is_none_or(|o| c.kind.name().contains(o) || c.spot.step.contains(o))).collect();
+    let cells: Vec<(usize, Cell)> = cells()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, c)| only.as_deref().is_none_or(|o| c.kind.name().contains(o) || c.spot.step.contains(o)))
+        .collect();
     let cells = Arc::new(cells);
     let next = Arc::new(AtomicUsize::new(0));
     let results: Arc<Mutex<Vec<(usize, CellResult)>>> = Arc::new(Mutex::new(vec![]));
@@ -1151,7 +1179,8 @@ fn the_independent_checks_catch_what_they_guard() {
         let (st, r) = vd.call("POST", "auth/token/create-orphan", Some(json!({ "policies": ["fm-app", "admin-x"], "meta": { "app": s.id } }))).await;
         assert_eq!(st, 200, "{r}");
         let (wide, wide_acc) = (r["auth"]["client_token"].as_str().unwrap().to_string(), r["auth"]["accessor"].as_str().unwrap().to_string());
-        let (st, r) = vd.call("POST", "auth/token/create-orphan", Some(json!({ "policies": ["fm-app"], "ttl": "1h", "meta": { "app": s.id } }))).await;
+        let (st, r) =
+            vd.call("POST", "auth/token/create-orphan", Some(json!({ "policies": ["fm-app"], "ttl": "1h", "meta": { "app": s.id } }))).await;
         assert_eq!(st, 200, "{r}");
         put(&vd, &s.store, json!({ "value": wide, "accessor": wide_acc })).await;
         put(&vd, &s.store, json!({ "value": wide, "accessor": wide_acc })).await;

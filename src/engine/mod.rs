@@ -320,7 +320,9 @@ impl Engine {
                     }),
                     _ => None,
                 };
-                let over = f.lease_until > chrono::Utc::now() && !old.is_empty() && matches!(p.verify_dead(&c.target, &old, old_value.as_ref().map(|d| &d.value)).await, Verdict::Dead(_));
+                let over = f.lease_until > chrono::Utc::now()
+                    && !old.is_empty()
+                    && matches!(p.verify_dead(&c.target, &old, old_value.as_ref().map(|d| &d.value)).await, Verdict::Dead(_));
                 drop(old_value);
                 if over {
                     tracing::warn!(credential = id, store = %primary, "the claim of run `{}` outlived its finished rotation; releasing it", f.nonce);
@@ -421,10 +423,16 @@ impl Engine {
                             // keys already, no such user, not allowed...) minted
                             // nothing: no orphan search, which for IAM (keys carry no
                             // nonce) would delete keys others made since the run began.
-                            Err(e) if matches!(
-                                e.kind,
-                                ErrorKind::Conflict | ErrorKind::Config | ErrorKind::Unsupported | ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::Unauthenticated
-                            ) =>
+                            Err(e)
+                                if matches!(
+                                    e.kind,
+                                    ErrorKind::Conflict
+                                        | ErrorKind::Config
+                                        | ErrorKind::Unsupported
+                                        | ErrorKind::NotFound
+                                        | ErrorKind::PermissionDenied
+                                        | ErrorKind::Unauthenticated
+                                ) =>
                             {
                                 return Err(fail(Step::Stage, e));
                             }

@@ -59,11 +59,13 @@ impl Vd {
     pub async fn tokens_with_meta(&self, key: &str, value: &str) -> Vec<Value> {
         let (s, b) = self.call("LIST", "auth/token/accessors", None).await;
         assert_eq!(s, 200, "LIST auth/token/accessors: {b}");
-        let accs: Vec<String> = b["data"]["keys"].as_array().cloned().unwrap_or_default().iter().filter_map(|a| a.as_str().map(str::to_string)).collect();
+        let accs: Vec<String> =
+            b["data"]["keys"].as_array().cloned().unwrap_or_default().iter().filter_map(|a| a.as_str().map(str::to_string)).collect();
         let mut out = vec![];
         for chunk in accs.chunks(32) {
-            let looks = futures::future::join_all(chunk.iter().map(|a| self.call("POST", "auth/token/lookup-accessor", Some(json!({ "accessor": a })))))
-                .await;
+            let looks =
+                futures::future::join_all(chunk.iter().map(|a| self.call("POST", "auth/token/lookup-accessor", Some(json!({ "accessor": a })))))
+                    .await;
             for (s, l) in looks {
                 if s == 200 && l["data"]["meta"][key] == value {
                     out.push(l["data"].clone());
@@ -93,7 +95,8 @@ impl Vd {
     }
 
     pub async fn secret_id_lookup(&self, role: &str, accessor: &str) -> Option<Value> {
-        let (s, b) = self.call("POST", &format!("auth/approle/role/{role}/secret-id-accessor/lookup"), Some(json!({ "secret_id_accessor": accessor }))).await;
+        let (s, b) =
+            self.call("POST", &format!("auth/approle/role/{role}/secret-id-accessor/lookup"), Some(json!({ "secret_id_accessor": accessor }))).await;
         (s == 200).then(|| b["data"].clone())
     }
 
