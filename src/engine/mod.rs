@@ -29,7 +29,7 @@ use crate::plan::{Plan, WorkItem};
 use crate::playbook::model::Action;
 use crate::playbook::{Credential, StoreLocation};
 use crate::provider::registry::Providers;
-use crate::provider::{capabilities, Claim, ClaimPhase, Handle, Provider, ProviderError, Store, StoredValue, Verdict};
+use crate::provider::{capabilities, Claim, ClaimPhase, ErrorKind, Handle, Provider, ProviderError, Store, StoredValue, Verdict};
 use crate::report::{Outcome, Step};
 use crate::secret::Delivered;
 use state::CredState;
@@ -296,13 +296,46 @@ impl Engine {
             // the old one (a crash, a lost answer, a lost journal): the value
             // in service is that run's. Finish its rotation; never retire
             // what is current, never rotate it twice.
-            if let Some(f) = foreign.as_ref().filter(|f| cur_tag.as_deref() == Some(f.nonce.as_str())) {
-                let new_handle = p.current_handle(&c.target, stored_handle.as_ref()).await.map_err(|e| fail(Step::Stage, e))?;
+            let promoted_by: Option<Claim> = foreign.clone().filter(|f| cur_tag.as_deref() == Some(f.nonce.as_str()));
+            let mut finish = None;
+            let mut released = false;
+            if let Some(f) = promoted_by {
                 let (old, old_version) = if f.old.is_empty() {
                     self.previous_of(c, p, store, &primary, current.as_ref()).await?
                 } else {
                     (f.old.clone(), f.old_version.clone())
                 };
+                // A claim left only because its release failed (the run
+                // retired the old secret and ended): its lease was never
+                // ended (a failed run ends it) and the old secret is already
+                // dead. That rotation is over; this run rotates the secret
+                // now in service, as asked, instead of reporting the earlier
+                // rotation as its own. A failed run's claim is finished as before.
+                // One probe, with the old value where the store still has it
+                // (a single-user password is proven dead only by its value).
+                let old_value = match (&old_version, c.verify.probe_old && f.lease_until > chrono::Utc::now()) {
+                    (Some(v), true) => store.read_version(&primary, v).await.ok().flatten().filter(|d| {
+                        let h = p.handle_from_fields(&c.target, &d.fields);
+                        h.iter().all(|(k, v)| old.get(k) == Some(v))
+                    }),
+                    _ => None,
+                };
+                let over = f.lease_until > chrono::Utc::now()
+                    && !old.is_empty()
+                    && matches!(p.verify_dead(&c.target, &old, old_value.as_ref().map(|d| &d.value)).await, Verdict::Dead(_));
+                drop(old_value);
+                if over {
+                    tracing::warn!(credential = id, store = %primary, "the claim of run `{}` outlived its finished rotation; releasing it", f.nonce);
+                    store.release(&primary, &f.nonce).await.map_err(|e| fail(Step::Stage, e))?;
+                    released = true;
+                } else {
+                    finish = Some((f, old, old_version));
+                }
+            }
+            let foreign = if released { None } else { foreign };
+            if let Some((f, old, old_version)) = finish {
+                let f = &f;
+                let new_handle = p.current_handle(&c.target, stored_handle.as_ref()).await.map_err(|e| fail(Step::Stage, e))?;
                 drop(current);
                 self.defer_own_login(c, p, &old)?;
                 self.claim(c, store, &primary, &nonce, ClaimPhase::Promoted, &old, old_version.as_deref(), Some(&f.nonce)).await?;
@@ -386,6 +419,23 @@ impl Engine {
                         self.claim(c, store, &primary, &nonce, ClaimPhase::Minting, &old, old_version.as_deref(), None).await?;
                         let minted = match p.mint(&c.target, &old, &nonce).await {
                             Ok(m) => m,
+                            // A refusal decided before or instead of minting (two IAM
+                            // keys already, no such user, not allowed...) minted
+                            // nothing: no orphan search, which for IAM (keys carry no
+                            // nonce) would delete keys others made since the run began.
+                            Err(e)
+                                if matches!(
+                                    e.kind,
+                                    ErrorKind::Conflict
+                                        | ErrorKind::Config
+                                        | ErrorKind::Unsupported
+                                        | ErrorKind::NotFound
+                                        | ErrorKind::PermissionDenied
+                                        | ErrorKind::Unauthenticated
+                                ) =>
+                            {
+                                return Err(fail(Step::Stage, e));
+                            }
                             Err(e) => {
                                 // The server may have minted before the answer was lost.
                                 match p.cleanup_minted(&c.target, &old, &nonce, None).await {

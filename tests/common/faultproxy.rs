@@ -69,6 +69,14 @@ pub struct Rule {
     /// Fire at most this many times.
     pub times: Option<usize>,
     pub fault: Fault,
+    /// Match only requests whose body matches this regex (AWS Query calls
+    /// name their `Action` in the form body, not the path).
+    pub body: Option<Regex>,
+    /// Match only requests with this header whose value matches the regex
+    /// (Secrets Manager names its operation in `X-Amz-Target`).
+    pub header: Option<(String, Regex)>,
+    /// Never fire on the first `skip` matching requests.
+    pub skip: usize,
 }
 
 impl Rule {
@@ -82,7 +90,25 @@ impl Rule {
             nth: None,
             times: None,
             fault,
+            body: None,
+            header: None,
+            skip: 0,
         }
+    }
+    /// Let the first `n` matching requests through.
+    pub fn skip(mut self, n: usize) -> Rule {
+        self.skip = n;
+        self
+    }
+    /// Only requests whose body matches the regex `re`.
+    pub fn body(mut self, re: &str) -> Rule {
+        self.body = Some(Regex::new(re).unwrap_or_else(|e| panic!("rule {}: bad body regex {re}: {e}", self.name)));
+        self
+    }
+    /// Only requests with header `name` whose value matches the regex `re`.
+    pub fn header(mut self, name: &str, re: &str) -> Rule {
+        self.header = Some((name.to_string(), Regex::new(re).unwrap_or_else(|e| panic!("rule {}: bad header regex {re}: {e}", self.name))));
+        self
     }
     pub fn nth(mut self, n: usize) -> Rule {
         self.nth = Some(n);
@@ -95,8 +121,11 @@ impl Rule {
     pub fn once(self) -> Rule {
         self.times(1)
     }
-    fn matches(&self, method: &str, target: &str) -> bool {
-        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)) && self.path.is_match(target)
+    fn matches(&self, method: &str, target: &str, headers: &[(String, String)], body: &str) -> bool {
+        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self.path.is_match(target)
+            && self.body.as_ref().is_none_or(|re| re.is_match(body))
+            && self.header.as_ref().is_none_or(|(n, re)| headers.iter().any(|(k, v)| k.eq_ignore_ascii_case(n) && re.is_match(v)))
     }
 }
 
@@ -198,16 +227,16 @@ impl FaultProxy {
     }
 
     /// Picks the fault for a request (and records it).
-    fn decide(inner: &Mutex<Inner>, method: &str, target: &str) -> Option<Fault> {
+    fn decide(inner: &Mutex<Inner>, method: &str, target: &str, headers: &[(String, String)], body: &str) -> Option<Fault> {
         let mut i = inner.lock().unwrap();
         i.requests.push((method.to_string(), target.to_string()));
         let mut chosen = None;
         for r in i.rules.iter_mut() {
-            if !r.rule.matches(method, target) {
+            if !r.rule.matches(method, target, headers, body) {
                 continue;
             }
             r.matched += 1;
-            let nth_ok = r.rule.nth.is_none_or(|n| n == r.matched);
+            let nth_ok = r.rule.nth.is_none_or(|n| n == r.matched) && r.matched > r.rule.skip;
             let times_ok = r.rule.times.is_none_or(|n| r.fired < n);
             if chosen.is_none() && nth_ok && times_ok {
                 r.fired += 1;
@@ -405,7 +434,7 @@ async fn serve(sock: TcpStream, st: Arc<Mutex<Inner>>, upstream: String) -> std:
         let method = parts.next().unwrap_or("").to_string();
         let target = parts.next().unwrap_or("").to_string();
         let client_closes = head.has_token("connection", "close") || head.start_line.ends_with("HTTP/1.0");
-        let fault = FaultProxy::decide(&st, &method, &target);
+        let fault = FaultProxy::decide(&st, &method, &target, &head.headers, &String::from_utf8_lossy(&body));
 
         let answer: Vec<u8> = match fault {
             Some(Fault::ResetBefore) => {
@@ -505,4 +534,183 @@ async fn forward(upstream: &str, head: &Head, body: &[u8], method: &str) -> std:
         let b = read_body(&mut up, &response_framing(&h, method)?).await?;
         return Ok((h, b));
     }
+}
+
+// ---------- a TCP-level fault proxy (PostgreSQL and other non-HTTP protocols) ----------
+
+/// What the TCP proxy does when a client sends bytes a rule matches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TcpFault {
+    /// Reset both connections before forwarding: the server never sees it.
+    ResetBefore,
+    /// Forward, let the server act and answer, drop that answer and reset
+    /// the client: "the server acted, the answer was lost".
+    ResetAfterAnswer,
+    /// Forward nothing more either way until the client gives up.
+    Stall,
+}
+
+/// A rule on client bytes: fires when a chunk the client sends contains
+/// `needle` (PostgreSQL sends SQL text and startup parameters in clear).
+#[derive(Debug, Clone)]
+pub struct TcpRule {
+    pub name: String,
+    pub needle: Vec<u8>,
+    pub fault: TcpFault,
+    pub nth: Option<usize>,
+    pub times: Option<usize>,
+    /// Never fire on the first `skip` matches (e.g. a login at `test`
+    /// before the ones at `verify_dead`).
+    pub skip: usize,
+}
+
+impl TcpRule {
+    pub fn new(name: &str, needle: &[u8], fault: TcpFault) -> TcpRule {
+        TcpRule { name: name.to_string(), needle: needle.to_vec(), fault, nth: None, times: None, skip: 0 }
+    }
+    pub fn skip(mut self, n: usize) -> TcpRule {
+        self.skip = n;
+        self
+    }
+    pub fn nth(mut self, n: usize) -> TcpRule {
+        self.nth = Some(n);
+        self
+    }
+    pub fn times(mut self, n: usize) -> TcpRule {
+        self.times = Some(n);
+        self
+    }
+}
+
+#[derive(Default)]
+struct TcpInner {
+    rules: Vec<(TcpRule, usize, usize)>,
+    fired: Vec<String>,
+}
+
+/// A TCP proxy to `upstream` that injects `TcpFault`s per byte pattern.
+pub struct TcpFaultProxy {
+    pub host: String,
+    pub port: u16,
+    inner: Arc<Mutex<TcpInner>>,
+    accept: JoinHandle<()>,
+}
+
+impl Drop for TcpFaultProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl TcpFaultProxy {
+    /// Listens on a free loopback port and forwards to `upstream` (`host:port`).
+    pub async fn start(upstream: &str) -> TcpFaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind tcp fault proxy");
+        let port = listener.local_addr().unwrap().port();
+        let inner = Arc::new(Mutex::new(TcpInner::default()));
+        let (st, up) = (inner.clone(), upstream.to_string());
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let (st, up) = (st.clone(), up.clone());
+                tokio::spawn(async move {
+                    let _ = serve_tcp(sock, st, up).await;
+                });
+            }
+        });
+        TcpFaultProxy { host: "127.0.0.1".into(), port, inner, accept }
+    }
+    pub fn add(&self, rule: TcpRule) {
+        self.inner.lock().unwrap().rules.push((rule, 0, 0));
+    }
+    pub fn clear(&self) {
+        self.inner.lock().unwrap().rules.clear();
+    }
+    /// How often the rule named `name` fired.
+    pub fn fired(&self, name: &str) -> usize {
+        self.inner.lock().unwrap().fired.iter().filter(|f| *f == name).count()
+    }
+    fn decide(inner: &Mutex<TcpInner>, chunk: &[u8]) -> Option<TcpFault> {
+        let mut i = inner.lock().unwrap();
+        let mut chosen = None;
+        for (rule, matched, fired) in i.rules.iter_mut() {
+            if rule.needle.is_empty() || !chunk.windows(rule.needle.len()).any(|w| w == rule.needle.as_slice()) {
+                continue;
+            }
+            *matched += 1;
+            let nth_ok = rule.nth.is_none_or(|n| n == *matched) && *matched > rule.skip;
+            let times_ok = rule.times.is_none_or(|n| *fired < n);
+            if chosen.is_none() && nth_ok && times_ok {
+                *fired += 1;
+                chosen = Some((rule.name.clone(), rule.fault));
+            }
+        }
+        let (name, fault) = chosen?;
+        i.fired.push(name);
+        Some(fault)
+    }
+}
+
+/// Pumps one client connection through to a fresh upstream connection.
+#[allow(deprecated)]
+async fn serve_tcp(client: TcpStream, st: Arc<Mutex<TcpInner>>, upstream: String) -> std::io::Result<()> {
+    let server = TcpStream::connect(&upstream).await?;
+    // Zero linger: dropping the halves resets the client (RST, not FIN).
+    let _ = client.set_linger(Some(Duration::ZERO));
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let (kill_tx, kill_rx) = tokio::sync::watch::channel(false);
+    let drop_answer = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let kill = Arc::new(kill_tx);
+    let (k1, mut r1, d1) = (kill.clone(), kill_rx.clone(), drop_answer.clone());
+    let c2s = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            tokio::select! {
+                n = cr.read(&mut buf) => {
+                    let n = match n { Ok(0) | Err(_) => { let _ = sw.shutdown().await; return; } Ok(n) => n };
+                    match TcpFaultProxy::decide(&st, &buf[..n]) {
+                        Some(TcpFault::ResetBefore) => { let _ = k1.send(true); return; }
+                        Some(TcpFault::ResetAfterAnswer) => {
+                            d1.store(true, std::sync::atomic::Ordering::SeqCst);
+                            if sw.write_all(&buf[..n]).await.is_err() { let _ = k1.send(true); return; }
+                        }
+                        Some(TcpFault::Stall) => {
+                            // Swallow everything until the client gives up.
+                            while matches!(cr.read(&mut buf).await, Ok(n) if n > 0) {}
+                            let _ = k1.send(true);
+                            return;
+                        }
+                        None => if sw.write_all(&buf[..n]).await.is_err() { let _ = k1.send(true); return; },
+                    }
+                }
+                _ = r1.changed() => return,
+            }
+        }
+    };
+    let (k2, mut r2) = (kill.clone(), kill_rx.clone());
+    let s2c = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            tokio::select! {
+                n = sr.read(&mut buf) => {
+                    let n = match n { Ok(0) | Err(_) => { let _ = k2.send(true); return; } Ok(n) => n };
+                    if drop_answer.load(std::sync::atomic::Ordering::SeqCst) {
+                        // The server acted and answered: the answer is lost.
+                        let _ = k2.send(true);
+                        return;
+                    }
+                    if cw.write_all(&buf[..n]).await.is_err() { let _ = k2.send(true); return; }
+                }
+                _ = r2.changed() => return,
+            }
+        }
+    };
+    tokio::join!(c2s, s2c);
+    Ok(())
 }

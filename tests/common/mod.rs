@@ -379,6 +379,7 @@ pub fn contains(hay: &[u8], needle: &str) -> bool {
 pub mod canary;
 pub mod echo_proxy;
 pub mod faultproxy;
+pub mod independent;
 pub mod ldap;
 pub mod moto;
 pub mod mysql;

@@ -310,12 +310,25 @@ impl Store for AwsProvider {
                 format!("no version staged by this run in `{}`", loc.path),
             ));
         };
+        // Each move is checked against what took effect when it errs: an
+        // answer lost after Secrets Manager moved the label makes the retry
+        // fail (`AWSCURRENT not found in version …`) although the move is done.
         if !labels.iter().any(|l| l == CURRENT) {
             let current = Self::labelled(&stages, CURRENT);
-            self.move_label(&loc.path, CURRENT, Some(&version), current).await?;
+            if let Err(e) = self.move_label(&loc.path, CURRENT, Some(&version), current).await {
+                let now = self.stages(&loc.path).await?.unwrap_or_default();
+                if Self::labelled(&now, CURRENT) != Some(version.as_str()) {
+                    return Err(e);
+                }
+            }
         }
         if labels.iter().any(|l| l == PENDING) || Self::labelled(&stages, PENDING) == Some(version.as_str()) {
-            self.move_label(&loc.path, PENDING, None, Some(&version)).await?;
+            if let Err(e) = self.move_label(&loc.path, PENDING, None, Some(&version)).await {
+                let now = self.stages(&loc.path).await?.unwrap_or_default();
+                if now.get(&version).is_some_and(|l| l.iter().any(|x| x == PENDING)) {
+                    return Err(e);
+                }
+            }
         }
         Ok(version)
     }
