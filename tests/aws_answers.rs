@@ -25,7 +25,7 @@ fn admin_env() {
 async fn provider_at(endpoint: &str) -> AwsProvider {
     admin_env();
     let limits = Limits { max_attempts: Some(2), ..Default::default() };
-    let cfg = AwsProviderConfig { region: Some(moto().region.clone()), endpoint_url: Some(endpoint.to_string()), profile: None, limits };
+    let cfg = AwsProviderConfig { region: Some(moto().region.clone()), endpoint_url: Some(endpoint.to_string()), profile: None, limits, claims_in: None };
     AwsProvider::connect("aws", &cfg).await.unwrap()
 }
 

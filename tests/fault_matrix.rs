@@ -38,18 +38,12 @@ use serde_json::{json, Value};
 
 /// Checks that a known keysweep defect still violates, kept out of the
 /// verdict so the rest of the matrix guards what holds; the matrix prints
-/// them as `KNOWN DEFECT`. Each entry: (kind, step, fault, check).
-///
-/// - IAM key, DeleteAccessKey refused throughout the faulty run: that run
-///   promoted the new key, deactivated the old one and failed at retire
-///   (exit 1, honest). Secrets Manager keeps no claim (`supports_claims` is
-///   false), so the next run cannot tell a half-finished rotation: it takes
-///   the new key for the old one, meets IAM's two-key limit at stage and
-///   fails (exit 1). The original key stays (inactive) until a human
-///   deletes it. Not a lockout, not a misreport; the fix is claims for the
-///   Secrets Manager store (e.g. a tag or a labelled version), too large for
-///   this branch.
-const KNOWN_DEFECTS: &[(&str, &str, &str, &str)] = &[("aws_iam_access_key", "retire: delete", "503 ×all", "finishes")];
+/// them as `KNOWN DEFECT`. Each entry: (kind, step, fault, check). Empty: the
+/// one entry it had (IAM key, DeleteAccessKey refused throughout the faulty
+/// run: the next run could not tell the half-finished rotation without a
+/// claim in the Secrets Manager store) holds since the AWS provider keeps its
+/// claims in Vault KV (`claims_in`).
+const KNOWN_DEFECTS: &[(&str, &str, &str, &str)] = &[];
 
 /// Worker threads running cells at once (each cell is mostly waiting on
 /// timeouts and child processes).
@@ -326,11 +320,18 @@ fn header(kind: Kind) -> String {
         );
     }
     if kind.aws() {
-        h += "  aws:
+        // Secrets Manager has no check-and-set: the claims of the credentials
+        // delivered to it live in a Vault KV (not behind the proxy).
+        h += "  claims:
+    kind: vault
+    address: ${env:VAULT_ADDR}
+    auth: { method: token, token: \"${env:VAULT_TOKEN}\" }
+  aws:
     kind: aws
     region: us-east-1
     endpoint_url: ${env:KEYSWEEP_TEST_AWS_ENDPOINT}
     limits: { concurrency: 4, timeout: 2s, max_attempts: 2 }
+    claims_in: { provider: claims }
 ";
     }
     h += "defaults:\n  verify: { attempts: 3, interval: 200ms }\ncredentials:\n";

@@ -219,7 +219,16 @@ async fn execute(
     let due_notes = due.as_ref().map(|d| apply_due(&mut plan, d)).unwrap_or_default();
     // Connect before anything is recorded: an unreachable provider or a
     // refused login changes nothing.
-    let providers = crate::provider::registry::connect(&pb, &common::needed_providers(&plan)).await?;
+    let mut needed = common::needed_providers(&plan);
+    // The Vault providers that keep claims for stores without check-and-set.
+    for n in needed.clone() {
+        if let Some(crate::playbook::model::ProviderConfig::Aws(a)) = pb.providers.get(&n).map(|e| &e.config) {
+            if let Some(ci) = &a.claims_in {
+                needed.insert(ci.provider.clone());
+            }
+        }
+    }
+    let providers = crate::provider::registry::connect(&pb, &needed).await?;
 
     let run_id = record.id.clone();
     let started_at = record.started_at.clone();
@@ -266,6 +275,14 @@ async fn execute(
         observer: Arc::new(Progress::new(exec.quiet)),
         stop: stop.clone(),
         own_logins: Default::default(),
+        claims_in: pb
+            .providers
+            .iter()
+            .filter_map(|(n, e)| match &e.config {
+                crate::playbook::model::ProviderConfig::Aws(a) => a.claims_in.as_ref().map(|ci| (n.clone(), (ci.provider.clone(), ci.mount.clone()))),
+                _ => None,
+            })
+            .collect(),
     };
     let states = engine.execute(&plan).await;
     engine.providers.close().await;

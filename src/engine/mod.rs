@@ -59,6 +59,9 @@ pub struct Engine {
     pub stop: Arc<AtomicBool>,
     /// keysweep's own logins met in this run, worked after everything else.
     pub own_logins: OwnLogins,
+    /// Per store provider without check-and-set (Secrets Manager): the Vault
+    /// provider and KV mount its claims are kept in (`claims_in`).
+    pub claims_in: BTreeMap<String, (String, String)>,
 }
 
 /// Credentials that are keysweep's own login to their provider. Rotating one
@@ -281,22 +284,21 @@ impl Engine {
             let store = self.store(&primary, Step::Stage)?;
             // The store's claim on this credential: another run's live claim
             // makes it a gap; an abandoned one is settled and taken over.
-            let foreign = if store.supports_claims() {
-                store.read_claim(&primary).await.map_err(|e| fail(Step::Stage, e))?.filter(|cl| cl.nonce != nonce)
-            } else {
-                None
+            let foreign = match self.claim_loc(c) {
+                Some((cs, cl)) => cs.read_claim(&cl).await.map_err(|e| fail(Step::Stage, e))?.filter(|cl| cl.nonce != nonce),
+                None => None,
             };
             if let Some(f) = foreign.as_ref().filter(|f| f.live(chrono::Utc::now())) {
                 return Err(held_by(f));
             }
             let current = store.read_current(&primary).await.map_err(|e| fail(Step::Stage, e))?;
             let stored_handle: Option<Handle> = current.as_ref().map(stored_handle_of);
-            let cur_tag = current.as_ref().and_then(|cur| store.current_tag(cur));
+
             // Another run promoted its new value and stopped before retiring
             // the old one (a crash, a lost answer, a lost journal): the value
             // in service is that run's. Finish its rotation; never retire
             // what is current, never rotate it twice.
-            let promoted_by: Option<Claim> = foreign.clone().filter(|f| cur_tag.as_deref() == Some(f.nonce.as_str()));
+            let promoted_by: Option<Claim> = foreign.clone().filter(|f| current.as_ref().is_some_and(|cur| store.promoted_by(cur, &f.nonce)));
             let mut finish = None;
             let mut released = false;
             if let Some(f) = promoted_by {
@@ -326,7 +328,9 @@ impl Engine {
                 drop(old_value);
                 if over {
                     tracing::warn!(credential = id, store = %primary, "the claim of run `{}` outlived its finished rotation; releasing it", f.nonce);
-                    store.release(&primary, &f.nonce).await.map_err(|e| fail(Step::Stage, e))?;
+                    if let Some((cs, cl)) = self.claim_loc(c) {
+                        cs.release(&cl, &f.nonce).await.map_err(|e| fail(Step::Stage, e))?;
+                    }
                     released = true;
                 } else {
                     finish = Some((f, old, old_version));
@@ -338,7 +342,7 @@ impl Engine {
                 let new_handle = p.current_handle(&c.target, stored_handle.as_ref()).await.map_err(|e| fail(Step::Stage, e))?;
                 drop(current);
                 self.defer_own_login(c, p, &old)?;
-                self.claim(c, store, &primary, &nonce, ClaimPhase::Promoted, &old, old_version.as_deref(), Some(&f.nonce)).await?;
+                self.claim(c, &nonce, ClaimPhase::Promoted, &old, old_version.as_deref(), Some(&f.nonce)).await?;
                 tracing::warn!(credential = id, store = %primary, "finishing the rotation run `{}` promoted and left unfinished", f.nonce);
                 self.rec(
                     id,
@@ -369,7 +373,7 @@ impl Engine {
             drop(current);
             self.defer_own_login(c, p, &old)?;
             // Take the slot (check-and-set): from here no other run works this credential.
-            self.claim(c, store, &primary, &nonce, ClaimPhase::Claimed, &old, old_version.as_deref(), foreign.as_ref().map(|f| f.nonce.as_str())).await?;
+            self.claim(c, &nonce, ClaimPhase::Claimed, &old, old_version.as_deref(), foreign.as_ref().map(|f| f.nonce.as_str())).await?;
             // An abandoned mint of another run may have left secrets no store holds.
             if caps.mints {
                 if let Some(f) = foreign.as_ref().filter(|f| matches!(f.phase, ClaimPhase::Minting | ClaimPhase::Staged)) {
@@ -396,7 +400,7 @@ impl Engine {
                             let adopted = self.settle_foreign_pending(c, p, &primary, d, &foreign, &old).await?;
                             if adopted.is_none() {
                                 // Discarding the foreign value dropped the entry our claim was in.
-                                self.claim(c, store, &primary, &nonce, ClaimPhase::Claimed, &old, old_version.as_deref(), None).await?;
+                                self.claim(c, &nonce, ClaimPhase::Claimed, &old, old_version.as_deref(), None).await?;
                             }
                             adopted
                         }
@@ -416,7 +420,7 @@ impl Engine {
                         }
                         // The store records that a mint is under way before it happens,
                         // so any later run finds its orphans if the answer is lost.
-                        self.claim(c, store, &primary, &nonce, ClaimPhase::Minting, &old, old_version.as_deref(), None).await?;
+                        self.claim(c, &nonce, ClaimPhase::Minting, &old, old_version.as_deref(), None).await?;
                         let minted = match p.mint(&c.target, &old, &nonce).await {
                             Ok(m) => m,
                             // A refusal decided before or instead of minting (two IAM
@@ -664,6 +668,22 @@ impl Engine {
         Err(StepFail { step: Step::Stage, reason: String::new(), defer: true })
     }
 
+    /// Where a credential's claim is kept: its primary store, when that store
+    /// has check-and-set, or the Vault KV mount its provider names in
+    /// `claims_in` (`<pending_prefix>/keysweep-claims/<provider>/<path>`).
+    /// `None`: no claims (the state-directory lock alone keeps runs apart).
+    fn claim_loc(&self, c: &Credential) -> Option<(&dyn Store, StoreLocation)> {
+        let primary = c.deliver_to.first()?;
+        let store = self.providers.store(&primary.provider)?;
+        if store.supports_claims() {
+            return Some((store, primary.clone()));
+        }
+        let (vault, mount) = self.claims_in.get(&primary.provider)?;
+        let cs = self.providers.store(vault).filter(|s| s.supports_claims())?;
+        let path = format!("keysweep-claims/{}/{}", primary.provider, primary.path.trim_matches('/'));
+        Some((cs, StoreLocation { provider: vault.clone(), mount: mount.clone(), path, field: primary.field.clone() }))
+    }
+
     /// Takes or updates this run's claim on `loc` (check-and-set in the
     /// store), replacing the abandoned claim `replacing` if given. Another
     /// run's claim there makes this credential a gap.
@@ -671,17 +691,14 @@ impl Engine {
     async fn claim(
         &self,
         c: &Credential,
-        store: &dyn Store,
-        loc: &StoreLocation,
         nonce: &str,
         phase: ClaimPhase,
         old: &Handle,
         old_version: Option<&str>,
         replacing: Option<&str>,
     ) -> Result<(), StepFail> {
-        if !store.supports_claims() {
-            return Ok(());
-        }
+        let Some((store, loc)) = self.claim_loc(c) else { return Ok(()) };
+        let loc = &loc;
         let host = crate::provider::this_host();
         let pid = std::process::id();
         let claim = Claim {
@@ -705,11 +722,8 @@ impl Engine {
     /// it holds at once) after a failure. Best effort: an unreleased claim
     /// only delays the next run until its lease ends.
     async fn end_claim(&self, c: &Credential, nonce: &str, release: bool) {
-        let Some(loc) = c.deliver_to.first() else { return };
-        let Some(store) = self.providers.store(&loc.provider) else { return };
-        if !store.supports_claims() {
-            return;
-        }
+        let Some((store, loc)) = self.claim_loc(c) else { return };
+        let loc = &loc;
         let r = if release {
             store.release(loc, nonce).await
         } else {

@@ -1347,6 +1347,29 @@ impl<'e> Loader<'e> {
             }
         }
 
+        // Where stores without check-and-set keep their claims: a Vault provider.
+        for (file, data) in all_data.iter().enumerate() {
+            for (name, config) in &data.providers {
+                let ProviderConfig::Aws(a) = config else { continue };
+                let Some(ci) = &a.claims_in else { continue };
+                let path = YamlPath::root().key("providers").key(name.clone()).key("claims_in");
+                match providers.get(&ci.provider).map(|e| &e.config) {
+                    None => self.unknown_provider(file, &path.key("provider"), &ci.provider, &providers),
+                    Some(ProviderConfig::Vault(_)) => {
+                        if let Some(m) = store_path_problem("mount", &ci.mount) {
+                            self.error(file, &path.key("mount"), m, Some("write the KV v2 mount's name, e.g. `secret`".into()));
+                        }
+                    }
+                    Some(_) => self.error(
+                        file,
+                        &path.key("provider"),
+                        format!("`claims_in` names `{}`, which is not a Vault provider", ci.provider),
+                        Some("claims need a store with check-and-set: name a provider of kind `vault`".into()),
+                    ),
+                }
+            }
+        }
+
         // Defaults, checked once where they are written.
         for (file, data) in all_data.iter().enumerate() {
             let path = YamlPath::root().key("defaults");

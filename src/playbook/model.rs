@@ -184,6 +184,28 @@ pub struct AwsProviderConfig {
     pub profile: Option<String>,
     #[serde(default)]
     pub limits: Limits,
+    /// Where to keep the claims (per-credential leases, written with
+    /// check-and-set) of credentials delivered first to this provider's
+    /// Secrets Manager, which has no check-and-set of its own: a Vault
+    /// provider's KV v2 mount. Without it, only the state-directory lock
+    /// keeps runs apart, so run such credentials from one place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims_in: Option<ClaimsIn>,
+}
+
+/// A KV v2 mount of a Vault provider that holds claims for another store.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimsIn {
+    /// The Vault provider (declared under `providers:`).
+    pub provider: String,
+    /// Its KV v2 mount (default `secret`).
+    #[serde(default = "default_claims_mount")]
+    pub mount: String,
+}
+
+fn default_claims_mount() -> String {
+    "secret".into()
 }
 
 /// The separate admin login a database provider rotates others with. The

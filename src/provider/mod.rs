@@ -296,6 +296,11 @@ pub trait Store: Send + Sync {
     fn tag_for(&self, nonce: &str) -> String {
         nonce.to_string()
     }
+    /// Whether the run whose nonce is `nonce` promoted `current` (its value is
+    /// that run's). Default: the nonce the store records beside the value.
+    fn promoted_by(&self, current: &StoredValue, nonce: &str) -> bool {
+        self.current_tag(current).as_deref() == Some(nonce)
+    }
     /// The nonce of the run that made `current` current, when the store records it.
     fn current_tag(&self, current: &StoredValue) -> Option<String> {
         current.delivered.fields.get("keysweep_nonce").cloned()

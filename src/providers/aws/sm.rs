@@ -222,6 +222,11 @@ impl Store for AwsProvider {
         Ok(o.secret_string().and_then(|s| parse(s, &loc.field)).map(|d| (d, tag)))
     }
 
+    /// A version staged under a nonce has the version id derived from it.
+    fn promoted_by(&self, current: &StoredValue, nonce: &str) -> bool {
+        current.version == version_for(nonce)
+    }
+
     fn tag_for(&self, nonce: &str) -> String {
         version_for(nonce)
     }
