@@ -167,3 +167,36 @@ async fn inventory_lists_keys_and_secrets() {
     assert_eq!(s.details["pending"], "false");
     assert!(!serde_json::to_string(&items).unwrap().contains("inventory-secret-value"));
 }
+
+/// IAM keys carry no nonce, so an orphan of a lost mint is told by when it
+/// was created. With the claim's record of when the mint was sent, only a key
+/// created in that window is taken for an orphan: a key someone else made
+/// for the user at another time in a long run is never deleted.
+#[tokio::test]
+async fn orphan_cleanup_spares_a_key_made_outside_the_mint_window() {
+    let p = provider().await;
+    let (target, old, _) = Keys.create().await;
+    let Target::AwsIamAccessKey(t) = &target else { unreachable!() };
+    // Someone else creates a second key for the user, now.
+    let iam = moto().iam().await;
+    let other = iam.create_access_key().user_name(&t.user).send().await.unwrap();
+    let other_id = other.access_key().unwrap().access_key_id().to_string();
+    // The run began an hour ago; its mint was sent 20 minutes ago.
+    let run = (chrono::Utc::now() - chrono::Duration::hours(1)).format("%Y%m%dT%H%M%S%.3fZ-abcdef");
+    let nonce = format!("{run}/cred");
+    let sent = chrono::Utc::now() - chrono::Duration::minutes(20);
+    let n = p.cleanup_minted_since(&target, &old, &nonce, None, Some(sent)).await.unwrap();
+    assert_eq!(n, 0, "a key made outside the mint window was taken for an orphan");
+    let ids = |o: aws_sdk_iam::operation::list_access_keys::ListAccessKeysOutput| {
+        o.access_key_metadata().iter().filter_map(|k| k.access_key_id().map(str::to_string)).collect::<Vec<_>>()
+    };
+    let keys = ids(iam.list_access_keys().user_name(&t.user).send().await.unwrap());
+    assert!(keys.contains(&other_id) && keys.contains(&old["access_key_id"]), "{keys:?}");
+    // Without the claim's record, the run's start bounds the window: the same
+    // key would be taken for an orphan (the reason the claim records it).
+    // With a mint sent just now, a key made now is the orphan and is deleted.
+    let n = p.cleanup_minted_since(&target, &old, &nonce, None, Some(chrono::Utc::now())).await.unwrap();
+    assert_eq!(n, 1);
+    let keys = ids(iam.list_access_keys().user_name(&t.user).send().await.unwrap());
+    assert_eq!(keys, vec![old["access_key_id"].clone()], "only the old key is left");
+}

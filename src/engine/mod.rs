@@ -377,7 +377,8 @@ impl Engine {
             // An abandoned mint of another run may have left secrets no store holds.
             if caps.mints {
                 if let Some(f) = foreign.as_ref().filter(|f| matches!(f.phase, ClaimPhase::Minting | ClaimPhase::Staged)) {
-                    let n = p.cleanup_minted(&c.target, &f.old, &f.nonce, None).await.map_err(|e| fail(Step::Stage, e))?;
+                    let since = f.since.filter(|_| f.phase == ClaimPhase::Minting);
+                    let n = p.cleanup_minted_since(&c.target, &f.old, &f.nonce, None, since).await.map_err(|e| fail(Step::Stage, e))?;
                     if n > 0 {
                         tracing::warn!(credential = id, retired = n, "retired orphan secrets minted by abandoned run `{}`", f.nonce);
                     }
@@ -412,14 +413,26 @@ impl Engine {
                         p.handle_from_fields(&c.target, &d.fields)
                     } else if caps.mints {
                         if resumed {
-                            // A mint may have happened with no store write after it.
-                            let n = p.cleanup_minted(&c.target, &old, &nonce, None).await.map_err(|e| fail(Step::Stage, e))?;
+                            // A mint may have happened with no store write after it;
+                            // our own claim says when it was sent.
+                            let since = match self.claim_loc(c) {
+                                Some((cs, cl)) => cs
+                                    .read_claim(&cl)
+                                    .await
+                                    .ok()
+                                    .flatten()
+                                    .filter(|cl| cl.nonce == nonce && cl.phase == ClaimPhase::Minting)
+                                    .and_then(|cl| cl.since),
+                                None => None,
+                            };
+                            let n = p.cleanup_minted_since(&c.target, &old, &nonce, None, since).await.map_err(|e| fail(Step::Stage, e))?;
                             if n > 0 {
                                 tracing::warn!(credential = id, retired = n, "retired orphan secrets of an interrupted mint");
                             }
                         }
                         // The store records that a mint is under way before it happens,
                         // so any later run finds its orphans if the answer is lost.
+                        let mint_sent = chrono::Utc::now();
                         self.claim(c, &nonce, ClaimPhase::Minting, &old, old_version.as_deref(), None).await?;
                         let minted = match p.mint(&c.target, &old, &nonce).await {
                             Ok(m) => m,
@@ -442,7 +455,7 @@ impl Engine {
                             }
                             Err(e) => {
                                 // The server may have minted before the answer was lost.
-                                match p.cleanup_minted(&c.target, &old, &nonce, None).await {
+                                match p.cleanup_minted_since(&c.target, &old, &nonce, None, Some(mint_sent)).await {
                                     Ok(n) if n > 0 => tracing::warn!(credential = id, retired = n, "retired secrets of a mint whose answer was lost"),
                                     Ok(_) => {}
                                     Err(ce) => tracing::warn!(credential = id, error = %ce, "could not look for orphans of a failed mint; the next run will"),
@@ -710,6 +723,7 @@ impl Engine {
             old_version: old_version.map(str::to_string),
             host,
             pid,
+            since: Some(chrono::Utc::now()),
         };
         match store.write_claim(loc, &claim, replacing).await.map_err(|e| fail(Step::Stage, e))? {
             Some(other) => Err(held_by(&other)),

@@ -139,6 +139,21 @@ pub trait Provider: Send + Sync {
     /// Returns how many were retired.
     async fn cleanup_minted(&self, target: &Target, old: &Handle, nonce: &str, keep: Option<&Handle>) -> Result<usize, ProviderError>;
 
+    /// `cleanup_minted`, knowing the mint was sent no earlier than `since`
+    /// (the claim's record). A system whose secrets carry no nonce (IAM keys)
+    /// tells orphans by creation time, and this narrows that window from the
+    /// whole run to the mint itself, sparing keys others made meanwhile.
+    async fn cleanup_minted_since(
+        &self,
+        target: &Target,
+        old: &Handle,
+        nonce: &str,
+        keep: Option<&Handle>,
+        _since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<usize, ProviderError> {
+        self.cleanup_minted(target, old, nonce, keep).await
+    }
+
     /// A new value made by the owning system's own generator, where the
     /// playbook asks for it (e.g. Secrets Manager's GetRandomPassword).
     /// `None`: keysweep generates it from the target's policy.
@@ -250,6 +265,10 @@ pub struct Claim {
     pub host: String,
     #[serde(default)]
     pub pid: u32,
+    /// When the holder wrote this claim: for phase `minting`, the moment
+    /// before the mint, which bounds when an orphan of it can have been made.
+    #[serde(default)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Claim {

@@ -125,15 +125,34 @@ impl AwsProvider {
     }
 
     /// IAM keys carry no metadata to hold a nonce: an orphan is a key of the
-    /// user created since the run started that is not the one kept.
-    pub(super) async fn iam_cleanup(&self, t: &AwsIamKeyTarget, old: &Handle, nonce: &str, keep: Option<&Handle>) -> Result<usize, ProviderError> {
-        let Some(since) = run_start(nonce) else { return Ok(0) };
+    /// user, not the one kept, created while the mint could have been in
+    /// flight: from `mint_sent` (the claim's record, when known; else the
+    /// run's start) to `ORPHAN_WINDOW` after it, with `CLOCK_SLACK` for the
+    /// difference between this host's clock and AWS's. A key someone else
+    /// made outside that window is never touched.
+    pub(super) async fn iam_cleanup(
+        &self,
+        t: &AwsIamKeyTarget,
+        old: &Handle,
+        nonce: &str,
+        keep: Option<&Handle>,
+        mint_sent: Option<i64>,
+    ) -> Result<usize, ProviderError> {
+        const CLOCK_SLACK: i64 = 30;
+        const ORPHAN_WINDOW: i64 = 300;
+        let (from, until) = match mint_sent {
+            Some(s) => (s - CLOCK_SLACK, Some(s + ORPHAN_WINDOW + CLOCK_SLACK)),
+            None => match run_start(nonce) {
+                Some(s) => (s - 5, None),
+                None => return Ok(0),
+            },
+        };
         let keep = keep.and_then(|h| h.get(KEY_ID)).map(String::as_str);
         let old = old.get(KEY_ID).map(String::as_str);
         let mut n = 0;
         for k in self.list_keys(&t.user).await? {
             let spared = Some(k.id.as_str()) == keep || Some(k.id.as_str()) == old;
-            if !spared && k.created_secs.is_some_and(|c| c >= since - 5) {
+            if !spared && k.created_secs.is_some_and(|c| c >= from && until.is_none_or(|u| c <= u)) {
                 tracing::warn!(provider = %self.name, user = %t.user, key = %k.id, "deleting an orphan key minted by an interrupted run");
                 self.delete_key(&t.user, &k.id).await?;
                 n += 1;

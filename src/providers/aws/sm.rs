@@ -397,8 +397,19 @@ impl Provider for AwsProvider {
     }
 
     async fn cleanup_minted(&self, target: &Target, old: &Handle, nonce: &str, keep: Option<&Handle>) -> Result<usize, ProviderError> {
+        self.cleanup_minted_since(target, old, nonce, keep, None).await
+    }
+
+    async fn cleanup_minted_since(
+        &self,
+        target: &Target,
+        old: &Handle,
+        nonce: &str,
+        keep: Option<&Handle>,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<usize, ProviderError> {
         match target {
-            Target::AwsIamAccessKey(t) => self.iam_cleanup(t, old, nonce, keep).await,
+            Target::AwsIamAccessKey(t) => self.iam_cleanup(t, old, nonce, keep, since.map(|s| s.timestamp())).await,
             _ => Ok(0),
         }
     }

@@ -40,6 +40,7 @@ fn claim_of(data: &Map<String, Value>) -> Option<Claim> {
         old_version: None,
         host: String::new(),
         pid: 0,
+        since: None,
     })
 }
 
