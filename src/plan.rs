@@ -334,8 +334,7 @@ pub fn death_provable_with(c: &Credential, old_value_available: bool) -> std::re
             return Err("the old version stays readable in the KV history (destroy_old: false)".into());
         }
     }
-    let single_user_account =
-        matches!(&c.target, Target::PostgresRole(t) | Target::MysqlUser(t) | Target::RedisAclUser(t) | Target::LdapAccount(t) if t.alternate_with.is_none());
+    let single_user_account = matches!(&c.target, Target::PostgresRole(t) | Target::MysqlUser(t) | Target::RedisAclUser(t) | Target::LdapAccount(t) if t.alternate_with.is_none());
     if single_user_account && c.action == Action::Rotate {
         if !c.verify.probe_old {
             return Err(format!(

@@ -25,7 +25,8 @@ fn admin_env() {
 async fn provider_at(endpoint: &str) -> AwsProvider {
     admin_env();
     let limits = Limits { max_attempts: Some(2), ..Default::default() };
-    let cfg = AwsProviderConfig { region: Some(moto().region.clone()), endpoint_url: Some(endpoint.to_string()), profile: None, limits, claims_in: None };
+    let cfg =
+        AwsProviderConfig { region: Some(moto().region.clone()), endpoint_url: Some(endpoint.to_string()), profile: None, limits, claims_in: None };
     AwsProvider::connect("aws", &cfg).await.unwrap()
 }
 
@@ -39,7 +40,7 @@ async fn foreign_error_pages_are_never_absent_or_dead() {
     moto().sm().await.create_secret().name(&name).secret_string(r#"{"value":"old-aws-answers-value","username":"svc"}"#).send().await.unwrap();
     let loc = StoreLocation { provider: "aws".into(), mount: String::new(), path: name.clone(), field: "value".into() };
     proxy.add(Rule::new("lb", Some("POST"), "^/$", Fault::Html(404)));
-    let e = p.as_store().unwrap().read_current(&loc).await.err().expect("an HTML 404 was read as `no secret`");
+    let e = p.as_store().unwrap().read_current(&loc).await.expect_err("an HTML 404 was read as `no secret`");
     assert!(e.is_temporary(), "{e}");
     // Nor staged over: nothing written while the answers are foreign.
     let staged =

@@ -263,7 +263,8 @@ async fn two_runs_with_claims_in_vault_never_work_one_aws_credential_at_once() {
         .collect();
     let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
     let reports: Vec<Value> = states.iter().map(|s| report_json(s)).collect();
-    let ids: Vec<String> = e.keys.iter().map(|k| k.0.clone()).chain(e.secrets.iter().map(|s| s.0.clone())).chain(e.tokens.iter().map(|t| t.0.clone())).collect();
+    let ids: Vec<String> =
+        e.keys.iter().map(|k| k.0.clone()).chain(e.secrets.iter().map(|s| s.0.clone())).chain(e.tokens.iter().map(|t| t.0.clone())).collect();
     let mut gaps = 0;
     for id in &ids {
         let mut rotated = 0;
@@ -272,7 +273,11 @@ async fn two_runs_with_claims_in_vault_never_work_one_aws_credential_at_once() {
             match o["outcome"].as_str().unwrap() {
                 "rotated" => rotated += 1,
                 "failed" if o["reason"].as_str().is_some_and(|t| t.contains("held by run")) => gaps += 1,
-                _ => panic!("{id}: {o}\nstderr a: {}\nstderr b: {}", String::from_utf8_lossy(&outs[0].stderr), String::from_utf8_lossy(&outs[1].stderr)),
+                _ => panic!(
+                    "{id}: {o}\nstderr a: {}\nstderr b: {}",
+                    String::from_utf8_lossy(&outs[0].stderr),
+                    String::from_utf8_lossy(&outs[1].stderr)
+                ),
             }
         }
         assert!(rotated >= 1, "{id}: rotated by neither run");

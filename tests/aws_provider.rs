@@ -31,7 +31,8 @@ fn admin_env() {
 
 async fn provider_at(endpoint: &str, limits: Limits) -> AwsProvider {
     admin_env();
-    let cfg = AwsProviderConfig { region: Some(moto().region.clone()), endpoint_url: Some(endpoint.to_string()), profile: None, limits, claims_in: None };
+    let cfg =
+        AwsProviderConfig { region: Some(moto().region.clone()), endpoint_url: Some(endpoint.to_string()), profile: None, limits, claims_in: None };
     AwsProvider::connect("aws", &cfg).await.unwrap()
 }
 

@@ -91,9 +91,11 @@ fn orphan_of_a_lost_mint_is_retired_by_any_later_run() {
         let id = estate_ids(&estate)[0].clone();
         let d = keysweep(&state).args(["discover", pb.to_str().unwrap(), "--format", "json"]).output().unwrap();
         let dj: Value = serde_json::from_slice(&d.stdout).unwrap_or(Value::Null);
-        let orphan = dj["findings"].as_array().into_iter().flatten().any(|f| {
-            f["detail"].as_str().is_some_and(|t| t.contains("an orphan keysweep minted") && t.contains(&format!("credential `{id}`")))
-        });
+        let orphan = dj["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|f| f["detail"].as_str().is_some_and(|t| t.contains("an orphan keysweep minted") && t.contains(&format!("credential `{id}`"))));
         assert!(orphan, "{prefix}: discover does not name the orphan of {id}: {}", String::from_utf8_lossy(&d.stdout));
         std::fs::remove_dir_all(&state).unwrap();
         let out = run(&state, &pb);
@@ -177,7 +179,10 @@ fn never_retires_the_secret_the_store_says_is_current() {
     // (garbled) claim names that same secret as the one to retire.
     b.kv_put(&path, json!({ "value": tok, "accessor": acc, "keysweep_nonce": format!("ghost/{id}") }));
     let past = chrono::Utc::now() - chrono::Duration::minutes(5);
-    b.kv_put(&format!("keysweep-pending/{path}"), json!({ "keysweep_claim": claim_json(&format!("ghost/{id}"), "elsewhere.example", past, "promoted", json!({ "accessor": acc })) }));
+    b.kv_put(
+        &format!("keysweep-pending/{path}"),
+        json!({ "keysweep_claim": claim_json(&format!("ghost/{id}"), "elsewhere.example", past, "promoted", json!({ "accessor": acc })) }),
+    );
     let state = dir.path().join("state");
     let out = run(&state, &pb);
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
@@ -202,9 +207,7 @@ fn two_runs_on_separate_state_dirs_never_work_one_credential_at_once() {
     let states = [dir.path().join("a"), dir.path().join("b")];
     let children: Vec<_> = states
         .iter()
-        .map(|s| {
-            keysweep(s).args(["run", pb.to_str().unwrap(), "--concurrency", "8"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
-        })
+        .map(|s| keysweep(s).args(["run", pb.to_str().unwrap(), "--concurrency", "8"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
         .collect();
     let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
     for o in &outs {
@@ -220,7 +223,12 @@ fn two_runs_on_separate_state_dirs_never_work_one_credential_at_once() {
             match o["outcome"].as_str().unwrap() {
                 "rotated" => rotated += 1,
                 "failed" => {
-                    assert!(o.to_string().contains("held by run"), "{id}: failed for another reason: {o}\nboth: {}\n{}", outcome(&reports[0], id), outcome(&reports[1], id));
+                    assert!(
+                        o.to_string().contains("held by run"),
+                        "{id}: failed for another reason: {o}\nboth: {}\n{}",
+                        outcome(&reports[0], id),
+                        outcome(&reports[1], id)
+                    );
                     gaps += 1;
                 }
                 other => panic!("{id}: {other}: {o}"),

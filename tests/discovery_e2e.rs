@@ -344,7 +344,7 @@ async fn discover_finds_exactly_the_unlisted_stale_and_never_used_in_an_estate_o
     let draft = std::fs::read_to_string(&drafts).unwrap();
     assert_eq!(draft.matches("    owner: FILL-ME").count(), p.unlisted.len(), "{draft}");
     let root = dir.path().join("root.yaml");
-    std::fs::write(&root, format!("include: [estate.yaml, discovered.yaml]\nversion: 1\n")).unwrap();
+    std::fs::write(&root, "include: [estate.yaml, discovered.yaml]\nversion: 1\n").unwrap();
     let out = ks(&state).args(["validate", root.to_str().unwrap()]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{err}");

@@ -121,11 +121,11 @@ credentials:
     assert_eq!(o, "skipped");
     assert!(why.starts_with("not due: rotated") && why.contains("due in"), "{why}");
     // Never used since creation, longer than inactive_after: revoked, and proven dead.
-    for i in 0..2 {
+    for (i, key) in keys.iter().enumerate().take(2) {
         let (o, a, why) = outcome(&format!("key-{i}"));
         assert_eq!((o.as_str(), a.as_str()), ("revoked", "revoke"), "{why}");
         assert!(why.starts_with("inactive: never used; created"), "{why}");
-        assert!(!m.key_works(&keys[i].0, &keys[i].1).await, "the inactive key is dead");
+        assert!(!m.key_works(&key.0, &key.1).await, "the inactive key is dead");
     }
     // In use, but past max_age: rotated, not revoked.
     let (o, a, why) = outcome("key-2");

@@ -211,7 +211,8 @@ fn secret_references_stay_references_and_env_values_are_not_flagged() {
 // thousands of files cannot live in the corpus).
 // ---------------------------------------------------------------------------
 
-const PROVIDER: &str = "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: ${env:VAULT_ADDR}\n    auth: { method: token, token: \"${env:VAULT_TOKEN}\" }\n";
+const PROVIDER: &str =
+    "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: ${env:VAULT_ADDR}\n    auth: { method: token, token: \"${env:VAULT_TOKEN}\" }\n";
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
@@ -270,7 +271,8 @@ fn a_glob_matching_too_many_files_is_refused() {
 #[test]
 fn a_byte_order_mark_is_accepted_and_positions_are_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let inc = write(dir.path(), "inc.yaml", "\u{feff}version: 1\ncredentials:\n  - { id: a, provider: bao, target: { kind: vault_kv_secret, path: a } }\n");
+    let inc =
+        write(dir.path(), "inc.yaml", "\u{feff}version: 1\ncredentials:\n  - { id: a, provider: bao, target: { kind: vault_kv_secret, path: a } }\n");
     let root = write(dir.path(), "p.yaml", &format!("\u{feff}{PROVIDER}include: [inc.yaml]\n"));
     let pb = load_with_env(&root, &env).unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(pb.credentials.len(), 1);

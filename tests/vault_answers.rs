@@ -171,11 +171,11 @@ async fn an_expired_old_token_without_declared_settings_mints_nothing() {
     assert!(!before.contains(&acc), "the old token did not expire");
 
     let n = nonce("expired");
-    let e = p.mint(&token_target(&acc, None, None), &acc_handle(&acc), &n).await.err().expect("minted a replacement for an expired token");
+    let e = p.mint(&token_target(&acc, None, None), &acc_handle(&acc), &n).await.expect_err("minted a replacement for an expired token");
     assert!(e.message.contains("declare `policies:` and `ttl:` for this credential"), "{e}");
     assert_eq!(proxy.count("POST", "auth/token/create"), 0, "a token was created");
     // Only policies declared: still not enough.
-    let e = p.mint(&token_target(&acc, Some(&["app-a"]), None), &acc_handle(&acc), &n).await.err().expect("minted without a TTL");
+    let e = p.mint(&token_target(&acc, Some(&["app-a"]), None), &acc_handle(&acc), &n).await.expect_err("minted without a TTL");
     assert!(e.message.contains("declare `policies:` and `ttl:`"), "{e}");
     let after = bao(accessors).await;
     assert_eq!(before, after, "the accessor list changed: something was minted");
@@ -234,12 +234,12 @@ async fn a_root_old_token_is_never_replaced_by_a_root_token() {
     let _g = SERIAL.lock().await;
     let (proxy, p) = proxied().await;
     let (_, acc) = bao(|b| make_token(b, json!({ "policies": ["root"] }))).await;
-    let e = p.mint(&token_target(&acc, None, None), &acc_handle(&acc), &nonce("root")).await.err().expect("replaced a root token");
+    let e = p.mint(&token_target(&acc, None, None), &acc_handle(&acc), &nonce("root")).await.expect_err("replaced a root token");
     assert!(e.message.contains("never mints a root token") && e.message.contains("declare `policies:`"), "{e}");
     let e =
-        p.mint(&token_target(&acc, Some(&["root"]), Some(60)), &acc_handle(&acc), &nonce("root2")).await.err().expect("minted a declared root token");
+        p.mint(&token_target(&acc, Some(&["root"]), Some(60)), &acc_handle(&acc), &nonce("root2")).await.expect_err("minted a declared root token");
     assert!(e.message.contains("never mints a root token"), "{e}");
-    let e = p.mint(&token_target(&acc, Some(&[]), Some(60)), &acc_handle(&acc), &nonce("empty")).await.err().expect("minted with empty policies");
+    let e = p.mint(&token_target(&acc, Some(&[]), Some(60)), &acc_handle(&acc), &nonce("empty")).await.expect_err("minted with empty policies");
     assert!(e.message.contains("no policies"), "{e}");
     assert_eq!(proxy.count("POST", "auth/token/create"), 0);
     bao(move |b| b.call("POST", "auth/token/revoke-accessor", Some(json!({ "accessor": acc })))).await;
@@ -260,7 +260,7 @@ async fn a_minted_token_wider_than_the_old_one_is_revoked_and_stage_fails() {
     ));
     let n = nonce("widen");
     let before = bao(accessors).await;
-    let e = p.mint(&token_target(&acc, None, None), &acc_handle(&acc), &n).await.err().expect("delivered a widened token");
+    let e = p.mint(&token_target(&acc, None, None), &acc_handle(&acc), &n).await.expect_err("delivered a widened token");
     assert_eq!(proxy.fired("widen"), 1);
     assert_eq!(e.kind, ErrorKind::Conflict, "{e}");
     assert!(e.message.contains("admin-x") && e.message.contains("it was revoked"), "{e}");
@@ -280,7 +280,7 @@ async fn a_minted_token_wider_than_the_old_one_is_revoked_and_stage_fails() {
         orphan: None,
     });
     let n = nonce("role");
-    let e = p.mint(&target, &acc_handle(&acc), &n).await.err().expect("delivered a periodic token for a 1h one");
+    let e = p.mint(&target, &acc_handle(&acc), &n).await.expect_err("delivered a periodic token for a 1h one");
     assert_eq!(e.kind, ErrorKind::Conflict, "{e}");
     assert!(e.message.contains("86400") && e.message.contains("it was revoked"), "{e}");
     assert_eq!(proxy.count("POST", "auth/token/create/answers-periodic"), 1);
@@ -328,7 +328,7 @@ async fn a_replacement_secret_id_keeps_the_old_ones_limits() {
         "/secret-id$",
         Fault::RewriteRequest { from: r#""num_uses":3"#.into(), to: r#""num_uses":9"#.into() },
     ));
-    let e = p.mint(&target, &acc_handle(&acc), &nonce("sid-widen")).await.err().expect("delivered a widened secret-id");
+    let e = p.mint(&target, &acc_handle(&acc), &nonce("sid-widen")).await.expect_err("delivered a widened secret-id");
     assert_eq!(proxy.fired("widen"), 1);
     assert!(e.message.contains("num_uses 9") && e.message.contains("it was destroyed"), "{e}");
     let r4 = role.clone();
@@ -371,9 +371,9 @@ async fn an_html_404_on_a_kv_read_is_not_a_missing_secret() {
     bao(move |b| b.kv_put(&p2, json!({ "value": "old-value-behind-a-load-balancer", "username": "svc" }))).await;
     proxy.add(Rule::new("lb", Some("GET"), &format!("/v1/secret/(data|metadata)/{path}$"), Fault::Html(404)));
     let store = p.as_store().unwrap();
-    let e = store.read_current(&loc(&path)).await.err().expect("an HTML 404 was read as `no secret`");
+    let e = store.read_current(&loc(&path)).await.expect_err("an HTML 404 was read as `no secret`");
     assert!(e.is_temporary() && e.message.contains("not an answer from Vault"), "{e}");
-    let e = p.current_handle(&kv_target(&path), None).await.err().expect("an HTML 404 on metadata gave an empty handle");
+    let e = p.current_handle(&kv_target(&path), None).await.expect_err("an HTML 404 on metadata gave an empty handle");
     assert!(e.is_temporary(), "{e}");
     assert!(proxy.fired("lb") >= 6, "not retried: {}", proxy.fired("lb"));
     // Vault's own 404 is still a fact.
@@ -397,7 +397,7 @@ async fn a_truncated_kv_read_never_builds_a_new_version() {
     store.stage(&loc(&path), &new, &n).await.unwrap();
 
     proxy.add(Rule::new("trunc", Some("GET"), &format!("^/v1/secret/data/{path}$"), Fault::Truncate));
-    let e = store.promote(&loc(&path), &n).await.err().expect("promoted from a truncated read");
+    let e = store.promote(&loc(&path), &n).await.expect_err("promoted from a truncated read");
     assert!(e.is_temporary(), "{e}");
     assert!(proxy.fired("trunc") >= 2);
     assert_eq!(proxy.count("POST", &format!("secret/data/{path}")), 0, "a version was written");

@@ -778,16 +778,14 @@ pub fn due(c: &Credential, st: &CredentialStatus, now: DateTime<Utc>) -> Due {
                 let what = if st.last_used.is_some() { "last used" } else { "never used; created" };
                 return Due::Act(Action::Revoke, format!("inactive: {what} {} ago (inactive_after {})", human(now - t), std_human(c.inactive_after)));
             }
-            Some(t) => {
-                if st.overdue != Some(true) {
-                    return Due::NotDue(format!(
-                        "not due: never used, but created {} ago; revoked once unused for {}",
-                        human(now - t),
-                        std_human(c.inactive_after)
-                    ));
-                }
+            Some(t) if st.overdue != Some(true) => {
+                return Due::NotDue(format!(
+                    "not due: never used, but created {} ago; revoked once unused for {}",
+                    human(now - t),
+                    std_human(c.inactive_after)
+                ));
             }
-            None => {}
+            _ => {}
         }
     }
     match (c.max_age, st.overdue) {

@@ -458,7 +458,9 @@ impl Engine {
                                 match p.cleanup_minted_since(&c.target, &old, &nonce, None, Some(mint_sent)).await {
                                     Ok(n) if n > 0 => tracing::warn!(credential = id, retired = n, "retired secrets of a mint whose answer was lost"),
                                     Ok(_) => {}
-                                    Err(ce) => tracing::warn!(credential = id, error = %ce, "could not look for orphans of a failed mint; the next run will"),
+                                    Err(ce) => {
+                                        tracing::warn!(credential = id, error = %ce, "could not look for orphans of a failed mint; the next run will")
+                                    }
                                 }
                                 return Err(fail(Step::Stage, e));
                             }
@@ -569,7 +571,10 @@ impl Engine {
                     .map_err(|e| fail(Step::Retire, e))?
                     .ok_or_else(|| fail(Step::Retire, format!("the new value of keysweep's own login is not at {primary}")))?;
                 p.switch_login(&c.target, &cur.delivered).await.map_err(|e| {
-                    fail(Step::Retire, format!("keysweep could not log in with the new secret of its own login ({e}); the old one is left in service"))
+                    fail(
+                        Step::Retire,
+                        format!("keysweep could not log in with the new secret of its own login ({e}); the old one is left in service"),
+                    )
                 })?;
                 tracing::warn!(
                     credential = id,

@@ -427,8 +427,15 @@ pub(crate) enum ReadError {
     Io(std::io::Error),
     /// Not a regular file: what it is instead.
     NotAFile(&'static str),
-    TooLarge { len: u64, cap: u64 },
-    NotUtf8 { offset: usize, line: usize, column: usize },
+    TooLarge {
+        len: u64,
+        cap: u64,
+    },
+    NotUtf8 {
+        offset: usize,
+        line: usize,
+        column: usize,
+    },
 }
 
 impl ReadError {
@@ -610,10 +617,7 @@ pub(crate) fn address_problem(address: &str, schemes: &[&str], allow_link_local:
         Ok(u) => u,
         Err(e) => {
             let shown = if address.contains('@') { "(not shown: it contains `@`)".to_string() } else { format!("`{address}`") };
-            return Some((
-                format!("address {shown} is not a URL: {e}"),
-                format!("write e.g. `{}://vault.internal:8200`", schemes[0]),
-            ));
+            return Some((format!("address {shown} is not a URL: {e}"), format!("write e.g. `{}://vault.internal:8200`", schemes[0])));
         }
     };
     if !url.username().is_empty() || url.password().is_some() {
@@ -645,7 +649,9 @@ pub(crate) fn host_problem(host: &str) -> Option<(String, String)> {
     use std::net::IpAddr;
     let h = host.trim().trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
     let metadata_names = ["metadata.google.internal", "metadata", "metadata.azure.internal", "instance-data", "instance-data.ec2.internal"];
-    let hint = "a provider never lives at a link-local or cloud metadata address; if this one really does, set `allow_link_local: true` on the provider".to_string();
+    let hint =
+        "a provider never lives at a link-local or cloud metadata address; if this one really does, set `allow_link_local: true` on the provider"
+            .to_string();
     if metadata_names.contains(&h.as_str()) {
         return Some((format!("`{h}` is a cloud metadata service address"), hint));
     }
@@ -2129,7 +2135,8 @@ mod tests {
         assert_eq!(q.to_string(), "a.c[1]");
     }
 
-    const PROVIDER: &str = "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: http://127.0.0.1:8200\n    auth: { method: token, token: \"${env:A}\" }\n";
+    const PROVIDER: &str =
+        "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: http://127.0.0.1:8200\n    auth: { method: token, token: \"${env:A}\" }\n";
 
     /// Loads `files` (name, text) from a temporary folder, the first as root.
     fn load_files(files: &[(&str, &str)]) -> Result<Playbook, String> {

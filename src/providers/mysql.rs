@@ -605,9 +605,9 @@ impl Provider for MysqlProvider {
         match self.account(&mut conn, op, user, host).await {
             Ok(Account::Absent) => Verdict::Dead(format!("account '{user}'@'{host}' no longer exists")),
             Ok(Account::Present { locked: true }) => Verdict::Dead(format!("account '{user}'@'{host}' is locked (no login possible)")),
-            Ok(Account::Present { locked: false }) => {
-                Verdict::Unprovable(format!("account '{user}'@'{host}' exists and is not locked; without the old value its password cannot be checked"))
-            }
+            Ok(Account::Present { locked: false }) => Verdict::Unprovable(format!(
+                "account '{user}'@'{host}' exists and is not locked; without the old value its password cannot be checked"
+            )),
             Err(e) => Verdict::Unknown(e.to_string()),
         }
     }

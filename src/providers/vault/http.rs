@@ -24,6 +24,9 @@ use crate::engine::retry::{retry, RetryPolicy};
 use crate::provider::{ErrorKind, ProviderError};
 use crate::secret::{ExposeSecret, SecretString};
 
+/// A KV v2 version's data and its version number.
+pub type KvData = (serde_json::Map<String, Value>, u64);
+
 /// One answer from Vault.
 #[derive(Debug)]
 pub struct Resp {
@@ -71,7 +74,7 @@ impl Resp {
     /// `data.data` (an object) and `data.metadata.version`, else the answer is
     /// not whole and nothing may be built from it (temporary error).
     /// For store.rs `read_data`.
-    pub fn kv_read(&self, operation: &'static str, path: &str) -> Result<Option<(serde_json::Map<String, Value>, u64)>, ProviderError> {
+    pub fn kv_read(&self, operation: &'static str, path: &str) -> Result<Option<KvData>, ProviderError> {
         if self.is_vendor_not_found() {
             return Ok(None);
         }

@@ -85,9 +85,10 @@ impl VaultProvider {
         let http = VaultHttp::new(&cfg.address, cfg.namespace.clone(), token, timeout, limits.rate_per_second, limits.burst, retry)?;
         let session = matches!(cfg.auth, VaultAuth::Approle { .. });
         let (own, approle) = match &cfg.auth {
-            VaultAuth::Approle { mount, role_id, .. } => {
-                (OwnLogin { approle_mount: Some(mount.trim_matches('/').to_string()), ..Default::default() }, Some((mount.clone(), resolve(role_id)?)))
-            }
+            VaultAuth::Approle { mount, role_id, .. } => (
+                OwnLogin { approle_mount: Some(mount.trim_matches('/').to_string()), ..Default::default() },
+                Some((mount.clone(), resolve(role_id)?)),
+            ),
             VaultAuth::Token { .. } => (OwnLogin::default(), None),
         };
         Ok(VaultProvider {
@@ -229,7 +230,8 @@ impl VaultProvider {
         // found"); a revocation racing another (a killed run's, still in
         // flight) can answer 400 "token not found" / "invalid accessor": gone
         // is success here, and verify_dead proves it either way.
-        let r = self.http.admin("vault.token.revoke_accessor", Method::POST, "auth/token/revoke-accessor", Some(json!({ "accessor": accessor }))).await?;
+        let r =
+            self.http.admin("vault.token.revoke_accessor", Method::POST, "auth/token/revoke-accessor", Some(json!({ "accessor": accessor }))).await?;
         if r.ok() || (r.status == 400 && r.vendor && (r.error_contains("token not found") || r.error_contains("invalid accessor"))) {
             return Ok(());
         }
@@ -1002,7 +1004,11 @@ impl Provider for VaultProvider {
                 // The new token must be accepted before it replaces keysweep's own.
                 let r = self.http.send("vault.lookup_self", Method::GET, "auth/token/lookup-self", Some(&new.value), None).await?;
                 if !r.ok() {
-                    return Err(ProviderError::new(ErrorKind::Unauthenticated, "vault.switch_login", format!("the new token is refused: {}", r.describe())));
+                    return Err(ProviderError::new(
+                        ErrorKind::Unauthenticated,
+                        "vault.switch_login",
+                        format!("the new token is refused: {}", r.describe()),
+                    ));
                 }
                 let acc = r.body["data"]["accessor"].as_str().map(str::to_string);
                 self.http.switch_admin_token(new.value.clone());

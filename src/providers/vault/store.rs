@@ -118,7 +118,10 @@ impl VaultProvider {
                 }
                 c.phase = ClaimPhase::Promoted;
                 let data = json!({ NONCE_KEY: nonce, CLAIM_KEY: serde_json::to_string(&c).unwrap_or_default() });
-                let r = self.http.admin("vault.kv.claim", Method::POST, &self.pending_path(loc), Some(json!({ "options": { "cas": cas }, "data": data }))).await?;
+                let r = self
+                    .http
+                    .admin("vault.kv.claim", Method::POST, &self.pending_path(loc), Some(json!({ "options": { "cas": cas }, "data": data })))
+                    .await?;
                 if !r.ok() {
                     return Err(ProviderError::new(ErrorKind::Conflict, "vault.kv.claim", format!("{loc}: {}", r.describe())));
                 }
@@ -211,7 +214,11 @@ impl Store for VaultProvider {
         let mut claim = entry.as_ref().and_then(claim_of);
         if let Some(c) = &claim {
             if c.nonce != nonce && entry.as_ref().is_some_and(|d| d.contains_key(CLAIM_KEY)) {
-                return Err(ProviderError::new(ErrorKind::Conflict, "vault.kv.stage", format!("{loc} is claimed by {} (nonce {})", c.holder, c.nonce)));
+                return Err(ProviderError::new(
+                    ErrorKind::Conflict,
+                    "vault.kv.stage",
+                    format!("{loc} is claimed by {} (nonce {})", c.holder, c.nonce),
+                ));
             }
         }
         let mut data = Map::new();
@@ -224,7 +231,10 @@ impl Store for VaultProvider {
             c.phase = ClaimPhase::Staged;
             data.insert(CLAIM_KEY.into(), Value::String(serde_json::to_string(c).unwrap_or_default()));
         }
-        let r = self.http.admin("vault.kv.stage", Method::POST, &self.pending_path(loc), Some(json!({ "options": { "cas": cas }, "data": data }))).await?;
+        let r = self
+            .http
+            .admin("vault.kv.stage", Method::POST, &self.pending_path(loc), Some(json!({ "options": { "cas": cas }, "data": data })))
+            .await?;
         tracing::debug!(store = %loc, nonce, cas, claim = ?claim.as_ref().map(|c| &c.nonce), status = r.status, "stage");
         drop(data);
         if cas_mismatch(&r) {
@@ -312,7 +322,10 @@ impl Store for VaultProvider {
         }
         let mut data = entry.unwrap_or_default();
         data.insert(CLAIM_KEY.into(), Value::String(serde_json::to_string(claim).unwrap_or_default()));
-        let r = self.http.admin("vault.kv.claim", Method::POST, &self.pending_path(loc), Some(json!({ "options": { "cas": cas }, "data": data }))).await?;
+        let r = self
+            .http
+            .admin("vault.kv.claim", Method::POST, &self.pending_path(loc), Some(json!({ "options": { "cas": cas }, "data": data })))
+            .await?;
         tracing::debug!(store = %loc, nonce = %claim.nonce, cas, existing = ?existing.as_ref().map(|e| &e.nonce), status = r.status, "write_claim");
         drop(data);
         if cas_mismatch(&r) {
@@ -321,7 +334,11 @@ impl Store for VaultProvider {
             return match entry.as_ref().and_then(claim_of) {
                 Some(c) if c.nonce == claim.nonce => Ok(None),
                 Some(c) => Ok(Some(c)),
-                None => Err(ProviderError::new(ErrorKind::Unavailable, "vault.kv.claim", format!("{loc}: the pending entry changed meanwhile; try again"))),
+                None => Err(ProviderError::new(
+                    ErrorKind::Unavailable,
+                    "vault.kv.claim",
+                    format!("{loc}: the pending entry changed meanwhile; try again"),
+                )),
             };
         }
         if !r.ok() {
