@@ -355,3 +355,36 @@ fn plan_warns_when_death_can_never_be_proven() {
     assert!(keysweep::plan::death_provable_with(&c("probed"), false).unwrap_err().contains("no store holds the old password"));
     assert!(keysweep::plan::death_provable_with(&c("duo"), false).is_ok());
 }
+
+/// Secrets pasted into free-text fields are flagged at their position and
+/// never echoed. The values are made at run time (random filler), so no
+/// file of the repository holds anything shaped like a live credential.
+#[test]
+fn secrets_in_free_text_are_flagged_at_their_position_and_not_echoed() {
+    let fill = |n: usize| -> String {
+        let a = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        (0..n).map(|_| a[rand::random::<u32>() as usize % a.len()] as char).collect()
+    };
+    // An AWS secret access key (40 characters, `/` inside), a Slack bot
+    // token and a fine-grained GitHub token.
+    let aws = format!("{}/{}/{}", fill(13), fill(7), fill(18));
+    let slack = format!("xox{}-{}-{}", "b", 100000000 + rand::random::<u32>() % 899999999, fill(8).to_lowercase());
+    let github = format!("github_{}_11{}", "pat", fill(31));
+    let text = format!(
+        "{PROVIDER}credentials:\n  - id: api\n    provider: bao\n    description: \"leaked: {aws}\"\n    owner: \"{slack}\"\n    tags: [\"{github}\"]\n    target: {{ kind: vault_token, accessor: abc123 }}\n    deliver_to: [{{ provider: bao, path: \"apps/{{id}}\" }}]\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = write(dir.path(), "p.yaml", &text);
+    let s = load_with_env(&root, &env).unwrap_err().to_string();
+    for want in [
+        "p.yaml:10:18: error: this looks like an AWS secret access key written inline",
+        "p.yaml:11:12: error: this looks like a Slack token written inline",
+        "p.yaml:12:12: error: this looks like a GitHub token written inline",
+        "3 error(s)",
+    ] {
+        assert!(s.contains(want), "missing `{want}` in:\n{s}");
+    }
+    for (what, v) in [("AWS key", &aws), ("Slack token", &slack), ("GitHub token", &github)] {
+        assert!(!s.contains(&v[..12]), "the {what} is echoed in:\n{s}");
+    }
+}
