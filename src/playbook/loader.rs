@@ -244,25 +244,10 @@ fn free_text_field(path: &YamlPath) -> Option<&str> {
     Some(field.as_str())
 }
 
-/// `$${` in free text writes `${`; any `${...}` reference is refused.
+/// `$${` in free text writes `${`; any `${...}` reference is refused: the
+/// interpolation scan with no variable defined, so every reference errs.
 fn unescape_free_text(s: &str) -> Result<String, ()> {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        rest = &rest[i..];
-        if let Some(r) = rest.strip_prefix("$${") {
-            out.push_str("${");
-            rest = r;
-        } else if rest.starts_with("${") {
-            return Err(());
-        } else {
-            out.push('$');
-            rest = &rest[1..];
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
+    interpolate(s, &|_| None).map_err(|_| ())
 }
 
 // ---------------------------------------------------------------------------
