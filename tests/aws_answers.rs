@@ -11,19 +11,8 @@ use keysweep::provider::{Handle, Provider, Verdict};
 use keysweep::providers::aws::AwsProvider;
 use keysweep::secret::{Delivered, SecretString};
 
-fn admin_env() {
-    let m = moto();
-    for (k, v) in m.env() {
-        if k != "AWS_ENDPOINT_URL" {
-            std::env::set_var(k, v);
-        }
-    }
-    std::env::set_var("AWS_CONFIG_FILE", "/dev/null");
-    std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-}
-
 async fn provider_at(endpoint: &str) -> AwsProvider {
-    admin_env();
+    moto().set_admin_env();
     let limits = Limits { max_attempts: Some(2), ..Default::default() };
     let cfg =
         AwsProviderConfig { region: Some(moto().region.clone()), endpoint_url: Some(endpoint.to_string()), profile: None, limits, claims_in: None };

@@ -16,21 +16,10 @@ use keysweep::provider::{Handle, Provider, Verdict};
 use keysweep::providers::aws::AwsProvider;
 use keysweep::secret::{ExposeSecret, SecretString};
 
-/// The provider reads credentials from the standard chain: the environment.
-fn admin_env() {
-    let m = moto();
-    // Every test of this binary sets the same values.
-    for (k, v) in m.env() {
-        if k != "AWS_ENDPOINT_URL" {
-            std::env::set_var(k, v);
-        }
-    }
-    std::env::set_var("AWS_CONFIG_FILE", "/dev/null");
-    std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-}
 
 async fn provider_at(endpoint: &str, limits: Limits) -> AwsProvider {
-    admin_env();
+    // The provider reads credentials from the standard chain: the environment.
+    moto().set_admin_env();
     let cfg =
         AwsProviderConfig { region: Some(moto().region.clone()), endpoint_url: Some(endpoint.to_string()), profile: None, limits, claims_in: None };
     AwsProvider::connect("aws", &cfg).await.unwrap()

@@ -271,6 +271,19 @@ impl Moto {
         ]
     }
 
+    /// Sets this process's environment to moto's admin credentials (the
+    /// standard chain an in-process provider reads; its endpoint comes from
+    /// the provider config), with no shared AWS files.
+    pub fn set_admin_env(&self) {
+        for (k, v) in self.env() {
+            if k != "AWS_ENDPOINT_URL" {
+                std::env::set_var(k, v);
+            }
+        }
+        std::env::set_var("AWS_CONFIG_FILE", "/dev/null");
+        std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    }
+
     /// Points a child `keysweep` at this moto: `env()`, the endpoint for a
     /// playbook's `${env:KEYSWEEP_TEST_AWS_ENDPOINT}`, and no shared AWS files.
     pub fn configure(&self, c: &mut std::process::Command) {
