@@ -16,7 +16,6 @@ use keysweep::provider::{Handle, Provider, Verdict};
 use keysweep::providers::aws::AwsProvider;
 use keysweep::secret::{ExposeSecret, SecretString};
 
-
 async fn provider_at(endpoint: &str, limits: Limits) -> AwsProvider {
     // The provider reads credentials from the standard chain: the environment.
     moto().set_admin_env();

@@ -315,12 +315,9 @@ impl Engine {
                 // rotation as its own. A failed run's claim is finished as before.
                 // One probe, with the old value where the store still has it
                 // (a single-user password is proven dead only by its value).
-                let old_value = match (&old_version, c.verify.probe_old && f.lease_until > chrono::Utc::now()) {
-                    (Some(v), true) => store.read_version(&primary, v).await.ok().flatten().filter(|d| {
-                        let h = p.handle_from_fields(&c.target, &d.fields);
-                        h.iter().all(|(k, v)| old.get(k) == Some(v))
-                    }),
-                    _ => None,
+                let old_value = match f.lease_until > chrono::Utc::now() {
+                    true => self.old_value(c, p, store, &primary, old_version.as_deref(), &old).await,
+                    false => None,
                 };
                 let over = f.lease_until > chrono::Utc::now()
                     && !old.is_empty()
@@ -605,19 +602,7 @@ impl Engine {
         if st.old_handle.is_empty() {
             return Ok(Outcome::Rotated { evidence: "new secret works; no previous secret existed".into() });
         }
-        let old_value = match (&st.old_version, c.verify.probe_old) {
-            (Some(v), true) => store
-                .read_version(&primary, v)
-                .await
-                .ok()
-                .flatten()
-                // Probe only with the value that belongs to the old handle.
-                .filter(|d| {
-                    let h = p.handle_from_fields(&c.target, &d.fields);
-                    h.iter().all(|(k, v)| st.old_handle.get(k) == Some(v))
-                }),
-            _ => None,
-        };
+        let old_value = self.old_value(c, p, store, &primary, st.old_version.as_deref(), &st.old_handle).await;
         let v = self.probe_until(c, |_| async { p.verify_dead(&c.target, &st.old_handle, old_value.as_ref().map(|d| &d.value)).await }, false).await;
         Ok(match v {
             Verdict::Dead(e) => Outcome::Rotated { evidence: e },
@@ -644,11 +629,7 @@ impl Engine {
                 Some(loc) => self.store(loc, Step::Retire)?.read_current(loc).await.map_err(|e| fail(Step::Retire, e))?,
                 None => None,
             };
-            let stored: Option<Handle> = current.as_ref().map(|cur| {
-                let mut h = cur.delivered.fields.clone();
-                h.insert("version".into(), cur.version.clone());
-                h
-            });
+            let stored: Option<Handle> = current.as_ref().map(stored_handle_of);
             let old = p.current_handle(&c.target, stored.as_ref()).await.map_err(|e| fail(Step::Retire, e))?;
             (old, current.map(|c| c.delivered))
         };
@@ -787,6 +768,25 @@ impl Engine {
                 format!("a rotation by an earlier run is promoted at {loc}, but version {prev} (the secret it replaced) is no longer readable; retire that secret by hand, then clear the pending entry"),
             )),
         }
+    }
+
+    /// The old secret's value, to probe with, where the policy allows it and
+    /// the store still holds `version` — and only if that value belongs to
+    /// the `old` handle.
+    async fn old_value(
+        &self,
+        c: &Credential,
+        p: &dyn Provider,
+        store: &dyn Store,
+        loc: &StoreLocation,
+        version: Option<&str>,
+        old: &Handle,
+    ) -> Option<Delivered> {
+        let v = version.filter(|_| c.verify.probe_old)?;
+        store.read_version(loc, v).await.ok().flatten().filter(|d| {
+            let h = p.handle_from_fields(&c.target, &d.fields);
+            h.iter().all(|(k, v)| old.get(k) == Some(v))
+        })
     }
 
     /// Whether `h` names the secret the primary store says is current.
