@@ -23,9 +23,16 @@ CANARY_DIR="$ROOT/target/canary"
 rm -rf "$CANARY_DIR" && mkdir -p "$CANARY_DIR/tmp" && chmod 700 "$CANARY_DIR"
 export KEYSWEEP_CANARY_FILE="$CANARY_DIR/values.hex"
 export TMPDIR="$CANARY_DIR/tmp"
+# Each conformance run appends the trials it ran; checked after the run.
+export KEYSWEEP_CONFORMANCE_LOG="$CANARY_DIR/conformance.log"
+# `crash-hook`: the test-only journal hook the kill/resume tests use (never in a release build).
 set +e
-cargo test "$@" 2>&1 | tee "$CANARY_DIR/test-output.log"
+cargo test --no-fail-fast --features crash-hook "$@" 2>&1 | tee "$CANARY_DIR/test-output.log"
 status=${PIPESTATUS[0]}
 set -e
 python3 scripts/canary_scan.py "$KEYSWEEP_CANARY_FILE" "$CANARY_DIR/test-output.log" "$TMPDIR" || status=1
+# With a test filter, only what ran is summarised; the full suite must cover every kind.
+if [ "$#" -eq 0 ]; then
+  python3 scripts/conformance_summary.py "$KEYSWEEP_CONFORMANCE_LOG" "${CARGO_TARGET_DIR:-$ROOT/target}/debug/keysweep" || status=1
+fi
 exit "$status"

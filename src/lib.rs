@@ -6,6 +6,7 @@
 //! See the README for the playbook format and `DESIGN` notes in the docs.
 
 pub mod discover;
+pub mod lifecycle;
 pub mod plan;
 pub mod playbook;
 pub mod progress;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
-use crate::playbook::model::{Action, Target};
+use crate::lifecycle::Step;
+use crate::playbook::model::Action;
 use crate::playbook::{Credential, Playbook};
 use crate::provider::capabilities;
-use crate::report::Step;
 
 /// Which credentials a run takes. Expressions are `key=value` with keys
 /// `tag`, `owner`, `provider`, `kind`, `action` and `id` (`*` matches any run of
@@ -35,27 +35,7 @@ fn parse_expr(s: &str) -> Result<(String, String)> {
 }
 
 /// `*` matches any run of characters; anything else matches itself.
-pub fn glob_match(pattern: &str, s: &str) -> bool {
-    if !pattern.contains('*') {
-        return pattern == s;
-    }
-    let parts: Vec<&str> = pattern.split('*').collect();
-    let mut rest = s;
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else { return false };
-            rest = r;
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else {
-            match rest.find(part) {
-                Some(pos) => rest = &rest[pos + part.len()..],
-                None => return false,
-            }
-        }
-    }
-    true
-}
+pub use crate::playbook::rules::glob_match;
 
 fn matches(c: &Credential, key: &str, value: &str) -> bool {
     match key {
@@ -198,19 +178,9 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
+/// The steps of `c`'s lifecycle, as the engine runs them.
 pub fn steps_for(c: &Credential) -> Vec<Step> {
-    match c.action {
-        Action::Revoke => vec![Step::Retire, Step::VerifyDead],
-        Action::Rotate => {
-            let mints = capabilities(c.target.kind()).is_some_and(|k| k.mints);
-            let mut s = vec![Step::Stage];
-            if !mints {
-                s.push(Step::Apply);
-            }
-            s.extend([Step::Test, Step::Promote, Step::Retire, Step::VerifyDead]);
-            s
-        }
-    }
+    crate::lifecycle::steps(c.action, capabilities(c.target.kind()).is_some_and(|k| k.mints))
 }
 
 pub fn build(playbook: &Playbook, selection: &Selection) -> Plan {
@@ -263,17 +233,15 @@ pub fn build(playbook: &Playbook, selection: &Selection) -> Plan {
             abbreviate(&no_probe)
         ));
     }
-    let unverifiable: Vec<&str> = items
-        .iter()
-        .filter(|w| w.selected())
-        .filter(|w| matches!(&w.cred.target, crate::playbook::model::Target::VaultKvSecret(t) if !t.destroy_old))
-        .map(|w| w.cred.id.as_str())
-        .collect();
+    let unverifiable: Vec<(&str, &'static str)> =
+        items.iter().filter(|w| w.selected()).filter_map(|w| w.cred.target.spec().keeps_old().map(|why| (w.cred.id.as_str(), why))).collect();
     if !unverifiable.is_empty() {
+        let ids: Vec<&str> = unverifiable.iter().map(|(id, _)| *id).collect();
         warnings.push(format!(
-            "{} KV secret(s) keep their old version (destroy_old: false) and will end `unverified`: {}",
-            unverifiable.len(),
-            abbreviate(&unverifiable)
+            "{} credential(s) keep their old value readable and will end `unverified`: {} — {}",
+            ids.len(),
+            abbreviate(&ids),
+            unverifiable[0].1
         ));
     }
     let short_grace: Vec<String> = items
@@ -293,8 +261,8 @@ pub fn build(playbook: &Playbook, selection: &Selection) -> Plan {
     }
     let mut unprovable: Vec<(String, String)> = Vec::new();
     for w in items.iter().filter(|w| w.selected()) {
-        // KV secrets keeping their old version have their own warning above.
-        if matches!(&w.cred.target, Target::VaultKvSecret(t) if !t.destroy_old) {
+        // Secrets keeping their old value have their own warning above.
+        if w.cred.target.spec().keeps_old().is_some() {
             continue;
         }
         if let Err(why) = death_provable(&w.cred) {
@@ -314,7 +282,7 @@ pub fn build(playbook: &Playbook, selection: &Selection) -> Plan {
 }
 
 fn is_alternating(c: &Credential) -> bool {
-    matches!(&c.target, Target::PostgresRole(t) | Target::MysqlUser(t) | Target::RedisAclUser(t) | Target::LdapAccount(t) if t.alternate_with.is_some())
+    c.target.spec().alternating()
 }
 
 /// Whether the death of `c`'s old secret can be proven at all, judged from the
@@ -325,26 +293,25 @@ pub fn death_provable(c: &Credential) -> std::result::Result<(), String> {
 }
 
 /// Like [`death_provable`], knowing whether the old value is available (read
-/// from the primary store's previous version): a single-user account rotation
-/// (PostgreSQL, MySQL, Redis, LDAP) keeps its account in service, so only a
-/// login attempt with the old password can show it refused.
+/// from the primary store's previous version): a rotation that keeps its
+/// account in service (a single database user, say) can be proven only by a
+/// login attempt with the old password being refused.
 pub fn death_provable_with(c: &Credential, old_value_available: bool) -> std::result::Result<(), String> {
-    if let Target::VaultKvSecret(t) = &c.target {
-        if !t.destroy_old && c.action == Action::Rotate {
-            return Err("the old version stays readable in the KV history (destroy_old: false)".into());
-        }
+    let spec = c.target.spec();
+    if let (Some(why), Action::Rotate) = (spec.keeps_old(), c.action) {
+        return Err(why.into());
     }
-    let single_user_account = matches!(&c.target, Target::PostgresRole(t) | Target::MysqlUser(t) | Target::RedisAclUser(t) | Target::LdapAccount(t) if t.alternate_with.is_none());
-    if single_user_account && c.action == Action::Rotate {
+    if let (Some(other_way), Action::Rotate) = (spec.same_account(), c.action) {
+        let other_way = if other_way.is_empty() { String::new() } else { format!(", or {other_way}") };
         if !c.verify.probe_old {
             return Err(format!(
-                "a single-user `{}` rotation keeps the account in service, and with verify.probe_old: false no login with the old password proves it refused; use an alternating pair (`alternate_with`) or probe_old: true",
+                "a single-user `{}` rotation keeps the account in service, and with verify.probe_old: false no login with the old password proves it refused; use probe_old: true{other_way}",
                 c.target.kind()
             ));
         }
         if !old_value_available {
             return Err(format!(
-                "a single-user `{}` rotation keeps the account in service, and no store holds the old password to prove it refused; deliver the current password to the store first, or use an alternating pair (`alternate_with`)",
+                "a single-user `{}` rotation keeps the account in service, and no store holds the old password to prove it refused; deliver the current password to the store first{other_way}",
                 c.target.kind()
             ));
         }

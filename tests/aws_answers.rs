@@ -5,9 +5,10 @@ mod common;
 
 use common::faultproxy::{Fault, FaultProxy, Rule};
 use common::moto::moto;
-use keysweep::playbook::model::{AwsIamKeyTarget, AwsProviderConfig, Limits, Target};
+use keysweep::playbook::model::{Limits, Target};
 use keysweep::playbook::StoreLocation;
 use keysweep::provider::{Handle, Provider, Verdict};
+use keysweep::providers::aws::config::{AwsIamKeyTarget, AwsProviderConfig};
 use keysweep::providers::aws::AwsProvider;
 use keysweep::secret::{Delivered, SecretString};
 

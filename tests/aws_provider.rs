@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use common::moto::moto;
 use common::proxy::Proxy;
-use keysweep::playbook::model::{AwsIamKeyTarget, AwsProviderConfig, Limits, Target};
+use keysweep::playbook::model::{Limits, Target};
 use keysweep::playbook::StoreLocation;
 use keysweep::provider::conformance::{self, Fixture};
 use keysweep::provider::{Handle, Provider, Verdict};
+use keysweep::providers::aws::config::{AwsIamKeyTarget, AwsProviderConfig, AwsSecretTarget};
 use keysweep::providers::aws::AwsProvider;
 use keysweep::secret::{ExposeSecret, SecretString};
 
@@ -37,6 +38,40 @@ impl Fixture for Keys {
         let target = Target::AwsIamAccessKey(AwsIamKeyTarget { user, access_key_id: Some(id.clone()), allow_delete_inactive: false });
         (target, Handle::from([("access_key_id".to_string(), id)]), SecretString::from(secret))
     }
+    async fn unreachable(&self) -> Option<std::sync::Arc<dyn Provider>> {
+        Some(std::sync::Arc::new(down().await))
+    }
+}
+
+/// A provider whose endpoint refuses every connection, trying once.
+async fn down() -> AwsProvider {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let limits =
+        Limits { max_attempts: Some(1), timeout: Some(keysweep::playbook::model::HumanDuration(Duration::from_secs(2))), ..Default::default() };
+    provider_at(&format!("http://{closed}"), limits).await
+}
+
+/// Secrets Manager secrets whose value is itself the credential.
+struct Secrets;
+#[async_trait]
+impl Fixture for Secrets {
+    async fn create(&self) -> (Target, Handle, SecretString) {
+        let name = format!("conf/{}", uuid::Uuid::new_v4().simple());
+        let value = keysweep::secret::GeneratePolicy::default().generate();
+        let out = moto().sm().await.create_secret().name(&name).secret_string(value.expose_secret()).send().await.unwrap();
+        let version = out.version_id().unwrap().to_string();
+        let target = Target::AwsSecretsmanagerSecret(AwsSecretTarget { name, field: None, generate: Default::default(), aws_random_password: false });
+        (target, Handle::from([("version".to_string(), version)]), value)
+    }
+    async fn unreachable(&self) -> Option<std::sync::Arc<dyn Provider>> {
+        Some(std::sync::Arc::new(down().await))
+    }
+}
+
+#[tokio::test]
+async fn aws_secretsmanager_secret_conformance() {
+    let p = provider().await;
+    conformance::run(&p, &Secrets, "aws_secretsmanager_secret").await;
 }
 
 #[tokio::test]
@@ -51,7 +86,7 @@ async fn secretsmanager_store_conformance_and_labels() {
     let p = provider().await;
     let name = format!("store/{}", uuid::Uuid::new_v4().simple());
     let loc = StoreLocation { provider: "aws".into(), mount: String::new(), path: name.clone(), field: "value".into() };
-    conformance::store_contract(p.as_store().unwrap(), &loc).await;
+    conformance::store_contract(p.as_store().unwrap(), &loc, p.kind()).await;
     // After two promotions: one AWSCURRENT, one AWSPREVIOUS, no AWSPENDING.
     let labels = moto().labels(&name).await;
     let all: Vec<&String> = labels.values().flatten().collect();

@@ -6,9 +6,11 @@
 mod common;
 
 use async_trait::async_trait;
-use keysweep::playbook::model::{AdminLogin, DbAccountTarget, LdapProviderConfig, Limits, SecretRef, Target};
+use keysweep::playbook::model::{Limits, SecretRef, Target};
 use keysweep::provider::conformance::{self, Fixture};
 use keysweep::provider::{ErrorKind, Handle, Provider, Verdict};
+use keysweep::providers::account::{AdminLogin, DbAccountTarget};
+use keysweep::providers::ldap::LdapProviderConfig;
 use keysweep::providers::ldap::{classify_bind_refusal, ppolicy_error, BindRefusal, LdapProvider};
 use keysweep::secret::{Delivered, SecretString};
 
@@ -51,6 +53,17 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce(&'static common::ldap::Ld) -
     tokio::task::spawn_blocking(move || f(ldap())).await.unwrap()
 }
 
+/// The provider, logged in through a proxy that then drops every connection.
+async fn down() -> LdapProvider {
+    let l = tokio::task::spawn_blocking(ldap).await.unwrap();
+    let pw = l.admin_password.clone();
+    let upstream = l.url.trim_start_matches("ldap://").to_string();
+    common::faultproxy::behind_a_dead_proxy(&upstream, async |host: &str, port: u16| {
+        LdapProvider::connect("dir", &cfg(&format!("ldap://{host}:{port}")), &|_| Ok(SecretString::from(pw.clone()))).await.unwrap()
+    })
+    .await
+}
+
 /// One account whose password is rotated in place.
 struct SingleUser;
 #[async_trait]
@@ -60,6 +73,9 @@ impl Fixture for SingleUser {
         let p2 = pw.clone();
         let dn = blocking(move |l| l.create_account(&uniq("svc"), &p2)).await;
         (target(&dn, None, false), handle(&dn), SecretString::from(pw))
+    }
+    async fn unreachable(&self) -> Option<std::sync::Arc<dyn Provider>> {
+        Some(std::sync::Arc::new(down().await))
     }
 }
 
@@ -76,6 +92,9 @@ impl Fixture for AlternatingUsers {
         })
         .await;
         (target(&a, Some(&b), false), handle(&a), SecretString::from(pw))
+    }
+    async fn unreachable(&self) -> Option<std::sync::Arc<dyn Provider>> {
+        Some(std::sync::Arc::new(down().await))
     }
 }
 

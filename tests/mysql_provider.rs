@@ -8,10 +8,12 @@ mod common;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use keysweep::playbook::model::{AdminLogin, DbAccountTarget, Limits, MysqlProviderConfig, SecretRef, Target};
+use keysweep::playbook::model::{Limits, SecretRef, Target};
 use keysweep::provider::conformance::{self, Fixture};
 use keysweep::provider::{ErrorKind, Handle, Provider, Verdict};
+use keysweep::providers::account::{AdminLogin, DbAccountTarget};
 use keysweep::providers::mysql::MysqlProvider;
+use keysweep::providers::mysql::MysqlProviderConfig;
 use keysweep::secret::{Delivered, SecretString};
 
 use common::mysql::{lit, mysql};
@@ -65,6 +67,17 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.unwrap()
 }
 
+/// The provider, logged in through a proxy that then drops every connection.
+async fn down() -> MysqlProvider {
+    let m = tokio::task::spawn_blocking(mysql).await.unwrap();
+    common::faultproxy::behind_a_dead_proxy(&format!("{}:{}", m.host, m.port), async |_host: &str, port: u16| {
+        let cfg =
+            config(port, Limits { timeout: Some(keysweep::playbook::model::HumanDuration(std::time::Duration::from_secs(2))), ..Default::default() });
+        MysqlProvider::connect("maria", &cfg, &|_| Ok(SecretString::from(m.admin_password.clone()))).await.unwrap()
+    })
+    .await
+}
+
 /// A single user with a live password.
 struct SingleUser;
 #[async_trait]
@@ -75,6 +88,9 @@ impl Fixture for SingleUser {
         let (u, p) = (user.clone(), pw.clone());
         blocking(move || mysql().create_user(&u, &p)).await;
         (target(&user, None, false), user_handle(&user), SecretString::from(pw))
+    }
+    async fn unreachable(&self) -> Option<std::sync::Arc<dyn Provider>> {
+        Some(std::sync::Arc::new(down().await))
     }
 }
 
@@ -89,6 +105,9 @@ impl Fixture for AlternatingUsers {
         let (u, p) = (user.clone(), pw.clone());
         blocking(move || mysql().create_user(&u, &p)).await;
         (target(&user, Some(&clone), true), user_handle(&user), SecretString::from(pw))
+    }
+    async fn unreachable(&self) -> Option<std::sync::Arc<dyn Provider>> {
+        Some(std::sync::Arc::new(down().await))
     }
 }
 

@@ -203,7 +203,7 @@ fn secret_references_stay_references_and_env_values_are_not_flagged() {
     };
     let pb = load_with_env(&path, &real).unwrap_or_else(|d| panic!("{d}"));
     let keysweep::playbook::model::ProviderConfig::Vault(v) = &pb.providers["bao"].config else { panic!("not a vault provider") };
-    assert!(matches!(&v.auth, keysweep::playbook::model::VaultAuth::Token { token } if token.to_string() == "${env:REAL}"));
+    assert!(matches!(&v.auth, keysweep::providers::vault::config::VaultAuth::Token { token } if token.to_string() == "${env:REAL}"));
 }
 
 // ---------------------------------------------------------------------------

@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use common::postgres::{postgres, quote_ident, quote_literal};
-use keysweep::playbook::model::{AdminLogin, DbAccountTarget, HumanDuration, Limits, PostgresProviderConfig, SecretRef, Target};
+use keysweep::playbook::model::{HumanDuration, Limits, SecretRef, Target};
 use keysweep::provider::conformance::{self, Fixture};
 use keysweep::provider::{ErrorKind, Handle, Provider, Verdict};
+use keysweep::providers::account::{AdminLogin, DbAccountTarget};
 use keysweep::providers::postgres::PostgresProvider;
+use keysweep::providers::postgres::PostgresProviderConfig;
 use keysweep::secret::{Delivered, ExposeSecret, SecretString};
 
 fn cfg(user: &str, host: &str, port: u16, timeout: Option<Duration>) -> PostgresProviderConfig {
@@ -70,6 +72,17 @@ fn delivered(user: &str, pw: &str) -> Delivered {
     Delivered::new(SecretString::from(pw.to_string())).with_field("username", user)
 }
 
+/// The provider, logged in through a proxy that then drops every connection.
+async fn down() -> PostgresProvider {
+    let pg = blocking(postgres).await;
+    let pw = pg.admin_password.clone();
+    common::faultproxy::behind_a_dead_proxy(&format!("{}:{}", pg.host, pg.port), async |host: &str, port: u16| {
+        let c = cfg(&pg.admin_user, host, port, Some(Duration::from_secs(2)));
+        PostgresProvider::connect("pg", &c, &move |_| Ok(SecretString::from(pw.clone()))).await.unwrap()
+    })
+    .await
+}
+
 /// One login role with a live password.
 struct SingleRoles;
 #[async_trait]
@@ -79,6 +92,9 @@ impl Fixture for SingleRoles {
         let (u, p) = (user.clone(), pw.clone());
         blocking(move || postgres().create_role(&u, &p)).await;
         (target(&user, None, false), handle(&user), SecretString::from(pw))
+    }
+    async fn unreachable(&self) -> Option<std::sync::Arc<dyn Provider>> {
+        Some(std::sync::Arc::new(down().await))
     }
 }
 
@@ -98,6 +114,9 @@ impl Fixture for Pairs {
         })
         .await;
         (target(&user, Some(&clone), true), handle(&user), SecretString::from(pw))
+    }
+    async fn unreachable(&self) -> Option<std::sync::Arc<dyn Provider>> {
+        Some(std::sync::Arc::new(down().await))
     }
 }
 

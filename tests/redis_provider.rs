@@ -8,10 +8,12 @@ mod common;
 
 use async_trait::async_trait;
 use common::redis::{redis, Rd};
-use keysweep::playbook::model::{AdminLogin, DbAccountTarget, RedisProviderConfig, SecretRef, Target};
+use keysweep::playbook::model::{SecretRef, Target};
 use keysweep::provider::conformance::{self, Fixture};
 use keysweep::provider::{ErrorKind, Handle, Provider, Verdict};
+use keysweep::providers::account::{AdminLogin, DbAccountTarget};
 use keysweep::providers::redis::RedisProvider;
+use keysweep::providers::redis::RedisProviderConfig;
 use keysweep::secret::{Delivered, ExposeSecret, SecretString};
 
 async fn rd() -> &'static Rd {
@@ -59,6 +61,18 @@ fn delivered(user: &str, value: &str) -> Delivered {
     Delivered::new(SecretString::from(value.to_string())).with_field("username", user)
 }
 
+/// The provider, logged in through a proxy that then drops every connection.
+async fn down() -> RedisProvider {
+    let rd = rd().await;
+    common::faultproxy::behind_a_dead_proxy(&format!("{}:{}", rd.host, rd.port), async |host: &str, port: u16| {
+        let mut c = config(rd, &rd.admin_user);
+        (c.host, c.port) = (host.to_string(), port);
+        c.limits.timeout = Some(keysweep::playbook::model::HumanDuration(std::time::Duration::from_secs(2)));
+        RedisProvider::connect("cache", &c, &|_| Ok(SecretString::from(rd.admin_password.clone()))).await.unwrap()
+    })
+    .await
+}
+
 struct SingleUser;
 #[async_trait]
 impl Fixture for SingleUser {
@@ -68,6 +82,9 @@ impl Fixture for SingleUser {
         let (u, p) = (user.clone(), pw.clone());
         blocking(move |r| r.create_user(&u, &p)).await;
         (target(&user, None, false), handle(&user), SecretString::from(pw))
+    }
+    async fn unreachable(&self) -> Option<std::sync::Arc<dyn Provider>> {
+        Some(std::sync::Arc::new(down().await))
     }
 }
 
@@ -91,6 +108,9 @@ impl Fixture for Pair {
         })
         .await;
         (target(&a, Some(&b), self.create_clone), handle(&a), SecretString::from(pw))
+    }
+    async fn unreachable(&self) -> Option<std::sync::Arc<dyn Provider>> {
+        Some(std::sync::Arc::new(down().await))
     }
 }
 

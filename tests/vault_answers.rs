@@ -7,11 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::faultproxy::{Fault, FaultProxy, Rule};
-use keysweep::playbook::model::{
-    HumanDuration, Limits, SecretRef, Target, VaultApproleTarget, VaultAuth, VaultKvTarget, VaultProviderConfig, VaultTokenTarget,
-};
+use keysweep::playbook::model::{HumanDuration, Limits, SecretRef, Target};
 use keysweep::playbook::StoreLocation;
 use keysweep::provider::{ErrorKind, Handle, Provider, Verdict};
+use keysweep::providers::vault::config::{VaultApproleTarget, VaultAuth, VaultKvTarget, VaultProviderConfig, VaultTokenTarget};
 use keysweep::providers::vault::VaultProvider;
 use keysweep::secret::{Delivered, ExposeSecret, SecretString};
 use serde_json::{json, Value};

@@ -4,10 +4,11 @@
 mod common;
 
 use async_trait::async_trait;
-use keysweep::playbook::model::{SecretRef, Target, VaultApproleTarget, VaultAuth, VaultKvTarget, VaultProviderConfig, VaultTokenTarget};
+use keysweep::playbook::model::{SecretRef, Target};
 use keysweep::playbook::StoreLocation;
 use keysweep::provider::conformance::{self, Fixture};
 use keysweep::provider::{Handle, Provider};
+use keysweep::providers::vault::config::{VaultApproleTarget, VaultAuth, VaultKvTarget, VaultProviderConfig, VaultTokenTarget};
 use keysweep::providers::vault::VaultProvider;
 use keysweep::secret::SecretString;
 use serde_json::json;
@@ -24,6 +25,19 @@ async fn provider() -> VaultProvider {
     VaultProvider::connect("bao", &cfg, &|_| Ok(SecretString::from(common::ROOT_TOKEN.to_string()))).await.unwrap()
 }
 
+/// A provider whose address refuses every connection, trying once.
+async fn down() -> VaultProvider {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let cfg = VaultProviderConfig {
+        address: format!("http://{closed}"),
+        namespace: None,
+        auth: VaultAuth::Token { token: SecretRef::Env("KS_TEST_TOKEN".into()) },
+        pending_prefix: "keysweep-pending".into(),
+        limits: keysweep::playbook::model::Limits { max_attempts: Some(1), ..Default::default() },
+    };
+    VaultProvider::connect("bao", &cfg, &|_| Ok(SecretString::from(common::ROOT_TOKEN.to_string()))).await.unwrap()
+}
+
 struct Tokens;
 #[async_trait]
 impl Fixture for Tokens {
@@ -31,6 +45,9 @@ impl Fixture for Tokens {
         let (t, a) = tokio::task::spawn_blocking(|| common::bao().create_token(&["default"], json!({}))).await.unwrap();
         let target = Target::VaultToken(VaultTokenTarget { accessor: Some(a.clone()), policies: None, ttl: None, role: None, orphan: None });
         (target, Handle::from([("accessor".to_string(), a)]), SecretString::from(t))
+    }
+    async fn unreachable(&self) -> Option<std::sync::Arc<dyn Provider>> {
+        Some(std::sync::Arc::new(down().await))
     }
 }
 
@@ -49,6 +66,9 @@ impl Fixture for SecretIds {
         let target = Target::VaultApproleSecretId(VaultApproleTarget { mount: "approle".into(), role, secret_id_accessor: Some(a.clone()) });
         (target, Handle::from([("accessor".to_string(), a)]), SecretString::from(s))
     }
+    async fn unreachable(&self) -> Option<std::sync::Arc<dyn Provider>> {
+        Some(std::sync::Arc::new(down().await))
+    }
 }
 
 struct KvSecrets;
@@ -66,6 +86,9 @@ impl Fixture for KvSecrets {
             destroy_old: true,
         });
         (target, Handle::from([("version".to_string(), v.to_string())]), SecretString::from("kv-conformance-value".to_string()))
+    }
+    async fn unreachable(&self) -> Option<std::sync::Arc<dyn Provider>> {
+        Some(std::sync::Arc::new(down().await))
     }
 }
 
@@ -96,7 +119,7 @@ async fn vault_kv_store_conformance() {
         path: format!("store/{}", uuid::Uuid::new_v4().simple()),
         field: "value".into(),
     };
-    conformance::store_contract(p.as_store().unwrap(), &loc).await;
+    conformance::store_contract(p.as_store().unwrap(), &loc, p.kind()).await;
 }
 
 #[tokio::test]

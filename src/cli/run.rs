@@ -133,6 +133,14 @@ fn recorded_due(journal: &Journal, record: &RunRecord) -> Result<Option<HashMap<
     let mut out = HashMap::new();
     for e in journal.events(&record.id)?.into_iter().filter(|e| e.step == "plan") {
         let d = &e.detail;
+        // The decision as recorded, typed.
+        if let Ok(decision) = serde_json::from_value::<Due>(d["decision"].clone()) {
+            if d["selected"].as_bool() == Some(true) || matches!(decision, Due::NotDue(_)) {
+                out.insert(e.cred_id, decision);
+            }
+            continue;
+        }
+        // A run planned by a release before decisions were recorded typed.
         let why = d["due"].as_str().unwrap_or_default().to_string();
         let decision = if d["selected"].as_bool() == Some(true) {
             let action = if d["action"] == "revoke" { Action::Revoke } else { Action::Rotate };
@@ -220,12 +228,10 @@ async fn execute(
     // Connect before anything is recorded: an unreachable provider or a
     // refused login changes nothing.
     let mut needed = common::needed_providers(&plan);
-    // The Vault providers that keep claims for stores without check-and-set.
+    // The providers that keep claims for stores without check-and-set.
     for n in needed.clone() {
-        if let Some(crate::playbook::model::ProviderConfig::Aws(a)) = pb.providers.get(&n).map(|e| &e.config) {
-            if let Some(ci) = &a.claims_in {
-                needed.insert(ci.provider.clone());
-            }
+        if let Some(ci) = pb.providers.get(&n).and_then(|e| e.config.spec().claims_in()) {
+            needed.insert(ci.provider.clone());
         }
     }
     let providers = crate::provider::registry::connect(&pb, &needed).await?;
@@ -242,6 +248,7 @@ async fn execute(
                 let detail = json!({
                     "selected": w.selected(), "skip": w.skip, "steps": w.steps,
                     "action": w.cred.action.as_str(), "due": due_notes.get(&w.cred.id),
+                    "decision": due.as_ref().and_then(|d| d.get(&w.cred.id)),
                 });
                 (w.cred.id.clone(), "plan".to_string(), "info".to_string(), detail)
             })
@@ -278,10 +285,7 @@ async fn execute(
         claims_in: pb
             .providers
             .iter()
-            .filter_map(|(n, e)| match &e.config {
-                crate::playbook::model::ProviderConfig::Aws(a) => a.claims_in.as_ref().map(|ci| (n.clone(), (ci.provider.clone(), ci.mount.clone()))),
-                _ => None,
-            })
+            .filter_map(|(n, e)| e.config.spec().claims_in().map(|ci| (n.clone(), (ci.provider.clone(), ci.mount.clone()))))
             .collect(),
     };
     let states = engine.execute(&plan).await;

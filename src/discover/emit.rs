@@ -12,11 +12,7 @@ use std::fmt::Write;
 use super::{DiscoveryReport, FindingKind};
 use crate::playbook::{Playbook, OWNER_MARKER};
 use crate::provider::capabilities;
-
-/// A scalar as YAML: JSON's double-quoted strings are valid YAML.
-fn q(s: &str) -> String {
-    serde_json::to_string(s).expect("string")
-}
+use crate::provider::kind::{self, yaml_str as q, StoreKind};
 
 /// `[A-Za-z0-9._/-]` only, no empty segments.
 fn slug(s: &str) -> String {
@@ -37,40 +33,16 @@ fn slug(s: &str) -> String {
 
 /// The store a drafted rotation delivers to: the credential's own provider when
 /// it is a store, else the first store provider of the playbook.
-fn store_for(pb: &Playbook, provider: &str) -> Option<(String, &'static str)> {
-    let is_store = |k: &str| matches!(k, "vault" | "aws");
-    let own = pb.providers.get(provider).map(|p| p.config.kind()).filter(|k| is_store(k));
-    if let Some(k) = own {
-        return Some((provider.to_string(), k));
-    }
-    pb.providers.iter().find(|(_, p)| is_store(p.config.kind())).map(|(n, p)| (n.clone(), p.config.kind()))
+fn store_for(pb: &Playbook, provider: &str) -> Option<(String, StoreKind)> {
+    let store = |name: &String| pb.providers.get(name).and_then(|p| kind::store_kind(p.config.kind())).map(|s| (name.clone(), s));
+    store(&provider.to_string()).or_else(|| pb.providers.keys().find_map(store))
 }
 
 /// The `target:` of a drafted entry.
 fn target(kind: &str, id: &str, details: &std::collections::BTreeMap<String, String>) -> String {
-    match kind {
-        "vault_token" => format!("{{ kind: vault_token, accessor: {} }}", q(id)),
-        "vault_approle_secret_id" => format!(
-            "{{ kind: vault_approle_secret_id, mount: {}, role: {}, secret_id_accessor: {} }}",
-            q(details.get("mount").map(String::as_str).unwrap_or("approle")),
-            q(details.get("role").map(String::as_str).unwrap_or_default()),
-            q(id)
-        ),
-        "vault_kv_secret" => {
-            let (mount, path) = id.split_once('/').unwrap_or(("secret", id));
-            format!("{{ kind: vault_kv_secret, mount: {}, path: {} }}", q(mount), q(path))
-        }
-        "aws_iam_access_key" => format!(
-            "{{ kind: aws_iam_access_key, user: {}, access_key_id: {} }}",
-            q(details.get("user").map(String::as_str).unwrap_or_default()),
-            q(id)
-        ),
-        "aws_secretsmanager_secret" => format!("{{ kind: aws_secretsmanager_secret, name: {} }}", q(id)),
-        "mysql_user" => {
-            let (user, host) = id.rsplit_once('@').unwrap_or((id, "%"));
-            format!("{{ kind: mysql_user, user: {}, host: {} }}", q(user), q(host))
-        }
-        other => format!("{{ kind: {other}, user: {} }}", q(id)),
+    match kind::kind_info(kind) {
+        Some(k) => format!("{{ kind: {kind}, {} }}", (k.draft)(id, details)),
+        None => format!("{{ kind: {kind}, id: {} }}", q(id)),
     }
 }
 
@@ -101,12 +73,7 @@ pub fn draft(pb: &Playbook, report: &DiscoveryReport) -> Option<String> {
         let no_store = needs_store && store.is_none() && caps.is_some_and(|c| c.revoke);
         let revoke = (inactive || no_store) && caps.is_some_and(|c| c.revoke);
         // An id names the credential, not a key id (which the loader takes for a pasted secret).
-        let name = match f.kind.as_str() {
-            "aws_iam_access_key" => {
-                format!("{}-key-{}", f.details.get("user").map(String::as_str).unwrap_or("user"), &f.id[f.id.len().saturating_sub(4)..])
-            }
-            _ => f.id.clone(),
-        };
+        let name = kind::kind_info(&f.kind).map(|k| (k.draft_name)(&f.id, &f.details)).unwrap_or_else(|| f.id.clone());
         let base = format!("discovered/{}/{}", slug(&f.provider), slug(&name));
         let mut id = base.clone();
         let mut n = 2;
@@ -131,14 +98,8 @@ pub fn draft(pb: &Playbook, report: &DiscoveryReport) -> Option<String> {
         let _ = writeln!(s, "    action: {action}");
         let _ = writeln!(s, "    target: {}", target(&f.kind, &f.id, &f.details));
         if !revoke && needs_store {
-            match store {
-                Some((store, "aws")) => {
-                    let _ = writeln!(s, "    deliver_to: [{{ provider: {}, path: \"keysweep/{{id}}\" }}]  # where do consumers read it?", q(&store));
-                }
-                Some((store, _)) => {
-                    let _ = writeln!(s, "    deliver_to: [{{ provider: {}, path: \"{{id}}\" }}]  # where do consumers read it?", q(&store));
-                }
-                None => {}
+            if let Some((store, kind)) = store {
+                let _ = writeln!(s, "    deliver_to: [{{ provider: {}, path: {} }}]  # where do consumers read it?", q(&store), q(kind.draft_path));
             }
         }
         if no_store {

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::playbook::model::{Action, ProviderConfig, SecretRef, Target};
+use crate::playbook::model::{Action, ProviderConfig, SecretRef};
 use crate::playbook::{Credential, Playbook};
 use crate::provider::registry::Providers;
 use crate::provider::{capabilities, InventoryItem};
@@ -209,15 +209,6 @@ pub struct Gathered {
     pub notes: Vec<String>,
 }
 
-/// Kinds whose identity can move into the store on rotation.
-fn identity_in_store(t: &Target) -> bool {
-    match t {
-        Target::VaultToken(_) | Target::VaultApproleSecretId(_) | Target::AwsIamAccessKey(_) => true,
-        Target::PostgresRole(d) | Target::MysqlUser(d) | Target::RedisAclUser(d) | Target::LdapAccount(d) => d.alternate_with.is_some(),
-        _ => false,
-    }
-}
-
 /// Asks every provider in `providers` (the connected ones) for its inventory,
 /// and every store for the public fields of the credentials' current values.
 pub async fn gather(
@@ -246,7 +237,7 @@ pub async fn gather(
 
     let mut notes = vec![];
     let wanted: Vec<&Credential> =
-        pb.credentials.iter().filter(|c| identity_in_store(&c.target) && !c.deliver_to.is_empty() && c.action == Action::Rotate).collect();
+        pb.credentials.iter().filter(|c| c.target.spec().identity_in_store() && !c.deliver_to.is_empty() && c.action == Action::Rotate).collect();
     let reads = futures::stream::iter(wanted.into_iter().map(|c| async move {
         let loc = &c.deliver_to[0];
         let Some(store) = providers.store(&loc.provider) else { return (c.id.clone(), Err(format!("store `{}` is not connected", loc.provider))) };
@@ -287,80 +278,38 @@ fn abbreviate(items: &[String]) -> String {
     }
 }
 
-/// How `discover` names an item (KV secrets as `mount/path`).
+/// How `discover` names an item (by its kind's rule, e.g. KV secrets as `mount/path`).
 pub fn display_id(it: &InventoryItem) -> String {
-    match it.kind.as_str() {
-        "vault_kv_secret" => format!("{}/{}", it.details.get("mount").map(String::as_str).unwrap_or("secret"), it.id),
-        _ => it.id.clone(),
-    }
+    crate::provider::kind::display_id(it)
 }
 
-/// The key an item is matched by: its display id, DNs normalised.
+/// The key an item is matched by: its display id, as its kind normalises it.
 fn key_of(kind: &str, id: &str) -> String {
-    match kind {
-        "ldap_account" => norm_dn(id),
-        _ => id.to_string(),
-    }
-}
-
-/// `CN=App, OU=Services` and `cn=app,ou=services` are the same entry.
-fn norm_dn(dn: &str) -> String {
-    dn.split(',').map(|rdn| rdn.split('=').map(|p| p.trim().to_lowercase()).collect::<Vec<_>>().join("=")).collect::<Vec<_>>().join(",")
+    crate::provider::kind::match_key(kind, id)
 }
 
 /// The items a credential names: (kind, key, in service).
 fn claims(c: &Credential, stored: Option<&BTreeMap<String, String>>) -> Vec<(String, String, bool)> {
-    let kind = c.target.kind().to_string();
-    let field = |k: &str| stored.and_then(|s| s.get(k)).filter(|v| !v.is_empty()).cloned();
-    let one = |id: String| vec![(kind.clone(), key_of(&kind, &id), true)];
-    match &c.target {
-        Target::VaultToken(t) => field("accessor").or_else(|| t.accessor.clone()).map(one).unwrap_or_default(),
-        Target::VaultApproleSecretId(t) => field("accessor").or_else(|| t.secret_id_accessor.clone()).map(one).unwrap_or_default(),
-        Target::VaultKvSecret(t) => one(format!("{}/{}", t.mount, t.path)),
-        Target::AwsIamAccessKey(t) => field(crate::providers::aws::iam::KEY_ID).or_else(|| t.access_key_id.clone()).map(one).unwrap_or_default(),
-        Target::AwsSecretsmanagerSecret(t) => one(t.name.clone()),
-        Target::PostgresRole(d) | Target::MysqlUser(d) | Target::RedisAclUser(d) | Target::LdapAccount(d) => {
-            let name = |u: &str| match &c.target {
-                Target::MysqlUser(_) => format!("{u}@{}", d.host.as_deref().unwrap_or("%")),
-                _ => u.to_string(),
-            };
-            let empty = BTreeMap::new();
-            let in_service = d.user_in(stored.unwrap_or(&empty)).to_string();
-            let mut out = vec![(kind.clone(), key_of(&kind, &name(&in_service)), true)];
-            for u in [Some(d.user.as_str()), d.alternate_with.as_deref()].into_iter().flatten() {
-                if u != in_service {
-                    out.push((kind.clone(), key_of(&kind, &name(u)), false));
-                }
-            }
-            out
-        }
-    }
+    let kind = c.target.kind();
+    c.target.spec().claimed(stored).into_iter().map(|(id, in_service)| (kind.to_string(), key_of(kind, &id), in_service)).collect()
 }
 
 /// Store entries the playbook uses: delivery targets and `${store:…}` references.
 fn store_keys(pb: &Playbook) -> Vec<(String, String, String, String)> {
     let mut out = vec![];
-    let kind_of = |provider: &str| pb.providers.get(provider).map(|p| p.config.kind());
-    let store_kind = |pk: &str| match pk {
-        "vault" => Some("vault_kv_secret"),
-        "aws" => Some("aws_secretsmanager_secret"),
-        _ => None,
-    };
+    let store_of = |provider: &str| pb.providers.get(provider).and_then(|p| crate::provider::kind::store_kind(p.config.kind()));
     for c in &pb.credentials {
         for d in &c.deliver_to {
-            let Some(k) = kind_of(&d.provider).and_then(store_kind) else { continue };
-            let key = if k == "vault_kv_secret" { format!("{}/{}", d.mount, d.path) } else { d.path.clone() };
-            out.push((d.provider.clone(), k.to_string(), key, format!("delivery store of `{}`", c.id)));
+            let Some(store) = store_of(&d.provider) else { continue };
+            out.push((d.provider.clone(), store.entry_kind.to_string(), (store.entry_id)(d), format!("delivery store of `{}`", c.id)));
         }
     }
     for (name, entry) in &pb.providers {
         for r in provider_refs(&entry.config) {
             if let SecretRef::Store { provider, path, field } = r {
-                let Some(pk) = kind_of(provider) else { continue };
-                let Some(k) = store_kind(pk) else { continue };
-                let loc = crate::provider::registry::store_location(pk, provider, path, field);
-                let key = if k == "vault_kv_secret" { format!("{}/{}", loc.mount, loc.path) } else { loc.path.clone() };
-                out.push((provider.clone(), k.to_string(), key, format!("holds provider `{name}`'s login")));
+                let Some(store) = store_of(provider) else { continue };
+                let loc = (store.location)(provider, path, field);
+                out.push((provider.clone(), store.entry_kind.to_string(), (store.entry_id)(&loc), format!("holds provider `{name}`'s login")));
             }
         }
     }
@@ -436,17 +385,18 @@ pub fn compare(pb: &Playbook, g: &Gathered, now: DateTime<Utc>) -> DiscoveryRepo
     for c in &pb.credentials {
         let kind = c.target.kind().to_string();
         let mut cl = claims(c, g.stored.get(&c.id));
-        // An IAM key named by its user only (before its first rotation):
-        // every key of that user is the one the engine would take.
-        if let (Target::AwsIamAccessKey(t), true) = (&c.target, cl.is_empty()) {
+        // An entry that names no item yet (before its first rotation): the
+        // items its kind says it would take.
+        if cl.is_empty() {
+            let spec = c.target.spec();
             cl = slots
                 .iter()
-                .filter(|((p, k, _), s)| *p == c.provider && k == "aws_iam_access_key" && s.item.details.get("user") == Some(&t.user))
+                .filter(|((p, k, _), s)| *p == c.provider && *k == kind && spec.takes_unnamed(s.item))
                 .map(|((_, k, key), _)| (k.clone(), key.clone(), true))
                 .collect();
-            if cl.is_empty() {
-                // No key at all: stale, named by the user.
-                cl.push(("aws_iam_access_key".into(), format!("(any key of {})", t.user), true));
+            if let (true, Some(label)) = (cl.is_empty(), spec.unnamed_label()) {
+                // Nothing at all: stale, named by the label.
+                cl.push((kind.clone(), label, true));
             }
         }
         let mut st = CredentialStatus {
@@ -613,7 +563,9 @@ pub fn compare(pb: &Playbook, g: &Gathered, now: DateTime<Utc>) -> DiscoveryRepo
             continue;
         }
         if let Some(rule) = pb.discovery.ignore.iter().find(|r| {
-            r.provider == *prov && r.kind.as_deref().is_none_or(|k| k == kind) && crate::plan::glob_match(&key_of(kind, &r.id), &key_of(kind, &id))
+            r.provider == *prov
+                && r.kind.as_deref().is_none_or(|k| k == kind)
+                && crate::playbook::rules::glob_match(&key_of(kind, &r.id), &key_of(kind, &id))
         }) {
             pc.ignored += 1;
             ignored.push(Ignored { provider: prov.clone(), kind: kind.clone(), id, reason: rule.reason.clone() });
@@ -729,7 +681,7 @@ pub fn limits(pb: &Playbook, g: &Gathered) -> Limits {
         if !caps.rotate {
             l.cannot_rotate.push(c.id.clone());
         }
-        let keeps_old = matches!(&c.target, Target::VaultKvSecret(t) if !t.destroy_old);
+        let keeps_old = c.target.spec().keeps_old().is_some();
         if !caps.verify_dead || keeps_old {
             l.cannot_verify.push(c.id.clone());
         }
@@ -744,14 +696,7 @@ pub fn limits(pb: &Playbook, g: &Gathered) -> Limits {
     l
 }
 
-/// What `run --due` does with one credential.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Due {
-    /// Act now, with this action, for this reason.
-    Act(Action, String),
-    /// Leave it; why.
-    NotDue(String),
-}
+pub use crate::lifecycle::Due;
 
 /// Whether a hygiene run acts on `c`, given what discovery knows about it.
 pub fn due(c: &Credential, st: &CredentialStatus, now: DateTime<Utc>) -> Due {
@@ -768,7 +713,7 @@ pub fn due(c: &Credential, st: &CredentialStatus, now: DateTime<Utc>) -> Due {
     if c.action == Action::Revoke {
         return Due::Act(Action::Revoke, "listed for revocation and still held".into());
     }
-    let pair = matches!(&c.target, Target::PostgresRole(d) | Target::MysqlUser(d) | Target::RedisAclUser(d) | Target::LdapAccount(d) if d.alternate_with.is_some());
+    let pair = c.target.spec().alternating();
     if c.revoke_inactive && st.inactive && caps.is_some_and(|k| k.revoke) && !pair {
         // A never-used secret gets `inactive_after` from its creation to be picked up.
         let idle_since = st.last_used.as_deref().or(st.created.as_deref()).and_then(parse_time);

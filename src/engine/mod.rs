@@ -11,7 +11,6 @@
 //! - a "dead" verdict comes only from the provider's own refusal; anything
 //!   else is retried within the credential's bound, then reported `unverified`.
 
-pub mod retry;
 pub mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -592,7 +591,7 @@ impl Engine {
                         format!("refused to retire {:?}: the store says it is the secret in service; nothing was retired", st.old_handle),
                     ));
                 }
-                retry::retry(retry::RetryPolicy::default(), || p.retire(&c.target, &st.old_handle)).await.map_err(|e| fail(Step::Retire, e))?;
+                p.retire(&c.target, &st.old_handle).await.map_err(|e| fail(Step::Retire, e))?;
             }
             self.rec(id, "retire", "done", json!({})).await?;
         }
@@ -637,7 +636,7 @@ impl Engine {
         if !st.retire_done {
             self.observer.step(&c.provider, id, Step::Retire);
             self.rec(id, "retire", "started", json!({ "old": handle_json(&old) })).await?;
-            retry::retry(retry::RetryPolicy::default(), || p.retire(&c.target, &old)).await.map_err(|e| fail(Step::Retire, e))?;
+            p.retire(&c.target, &old).await.map_err(|e| fail(Step::Retire, e))?;
             self.rec(id, "retire", "done", json!({})).await?;
         }
         self.observer.step(&c.provider, id, Step::VerifyDead);

@@ -81,40 +81,95 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_run ON events(run_id, cred_id, seq);
 ";
 
-/// Test hook: `KEYSWEEP_CRASH_AT=<step>:<status>:<n>` aborts the process right
-/// after the n-th matching record is durable, to prove resume from that point.
+/// Test hook (cargo feature `crash-hook`, never in a release build):
+/// `KEYSWEEP_CRASH_AT=<step>:<status>:<n>` aborts the process right after the
+/// n-th matching record is durable, to prove resume from that point. In
+/// process ([`Journal::open_crashing`]) the writer instead stops answering
+/// from that record on, as a dead process would, and raises a flag, so that
+/// a test can drop the run there and resume it.
+#[cfg(feature = "crash-hook")]
 struct CrashAt {
     step: String,
     status: String,
     after: u64,
     seen: u64,
+    in_process: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
+#[cfg(feature = "crash-hook")]
 impl CrashAt {
     fn from_env() -> Option<CrashAt> {
         let v = std::env::var("KEYSWEEP_CRASH_AT").ok()?;
         let mut it = v.splitn(3, ':');
         let (step, status, n) = (it.next()?, it.next()?, it.next()?.parse().ok()?);
-        Some(CrashAt { step: step.into(), status: status.into(), after: n, seen: 0 })
+        Some(CrashAt { step: step.into(), status: status.into(), after: n, seen: 0, in_process: None })
+    }
+
+    /// Whether `batch` holds the record to crash after.
+    fn reached(&mut self, batch: &[(Vec<Cmd>, Reply)]) -> bool {
+        let mut now = false;
+        for cmd in batch.iter().flat_map(|(cmds, _)| cmds) {
+            if let Cmd::Event { step, status, .. } = cmd {
+                if *step == self.step && *status == self.status {
+                    self.seen += 1;
+                    now |= self.seen >= self.after;
+                }
+            }
+        }
+        now
+    }
+}
+
+#[cfg(not(feature = "crash-hook"))]
+struct CrashAt;
+
+#[cfg(not(feature = "crash-hook"))]
+impl CrashAt {
+    fn from_env() -> Option<CrashAt> {
+        None
+    }
+    fn reached(&mut self, _batch: &[(Vec<Cmd>, Reply)]) -> bool {
+        false
     }
 }
 
 /// Test hook for points between journal records (e.g. after a mint returned,
-/// before the store write): `KEYSWEEP_CRASH_AT=<point>:reached:<n>`.
+/// before the store write): `KEYSWEEP_CRASH_AT=<point>:reached:<n>`. Does
+/// nothing without the cargo feature `crash-hook`.
 pub fn crash_point(point: &str) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEEN: AtomicU64 = AtomicU64::new(0);
-    let Ok(v) = std::env::var("KEYSWEEP_CRASH_AT") else { return };
-    let mut it = v.splitn(3, ':');
-    let (Some(p), Some("reached"), Some(n)) = (it.next(), it.next(), it.next().and_then(|n| n.parse::<u64>().ok())) else { return };
-    if p == point && SEEN.fetch_add(1, Ordering::SeqCst) + 1 >= n {
-        eprintln!("keysweep: KEYSWEEP_CRASH_AT reached at {point}; aborting (test hook)");
-        std::process::abort();
+    #[cfg(feature = "crash-hook")]
+    {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEEN: AtomicU64 = AtomicU64::new(0);
+        let Ok(v) = std::env::var("KEYSWEEP_CRASH_AT") else { return };
+        let mut it = v.splitn(3, ':');
+        let (Some(p), Some("reached"), Some(n)) = (it.next(), it.next(), it.next().and_then(|n| n.parse::<u64>().ok())) else { return };
+        if p == point && SEEN.fetch_add(1, Ordering::SeqCst) + 1 >= n {
+            eprintln!("keysweep: KEYSWEEP_CRASH_AT reached at {point}; aborting (test hook)");
+            std::process::abort();
+        }
     }
+    #[cfg(not(feature = "crash-hook"))]
+    let _ = point;
 }
 
 impl Journal {
     pub fn open(path: &Path) -> Result<Journal> {
+        Self::open_with(path, CrashAt::from_env())
+    }
+
+    /// Opens the journal with an in-process crash after the `n`-th durable
+    /// `step`/`status` record: from then on nothing more is written and no
+    /// write is answered (the run hangs where a killed process would have
+    /// stopped); the flag returned is raised at that moment.
+    #[cfg(feature = "crash-hook")]
+    pub fn open_crashing(path: &Path, step: &str, status: &str, n: u64) -> Result<(Journal, std::sync::Arc<std::sync::atomic::AtomicBool>)> {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let crash = CrashAt { step: step.into(), status: status.into(), after: n, seen: 0, in_process: Some(flag.clone()) };
+        Ok((Self::open_with(path, Some(crash))?, flag))
+    }
+
+    fn open_with(path: &Path, crash: Option<CrashAt>) -> Result<Journal> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::lock::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -131,10 +186,13 @@ impl Journal {
         writer.execute_batch(SCHEMA).context("creating journal schema")?;
         let reader = open_conn(path)?;
         let (tx, rx) = mpsc::channel::<(Vec<Cmd>, Reply)>();
-        let mut crash = CrashAt::from_env();
+        let mut crash = crash;
         std::thread::Builder::new()
             .name("keysweep-journal".into())
             .spawn(move || {
+                // After an in-process crash: writes never answered.
+                let mut dead = false;
+                let mut hung: Vec<Reply> = vec![];
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     while let Ok(more) = rx.try_recv() {
@@ -143,21 +201,20 @@ impl Journal {
                             break;
                         }
                     }
-                    let res = write_batch(&mut writer, &batch).map_err(|e| format!("{e:#}"));
-                    let mut crash_now = false;
-                    if let (Ok(()), Some(c)) = (&res, crash.as_mut()) {
-                        for (cmds, _) in &batch {
-                            for cmd in cmds {
-                                if let Cmd::Event { step, status, .. } = cmd {
-                                    if *step == c.step && *status == c.status {
-                                        c.seen += 1;
-                                        crash_now |= c.seen >= c.after;
-                                    }
-                                }
-                            }
-                        }
+                    if dead {
+                        hung.extend(batch.into_iter().map(|(_, r)| r));
+                        continue;
                     }
+                    let res = write_batch(&mut writer, &batch).map_err(|e| format!("{e:#}"));
+                    let crash_now = res.is_ok() && crash.as_mut().is_some_and(|c| c.reached(&batch));
                     if crash_now {
+                        #[cfg(feature = "crash-hook")]
+                        if let Some(flag) = crash.as_ref().and_then(|c| c.in_process.clone()) {
+                            dead = true;
+                            hung.extend(batch.into_iter().map(|(_, r)| r));
+                            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                            continue;
+                        }
                         eprintln!("keysweep: KEYSWEEP_CRASH_AT reached; aborting (test hook)");
                         std::process::abort();
                     }

@@ -29,20 +29,15 @@ use serde_yaml::Value;
 use sha2::{Digest, Sha256};
 
 use super::locate::{LocationIndex, Pos, Seg, YamlPath};
-use super::model::{
-    is_env_name, Action, AwsIamKeyTarget, AwsProviderConfig, AwsSecretTarget, CredentialSpec, Defaults, Delivery, PlaybookFile, ProviderConfig,
-    SecretRef, Target, VaultApproleTarget, VaultKvTarget, VaultProviderConfig, VaultTokenTarget,
+use super::model::{is_env_name, Action, CredentialSpec, Defaults, Delivery, PlaybookFile, ProviderConfig, SecretRef};
+pub use super::rules::{
+    address_problem, duration_problem, host_problem, store_path_problem, MAX_GRACE_PERIOD, MAX_LONG_DURATION, MAX_SHORT_DURATION,
 };
 use super::{Credential, Diagnostic, Diagnostics, Discovery, Location, Playbook, ProviderEntry, StoreLocation, Verify};
-use crate::provider::capabilities;
+use crate::provider::kind::{self, capabilities, CheckCx, Problem};
 
 /// The playbook format version this release reads.
 pub const VERSION: u32 = 1;
-
-/// Keys whose values are references to secrets (`${env:VAR}`), kept as written.
-const SECRET_KEYS: &[&str] = &["token", "secret_id", "role_id", "password"];
-/// Provider kinds that can act as delivery stores.
-const STORE_KINDS: &[&str] = &["vault", "aws"];
 
 /// Largest playbook file read (a playbook is text a person writes; anything
 /// larger is a mistake, or `/dev/zero`).
@@ -57,31 +52,6 @@ pub const MAX_INCLUDE_DEPTH: usize = 32;
 pub const MAX_GLOB_DEPTH: usize = 16;
 /// Most directory entries a glob looks at before giving up.
 pub const MAX_GLOB_VISITS: usize = 100_000;
-
-/// Longest `max_age`, `inactive_after` and token `ttl`: ten years.
-pub const MAX_LONG_DURATION: Duration = Duration::from_secs(3650 * 86_400);
-/// Longest `grace_period`: a run waits this long before retiring.
-pub const MAX_GRACE_PERIOD: Duration = Duration::from_secs(86_400);
-/// Longest `verify.interval` and `limits.timeout`.
-pub const MAX_SHORT_DURATION: Duration = Duration::from_secs(3_600);
-
-fn format_max(max: Duration) -> String {
-    if max == MAX_LONG_DURATION {
-        "3650d (ten years)".into()
-    } else {
-        humantime::format_duration(max).to_string()
-    }
-}
-
-fn duration_example(field: &str) -> &'static str {
-    match field {
-        "grace_period" => "30s",
-        "interval" => "2s",
-        "timeout" => "30s",
-        "ttl" => "720h",
-        _ => "90d",
-    }
-}
 
 const INLINE_HINT: &str = "secrets are never written inline; put it in an environment variable and write ${env:NAME}";
 
@@ -595,88 +565,6 @@ pub(crate) fn expand_glob(pattern: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)
     Ok((found, unreadable))
 }
 
-/// What is wrong with a provider address, if anything. `scheme_ok` lists the
-/// schemes accepted. Never echoes a password written in the address.
-pub(crate) fn address_problem(address: &str, schemes: &[&str], allow_link_local: bool) -> Option<(String, String)> {
-    let url = match reqwest::Url::parse(address.trim()) {
-        Ok(u) => u,
-        Err(e) => {
-            let shown = if address.contains('@') { "(not shown: it contains `@`)".to_string() } else { format!("`{address}`") };
-            return Some((format!("address {shown} is not a URL: {e}"), format!("write e.g. `{}://vault.internal:8200`", schemes[0])));
-        }
-    };
-    if !url.username().is_empty() || url.password().is_some() {
-        return Some((
-            "the address carries a user name or password (`user:…@host`); credentials never go in an address".into(),
-            "remove the `user:…@` part; keysweep logs in with the provider's `auth:`/`admin:` login reference (`${env:NAME}`)".into(),
-        ));
-    }
-    if !schemes.contains(&url.scheme()) {
-        return Some((
-            format!("address scheme `{}` is not supported here", url.scheme()),
-            format!("use {}", schemes.iter().map(|s| format!("`{s}://`")).collect::<Vec<_>>().join(" or ")),
-        ));
-    }
-    let Some(host) = url.host() else {
-        return Some(("the address has no host".into(), format!("write e.g. `{}://vault.internal:8200`", schemes[0])));
-    };
-    if !allow_link_local {
-        if let Some(why) = host_problem(&host.to_string()) {
-            return Some(why);
-        }
-    }
-    None
-}
-
-/// Link-local and cloud metadata hosts: keysweep would send its admin login
-/// there. Refused unless the provider sets `allow_link_local: true`.
-pub(crate) fn host_problem(host: &str) -> Option<(String, String)> {
-    use std::net::IpAddr;
-    let h = host.trim().trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
-    let metadata_names = ["metadata.google.internal", "metadata", "metadata.azure.internal", "instance-data", "instance-data.ec2.internal"];
-    let hint =
-        "a provider never lives at a link-local or cloud metadata address; if this one really does, set `allow_link_local: true` on the provider"
-            .to_string();
-    if metadata_names.contains(&h.as_str()) {
-        return Some((format!("`{h}` is a cloud metadata service address"), hint));
-    }
-    let ip: IpAddr = h.parse().ok()?;
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    };
-    let metadata_ip = match ip {
-        IpAddr::V4(v4) => v4.octets() == [169, 254, 169, 254] || v4.octets() == [100, 100, 100, 200],
-        IpAddr::V6(v6) => v6.segments() == [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254],
-    };
-    if metadata_ip {
-        return Some((format!("`{ip}` is a cloud metadata service address"), hint));
-    }
-    let link_local = match ip {
-        IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
-    };
-    link_local.then(|| (format!("`{ip}` is a link-local address"), hint))
-}
-
-/// What is wrong with a store path, mount or prefix (`..`, `.`, empty segments,
-/// a leading `/`), if anything.
-pub(crate) fn store_path_problem(field: &str, value: &str) -> Option<String> {
-    if value.starts_with('/') {
-        return Some(format!("`{field}` starts with `/`"));
-    }
-    if value.split('/').any(|s| s == "..") {
-        return Some(format!("`{field}` contains a `..` segment"));
-    }
-    if value.split('/').any(|s| s == ".") {
-        return Some(format!("`{field}` contains a `.` segment"));
-    }
-    if !value.is_empty() && value.split('/').any(str::is_empty) {
-        return Some(format!("`{field}` has an empty segment (`//` or a trailing `/`)"));
-    }
-    None
-}
-
 // ---------------------------------------------------------------------------
 // The loader
 // ---------------------------------------------------------------------------
@@ -926,10 +814,11 @@ impl<'e> Loader<'e> {
     }
 
     fn check_string(&mut self, file: usize, path: &YamlPath, s: &mut String, key: Option<&str>) {
-        let is_secret_ref = key.is_some_and(|k| SECRET_KEYS.contains(&k));
-        // An IAM access key id names a key (AWS: "not secret"); the target lists it.
-        // So does a discovery ignore rule naming one.
-        let key_id_field = key == Some("access_key_id") || (key == Some("id") && path.to_string().starts_with("discovery.ignore["));
+        let is_secret_ref = key.is_some_and(kind::is_secret_key);
+        // A public id shaped like a secret (an IAM access key id: AWS calls it
+        // "not secret") names a key; a target lists it, and so may a
+        // discovery ignore rule.
+        let key_id_field = key.is_some_and(kind::is_public_id_key) || (key == Some("id") && path.to_string().starts_with("discovery.ignore["));
         let free_text = free_text_field(path).map(str::to_string);
         let shape = if free_text.is_some() { looks_like_secret_in_text(s) } else { looks_like_secret(s) };
         if let Some(what) = shape.filter(|w| !(key_id_field && *w == "an AWS access key id")) {
@@ -1013,67 +902,26 @@ impl<'e> Loader<'e> {
         }
     }
 
-    /// Addresses and store prefixes of one provider.
+    /// The adapter's own rules for one provider (addresses, prefixes).
     fn check_provider(&mut self, file: usize, path: &YamlPath, name: &str, config: &ProviderConfig) {
         let allow = self.allow_link_local.get(name).copied().unwrap_or(false);
-        let http = &["http", "https"][..];
-        let mut problems: Vec<(YamlPath, (String, String))> = Vec::new();
-        match config {
-            ProviderConfig::Vault(v) => {
-                problems.extend(address_problem(&v.address, http, allow).map(|p| (path.key("address"), p)));
-                if let Some(m) = store_path_problem("pending_prefix", &v.pending_prefix) {
-                    problems.push((path.key("pending_prefix"), (m, "write a relative prefix such as `keysweep-pending`".into())));
-                } else if v.pending_prefix.trim().is_empty() {
-                    problems.push((path.key("pending_prefix"), ("`pending_prefix` is empty".into(), "remove it to use `keysweep-pending`".into())));
-                }
-                if let super::model::VaultAuth::Approle { mount, .. } = &v.auth {
-                    if let Some(m) = store_path_problem("mount", mount) {
-                        problems.push((path.key("auth").key("mount"), (m, "write the auth mount's name, e.g. `approle`".into())));
-                    }
-                }
-            }
-            ProviderConfig::Aws(a) => {
-                if let Some(u) = &a.endpoint_url {
-                    problems.extend(address_problem(u, http, allow).map(|p| (path.key("endpoint_url"), p)));
-                }
-            }
-            ProviderConfig::Ldap(l) => {
-                problems.extend(address_problem(&l.url, &["ldap", "ldaps"], allow).map(|p| (path.key("url"), p)));
-            }
-            ProviderConfig::Postgres(super::model::PostgresProviderConfig { host, .. })
-            | ProviderConfig::Mysql(super::model::MysqlProviderConfig { host, .. })
-            | ProviderConfig::Redis(super::model::RedisProviderConfig { host, .. }) => {
-                if host.contains('@') {
-                    problems.push((
-                        path.key("host"),
-                        (
-                            "`host` carries a user name or password (`user:…@host`); credentials never go in an address".into(),
-                            "write the host alone; the login is the provider's `admin:` (`password: ${env:NAME}`)".into(),
-                        ),
-                    ));
-                } else if !allow {
-                    problems.extend(host_problem(host).map(|p| (path.key("host"), p)));
-                }
-            }
-        }
-        for (at, (msg, hint)) in problems {
-            self.error(file, &at, msg, Some(hint));
+        let problems = config.spec().check(allow);
+        self.report_problems(file, path, problems);
+    }
+
+    /// Problems an adapter found, each at its path below `base`.
+    fn report_problems(&mut self, file: usize, base: &YamlPath, problems: Vec<Problem>) {
+        for p in problems {
+            let at = p.at.iter().fold(base.clone(), |at, k| at.key(k.clone()));
+            self.error(file, &at, p.message, p.hint);
         }
     }
 
     /// A duration within bounds: not zero unless `zero_ok`, at most `max`.
     fn check_duration(&mut self, file: usize, path: &YamlPath, d: Option<Duration>, zero_ok: bool, max: Duration) {
-        let Some(d) = d else { return };
         let field = path.last_key().unwrap_or("duration").to_string();
-        if d.is_zero() && !zero_ok {
-            self.error(file, path, format!("`{field}` must be longer than 0s"), Some(format!("write e.g. `{}`", duration_example(&field))));
-        } else if d > max {
-            self.error(
-                file,
-                path,
-                format!("`{field}` is {}; it must be at most {}", humantime::format_duration(d), format_max(max)),
-                Some(format!("a longer `{field}` is a typo or a unit mistake; write e.g. `{}`", duration_example(&field))),
-            );
+        if let Some((msg, hint)) = duration_problem(&field, d, zero_ok, max) {
+            self.error(file, path, msg, Some(hint));
         }
     }
 
@@ -1187,15 +1035,7 @@ impl<'e> Loader<'e> {
         match serde_path_to_error::deserialize::<_, ProviderConfig>(v) {
             Ok(cfg) => Some(cfg),
             Err(e) => {
-                let precise = match tag_of(v, "kind").as_deref() {
-                    Some("vault") => inner_error::<VaultProviderConfig>(v, "kind"),
-                    Some("aws") => inner_error::<AwsProviderConfig>(v, "kind"),
-                    Some("postgres") => inner_error::<crate::playbook::model::PostgresProviderConfig>(v, "kind"),
-                    Some("mysql") => inner_error::<crate::playbook::model::MysqlProviderConfig>(v, "kind"),
-                    Some("redis") => inner_error::<crate::playbook::model::RedisProviderConfig>(v, "kind"),
-                    Some("ldap") => inner_error::<crate::playbook::model::LdapProviderConfig>(v, "kind"),
-                    _ => None,
-                };
+                let precise = tag_of(v, "kind").and_then(|k| inner_error(v, "kind", |u| crate::providers::provider_error(&k, u)));
                 let (sub, msg) = precise.unwrap_or_else(|| (join_serde_path(path, e.path()), e.inner().to_string()));
                 let sub = if sub.0.starts_with(&path.0) { sub } else { concat(path, &sub) };
                 self.serde_error(file, root, sub, msg);
@@ -1215,17 +1055,7 @@ impl<'e> Loader<'e> {
                 let target_path = path.key("target");
                 if at == target_path {
                     let t = value_at(root, &target_path).unwrap_or(&Value::Null);
-                    let precise = match tag_of(t, "kind").as_deref() {
-                        Some("vault_token") => inner_error::<VaultTokenTarget>(t, "kind"),
-                        Some("vault_approle_secret_id") => inner_error::<VaultApproleTarget>(t, "kind"),
-                        Some("vault_kv_secret") => inner_error::<VaultKvTarget>(t, "kind"),
-                        Some("aws_iam_access_key") => inner_error::<AwsIamKeyTarget>(t, "kind"),
-                        Some("aws_secretsmanager_secret") => inner_error::<AwsSecretTarget>(t, "kind"),
-                        Some("postgres_role" | "mysql_user" | "redis_acl_user" | "ldap_account") => {
-                            inner_error::<crate::playbook::model::DbAccountTarget>(t, "kind")
-                        }
-                        _ => None,
-                    };
+                    let precise = tag_of(t, "kind").and_then(|k| inner_error(t, "kind", |u| crate::providers::target_error(&k, u)));
                     if let Some((sub, m)) = precise {
                         at = concat(&target_path, &sub);
                         msg = m;
@@ -1338,25 +1168,27 @@ impl<'e> Loader<'e> {
             }
         }
 
-        // Where stores without check-and-set keep their claims: a Vault provider.
+        // Where stores without check-and-set keep their claims: a store that keeps its own.
         for (file, data) in all_data.iter().enumerate() {
             for (name, config) in &data.providers {
-                let ProviderConfig::Aws(a) = config else { continue };
-                let Some(ci) = &a.claims_in else { continue };
+                let Some(ci) = config.spec().claims_in() else { continue };
                 let path = YamlPath::root().key("providers").key(name.clone()).key("claims_in");
-                match providers.get(&ci.provider).map(|e| &e.config) {
+                match providers.get(&ci.provider).map(|e| e.config.kind()) {
                     None => self.unknown_provider(file, &path.key("provider"), &ci.provider, &providers),
-                    Some(ProviderConfig::Vault(_)) => {
+                    Some(k) if kind::store_kind(k).is_some_and(|s| s.holds_claims) => {
                         if let Some(m) = store_path_problem("mount", &ci.mount) {
-                            self.error(file, &path.key("mount"), m, Some("write the KV v2 mount's name, e.g. `secret`".into()));
+                            self.error(file, &path.key("mount"), m, Some("write the store mount's name, e.g. `secret`".into()));
                         }
                     }
-                    Some(_) => self.error(
-                        file,
-                        &path.key("provider"),
-                        format!("`claims_in` names `{}`, which is not a Vault provider", ci.provider),
-                        Some("claims need a store with check-and-set: name a provider of kind `vault`".into()),
-                    ),
+                    Some(k) => {
+                        let holders: Vec<&str> = kind::store_kinds().into_iter().filter(|(_, s)| s.holds_claims).map(|(k, _)| k).collect();
+                        self.error(
+                            file,
+                            &path.key("provider"),
+                            format!("`claims_in` names `{}`, a `{k}` provider, which cannot keep claims", ci.provider),
+                            Some(format!("claims need a store with check-and-set: name a provider of kind {}", list(&holders))),
+                        )
+                    }
                 }
             }
         }
@@ -1438,7 +1270,7 @@ impl<'e> Loader<'e> {
                     None => self.unknown_provider(file, &rp.key("provider"), &rule.provider, providers),
                     Some(p) => {
                         if let Some(kind) = &rule.kind {
-                            let owned: Vec<&str> = Target::KINDS.iter().filter(|(_, o)| *o == p.config.kind()).map(|(k, _)| *k).collect();
+                            let owned = kind::kinds_of(p.config.kind());
                             if !owned.contains(&kind.as_str()) {
                                 self.error(
                                     file,
@@ -1493,6 +1325,21 @@ impl<'e> Loader<'e> {
             }
         }
         self.check_duration(file, &lp.key("timeout"), limits.timeout.map(|t| t.0), false, MAX_SHORT_DURATION);
+        match (limits.burst, limits.rate_per_second) {
+            (Some(b), Some(r)) if b > r => self.error(
+                file,
+                &lp.key("burst"),
+                format!("`burst` is {b}, above `rate_per_second` {r}: the rate would be exceeded within a second"),
+                Some(format!("a burst is at most the rate: write `burst: {r}` or less, or remove it")),
+            ),
+            (Some(_), None) => self.error(
+                file,
+                &lp.key("burst"),
+                "`burst` without `rate_per_second` limits nothing",
+                Some("add `rate_per_second:` or remove `burst:`".into()),
+            ),
+            _ => {}
+        }
         if let Some(n) = limits.max_attempts.filter(|n| *n > 100) {
             self.error(file, &lp.key("max_attempts"), format!("`max_attempts` is {n}; it must be within 1..=100"), Some("the default is 5".into()));
         }
@@ -1519,19 +1366,19 @@ impl<'e> Loader<'e> {
 
     /// Checks one delivery as written at `path`.
     fn check_delivery(&mut self, file: usize, path: &YamlPath, d: &Delivery, providers: &BTreeMap<String, ProviderEntry>) {
-        if providers.get(&d.provider).is_some_and(|p| p.config.kind() == "vault") {
-            self.check_kv_location(file, path, Some(&d.path), d.mount.as_deref());
-        }
         match providers.get(&d.provider) {
-            Some(p) if !STORE_KINDS.contains(&p.config.kind()) => {
-                self.error(
-                    file,
-                    &path.key("provider"),
-                    format!("`{}` is a `{}` provider, which cannot store secrets", d.provider, p.config.kind()),
-                    Some("deliver to a `vault` provider (KV v2) or an `aws` provider (Secrets Manager)".into()),
-                );
-            }
-            Some(_) => {}
+            Some(p) => match kind::store_kind(p.config.kind()) {
+                Some(store) => self.report_problems(file, path, (store.check_delivery)(d)),
+                None => {
+                    let stores: Vec<&str> = kind::store_kinds().iter().map(|(_, s)| s.described).collect();
+                    self.error(
+                        file,
+                        &path.key("provider"),
+                        format!("`{}` is a `{}` provider, which cannot store secrets", d.provider, p.config.kind()),
+                        Some(format!("deliver to {}", stores.join(" or "))),
+                    );
+                }
+            },
             None => self.unknown_provider(file, &path.key("provider"), &d.provider, providers),
         }
         if d.path.trim().is_empty() {
@@ -1546,22 +1393,6 @@ impl<'e> Loader<'e> {
                 format!("unknown placeholder `{ph}` in delivery path"),
                 Some("only `{id}` (the credential id) is expanded".into()),
             );
-        }
-    }
-
-    /// A KV `path` and `mount` (at `path.path`, `path.mount`) stay inside their mount.
-    fn check_kv_location(&mut self, file: usize, at: &YamlPath, kv_path: Option<&str>, mount: Option<&str>) {
-        for (field, value) in [("path", kv_path), ("mount", mount)] {
-            let Some(v) = value else { continue };
-            if let Some(m) = store_path_problem(field, v) {
-                let example = if field == "path" { "apps/{id}" } else { "secret" };
-                self.error(
-                    file,
-                    &at.key(field),
-                    m,
-                    Some(format!("a KV {field} names a place inside its mount: segments separated by single `/`, no `..`, e.g. `{example}`")),
-                );
-            }
         }
     }
 
@@ -1598,9 +1429,9 @@ impl<'e> Loader<'e> {
         // The provider that owns it.
         match providers.get(&spec.provider) {
             None => self.unknown_provider(file, &base.key("provider"), &spec.provider, providers),
-            Some(p) => match Target::KINDS.iter().find(|(k, _)| *k == kind) {
-                Some((_, owner)) if *owner != p.config.kind() => {
-                    let owners: Vec<&str> = providers.values().filter(|e| e.config.kind() == *owner).map(|e| e.name.as_str()).collect();
+            Some(p) => match kind::kind_info(kind).map(|k| k.provider) {
+                Some(owner) if owner != p.config.kind() => {
+                    let owners: Vec<&str> = providers.values().filter(|e| e.config.kind() == owner).map(|e| e.name.as_str()).collect();
                     let hint = if owners.is_empty() {
                         format!("declare a `{owner}` provider and name it in `provider:`")
                     } else {
@@ -1651,20 +1482,10 @@ impl<'e> Loader<'e> {
                 }
                 ds.clone()
             }
-            // A KV secret is itself a store entry: by default the new value goes there.
-            (None, Target::VaultKvSecret(t)) => {
+            // A secret that is itself a store entry: by default the new value goes there.
+            (None, t) if t.spec().own_entry(&spec.provider).is_some() => {
                 delivery_paths.push(Some(base.key("target")));
-                vec![Delivery { provider: spec.provider.clone(), path: t.path.clone(), mount: Some(t.mount.clone()), field: Some(t.field.clone()) }]
-            }
-            // So is a Secrets Manager secret.
-            (None, Target::AwsSecretsmanagerSecret(t)) => {
-                delivery_paths.push(Some(base.key("target")));
-                vec![Delivery {
-                    provider: spec.provider.clone(),
-                    path: t.name.clone(),
-                    mount: None,
-                    field: Some(t.field.clone().unwrap_or_default()),
-                }]
+                t.spec().own_entry(&spec.provider).into_iter().collect()
             }
             (None, _) => {
                 let ds = defaults.deliver_to.clone().unwrap_or_default();
@@ -1684,62 +1505,12 @@ impl<'e> Loader<'e> {
             );
         }
 
-        // Kind-specific checks.
-        match &spec.target {
-            Target::VaultKvSecret(t) => {
-                self.check_generate(file, base, &t.generate);
-                self.check_kv_location(file, &base.key("target"), Some(&t.path), Some(&t.mount));
-            }
-            Target::VaultToken(t) => {
-                self.check_duration(file, &base.key("target").key("ttl"), t.ttl.map(|h| h.0), false, MAX_LONG_DURATION);
-                if action == Action::Revoke && t.accessor.as_deref().is_none_or(|a| a.trim().is_empty()) {
-                    self.error(
-                        file,
-                        &base.key("target"),
-                        format!("revoking `{}` needs the token's `accessor`", spec.id),
-                        Some("add `accessor:` to the target (`vault token lookup` shows it); the token itself never goes in a playbook".into()),
-                    );
-                }
-            }
-            Target::VaultApproleSecretId(t) => self.check_kv_location(file, &base.key("target"), None, Some(&t.mount)),
-            Target::AwsSecretsmanagerSecret(t) => self.check_generate(file, base, &t.generate),
-            Target::PostgresRole(t) | Target::MysqlUser(t) | Target::RedisAclUser(t) | Target::LdapAccount(t) => {
-                let target = base.key("target");
-                self.check_generate(file, base, &t.generate);
-                if t.alternate_with.as_deref() == Some(t.user.as_str()) {
-                    self.error(
-                        file,
-                        &target.key("alternate_with"),
-                        format!("`alternate_with` names `{}` itself; alternating users needs a second account", t.user),
-                        Some("name the clone account, e.g. `alternate_with: app_clone`".into()),
-                    );
-                }
-                if t.host.is_some() && !matches!(spec.target, Target::MysqlUser(_)) {
-                    self.error(file, &target.key("host"), "`host` applies to `mysql_user` only", Some("remove `host:`".into()));
-                }
-                if action == Action::Revoke && t.alternate_with.is_some() {
-                    self.error(
-                        file,
-                        &target.key("alternate_with"),
-                        "revoking an alternating pair is not supported; list each account as its own revocation",
-                        None,
-                    );
-                }
-            }
-            Target::AwsIamAccessKey(t) => {
-                if action == Action::Revoke && t.access_key_id.as_deref().is_none_or(|a| a.trim().is_empty()) {
-                    self.error(
-                        file,
-                        &base.key("target"),
-                        format!("revoking `{}` needs the key's `access_key_id`", spec.id),
-                        Some(
-                            "add `access_key_id: AKIA…` to the target (`aws iam list-access-keys` shows it); the secret key never goes in a playbook"
-                                .into(),
-                        ),
-                    );
-                }
-            }
+        // The kind's own rules.
+        if let Some(g) = spec.target.generate_policy() {
+            self.check_generate(file, base, g);
         }
+        let problems = spec.target.spec().check(&CheckCx { id: &spec.id, action });
+        self.report_problems(file, &base.key("target"), problems);
 
         // Verification, field by field over the defaults.
         let cv = spec.verify.clone().unwrap_or_else(empty_verify);
@@ -1806,7 +1577,7 @@ impl<'e> Loader<'e> {
             grace_period: duration(spec.grace_period, defaults.grace_period).or_else(|| {
                 // An alternating pair retires the account consumers may have
                 // just read from the store: give them time to log in with it.
-                let pair = matches!(&spec.target, Target::PostgresRole(t) | Target::MysqlUser(t) | Target::RedisAclUser(t) | Target::LdapAccount(t) if t.alternate_with.is_some());
+                let pair = spec.target.spec().alternating();
                 (pair && action == Action::Rotate).then_some(super::DEFAULT_ALTERNATING_GRACE)
             }),
             depends_on: spec.depends_on.clone(),
@@ -1974,15 +1745,13 @@ fn tag_of(v: &Value, tag: &str) -> Option<String> {
     untag(v).get(tag).and_then(scalar_text)
 }
 
-/// Deserializes a tagged mapping without its tag as the variant's struct `T`,
-/// to learn the precise path of an error that serde reported at the enum.
-fn inner_error<T: DeserializeOwned>(v: &Value, tag: &str) -> Option<(YamlPath, String)> {
+/// The error of deserializing a tagged mapping without its tag as the
+/// variant's own settings (`de`, given by the registry), to learn the precise
+/// path of an error that serde reported at the enum.
+fn inner_error(v: &Value, tag: &str, de: impl Fn(&Value) -> Option<(serde_path_to_error::Path, String)>) -> Option<(YamlPath, String)> {
     let mut m = untag(v).as_mapping()?.clone();
     m.remove(tag);
-    match serde_path_to_error::deserialize::<_, T>(&Value::Mapping(m)) {
-        Ok(_) => None,
-        Err(e) => Some((join_serde_path(&YamlPath::root(), e.path()), e.inner().to_string())),
-    }
+    de(&Value::Mapping(m)).map(|(p, msg)| (join_serde_path(&YamlPath::root(), &p), msg))
 }
 
 /// Moves an error's path from where serde stopped tracking to the node that

@@ -4,6 +4,7 @@
 pub mod loader;
 pub mod locate;
 pub mod model;
+pub mod rules;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -114,7 +115,7 @@ impl StoreLocation {
     pub fn from_delivery(d: &Delivery, id: &str) -> Self {
         StoreLocation {
             provider: d.provider.clone(),
-            mount: d.mount.clone().unwrap_or_else(model::default_kv_mount),
+            mount: d.mount.clone().unwrap_or_else(model::default_mount),
             path: d.path.replace("{id}", id),
             field: d.field.clone().unwrap_or_else(model::default_field),
         }

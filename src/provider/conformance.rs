@@ -1,14 +1,21 @@
 //! The conformance suite every provider runs against its real server (or the
-//! simulator of a SaaS API). Cases are chosen from the kind's capabilities:
-//! a revoke-only kind runs the revoke/verify cases, a minting kind the mint
-//! and orphan-cleanup cases too, a store the staging contract.
+//! simulator of a SaaS API, or the in-process `memory` system): named trials,
+//! chosen from the kind's capabilities. A revoke-only kind runs the revoke and
+//! verify trials, a minting kind the mint and orphan-cleanup trials too, a
+//! kind whose secret is its own store entry the rotation of that entry, a
+//! store the staging contract.
 //!
 //! A provider's test supplies a [`Fixture`] that creates real, live secrets.
-//! Every case asserts (panics) with a message naming the kind and the case.
+//! Every trial asserts (panics) with a message naming the kind and the trial.
+//! [`run`] records which trials a kind ran: printed, and appended to the file
+//! `KEYSWEEP_CONFORMANCE_LOG` names, where `scripts/test.sh` checks that every
+//! registered kind ran at least one.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{capabilities, Handle, Provider, Store, Verdict};
+use super::{capabilities, Capabilities, Handle, Provider, Store, Verdict};
 use crate::playbook::model::Target;
 use crate::playbook::StoreLocation;
 use crate::secret::{Delivered, ExposeSecret, SecretString};
@@ -18,24 +25,165 @@ use crate::secret::{Delivered, ExposeSecret, SecretString};
 pub trait Fixture: Send + Sync {
     /// A new live secret: its target description, handle and value.
     async fn create(&self) -> (Target, Handle, SecretString);
+    /// A provider of the same kind whose system does not answer (stopped, or
+    /// behind a proxy that drops everything), for the outage trial.
+    async fn unreachable(&self) -> Option<Arc<dyn Provider>> {
+        None
+    }
 }
 
 fn is_dead(v: &Verdict) -> bool {
     matches!(v, Verdict::Dead(_))
 }
 
-/// Runs every case the kind's capabilities call for.
-pub async fn run(p: &dyn Provider, f: &dyn Fixture, kind: &str) {
+/// One named trial and the capabilities that call for it.
+pub struct Trial {
+    pub name: &'static str,
+    pub applies: fn(&Capabilities) -> bool,
+}
+
+/// Every trial of [`run`], in the order run.
+pub const TRIALS: &[Trial] = &[
+    Trial { name: "current_handle", applies: |_| true },
+    Trial { name: "inventory_lists_the_fixture_and_no_secret", applies: |_| true },
+    Trial { name: "errors_and_verdicts_are_secret_free", applies: |_| true },
+    Trial { name: "outage_is_unknown_never_dead", applies: |c| c.verify_dead },
+    Trial { name: "revoke_and_prove_dead", applies: |c| c.revoke && c.verify_dead },
+    Trial { name: "mint_and_cleanup_orphans_by_nonce", applies: |c| c.rotate && c.mints },
+    Trial { name: "accept_a_generated_value", applies: |c| c.rotate && !c.mints && c.needs_store },
+    Trial { name: "rotate_its_own_store_entry", applies: |c| c.rotate && !c.mints && !c.needs_store },
+];
+
+/// Runs every trial the kind's capabilities call for; returns their names.
+/// A kind no trial applies to fails. The outage trial needs the fixture's
+/// `unreachable` provider; without one it is reported as not run.
+pub async fn run(p: &dyn Provider, f: &dyn Fixture, kind: &str) -> Vec<&'static str> {
     let caps = capabilities(kind).unwrap_or_else(|| panic!("{kind}: no capabilities declared"));
-    if caps.revoke && caps.verify_dead {
-        revoke_and_prove_dead(p, f, kind).await;
+    let mut ran = vec![];
+    for t in TRIALS.iter().filter(|t| (t.applies)(&caps)) {
+        let done = match t.name {
+            "current_handle" => current_handle(p, f, kind).await,
+            "inventory_lists_the_fixture_and_no_secret" => inventory_lists_the_fixture(p, f, kind).await,
+            "errors_and_verdicts_are_secret_free" => secret_free(p, f, kind).await,
+            "outage_is_unknown_never_dead" => outage_is_unknown(f, kind).await,
+            "revoke_and_prove_dead" => {
+                revoke_and_prove_dead(p, f, kind).await;
+                true
+            }
+            "mint_and_cleanup_orphans_by_nonce" => {
+                mint_test_and_cleanup_orphans(p, f, kind).await;
+                true
+            }
+            "accept_a_generated_value" => {
+                apply_test_and_prove_old_dead(p, f, kind).await;
+                true
+            }
+            "rotate_its_own_store_entry" => rotate_own_entry(p, f, kind).await,
+            other => panic!("{kind}: trial `{other}` has no body"),
+        };
+        if done {
+            ran.push(t.name);
+        }
     }
-    if caps.rotate && caps.mints {
-        mint_test_and_cleanup_orphans(p, f, kind).await;
+    assert!(!ran.is_empty(), "{kind}: no conformance trial ran");
+    record(kind, &ran);
+    ran
+}
+
+/// Prints the trials a kind ran and appends them to `KEYSWEEP_CONFORMANCE_LOG`.
+pub fn record(kind: &str, ran: &[&str]) {
+    eprintln!("conformance {kind}: {} trial(s): {}", ran.len(), ran.join(", "));
+    if let Ok(path) = std::env::var("KEYSWEEP_CONFORMANCE_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let lines: String = ran.iter().map(|t| format!("{kind} {t}\n")).collect();
+            let _ = f.write_all(lines.as_bytes());
+        }
     }
-    if caps.rotate && !caps.mints && caps.needs_store {
-        apply_test_and_prove_old_dead(p, f, kind).await;
+}
+
+/// The handle of a live secret: as the store holds it, it is what the system
+/// reports in service.
+async fn current_handle(p: &dyn Provider, f: &dyn Fixture, kind: &str) -> bool {
+    let (target, handle, _value) = f.create().await;
+    let h = p.current_handle(&target, Some(&handle)).await.unwrap_or_else(|e| panic!("{kind}: current_handle: {e}"));
+    assert!(!h.is_empty(), "{kind}: current_handle gave an empty handle");
+    let common: Vec<&String> = h.keys().filter(|k| handle.contains_key(*k)).collect();
+    assert!(common.iter().all(|k| h[*k] == handle[*k]), "{kind}: current_handle {h:?} disagrees with the stored handle {handle:?}");
+    true
+}
+
+/// The inventory holds the fixture (matched the way discovery matches it) and
+/// no secret value anywhere in it.
+async fn inventory_lists_the_fixture(p: &dyn Provider, f: &dyn Fixture, kind: &str) -> bool {
+    let (target, handle, value) = f.create().await;
+    let items = p.inventory().await.unwrap_or_else(|e| panic!("{kind}: inventory: {e}"));
+    let json = serde_json::to_string(&items).expect("inventory serializes");
+    assert!(!json.contains(value.expose_secret()), "{kind}: the inventory holds a secret value");
+    let claimed: Vec<String> = target.spec().claimed(Some(&handle)).into_iter().map(|(k, _)| super::kind::match_key(kind, &k)).collect();
+    let listed = items.iter().any(|it| it.kind == kind && claimed.contains(&super::kind::match_key(kind, &super::kind::display_id(it))));
+    assert!(listed, "{kind}: the inventory does not list the fixture ({claimed:?}) among {} item(s)", items.len());
+    true
+}
+
+/// A wrong value, and a secret that does not exist: the answers say so
+/// without echoing either value.
+async fn secret_free(p: &dyn Provider, f: &dyn Fixture, kind: &str) -> bool {
+    let (target, handle, value) = f.create().await;
+    let wrong = crate::secret::GeneratePolicy::default().generate();
+    let wrong_d = Delivered { value: SecretString::from(wrong.expose_secret().to_string()), fields: handle.clone() };
+    let verdicts = [p.test(&target, &wrong_d, &handle).await, p.verify_dead(&target, &handle, Some(&wrong)).await];
+    for v in &verdicts {
+        for secret in [&value, &wrong] {
+            assert!(!v.evidence().contains(secret.expose_secret()), "{kind}: a verdict echoes a secret: {v:?}");
+        }
     }
+    assert!(!matches!(verdicts[0], Verdict::Alive(_)), "{kind}: a wrong value tested Alive: {:?}", verdicts[0]);
+    true
+}
+
+/// A system that does not answer never makes a secret dead: unknown.
+async fn outage_is_unknown(f: &dyn Fixture, kind: &str) -> bool {
+    let Some(down) = f.unreachable().await else {
+        eprintln!("conformance {kind}: outage_is_unknown_never_dead not run: the fixture has no unreachable provider");
+        return false;
+    };
+    let (target, handle, value) = f.create().await;
+    for v in [down.verify_dead(&target, &handle, Some(&value)).await, down.verify_dead(&target, &handle, None).await] {
+        assert!(matches!(v, Verdict::Unknown(_)), "{kind}: an unreachable system gave {v:?}, not Unknown");
+    }
+    let t = down.test(&target, &Delivered { value, fields: handle.clone() }, &handle).await;
+    assert!(!is_dead(&t), "{kind}: testing against an unreachable system gave {t:?}");
+    true
+}
+
+/// A secret that is its own store entry: a new value staged and promoted in
+/// that entry, the old one retired and proven dead, the new one alive.
+async fn rotate_own_entry(p: &dyn Provider, f: &dyn Fixture, kind: &str) -> bool {
+    let (target, old, old_value) = f.create().await;
+    let store = p.as_store().unwrap_or_else(|| panic!("{kind}: its provider is not a store"));
+    let d = target.spec().own_entry(p.name()).unwrap_or_else(|| panic!("{kind}: no own store entry"));
+    let loc = StoreLocation::from_delivery(&d, "conformance");
+    let before = p.verify_dead(&target, &old, Some(&old_value)).await;
+    assert!(!is_dead(&before), "{kind}: the value in service verified Dead: {before:?}");
+    let value = target.generate_policy().cloned().unwrap_or_default().generate();
+    let nonce = format!("conformance-{}", uuid::Uuid::new_v4().simple());
+    store
+        .stage(&loc, &Delivered::new(SecretString::from(value.expose_secret().to_string())), &nonce)
+        .await
+        .unwrap_or_else(|e| panic!("{kind}: stage: {e}"));
+    let version = store.promote(&loc, &nonce).await.unwrap_or_else(|e| panic!("{kind}: promote: {e}"));
+    let new_handle = Handle::from([("version".to_string(), version)]);
+    let cur = store.read_current(&loc).await.unwrap().unwrap_or_else(|| panic!("{kind}: nothing current after promote"));
+    assert_eq!(cur.delivered.value.expose_secret(), value.expose_secret(), "{kind}: promote did not make the new value current");
+    let t = p.test(&target, &cur.delivered, &new_handle).await;
+    assert!(matches!(t, Verdict::Alive(_)), "{kind}: the new value must test Alive: {t:?}");
+    if capabilities(kind).is_some_and(|c| c.revoke) {
+        p.retire(&target, &old).await.unwrap_or_else(|e| panic!("{kind}: retire: {e}"));
+    }
+    let after = p.verify_dead(&target, &old, Some(&old_value)).await;
+    assert!(is_dead(&after), "{kind}: the old value is not proven dead after the rotation: {after:?}");
+    true
 }
 
 /// retire makes a live secret dead, is idempotent, and death is proven both
@@ -115,7 +263,7 @@ pub async fn apply_test_and_prove_old_dead(p: &dyn Provider, f: &dyn Fixture, ki
 /// The staging contract of a store: pending is invisible to consumers until
 /// promoted; promotion is idempotent and keeps the old version readable; a
 /// pending value of another nonce is never promoted.
-pub async fn store_contract(s: &dyn Store, loc: &StoreLocation) {
+pub async fn store_contract(s: &dyn Store, loc: &StoreLocation, provider_kind: &str) {
     let v1 = Delivered::new(SecretString::from("conformance-value-one-aaaaaaaa".to_string())).with_field("accessor", "acc-1");
     s.stage(loc, &v1, "n1").await.unwrap();
     s.promote(loc, "n1").await.unwrap();
@@ -143,7 +291,12 @@ pub async fn store_contract(s: &dyn Store, loc: &StoreLocation) {
     assert_eq!(old.value.expose_secret(), "conformance-value-one-aaaaaaaa");
 
     s.stage(loc, &v1, "n3").await.unwrap();
+    let pending = s.list_pending(&loc.mount).await.unwrap();
+    assert!(pending.iter().any(|p| p.ends_with(&loc.path)), "list_pending does not list {} among {pending:?}", loc.path);
     s.discard_pending(loc).await.unwrap();
     s.discard_pending(loc).await.unwrap();
     assert!(s.read_pending(loc).await.unwrap().is_none());
+    let pending = s.list_pending(&loc.mount).await.unwrap();
+    assert!(!pending.iter().any(|p| p.ends_with(&loc.path)), "list_pending still lists a discarded entry: {pending:?}");
+    record(&format!("store:{provider_kind}"), &["store_contract_and_list_pending"]);
 }

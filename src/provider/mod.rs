@@ -4,6 +4,8 @@
 
 pub mod conformance;
 pub mod error;
+pub mod kind;
+pub mod limits;
 pub mod registry;
 
 use std::collections::BTreeMap;
@@ -35,25 +37,7 @@ pub struct Capabilities {
     pub needs_store: bool,
 }
 
-/// The capabilities of a credential kind (a `target.kind` string).
-pub fn capabilities(target_kind: &str) -> Option<Capabilities> {
-    match target_kind {
-        "vault_token" | "vault_approle_secret_id" => {
-            Some(Capabilities { rotate: true, revoke: true, mints: true, verify_dead: true, needs_store: true })
-        }
-        "aws_iam_access_key" => Some(Capabilities { rotate: true, revoke: true, mints: true, verify_dead: true, needs_store: true }),
-        // A stored secret can be replaced, not revoked: the old version stays
-        // as AWSPREVIOUS, and "dead" means no longer AWSCURRENT.
-        "aws_secretsmanager_secret" => Some(Capabilities { rotate: true, revoke: false, mints: false, verify_dead: true, needs_store: false }),
-        // Passwords keysweep generates and the system accepts (ALTER ROLE,
-        // ACL SETUSER, LDAP modify); revoke disables the account's login.
-        "postgres_role" | "mysql_user" | "redis_acl_user" | "ldap_account" => {
-            Some(Capabilities { rotate: true, revoke: true, mints: false, verify_dead: true, needs_store: true })
-        }
-        "vault_kv_secret" => Some(Capabilities { rotate: true, revoke: true, mints: false, verify_dead: true, needs_store: false }),
-        _ => None,
-    }
-}
+pub use kind::capabilities;
 
 /// The answer of one verification: three-valued, never guessed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,6 +195,11 @@ pub trait Provider: Send + Sync {
 
     /// This provider as a delivery store, if it is one.
     fn as_store(&self) -> Option<&dyn Store> {
+        None
+    }
+
+    /// Requests sent so far, where the adapter counts them.
+    fn request_count(&self) -> Option<u64> {
         None
     }
 }

@@ -9,8 +9,6 @@ use anyhow::{Context, Result};
 use super::{ErrorKind, Provider, ProviderError, Store};
 use crate::playbook::model::{ProviderConfig, SecretRef};
 use crate::playbook::Playbook;
-use crate::providers::aws::AwsProvider;
-use crate::providers::vault::VaultProvider;
 use crate::secret::SecretString;
 
 /// Resolves an environment reference (`${env:VAR}`) to its value. Store
@@ -27,13 +25,8 @@ pub fn resolve_secret(r: &SecretRef) -> Result<SecretString, ProviderError> {
 }
 
 /// Where a `${store:…}` reference points, for a store provider of `kind`.
-pub(crate) fn store_location(kind: &str, provider: &str, path: &str, field: &str) -> crate::playbook::StoreLocation {
-    let (mount, path) = match kind {
-        // Vault: the first segment is the KV mount.
-        "vault" => path.split_once('/').map(|(m, p)| (m.to_string(), p.to_string())).unwrap_or(("secret".into(), path.to_string())),
-        _ => (String::new(), path.to_string()),
-    };
-    crate::playbook::StoreLocation { provider: provider.into(), mount, path, field: field.into() }
+pub(crate) fn store_location(kind: &str, provider: &str, path: &str, field: &str) -> Option<crate::playbook::StoreLocation> {
+    super::kind::store_kind(kind).map(|s| (s.location)(provider, path, field))
 }
 
 fn store_refs(cfg: &ProviderConfig) -> Vec<(&SecretRef, &str)> {
@@ -50,8 +43,6 @@ fn store_refs(cfg: &ProviderConfig) -> Vec<(&SecretRef, &str)> {
 #[derive(Clone, Default)]
 pub struct Providers {
     map: BTreeMap<String, Arc<dyn Provider>>,
-    vault: BTreeMap<String, Arc<VaultProvider>>,
-    aws: BTreeMap<String, Arc<AwsProvider>>,
 }
 
 impl Providers {
@@ -71,19 +62,18 @@ impl Providers {
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.map.keys()
     }
-    /// Requests sent per provider so far (Vault providers count theirs).
+    /// Requests sent per provider so far (by the adapters that count them).
     pub fn request_counts(&self) -> BTreeMap<String, u64> {
-        let v = self.vault.iter().map(|(k, v)| (k.clone(), v.request_count()));
-        v.chain(self.aws.iter().map(|(k, a)| (k.clone(), a.request_count()))).collect()
+        self.map.iter().filter_map(|(k, p)| p.request_count().map(|n| (k.clone(), n))).collect()
     }
     pub fn insert(&mut self, name: &str, p: Arc<dyn Provider>) {
         self.map.insert(name.to_string(), p);
     }
 }
 
-fn connect_error(name: &str, at: &crate::playbook::Location, e: ProviderError) -> anyhow::Error {
+fn connect_error(name: &str, kind: &str, at: &crate::playbook::Location, e: ProviderError) -> anyhow::Error {
     let what = if e.is_temporary() { "cannot be reached" } else { "refused keysweep's own login" };
-    anyhow::anyhow!("connecting to provider `{name}` ({at}): it {what}: {e}")
+    anyhow::anyhow!("connecting to provider `{name}` (kind {kind}, {at}): it {what}: {e}")
 }
 
 /// Connects (and logs in to) every provider named in `needed`, and the store
@@ -141,7 +131,7 @@ fn connect_order(playbook: &Playbook, needed: &BTreeSet<String>) -> (Vec<String>
         for (r, store) in store_refs(&entry.config) {
             match playbook.providers.get(store) {
                 None => problems.push((name.clone(), format!("{r} in provider `{name}` ({}) names no declared provider", entry.location))),
-                Some(s) if !matches!(s.config.kind(), "vault" | "aws") => problems.push((
+                Some(s) if super::kind::store_kind(s.config.kind()).is_none() => problems.push((
                     name.clone(),
                     format!(
                         "{r} in provider `{name}` ({}): `{store}` is a `{}` provider, which holds no secrets to read",
@@ -185,7 +175,7 @@ async fn connect_one(playbook: &Playbook, name: &String, out: &mut Providers) ->
         for (r, store_name) in store_refs(&entry.config) {
             let SecretRef::Store { path, field, .. } = r else { continue };
             let kind = playbook.providers[store_name].config.kind();
-            let loc = store_location(kind, store_name, path, field);
+            let loc = store_location(kind, store_name, path, field).with_context(|| format!("provider `{store_name}` is not a store"))?;
             let store = out.store(store_name).with_context(|| format!("store provider `{store_name}` is not connected"))?;
             let cur = store.read_current(&loc).await.with_context(|| format!("reading {r} for provider `{name}`"))?;
             let Some(cur) = cur else { anyhow::bail!("{r} for provider `{name}` ({}): no current value at {loc}", entry.location) };
@@ -197,49 +187,8 @@ async fn connect_one(playbook: &Playbook, name: &String, out: &mut Providers) ->
                 None => resolve_secret(r),
             }
         };
-        match &entry.config {
-            ProviderConfig::Vault(cfg) => {
-                let p = VaultProvider::connect(name, cfg, &resolve)
-                    .await
-                    .with_context(|| format!("connecting to provider `{name}` (kind vault, {})", entry.location))?;
-                if let Err(e) = p.check_login().await {
-                    let what = if e.is_temporary() { "cannot be reached" } else { "refused keysweep's own login" };
-                    anyhow::bail!("connecting to provider `{name}` ({}): it {what}: {e}", entry.location);
-                }
-                let p = Arc::new(p);
-                out.vault.insert(name.clone(), p.clone());
-                out.map.insert(name.clone(), p);
-            }
-            ProviderConfig::Aws(cfg) => {
-                let p = AwsProvider::connect(name, cfg)
-                    .await
-                    .with_context(|| format!("connecting to provider `{name}` (kind aws, {})", entry.location))?;
-                if let Err(e) = p.check_login().await {
-                    let what = if e.is_temporary() { "cannot be reached" } else { "refused keysweep's own credentials" };
-                    anyhow::bail!("connecting to provider `{name}` ({}): it {what}: {e}", entry.location);
-                }
-                let p = Arc::new(p);
-                out.aws.insert(name.clone(), p.clone());
-                out.map.insert(name.clone(), p);
-            }
-            // Database and directory providers log in as their admin when they connect.
-            ProviderConfig::Postgres(cfg) => {
-                let p = crate::providers::postgres::PostgresProvider::connect(name, cfg, &resolve).await;
-                out.map.insert(name.clone(), Arc::new(p.map_err(|e| connect_error(name, &entry.location, e))?));
-            }
-            ProviderConfig::Mysql(cfg) => {
-                let p = crate::providers::mysql::MysqlProvider::connect(name, cfg, &resolve).await;
-                out.map.insert(name.clone(), Arc::new(p.map_err(|e| connect_error(name, &entry.location, e))?));
-            }
-            ProviderConfig::Redis(cfg) => {
-                let p = crate::providers::redis::RedisProvider::connect(name, cfg, &resolve).await;
-                out.map.insert(name.clone(), Arc::new(p.map_err(|e| connect_error(name, &entry.location, e))?));
-            }
-            ProviderConfig::Ldap(cfg) => {
-                let p = crate::providers::ldap::LdapProvider::connect(name, cfg, &resolve).await;
-                out.map.insert(name.clone(), Arc::new(p.map_err(|e| connect_error(name, &entry.location, e))?));
-            }
-        }
+        let p = entry.config.spec().connect(name, &resolve).await.map_err(|e| connect_error(name, entry.config.kind(), &entry.location, e))?;
+        out.map.insert(name.clone(), p);
     }
     Ok(())
 }

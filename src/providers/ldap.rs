@@ -55,15 +55,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::controls::RawControl;
 use ldap3::exop::PasswordModify;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, Scope, SearchEntry};
 use zeroize::Zeroizing;
 
+use super::account::DbAccountTarget;
 use super::account::{one, USERNAME};
-use crate::playbook::model::{DbAccountTarget, LdapProviderConfig, SecretRef, Target};
+use crate::playbook::model::{SecretRef, Target};
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Verdict};
 use crate::secret::{Delivered, ExposeSecret, GeneratePolicy, SecretString};
 
@@ -240,7 +240,7 @@ fn rc_err(op: &'static str, r: &ldap3::LdapResult) -> ProviderError {
 }
 
 /// Case- and space-insensitive form of a DN, for comparing two spellings.
-fn norm_dn(dn: &str) -> String {
+pub fn norm_dn(dn: &str) -> String {
     let mut out = String::with_capacity(dn.len());
     let mut chars = dn.trim().chars().peekable();
     while let Some(c) = chars.next() {
@@ -407,26 +407,19 @@ pub struct LdapProvider {
     timeout: Duration,
     admin: tokio::sync::Mutex<Ldap>,
     dse: Dse,
-    limiter: Option<DefaultDirectRateLimiter>,
+    limiter: Option<crate::provider::limits::RateWindow>,
 }
 
 impl LdapProvider {
     /// Connects and logs in with the admin credential.
-    pub async fn connect(
-        name: &str,
-        cfg: &LdapProviderConfig,
-        resolve: &dyn Fn(&SecretRef) -> Result<SecretString, ProviderError>,
-    ) -> Result<Self, ProviderError> {
+    pub async fn connect(name: &str, cfg: &LdapProviderConfig, resolve: &crate::provider::kind::Resolve<'_>) -> Result<Self, ProviderError> {
         let timeout = cfg.limits.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(30));
         if cfg.admin.user.trim().is_empty() {
             return Err(ProviderError::new(ErrorKind::Config, "ldap.connect", "admin.user (the admin bind DN) is empty"));
         }
         let password = resolve(&cfg.admin.password)?;
         let limits = &cfg.limits;
-        let limiter = limits.rate_per_second.and_then(std::num::NonZeroU32::new).map(|r| {
-            let burst = limits.burst.and_then(std::num::NonZeroU32::new).unwrap_or(r);
-            RateLimiter::direct(Quota::per_second(r).allow_burst(burst))
-        });
+        let limiter = limits.rate_per_second.map(|r| crate::provider::limits::RateWindow::new(r, limits.burst));
         let mut ldap = admin_bind(&cfg.url, &cfg.admin.user, &password, timeout).await?;
         let dse = read_dse(&mut ldap, timeout).await?;
         Ok(LdapProvider {
@@ -443,7 +436,7 @@ impl LdapProvider {
 
     async fn permit(&self) {
         if let Some(l) = &self.limiter {
-            l.until_ready().await;
+            l.admit().await;
         }
     }
 
@@ -916,40 +909,9 @@ impl Provider for LdapProvider {
         self.probe_verdict(dn, &new.value, None).await
     }
 
+    /// Retried here (the engine adds no retry of its own): retiring is idempotent.
     async fn retire(&self, target: &Target, old: &Handle) -> Result<(), ProviderError> {
-        const OP: &str = "ldap.retire";
-        let t = ldap_target(target, OP)?;
-        let dn = self.account(t, username(old), OP)?;
-        if self.dse.active_directory {
-            // unicodePwd cannot be removed: replace it with a value nobody knows.
-            let random = GeneratePolicy { length: 64, ..Default::default() }.generate();
-            return match self.set_password(dn, &random, OP).await {
-                Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
-                r => r,
-            };
-        }
-        let mut removed = true;
-        for attr in ["userPassword", "authPassword"] {
-            match self.has_attr(dn, attr).await? {
-                None => return Ok(()), // the entry is gone: nothing can bind as it
-                Some(false) => continue,
-                Some(true) => {}
-            }
-            let mut l = self.admin().await?;
-            let r = l.modify(dn, vec![Mod::Delete(attr.as_bytes(), HashSet::new())]).await.map_err(|e| map_err(OP, e))?;
-            match r.rc {
-                0 | 16 | 32 => {}
-                // The schema requires it (simpleSecurityObject) or the server will not remove it.
-                19 | 53 | 65 => removed = false,
-                _ => return Err(rc_err(OP, &r)),
-            }
-        }
-        if !removed {
-            let random = GeneratePolicy { length: 64, ..Default::default() }.generate();
-            self.set_password(dn, &random, OP).await?;
-            tracing::warn!(provider = %self.name, account = dn, "the directory keeps a password attribute on this entry: replaced it with a random value; its death can be proven only with the old value");
-        }
-        Ok(())
+        crate::provider::limits::retry(Default::default(), || self.retire_once(target, old)).await
     }
 
     async fn verify_dead(&self, target: &Target, old: &Handle, old_value: Option<&SecretString>) -> Verdict {
@@ -1061,5 +1023,79 @@ impl Provider for LdapProvider {
             }
         }
         Ok(items)
+    }
+}
+
+// -- the playbook side ----------------------------------------------------
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LdapProviderConfig {
+    /// e.g. `ldap://127.0.0.1:389`
+    pub url: String,
+    /// The admin bind: `user` is a DN here.
+    pub admin: crate::providers::account::AdminLogin,
+    #[serde(default)]
+    pub limits: crate::playbook::model::Limits,
+}
+
+#[async_trait]
+impl crate::provider::kind::ProviderKind for LdapProviderConfig {
+    fn limits(&self) -> &crate::playbook::model::Limits {
+        &self.limits
+    }
+    fn secret_refs(&self) -> Vec<&SecretRef> {
+        vec![&self.admin.password]
+    }
+    fn check(&self, allow_link_local: bool) -> Vec<crate::provider::kind::Problem> {
+        let bad = crate::playbook::rules::address_problem(&self.url, &["ldap", "ldaps"], allow_link_local);
+        bad.map(|(m, h)| vec![crate::provider::kind::Problem::new(&["url"], m, h)]).unwrap_or_default()
+    }
+    /// Logs in as its admin when it connects.
+    async fn connect(&self, name: &str, resolve: &crate::provider::kind::Resolve<'_>) -> Result<std::sync::Arc<dyn Provider>, ProviderError> {
+        Ok(std::sync::Arc::new(LdapProvider::connect(name, self, resolve).await?))
+    }
+    fn secret_keys() -> &'static [&'static str] {
+        &["password"]
+    }
+}
+
+crate::account_kind!(AccountKind, host_allowed: false, host_kind: "mysql_user", name: |_t, u| u.to_string(), match_key: norm_dn, draft: |id| format!("user: {}", crate::provider::kind::yaml_str(id)));
+
+impl LdapProvider {
+    async fn retire_once(&self, target: &Target, old: &Handle) -> Result<(), ProviderError> {
+        const OP: &str = "ldap.retire";
+        let t = ldap_target(target, OP)?;
+        let dn = self.account(t, username(old), OP)?;
+        if self.dse.active_directory {
+            // unicodePwd cannot be removed: replace it with a value nobody knows.
+            let random = GeneratePolicy { length: 64, ..Default::default() }.generate();
+            return match self.set_password(dn, &random, OP).await {
+                Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+                r => r,
+            };
+        }
+        let mut removed = true;
+        for attr in ["userPassword", "authPassword"] {
+            match self.has_attr(dn, attr).await? {
+                None => return Ok(()), // the entry is gone: nothing can bind as it
+                Some(false) => continue,
+                Some(true) => {}
+            }
+            let mut l = self.admin().await?;
+            let r = l.modify(dn, vec![Mod::Delete(attr.as_bytes(), HashSet::new())]).await.map_err(|e| map_err(OP, e))?;
+            match r.rc {
+                0 | 16 | 32 => {}
+                // The schema requires it (simpleSecurityObject) or the server will not remove it.
+                19 | 53 | 65 => removed = false,
+                _ => return Err(rc_err(OP, &r)),
+            }
+        }
+        if !removed {
+            let random = GeneratePolicy { length: 64, ..Default::default() }.generate();
+            self.set_password(dn, &random, OP).await?;
+            tracing::warn!(provider = %self.name, account = dn, "the directory keeps a password attribute on this entry: replaced it with a random value; its death can be proven only with the old value");
+        }
+        Ok(())
     }
 }

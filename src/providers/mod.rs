@@ -1,4 +1,7 @@
-//! Provider adapters, one file or folder per owning system.
+//! Provider adapters, one file or folder per owning system, and the one list
+//! that registers them: each adapter's provider kind with its settings type,
+//! and the credential kinds it owns. Everything the core knows about kinds is
+//! generated from this list (see `crate::provider::kind`).
 pub mod account;
 pub mod aws;
 pub mod ldap;
@@ -6,3 +9,42 @@ pub mod mysql;
 pub mod postgres;
 pub mod redis;
 pub mod vault;
+
+crate::register_adapters! {
+    /// HashiCorp Vault or OpenBao.
+    "vault" => Vault(vault::config::VaultProviderConfig) {
+        /// A Vault/OpenBao token, known by its accessor.
+        "vault_token" => VaultToken(vault::config::TokenKind),
+        /// An AppRole secret-id, known by role and secret-id accessor.
+        "vault_approle_secret_id" => VaultApproleSecretId(vault::config::SecretIdKind),
+        /// A KV v2 secret whose value is itself the credential (a shared password, say).
+        "vault_kv_secret" => VaultKvSecret(vault::config::KvKind),
+    },
+    /// AWS: IAM access keys, Secrets Manager secrets, and Secrets Manager as a store.
+    "aws" => Aws(aws::config::AwsProviderConfig) {
+        /// An IAM user's access key.
+        "aws_iam_access_key" => AwsIamAccessKey(aws::config::AccessKeyKind),
+        /// A Secrets Manager secret whose value is itself the credential.
+        "aws_secretsmanager_secret" => AwsSecretsmanagerSecret(aws::config::SecretKind),
+    },
+    /// A PostgreSQL server (login roles).
+    "postgres" => Postgres(postgres::PostgresProviderConfig) {
+        /// A PostgreSQL login role's password.
+        "postgres_role" => PostgresRole(postgres::RoleKind),
+    },
+    /// A MySQL or MariaDB server (users).
+    "mysql" => Mysql(mysql::MysqlProviderConfig) {
+        /// A MySQL/MariaDB user's password (`'user'@'host'`).
+        "mysql_user" => MysqlUser(mysql::UserKind),
+    },
+    /// A Redis server (ACL users).
+    "redis" => Redis(redis::RedisProviderConfig) {
+        /// A Redis ACL user's password.
+        "redis_acl_user" => RedisAclUser(redis::AclUserKind),
+    },
+    /// An LDAP directory (service accounts' userPassword).
+    "ldap" => Ldap(ldap::LdapProviderConfig) {
+        /// An LDAP entry's `userPassword` (the account is its DN).
+        "ldap_account" => LdapAccount(ldap::AccountKind),
+    },
+}

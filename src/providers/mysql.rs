@@ -45,12 +45,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 
+use super::account::DbAccountTarget;
 use super::account::{one, USERNAME};
-use crate::playbook::model::{DbAccountTarget, MysqlProviderConfig, SecretRef, Target};
+use crate::playbook::model::{SecretRef, Target};
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Verdict};
 use crate::secret::{Delivered, ExposeSecret, GeneratePolicy, SecretString};
 
@@ -67,7 +67,7 @@ pub struct MysqlProvider {
     /// Where keysweep connects from, as the server sees it (the host part of
     /// `USER()`): which account a probe login lands on depends on it.
     client_host: String,
-    limiter: Option<DefaultDirectRateLimiter>,
+    limiter: Option<crate::provider::limits::RateWindow>,
 }
 
 /// What the server holds for one account.
@@ -191,11 +191,7 @@ fn refusal_verdict(who: &str, e: &mysql_async::Error) -> Verdict {
 
 impl MysqlProvider {
     /// Connects and logs in with the admin credential.
-    pub async fn connect(
-        name: &str,
-        cfg: &MysqlProviderConfig,
-        resolve: &dyn Fn(&SecretRef) -> Result<SecretString, ProviderError>,
-    ) -> Result<Self, ProviderError> {
+    pub async fn connect(name: &str, cfg: &MysqlProviderConfig, resolve: &crate::provider::kind::Resolve<'_>) -> Result<Self, ProviderError> {
         let password = resolve(&cfg.admin.password)?;
         let limits = &cfg.limits;
         let timeout = limits.timeout.as_ref().map(|d| d.0).unwrap_or(Duration::from_secs(30));
@@ -209,10 +205,7 @@ impl MysqlProvider {
             .pass(Some(password.expose_secret().to_string()))
             .prefer_socket(false)
             .pool_opts(PoolOpts::default().with_constraints(constraints));
-        let limiter = limits.rate_per_second.and_then(std::num::NonZeroU32::new).map(|r| {
-            let burst = limits.burst.and_then(std::num::NonZeroU32::new).unwrap_or(r);
-            RateLimiter::direct(Quota::per_second(r).allow_burst(burst))
-        });
+        let limiter = limits.rate_per_second.map(|r| crate::provider::limits::RateWindow::new(r, limits.burst));
         let mut p = MysqlProvider {
             name: name.to_string(),
             pool: Pool::new(opts),
@@ -236,7 +229,7 @@ impl MysqlProvider {
 
     async fn pace(&self) {
         if let Some(l) = &self.limiter {
-            l.until_ready().await;
+            l.admit().await;
         }
     }
 
@@ -562,26 +555,9 @@ impl Provider for MysqlProvider {
         self.login(user, host_of(t), &new.value, true).await
     }
 
+    /// Retried here (the engine adds no retry of its own): retiring is idempotent.
     async fn retire(&self, target: &Target, old: &Handle) -> Result<(), ProviderError> {
-        let op = "mysql.retire";
-        let t = target_of(target, op)?;
-        let user = known_user(t, old.get(USERNAME).map(String::as_str), op)?;
-        let host = host_of(t);
-        let (mut conn, q) = self.conn_quoting(op).await?;
-        if let Account::Absent = self.account(&mut conn, op, user, host).await? {
-            return Ok(());
-        }
-        // A password nobody knows, and the lock. A wrong password is still
-        // answered with 1045 on a locked account, so the lock does not hide the
-        // proof; it only adds that even a leaked new value could not log in.
-        let scratch = GeneratePolicy { length: 40, ..GeneratePolicy::default() }.generate();
-        let stmt =
-            SecretString::from(format!("ALTER USER {} IDENTIFIED BY {} ACCOUNT LOCK", q.account(user, host)?, q.lit(scratch.expose_secret())?));
-        match self.exec_secret(&mut conn, op, &stmt, &scratch, q).await {
-            // Dropped between the look and the ALTER: retired all the same.
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
-            r => r,
-        }
+        crate::provider::limits::retry(Default::default(), || self.retire_once(target, old)).await
     }
 
     async fn verify_dead(&self, target: &Target, old: &Handle, old_value: Option<&SecretString>) -> Verdict {
@@ -658,5 +634,68 @@ impl Provider for MysqlProvider {
             });
         }
         Ok(items)
+    }
+}
+
+// -- the playbook side ----------------------------------------------------
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlProviderConfig {
+    #[serde(default = "crate::providers::account::localhost")]
+    pub host: String,
+    #[serde(default = "mysql_port")]
+    pub port: u16,
+    pub admin: crate::providers::account::AdminLogin,
+    #[serde(default)]
+    pub limits: crate::playbook::model::Limits,
+}
+fn mysql_port() -> u16 {
+    3306
+}
+
+#[async_trait]
+impl crate::provider::kind::ProviderKind for MysqlProviderConfig {
+    fn limits(&self) -> &crate::playbook::model::Limits {
+        &self.limits
+    }
+    fn secret_refs(&self) -> Vec<&SecretRef> {
+        vec![&self.admin.password]
+    }
+    fn check(&self, allow_link_local: bool) -> Vec<crate::provider::kind::Problem> {
+        crate::providers::account::host_problems(&self.host, allow_link_local)
+    }
+    /// Logs in as its admin when it connects.
+    async fn connect(&self, name: &str, resolve: &crate::provider::kind::Resolve<'_>) -> Result<std::sync::Arc<dyn Provider>, ProviderError> {
+        Ok(std::sync::Arc::new(MysqlProvider::connect(name, self, resolve).await?))
+    }
+    fn secret_keys() -> &'static [&'static str] {
+        &["password"]
+    }
+}
+
+crate::account_kind!(UserKind, host_allowed: true, host_kind: "mysql_user", name: |t, u| format!("{u}@{}", t.host.as_deref().unwrap_or("%")), match_key: |id| id.to_string(), draft: |id| { let (user, host) = id.rsplit_once('@').unwrap_or((id, "%")); format!("user: {}, host: {}", crate::provider::kind::yaml_str(user), crate::provider::kind::yaml_str(host)) });
+
+impl MysqlProvider {
+    async fn retire_once(&self, target: &Target, old: &Handle) -> Result<(), ProviderError> {
+        let op = "mysql.retire";
+        let t = target_of(target, op)?;
+        let user = known_user(t, old.get(USERNAME).map(String::as_str), op)?;
+        let host = host_of(t);
+        let (mut conn, q) = self.conn_quoting(op).await?;
+        if let Account::Absent = self.account(&mut conn, op, user, host).await? {
+            return Ok(());
+        }
+        // A password nobody knows, and the lock. A wrong password is still
+        // answered with 1045 on a locked account, so the lock does not hide the
+        // proof; it only adds that even a leaked new value could not log in.
+        let scratch = GeneratePolicy { length: 40, ..GeneratePolicy::default() }.generate();
+        let stmt =
+            SecretString::from(format!("ALTER USER {} IDENTIFIED BY {} ACCOUNT LOCK", q.account(user, host)?, q.lit(scratch.expose_secret())?));
+        match self.exec_secret(&mut conn, op, &stmt, &scratch, q).await {
+            // Dropped between the look and the ALTER: retired all the same.
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+            r => r,
+        }
     }
 }

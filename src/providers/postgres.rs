@@ -68,13 +68,13 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, Config, NoTls};
 use zeroize::Zeroize;
 
+use super::account::DbAccountTarget;
 use super::account::{check_in_pair, missing, one, USERNAME};
-use crate::playbook::model::{DbAccountTarget, PostgresProviderConfig, SecretRef, Target};
+use crate::playbook::model::{SecretRef, Target};
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Verdict};
 use crate::secret::{redact_all, scrub, Delivered, ExposeSecret, SecretString};
 
@@ -99,7 +99,7 @@ pub struct PostgresProvider {
     /// when keysweep rotates its own admin role's password).
     admin_password: StdMutex<SecretString>,
     admin: tokio::sync::Mutex<Option<Arc<Client>>>,
-    limiter: Option<DefaultDirectRateLimiter>,
+    limiter: Option<crate::provider::limits::RateWindow>,
     /// The server hashes passwords with SCRAM-SHA-256 (`password_encryption`):
     /// keysweep sends verifiers it computed rather than passwords.
     scram: bool,
@@ -124,17 +124,10 @@ impl PostgresProvider {
     /// `SELECT 1`). A refused login (SQLSTATE 28P01/28000) is
     /// `Unauthenticated`; a server that cannot be reached (refused, timed
     /// out, starting up, out of connections) is `Unavailable`.
-    pub async fn connect(
-        name: &str,
-        cfg: &PostgresProviderConfig,
-        resolve: &dyn Fn(&SecretRef) -> Result<SecretString, ProviderError>,
-    ) -> Result<Self, ProviderError> {
+    pub async fn connect(name: &str, cfg: &PostgresProviderConfig, resolve: &crate::provider::kind::Resolve<'_>) -> Result<Self, ProviderError> {
         let password = resolve(&cfg.admin.password)?;
         let limits = &cfg.limits;
-        let limiter = limits.rate_per_second.and_then(std::num::NonZeroU32::new).map(|r| {
-            let burst = limits.burst.and_then(std::num::NonZeroU32::new).unwrap_or(r);
-            RateLimiter::direct(Quota::per_second(r).allow_burst(burst))
-        });
+        let limiter = limits.rate_per_second.map(|r| crate::provider::limits::RateWindow::new(r, limits.burst));
         let mut p = PostgresProvider {
             name: name.to_string(),
             host: cfg.host.clone(),
@@ -165,7 +158,7 @@ impl PostgresProvider {
 
     async fn permit(&self) {
         if let Some(l) = &self.limiter {
-            l.until_ready().await;
+            l.admit().await;
         }
     }
 
@@ -672,23 +665,9 @@ impl Provider for PostgresProvider {
 
     /// `ALTER ROLE "<role>" WITH NOLOGIN PASSWORD NULL`, then ends the role's
     /// open sessions. A role that does not exist is already retired.
+    /// Retried here (the engine adds no retry of its own): retiring is idempotent.
     async fn retire(&self, target: &Target, old: &Handle) -> Result<(), ProviderError> {
-        let op = "postgres.retire";
-        let t = db(target, op)?;
-        let user = t.user_in(old);
-        check_in_pair(t, user, op, NOUN)?;
-        let role = ident(user, op)?;
-        if user == self.admin_user {
-            tracing::warn!(provider = %self.name, role = user, "retiring keysweep's own admin role: this provider cannot log in again");
-        }
-        let sql = SecretString::from(format!("ALTER ROLE {role} WITH NOLOGIN PASSWORD NULL"));
-        match self.admin_batch(op, &sql, &[]).await {
-            Ok(()) => {}
-            Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        self.end_sessions(op, user).await;
-        Ok(())
+        crate::provider::limits::retry(Default::default(), || self.retire_once(target, old)).await
     }
 
     /// With the old value: one login (28P01 is `Dead`, accepted is `Alive`,
@@ -769,5 +748,71 @@ impl Provider for PostgresProvider {
                 }
             })
             .collect())
+    }
+}
+
+// -- the playbook side ----------------------------------------------------
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresProviderConfig {
+    #[serde(default = "crate::providers::account::localhost")]
+    pub host: String,
+    #[serde(default = "pg_port")]
+    pub port: u16,
+    /// Database to connect to (default `postgres`).
+    #[serde(default = "pg_db")]
+    pub database: String,
+    pub admin: crate::providers::account::AdminLogin,
+    #[serde(default)]
+    pub limits: crate::playbook::model::Limits,
+}
+fn pg_port() -> u16 {
+    5432
+}
+fn pg_db() -> String {
+    "postgres".into()
+}
+
+#[async_trait]
+impl crate::provider::kind::ProviderKind for PostgresProviderConfig {
+    fn limits(&self) -> &crate::playbook::model::Limits {
+        &self.limits
+    }
+    fn secret_refs(&self) -> Vec<&SecretRef> {
+        vec![&self.admin.password]
+    }
+    fn check(&self, allow_link_local: bool) -> Vec<crate::provider::kind::Problem> {
+        crate::providers::account::host_problems(&self.host, allow_link_local)
+    }
+    /// Logs in as its admin when it connects.
+    async fn connect(&self, name: &str, resolve: &crate::provider::kind::Resolve<'_>) -> Result<std::sync::Arc<dyn Provider>, ProviderError> {
+        Ok(std::sync::Arc::new(PostgresProvider::connect(name, self, resolve).await?))
+    }
+    fn secret_keys() -> &'static [&'static str] {
+        &["password"]
+    }
+}
+
+crate::account_kind!(RoleKind, host_allowed: false, host_kind: "mysql_user", name: |_t, u| u.to_string(), match_key: |id| id.to_string(), draft: |id| format!("user: {}", crate::provider::kind::yaml_str(id)));
+
+impl PostgresProvider {
+    async fn retire_once(&self, target: &Target, old: &Handle) -> Result<(), ProviderError> {
+        let op = "postgres.retire";
+        let t = db(target, op)?;
+        let user = t.user_in(old);
+        check_in_pair(t, user, op, NOUN)?;
+        let role = ident(user, op)?;
+        if user == self.admin_user {
+            tracing::warn!(provider = %self.name, role = user, "retiring keysweep's own admin role: this provider cannot log in again");
+        }
+        let sql = SecretString::from(format!("ALTER ROLE {role} WITH NOLOGIN PASSWORD NULL"));
+        match self.admin_batch(op, &sql, &[]).await {
+            Ok(()) => {}
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        self.end_sessions(op, user).await;
+        Ok(())
     }
 }

@@ -39,12 +39,12 @@ use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo, RedisError, Value};
 
+use super::account::DbAccountTarget;
 use super::account::{check_in_pair, missing, one, USERNAME};
-use crate::playbook::model::{DbAccountTarget, RedisProviderConfig, SecretRef, Target};
+use crate::playbook::model::{SecretRef, Target};
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Verdict};
 use crate::secret::{redact_all, scrub, Delivered, ExposeSecret, GeneratePolicy, SecretString};
 
@@ -91,7 +91,7 @@ pub struct RedisProvider {
     /// when keysweep rotates its own admin user's password).
     admin_password: StdMutex<SecretString>,
     admin: tokio::sync::Mutex<Option<MultiplexedConnection>>,
-    limiter: Option<DefaultDirectRateLimiter>,
+    limiter: Option<crate::provider::limits::RateWindow>,
 }
 
 /// What one login attempt on a fresh connection got.
@@ -105,17 +105,10 @@ impl RedisProvider {
     /// Connects and logs in with the admin credential (`AUTH user pass`, then
     /// `PING`). A refused login is `Unauthenticated`; a server that cannot be
     /// reached (refused, timed out) is `Unavailable`.
-    pub async fn connect(
-        name: &str,
-        cfg: &RedisProviderConfig,
-        resolve: &dyn Fn(&SecretRef) -> Result<SecretString, ProviderError>,
-    ) -> Result<Self, ProviderError> {
+    pub async fn connect(name: &str, cfg: &RedisProviderConfig, resolve: &crate::provider::kind::Resolve<'_>) -> Result<Self, ProviderError> {
         let password = resolve(&cfg.admin.password)?;
         let limits = &cfg.limits;
-        let limiter = limits.rate_per_second.and_then(std::num::NonZeroU32::new).map(|r| {
-            let burst = limits.burst.and_then(std::num::NonZeroU32::new).unwrap_or(r);
-            RateLimiter::direct(Quota::per_second(r).allow_burst(burst))
-        });
+        let limiter = limits.rate_per_second.map(|r| crate::provider::limits::RateWindow::new(r, limits.burst));
         let p = RedisProvider {
             name: name.to_string(),
             host: cfg.host.clone(),
@@ -137,7 +130,7 @@ impl RedisProvider {
 
     async fn permit(&self) {
         if let Some(l) = &self.limiter {
-            l.until_ready().await;
+            l.admit().await;
         }
     }
 
@@ -531,37 +524,9 @@ impl Provider for RedisProvider {
     /// `ACL SETUSER <u> off resetpass ><random>` (disabling does not change
     /// the refusal code: still `WRONGPASS`), then `CLIENT KILL USER <u>` to end
     /// the sessions that logged in before. A missing user is already retired.
+    /// Retried here (the engine adds no retry of its own): retiring is idempotent.
     async fn retire(&self, target: &Target, old: &Handle) -> Result<(), ProviderError> {
-        let op = "redis.retire";
-        let t = db(target, op)?;
-        let user = t.user_in(old);
-        check_in_pair(t, user, op, NOUN)?;
-        if self.getuser(op, user).await?.is_none() {
-            return Ok(());
-        }
-        let scramble = GeneratePolicy { length: 64, ..Default::default() }.generate();
-        let mut cmd = redis::cmd("ACL");
-        cmd.arg("SETUSER").arg(user).arg("off").arg("resetpass");
-        {
-            let rule = zeroize::Zeroizing::new(format!(">{}", scramble.expose_secret()));
-            cmd.arg(rule.as_str());
-        }
-        let r = self.admin_query(op, &cmd, &[&scramble]).await;
-        drop(cmd);
-        r?;
-        self.acl_save(op).await?;
-        match self.admin_query(op, redis::cmd("CLIENT").arg("KILL").arg("USER").arg(user), &[]).await {
-            Ok(Value::Int(n)) if n > 0 => {
-                tracing::info!(provider = %self.name, user, sessions = n, "ended the retired ACL user's open sessions")
-            }
-            Ok(_) => {}
-            Err(e) if e.is_temporary() => return Err(e),
-            // "No such user" (deleted meanwhile), or the admin may not run CLIENT KILL.
-            Err(e) => {
-                tracing::warn!(provider = %self.name, user, error = %e, "could not end the retired ACL user's open sessions")
-            }
-        }
-        Ok(())
+        crate::provider::limits::retry(Default::default(), || self.retire_once(target, old)).await
     }
 
     /// With the old value: `AUTH` on a new connection (`WRONGPASS` → dead,
@@ -694,5 +659,79 @@ mod tests {
         assert!(!u("-@all +@read +@write -flushall").privileged());
         assert!(!u("-@all +get +client|id +client|setname").privileged());
         assert!(u("-@all +client|kill").privileged());
+    }
+}
+
+// -- the playbook side ----------------------------------------------------
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedisProviderConfig {
+    #[serde(default = "crate::providers::account::localhost")]
+    pub host: String,
+    #[serde(default = "redis_port")]
+    pub port: u16,
+    pub admin: crate::providers::account::AdminLogin,
+    #[serde(default)]
+    pub limits: crate::playbook::model::Limits,
+}
+fn redis_port() -> u16 {
+    6379
+}
+
+#[async_trait]
+impl crate::provider::kind::ProviderKind for RedisProviderConfig {
+    fn limits(&self) -> &crate::playbook::model::Limits {
+        &self.limits
+    }
+    fn secret_refs(&self) -> Vec<&SecretRef> {
+        vec![&self.admin.password]
+    }
+    fn check(&self, allow_link_local: bool) -> Vec<crate::provider::kind::Problem> {
+        crate::providers::account::host_problems(&self.host, allow_link_local)
+    }
+    /// Logs in as its admin when it connects.
+    async fn connect(&self, name: &str, resolve: &crate::provider::kind::Resolve<'_>) -> Result<std::sync::Arc<dyn Provider>, ProviderError> {
+        Ok(std::sync::Arc::new(RedisProvider::connect(name, self, resolve).await?))
+    }
+    fn secret_keys() -> &'static [&'static str] {
+        &["password"]
+    }
+}
+
+crate::account_kind!(AclUserKind, host_allowed: false, host_kind: "mysql_user", name: |_t, u| u.to_string(), match_key: |id| id.to_string(), draft: |id| format!("user: {}", crate::provider::kind::yaml_str(id)));
+
+impl RedisProvider {
+    async fn retire_once(&self, target: &Target, old: &Handle) -> Result<(), ProviderError> {
+        let op = "redis.retire";
+        let t = db(target, op)?;
+        let user = t.user_in(old);
+        check_in_pair(t, user, op, NOUN)?;
+        if self.getuser(op, user).await?.is_none() {
+            return Ok(());
+        }
+        let scramble = GeneratePolicy { length: 64, ..Default::default() }.generate();
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER").arg(user).arg("off").arg("resetpass");
+        {
+            let rule = zeroize::Zeroizing::new(format!(">{}", scramble.expose_secret()));
+            cmd.arg(rule.as_str());
+        }
+        let r = self.admin_query(op, &cmd, &[&scramble]).await;
+        drop(cmd);
+        r?;
+        self.acl_save(op).await?;
+        match self.admin_query(op, redis::cmd("CLIENT").arg("KILL").arg("USER").arg(user), &[]).await {
+            Ok(Value::Int(n)) if n > 0 => {
+                tracing::info!(provider = %self.name, user, sessions = n, "ended the retired ACL user's open sessions")
+            }
+            Ok(_) => {}
+            Err(e) if e.is_temporary() => return Err(e),
+            // "No such user" (deleted meanwhile), or the admin may not run CLIENT KILL.
+            Err(e) => {
+                tracing::warn!(provider = %self.name, user, error = %e, "could not end the retired ACL user's open sessions")
+            }
+        }
+        Ok(())
     }
 }

@@ -586,6 +586,8 @@ impl TcpRule {
 struct TcpInner {
     rules: Vec<(TcpRule, usize, usize)>,
     fired: Vec<String>,
+    /// Every chunk is reset: the system is down.
+    down: bool,
 }
 
 /// A TCP proxy to `upstream` that injects `TcpFault`s per byte pattern.
@@ -633,8 +635,15 @@ impl TcpFaultProxy {
     pub fn fired(&self, name: &str) -> usize {
         self.inner.lock().unwrap().fired.iter().filter(|f| *f == name).count()
     }
+    /// From now on, resets every connection at its next bytes: the server is down.
+    pub fn go_down(&self) {
+        self.inner.lock().unwrap().down = true;
+    }
     fn decide(inner: &Mutex<TcpInner>, chunk: &[u8]) -> Option<TcpFault> {
         let mut i = inner.lock().unwrap();
+        if i.down {
+            return Some(TcpFault::ResetBefore);
+        }
         let mut chosen = None;
         for (rule, matched, fired) in i.rules.iter_mut() {
             if rule.needle.is_empty() || !chunk.windows(rule.needle.len()).any(|w| w == rule.needle.as_slice()) {
@@ -713,4 +722,14 @@ async fn serve_tcp(client: TcpStream, st: Arc<Mutex<TcpInner>>, upstream: String
     };
     tokio::join!(c2s, s2c);
     Ok(())
+}
+
+/// A provider connected through a TCP proxy that then goes down (for the
+/// conformance outage trial): `connect` gets the proxy's host and port. The
+/// proxy lives for the rest of the test binary.
+pub async fn behind_a_dead_proxy<P>(upstream: &str, connect: impl AsyncFnOnce(&str, u16) -> P) -> P {
+    let proxy: &'static TcpFaultProxy = Box::leak(Box::new(TcpFaultProxy::start(upstream).await));
+    let p = connect(&proxy.host, proxy.port).await;
+    proxy.go_down();
+    p
 }

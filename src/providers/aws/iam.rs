@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use aws_credential_types::Credentials;
 use aws_sdk_iam::types::StatusType;
 
+use super::config::AwsIamKeyTarget;
 use super::{code_of, fmt_date, map_err, AwsProvider};
-use crate::playbook::model::AwsIamKeyTarget;
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, ProviderError, Verdict};
 use crate::secret::{Delivered, ExposeSecret, SecretString};
 

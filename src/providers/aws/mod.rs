@@ -13,6 +13,7 @@
 //! consistency): verification re-probes within the credential's bound and
 //! reports `unverified`, not dead, if it is still accepted.
 
+pub mod config;
 pub mod iam;
 mod sm;
 
@@ -22,11 +23,10 @@ use aws_config::BehaviorVersion;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use crate::engine::retry::RetryPolicy;
-use crate::playbook::model::AwsProviderConfig;
+use crate::provider::limits::RetryPolicy;
 use crate::provider::{ErrorKind, ProviderError};
+use config::AwsProviderConfig;
 
 pub struct AwsProvider {
     name: String,
@@ -34,7 +34,7 @@ pub struct AwsProvider {
     iam: aws_sdk_iam::Client,
     sm: aws_sdk_secretsmanager::Client,
     sts: aws_sdk_sts::Client,
-    limiter: Option<DefaultDirectRateLimiter>,
+    limiter: Option<crate::provider::limits::RateWindow>,
     retry: RetryPolicy,
     requests: std::sync::atomic::AtomicU64,
     /// The access key id keysweep itself signs with, when it uses one.
@@ -70,10 +70,7 @@ impl AwsProvider {
         if sdk.region().is_none() {
             return Err(ProviderError::new(ErrorKind::Config, "aws.connect", "no AWS region: set `region:` or AWS_REGION"));
         }
-        let limiter = limits.rate_per_second.and_then(std::num::NonZeroU32::new).map(|r| {
-            let burst = limits.burst.and_then(std::num::NonZeroU32::new).unwrap_or(r);
-            RateLimiter::direct(Quota::per_second(r).allow_burst(burst))
-        });
+        let limiter = limits.rate_per_second.map(|r| crate::provider::limits::RateWindow::new(r, limits.burst));
         Ok(AwsProvider {
             name: name.to_string(),
             iam: aws_sdk_iam::Client::from_conf(aws_sdk_iam::config::Builder::from(&sdk).interceptor(WholeXmlAnswers).build()),
@@ -118,7 +115,7 @@ impl AwsProvider {
     /// Waits for the rate limiter, counting the request.
     async fn permit(&self) {
         if let Some(l) = &self.limiter {
-            l.until_ready().await;
+            l.admit().await;
         }
         self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -129,7 +126,7 @@ impl AwsProvider {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
     {
-        crate::engine::retry::retry(self.retry, || {
+        crate::provider::limits::retry(self.retry, || {
             let fut = op();
             async move {
                 self.permit().await;

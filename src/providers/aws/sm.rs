@@ -15,9 +15,10 @@ use async_trait::async_trait;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
 use serde_json::{Map, Value};
 
+use super::config::AwsSecretTarget;
 use super::iam::KEY_ID;
 use super::{fmt_date, map_err, AwsProvider};
-use crate::playbook::model::{AwsSecretTarget, Target};
+use crate::playbook::model::Target;
 use crate::playbook::StoreLocation;
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Store, StoredValue, Verdict};
 use crate::secret::{Delivered, ExposeSecret, SecretString};
@@ -133,6 +134,26 @@ impl AwsProvider {
     }
 
     /// The old version of a rotated secret is dead when it no longer carries AWSCURRENT.
+    /// The new value is what the secret holds: staged as AWSPENDING or, once
+    /// promoted, AWSCURRENT. The secret is its own owning system, so reading
+    /// it back is the test; an answer that cannot be read is unknown.
+    pub(super) async fn sm_test(&self, t: &AwsSecretTarget, new: &Delivered) -> Verdict {
+        let field = t.field.clone().unwrap_or_default();
+        for stage in [PENDING, CURRENT] {
+            match self.get(&t.name, Some(stage), None).await {
+                Ok(Some(o)) => {
+                    let held = o.secret_string().and_then(|s| parse(s, &field));
+                    if held.is_some_and(|d| d.value.expose_secret() == new.value.expose_secret()) {
+                        return Verdict::Alive(format!("the {stage} version of `{}` reads back the new value", t.name));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return Verdict::Unknown(e.to_string()),
+            }
+        }
+        Verdict::Dead(format!("neither {PENDING} nor {CURRENT} of `{}` holds the new value", t.name))
+    }
+
     pub(super) async fn sm_verify_dead(&self, t: &AwsSecretTarget, old: &Handle) -> Verdict {
         let Some(v) = old.get("version") else { return Verdict::Dead("no earlier version existed".into()) };
         match self.stages(&t.name).await {
@@ -363,6 +384,9 @@ impl Provider for AwsProvider {
     fn kind(&self) -> &'static str {
         "aws"
     }
+    fn request_count(&self) -> Option<u64> {
+        Some(AwsProvider::request_count(self))
+    }
 
     fn is_own_login(&self, target: &Target, old: &Handle) -> bool {
         matches!(target, Target::AwsIamAccessKey(_)) && self.own_key_id.get().is_some_and(|own| old.get(KEY_ID) == Some(own))
@@ -432,7 +456,7 @@ impl Provider for AwsProvider {
     async fn test(&self, target: &Target, new: &Delivered, handle: &Handle) -> Verdict {
         match target {
             Target::AwsIamAccessKey(t) => self.iam_test(t, new, handle).await,
-            Target::AwsSecretsmanagerSecret(_) => Verdict::Alive("generated value staged as AWSPENDING and read back".into()),
+            Target::AwsSecretsmanagerSecret(t) => self.sm_test(t, new).await,
             other => Verdict::Unknown(unsupported("test", other).to_string()),
         }
     }

@@ -16,11 +16,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::engine::retry::{retry, RetryPolicy};
+use crate::provider::limits::{retry, RetryPolicy};
 use crate::provider::{ErrorKind, ProviderError};
 use crate::secret::{ExposeSecret, SecretString};
 
@@ -145,7 +144,7 @@ pub struct VaultHttp {
     /// keysweep's own token. Replaced (not mutated) when keysweep rotates
     /// its own login and switches to the new one before retiring the old.
     admin_token: std::sync::RwLock<std::sync::Arc<SecretString>>,
-    limiter: Option<DefaultDirectRateLimiter>,
+    limiter: Option<crate::provider::limits::RateWindow>,
     pub retry: RetryPolicy,
     requests: AtomicU64,
 }
@@ -166,10 +165,7 @@ impl VaultHttp {
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| ProviderError::new(ErrorKind::Config, "vault.client", e.to_string()))?;
-        let limiter = rate_per_second.and_then(std::num::NonZeroU32::new).map(|r| {
-            let burst = burst.and_then(std::num::NonZeroU32::new).unwrap_or(r);
-            RateLimiter::direct(Quota::per_second(r).allow_burst(burst))
-        });
+        let limiter = rate_per_second.map(|r| crate::provider::limits::RateWindow::new(r, burst));
         let admin_token = std::sync::RwLock::new(std::sync::Arc::new(admin_token));
         Ok(VaultHttp { base: base.trim_end_matches('/').to_string(), namespace, http, admin_token, limiter, retry, requests: AtomicU64::new(0) })
     }
@@ -206,7 +202,7 @@ impl VaultHttp {
         body: Option<&Value>,
     ) -> Result<Resp, ProviderError> {
         if let Some(l) = &self.limiter {
-            l.until_ready().await;
+            l.admit().await;
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
         let url = format!("{}/v1/{}", self.base, path.trim_start_matches('/'));

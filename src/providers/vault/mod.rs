@@ -24,6 +24,7 @@
 //! secret-id keeps the old one's `num_uses`, `ttl` and CIDR bindings and is
 //! checked the same way.
 
+pub mod config;
 pub mod http;
 mod store;
 
@@ -34,10 +35,11 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::engine::retry::RetryPolicy;
-use crate::playbook::model::{Target, VaultAuth, VaultProviderConfig};
+use crate::playbook::model::Target;
+use crate::provider::limits::RetryPolicy;
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Store, Verdict};
 use crate::secret::{Delivered, ExposeSecret, SecretString};
+use config::{VaultAuth, VaultProviderConfig};
 use http::{list_method, VaultHttp};
 
 pub const NONCE_KEY: &str = "keysweep_nonce";
@@ -66,11 +68,7 @@ struct OwnLogin {
 
 impl VaultProvider {
     /// Connects and logs in (token, or AppRole through vaultrs).
-    pub async fn connect(
-        name: &str,
-        cfg: &VaultProviderConfig,
-        resolve: &dyn Fn(&crate::playbook::model::SecretRef) -> Result<SecretString, ProviderError>,
-    ) -> Result<Self, ProviderError> {
+    pub async fn connect(name: &str, cfg: &VaultProviderConfig, resolve: &crate::provider::kind::Resolve<'_>) -> Result<Self, ProviderError> {
         let limits = &cfg.limits;
         let timeout = limits.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(30));
         let retry = RetryPolicy { max_attempts: limits.max_attempts.unwrap_or(5), ..RetryPolicy::default() };
@@ -573,6 +571,9 @@ impl Provider for VaultProvider {
     fn kind(&self) -> &'static str {
         "vault"
     }
+    fn request_count(&self) -> Option<u64> {
+        Some(self.http.request_count())
+    }
 
     async fn current_handle(&self, target: &Target, stored: Option<&Handle>) -> Result<Handle, ProviderError> {
         let from_store = |k: &str| stored.and_then(|s| handle_get(s, k)).map(str::to_string);
@@ -875,7 +876,27 @@ impl Provider for VaultProvider {
                     Err(e) => Verdict::Unknown(e.to_string()),
                 }
             }
-            Target::VaultKvSecret(_) => Verdict::Alive("generated value staged and read back from the store".into()),
+            // The secret is its own owning system: the test is that the entry
+            // holds the new value, staged (pending) or, once promoted, current.
+            Target::VaultKvSecret(t) => {
+                let loc = crate::playbook::StoreLocation {
+                    provider: self.name.clone(),
+                    mount: t.mount.clone(),
+                    path: t.path.clone(),
+                    field: t.field.clone(),
+                };
+                let is_new = |d: &Delivered| d.value.expose_secret() == new.value.expose_secret();
+                match self.read_pending(&loc).await {
+                    Ok(Some((d, _))) if is_new(&d) => return Verdict::Alive(format!("the pending value at {loc} reads back the new value")),
+                    Ok(_) => {}
+                    Err(e) => return Verdict::Unknown(e.to_string()),
+                }
+                match self.read_current(&loc).await {
+                    Ok(Some(cur)) if is_new(&cur.delivered) => Verdict::Alive(format!("the current value at {loc} is the new value")),
+                    Ok(_) => Verdict::Dead(format!("neither the pending nor the current value at {loc} is the new value")),
+                    Err(e) => Verdict::Unknown(e.to_string()),
+                }
+            }
             other => Verdict::Unknown(unsupported("test", other).to_string()),
         }
     }
