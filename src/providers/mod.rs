@@ -5,6 +5,7 @@
 pub mod account;
 pub mod aws;
 pub mod ldap;
+pub mod memory;
 pub mod mysql;
 pub mod postgres;
 pub mod redis;
@@ -47,4 +48,6 @@ crate::register_adapters! {
         /// An LDAP entry's `userPassword` (the account is its DN).
         "ldap_account" => LdapAccount(ldap::AccountKind),
     },
+    /// An in-process system and store, with injected faults (tests, demos, benchmarks).
+    "memory" => Memory(memory::config::MemoryProviderConfig) { "memory_token" => MemoryToken(memory::config::TokenKind), "memory_password" => MemoryPassword(memory::config::PasswordKind) },
 }
