@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): prints credentials/second and peak memory for
 #   1. `keysweep plan` of a 5,000-credential playbook (offline), and
-#   2. `keysweep run` rotating/revoking 2,000 credentials in a local OpenBao.
+#   2. `keysweep run` rotating/revoking 2,000 credentials in a local OpenBao,
+#   3. `keysweep run` of 20,000 credentials in the in-process `memory` system
+#      (no latency, journal on): keysweep's own overhead per lifecycle.
 # Uses a release build and GNU time. Numbers depend on the machine; they are
 # printed, never asserted.
 #   scripts/bench.sh [N_RUN]   (default 2000)
@@ -41,3 +43,7 @@ T=$(( N * 3 / 4 )); A=$(( N / 8 )); K=$(( N - T - A - 10 ))
 "$SEED" --prefix "b$RANDOM" --tokens "$T" --approles "$A" --kv "$K" --revoke-tokens 10 --out "$WORK/pb/demo/estate.generated.yaml"
 measure run "$N" "$KS" run "$WORK/pb/bench.yaml" --quiet
 scripts/stack.sh down
+
+echo "bench: run of 20000 credentials in the in-process memory system (orchestration overhead, journal on)"
+python3 scripts/memory_playbook.py 20000 >"$WORK/memory.yaml"
+KEYSWEEP_STATE_DIR="$WORK/memory-state" measure memory 20000 "$KS" run "$WORK/memory.yaml" --quiet --concurrency 64
