@@ -4,6 +4,7 @@
 
 pub mod conformance;
 pub mod error;
+pub mod http;
 pub mod kind;
 pub mod limits;
 pub mod registry;

@@ -19,6 +19,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use crate::provider::http::{not_from_vendor, VendorShape};
 use crate::provider::limits::{retry, RetryPolicy};
 use crate::provider::{ErrorKind, ProviderError};
 use crate::secret::{ExposeSecret, SecretString};
@@ -37,25 +38,15 @@ pub struct Resp {
     pub vendor: bool,
 }
 
+/// Vault's documented answer shape: an error status carries `errors` (or, for
+/// the 404 of a deleted KV version, a logical response's `request_id`).
+pub const VAULT: VendorShape = VendorShape { error_body: |_, b| b["errors"].is_array() || b["request_id"].is_string(), arrays: false };
+
 /// Whether an answer has Vault's documented shape: JSON content type and a
 /// whole JSON object; an error status carries `errors` (or a logical
 /// response's `request_id`); an empty body only with 204.
 pub fn vendor_shaped(status: u16, content_type: Option<&str>, bytes: &[u8]) -> Option<Value> {
-    if bytes.is_empty() {
-        return (status == 204).then_some(Value::Null);
-    }
-    let json_type = content_type.map(|c| c.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json")).unwrap_or(false);
-    if !json_type {
-        return None;
-    }
-    let body: Value = serde_json::from_slice(bytes).ok()?;
-    if !body.is_object() {
-        return None;
-    }
-    if status >= 400 && !body["errors"].is_array() && !body["request_id"].is_string() {
-        return None;
-    }
-    Some(body)
+    crate::provider::http::vendor_shaped(&VAULT, status, content_type, bytes)
 }
 
 impl Resp {
@@ -223,12 +214,7 @@ impl VaultHttp {
         })?;
         let status = resp.status();
         let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = crate::provider::http::retry_after(resp.headers());
         let bytes = resp
             .bytes()
             .await
@@ -276,9 +262,7 @@ impl VaultHttp {
 }
 
 /// The error for an answer that is not Vault's (see the module doc): never a
-/// fact, always temporary, so that it is retried and, if it persists, the step
-/// fails instead of acting on it. The body is not quoted: a proxy that echoes
-/// the request would put the token and the secret into the error.
+/// fact, always temporary (see `crate::provider::http::not_from_vendor`).
 fn not_from_vault(
     operation: &'static str,
     path: &str,
@@ -287,21 +271,7 @@ fn not_from_vault(
     len: usize,
     retry_after: Option<Duration>,
 ) -> ProviderError {
-    let kind = if status == 429 { ErrorKind::RateLimited } else { ErrorKind::Unavailable };
-    let ctype = content_type
-        .map(|c| c.split(';').next().unwrap_or("").trim().to_string())
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "no content type".into());
-    let what = if status < 300 { "a body that is not whole Vault JSON (truncated or rewritten?)" } else { "no Vault JSON error body" };
-    ProviderError::new(
-        kind,
-        operation,
-        format!(
-            "{path}: HTTP {status} ({ctype}, {len} bytes) with {what}: not an answer from Vault/OpenBao — a proxy, load balancer or WAF in between? \
-             Taken as unknown, never as absent or dead; check what sits between keysweep and `address`"
-        ),
-    )
-    .with_retry_after(retry_after)
+    not_from_vendor("Vault/OpenBao", operation, path, status, content_type, len, retry_after)
 }
 
 /// 429 and 5xx become temporary errors (so `retry` retries them); anything
