@@ -1,10 +1,13 @@
 //! Playbooks: the typed model, the loader (the only module that touches YAML),
 //! and the resolved form the planner works from.
 
+mod interpolate;
 pub mod loader;
 pub mod locate;
 pub mod model;
+mod resolve;
 pub mod rules;
+mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;
