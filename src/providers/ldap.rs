@@ -407,19 +407,19 @@ pub struct LdapProvider {
     timeout: Duration,
     admin: tokio::sync::Mutex<Ldap>,
     dse: Dse,
-    limiter: Option<crate::provider::limits::RateWindow>,
+    /// The limits layer: rate, timeout and the retry bound.
+    gate: crate::provider::limits::Gate,
 }
 
 impl LdapProvider {
     /// Connects and logs in with the admin credential.
     pub async fn connect(name: &str, cfg: &LdapProviderConfig, resolve: &crate::provider::kind::Resolve<'_>) -> Result<Self, ProviderError> {
-        let timeout = cfg.limits.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(30));
+        let gate = crate::provider::limits::Gate::new(&cfg.limits);
+        let timeout = gate.timeout();
         if cfg.admin.user.trim().is_empty() {
             return Err(ProviderError::new(ErrorKind::Config, "ldap.connect", "admin.user (the admin bind DN) is empty"));
         }
         let password = resolve(&cfg.admin.password)?;
-        let limits = &cfg.limits;
-        let limiter = limits.rate_per_second.map(|r| crate::provider::limits::RateWindow::new(r, limits.burst));
         let mut ldap = admin_bind(&cfg.url, &cfg.admin.user, &password, timeout).await?;
         let dse = read_dse(&mut ldap, timeout).await?;
         Ok(LdapProvider {
@@ -430,14 +430,12 @@ impl LdapProvider {
             timeout,
             admin: tokio::sync::Mutex::new(ldap),
             dse,
-            limiter,
+            gate,
         })
     }
 
     async fn permit(&self) {
-        if let Some(l) = &self.limiter {
-            l.admit().await;
-        }
+        self.gate.admit().await;
     }
 
     /// A handle on the admin connection (reconnected if it was closed).
@@ -911,7 +909,7 @@ impl Provider for LdapProvider {
 
     /// Retried here (the engine adds no retry of its own): retiring is idempotent.
     async fn retire(&self, target: &Target, old: &Handle) -> Result<(), ProviderError> {
-        crate::provider::limits::retry(Default::default(), || self.retire_once(target, old)).await
+        crate::provider::limits::retry(self.gate.retry_policy(), || self.retire_once(target, old)).await
     }
 
     async fn verify_dead(&self, target: &Target, old: &Handle, old_value: Option<&SecretString>) -> Verdict {

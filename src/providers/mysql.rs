@@ -67,7 +67,8 @@ pub struct MysqlProvider {
     /// Where keysweep connects from, as the server sees it (the host part of
     /// `USER()`): which account a probe login lands on depends on it.
     client_host: String,
-    limiter: Option<crate::provider::limits::RateWindow>,
+    /// The limits layer: rate, timeout and the retry bound.
+    gate: crate::provider::limits::Gate,
 }
 
 /// What the server holds for one account.
@@ -194,7 +195,8 @@ impl MysqlProvider {
     pub async fn connect(name: &str, cfg: &MysqlProviderConfig, resolve: &crate::provider::kind::Resolve<'_>) -> Result<Self, ProviderError> {
         let password = resolve(&cfg.admin.password)?;
         let limits = &cfg.limits;
-        let timeout = limits.timeout.as_ref().map(|d| d.0).unwrap_or(Duration::from_secs(30));
+        let gate = crate::provider::limits::Gate::new(&cfg.limits);
+        let timeout = gate.timeout();
         let size = limits.concurrency.unwrap_or(8).max(1);
         let constraints = PoolConstraints::new(0, size).expect("0 <= size, size > 0");
         // Never Debug-print these options: they hold the admin password.
@@ -205,7 +207,6 @@ impl MysqlProvider {
             .pass(Some(password.expose_secret().to_string()))
             .prefer_socket(false)
             .pool_opts(PoolOpts::default().with_constraints(constraints));
-        let limiter = limits.rate_per_second.map(|r| crate::provider::limits::RateWindow::new(r, limits.burst));
         let mut p = MysqlProvider {
             name: name.to_string(),
             pool: Pool::new(opts),
@@ -214,7 +215,7 @@ impl MysqlProvider {
             timeout,
             mariadb: true,
             client_host: String::new(),
-            limiter,
+            gate,
         };
         let op = "mysql.connect";
         let mut conn = p.conn(op, &[&password]).await?;
@@ -228,9 +229,7 @@ impl MysqlProvider {
     }
 
     async fn pace(&self) {
-        if let Some(l) = &self.limiter {
-            l.admit().await;
-        }
+        self.gate.admit().await;
     }
 
     /// Runs `f` within the provider's timeout.
@@ -557,7 +556,7 @@ impl Provider for MysqlProvider {
 
     /// Retried here (the engine adds no retry of its own): retiring is idempotent.
     async fn retire(&self, target: &Target, old: &Handle) -> Result<(), ProviderError> {
-        crate::provider::limits::retry(Default::default(), || self.retire_once(target, old)).await
+        crate::provider::limits::retry(self.gate.retry_policy(), || self.retire_once(target, old)).await
     }
 
     async fn verify_dead(&self, target: &Target, old: &Handle, old_value: Option<&SecretString>) -> Verdict {

@@ -99,7 +99,8 @@ pub struct PostgresProvider {
     /// when keysweep rotates its own admin role's password).
     admin_password: StdMutex<SecretString>,
     admin: tokio::sync::Mutex<Option<Arc<Client>>>,
-    limiter: Option<crate::provider::limits::RateWindow>,
+    /// The limits layer: rate, timeout and the retry bound.
+    gate: crate::provider::limits::Gate,
     /// The server hashes passwords with SCRAM-SHA-256 (`password_encryption`):
     /// keysweep sends verifiers it computed rather than passwords.
     scram: bool,
@@ -127,17 +128,17 @@ impl PostgresProvider {
     pub async fn connect(name: &str, cfg: &PostgresProviderConfig, resolve: &crate::provider::kind::Resolve<'_>) -> Result<Self, ProviderError> {
         let password = resolve(&cfg.admin.password)?;
         let limits = &cfg.limits;
-        let limiter = limits.rate_per_second.map(|r| crate::provider::limits::RateWindow::new(r, limits.burst));
+        let gate = crate::provider::limits::Gate::new(limits);
         let mut p = PostgresProvider {
             name: name.to_string(),
             host: cfg.host.clone(),
             port: cfg.port,
             database: cfg.database.clone(),
-            timeout: limits.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(30)),
+            timeout: gate.timeout(),
             admin_user: cfg.admin.user.clone(),
             admin_password: StdMutex::new(password),
             admin: tokio::sync::Mutex::new(None),
-            limiter,
+            gate,
             scram: true,
         };
         let op = "postgres.connect";
@@ -157,9 +158,7 @@ impl PostgresProvider {
     }
 
     async fn permit(&self) {
-        if let Some(l) = &self.limiter {
-            l.admit().await;
-        }
+        self.gate.admit().await;
     }
 
     fn addr(&self) -> String {
@@ -667,7 +666,7 @@ impl Provider for PostgresProvider {
     /// open sessions. A role that does not exist is already retired.
     /// Retried here (the engine adds no retry of its own): retiring is idempotent.
     async fn retire(&self, target: &Target, old: &Handle) -> Result<(), ProviderError> {
-        crate::provider::limits::retry(Default::default(), || self.retire_once(target, old)).await
+        crate::provider::limits::retry(self.gate.retry_policy(), || self.retire_once(target, old)).await
     }
 
     /// With the old value: one login (28P01 is `Dead`, accepted is `Alive`,

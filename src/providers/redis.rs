@@ -91,7 +91,8 @@ pub struct RedisProvider {
     /// when keysweep rotates its own admin user's password).
     admin_password: StdMutex<SecretString>,
     admin: tokio::sync::Mutex<Option<MultiplexedConnection>>,
-    limiter: Option<crate::provider::limits::RateWindow>,
+    /// The limits layer: rate, timeout and the retry bound.
+    gate: crate::provider::limits::Gate,
 }
 
 /// What one login attempt on a fresh connection got.
@@ -108,16 +109,16 @@ impl RedisProvider {
     pub async fn connect(name: &str, cfg: &RedisProviderConfig, resolve: &crate::provider::kind::Resolve<'_>) -> Result<Self, ProviderError> {
         let password = resolve(&cfg.admin.password)?;
         let limits = &cfg.limits;
-        let limiter = limits.rate_per_second.map(|r| crate::provider::limits::RateWindow::new(r, limits.burst));
+        let gate = crate::provider::limits::Gate::new(limits);
         let p = RedisProvider {
             name: name.to_string(),
             host: cfg.host.clone(),
             port: cfg.port,
-            timeout: limits.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(30)),
+            timeout: gate.timeout(),
             admin_user: cfg.admin.user.clone(),
             admin_password: StdMutex::new(password),
             admin: tokio::sync::Mutex::new(None),
-            limiter,
+            gate,
         };
         p.admin_conn("redis.connect").await?;
         Ok(p)
@@ -129,9 +130,7 @@ impl RedisProvider {
     }
 
     async fn permit(&self) {
-        if let Some(l) = &self.limiter {
-            l.admit().await;
-        }
+        self.gate.admit().await;
     }
 
     /// A new connection that has not logged in. Its settings hold no password.
@@ -526,7 +525,7 @@ impl Provider for RedisProvider {
     /// the sessions that logged in before. A missing user is already retired.
     /// Retried here (the engine adds no retry of its own): retiring is idempotent.
     async fn retire(&self, target: &Target, old: &Handle) -> Result<(), ProviderError> {
-        crate::provider::limits::retry(Default::default(), || self.retire_once(target, old)).await
+        crate::provider::limits::retry(self.gate.retry_policy(), || self.retire_once(target, old)).await
     }
 
     /// With the old value: `AUTH` on a new connection (`WRONGPASS` → dead,

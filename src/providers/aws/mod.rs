@@ -24,7 +24,6 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::provider::limits::RetryPolicy;
 use crate::provider::{ErrorKind, ProviderError};
 use config::AwsProviderConfig;
 
@@ -34,8 +33,8 @@ pub struct AwsProvider {
     iam: aws_sdk_iam::Client,
     sm: aws_sdk_secretsmanager::Client,
     sts: aws_sdk_sts::Client,
-    limiter: Option<crate::provider::limits::RateWindow>,
-    retry: RetryPolicy,
+    /// The limits layer: rate, timeout and the retry bound.
+    gate: crate::provider::limits::Gate,
     requests: std::sync::atomic::AtomicU64,
     /// The access key id keysweep itself signs with, when it uses one.
     pub(crate) own_key_id: std::sync::OnceLock<String>,
@@ -45,7 +44,8 @@ impl AwsProvider {
     /// Loads the SDK configuration (no network call).
     pub async fn connect(name: &str, cfg: &AwsProviderConfig) -> Result<Self, ProviderError> {
         let limits = &cfg.limits;
-        let timeout = limits.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(30));
+        let gate = crate::provider::limits::Gate::new(limits);
+        let timeout = gate.timeout();
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(aws_config::retry::RetryConfig::disabled()).timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
                 .operation_timeout(timeout)
@@ -70,15 +70,13 @@ impl AwsProvider {
         if sdk.region().is_none() {
             return Err(ProviderError::new(ErrorKind::Config, "aws.connect", "no AWS region: set `region:` or AWS_REGION"));
         }
-        let limiter = limits.rate_per_second.map(|r| crate::provider::limits::RateWindow::new(r, limits.burst));
         Ok(AwsProvider {
             name: name.to_string(),
             iam: aws_sdk_iam::Client::from_conf(aws_sdk_iam::config::Builder::from(&sdk).interceptor(WholeXmlAnswers).build()),
             sm: aws_sdk_secretsmanager::Client::new(&sdk),
             sts: aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(&sdk).interceptor(WholeXmlAnswers).build()),
             sdk,
-            limiter,
-            retry: RetryPolicy { max_attempts: limits.max_attempts.unwrap_or(5), ..RetryPolicy::default() },
+            gate,
             requests: std::sync::atomic::AtomicU64::new(0),
             own_key_id: std::sync::OnceLock::new(),
         })
@@ -114,9 +112,7 @@ impl AwsProvider {
 
     /// Waits for the rate limiter, counting the request.
     async fn permit(&self) {
-        if let Some(l) = &self.limiter {
-            l.admit().await;
-        }
+        self.gate.admit().await;
         self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
@@ -126,7 +122,7 @@ impl AwsProvider {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
     {
-        crate::provider::limits::retry(self.retry, || {
+        crate::provider::limits::retry(self.gate.retry_policy(), || {
             let fut = op();
             async move {
                 self.permit().await;

@@ -20,7 +20,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::provider::http::{not_from_vendor, VendorShape};
-use crate::provider::limits::{retry, RetryPolicy};
+use crate::provider::limits::retry;
 use crate::provider::{ErrorKind, ProviderError};
 use crate::secret::{ExposeSecret, SecretString};
 
@@ -135,8 +135,8 @@ pub struct VaultHttp {
     /// keysweep's own token. Replaced (not mutated) when keysweep rotates
     /// its own login and switches to the new one before retiring the old.
     admin_token: std::sync::RwLock<std::sync::Arc<SecretString>>,
-    limiter: Option<crate::provider::limits::RateWindow>,
-    pub retry: RetryPolicy,
+    /// The limits layer: rate, timeout and the retry bound.
+    gate: crate::provider::limits::Gate,
     requests: AtomicU64,
 }
 
@@ -145,20 +145,18 @@ impl VaultHttp {
         base: &str,
         namespace: Option<String>,
         admin_token: SecretString,
-        timeout: Duration,
-        rate_per_second: Option<u32>,
-        burst: Option<u32>,
-        retry: RetryPolicy,
+        limits: &crate::playbook::model::Limits,
     ) -> Result<Self, ProviderError> {
+        let gate = crate::provider::limits::Gate::new(limits);
+        let timeout = gate.timeout();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| ProviderError::new(ErrorKind::Config, "vault.client", e.to_string()))?;
-        let limiter = rate_per_second.map(|r| crate::provider::limits::RateWindow::new(r, burst));
         let admin_token = std::sync::RwLock::new(std::sync::Arc::new(admin_token));
-        Ok(VaultHttp { base: base.trim_end_matches('/').to_string(), namespace, http, admin_token, limiter, retry, requests: AtomicU64::new(0) })
+        Ok(VaultHttp { base: base.trim_end_matches('/').to_string(), namespace, http, admin_token, gate, requests: AtomicU64::new(0) })
     }
 
     fn admin_token(&self) -> std::sync::Arc<SecretString> {
@@ -192,9 +190,7 @@ impl VaultHttp {
         token: Option<&SecretString>,
         body: Option<&Value>,
     ) -> Result<Resp, ProviderError> {
-        if let Some(l) = &self.limiter {
-            l.admit().await;
-        }
+        self.gate.admit().await;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let url = format!("{}/v1/{}", self.base, path.trim_start_matches('/'));
         let mut req = self.http.request(method, &url);
@@ -236,7 +232,7 @@ impl VaultHttp {
     /// A request with keysweep's own token, retried on 429/5xx/network errors
     /// within the retry policy. 4xx answers are returned for the caller to read.
     pub async fn admin(&self, operation: &'static str, method: Method, path: &str, body: Option<Value>) -> Result<Resp, ProviderError> {
-        retry(self.retry, || async {
+        retry(self.gate.retry_policy(), || async {
             let token = self.admin_token();
             let r = self.send(operation, method.clone(), path, Some(&token), body.as_ref()).await?;
             classify_transient(operation, path, r)

@@ -29,14 +29,12 @@ pub mod http;
 mod store;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::playbook::model::Target;
-use crate::provider::limits::RetryPolicy;
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Store, Verdict};
 use crate::secret::{Delivered, ExposeSecret, SecretString};
 use config::{VaultAuth, VaultProviderConfig};
@@ -70,8 +68,6 @@ impl VaultProvider {
     /// Connects and logs in (token, or AppRole through vaultrs).
     pub async fn connect(name: &str, cfg: &VaultProviderConfig, resolve: &crate::provider::kind::Resolve<'_>) -> Result<Self, ProviderError> {
         let limits = &cfg.limits;
-        let timeout = limits.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(30));
-        let retry = RetryPolicy { max_attempts: limits.max_attempts.unwrap_or(5), ..RetryPolicy::default() };
         let token = match &cfg.auth {
             VaultAuth::Token { token } => resolve(token)?,
             VaultAuth::Approle { mount, role_id, secret_id } => {
@@ -80,7 +76,7 @@ impl VaultProvider {
                 approle_login(&cfg.address, cfg.namespace.clone(), mount, &role_id, &secret_id).await?
             }
         };
-        let http = VaultHttp::new(&cfg.address, cfg.namespace.clone(), token, timeout, limits.rate_per_second, limits.burst, retry)?;
+        let http = VaultHttp::new(&cfg.address, cfg.namespace.clone(), token, limits)?;
         let session = matches!(cfg.auth, VaultAuth::Approle { .. });
         let (own, approle) = match &cfg.auth {
             VaultAuth::Approle { mount, role_id, .. } => (
