@@ -115,6 +115,21 @@ fn same_secret(a: &Handle, b: &Handle) -> bool {
     !keys.is_empty() && keys.iter().all(|k| a.get(*k) == b.get(*k))
 }
 
+/// The end of the verify-dead step, the same for a rotation and a
+/// revocation: only the system's own refusal is proof (`verified`); a secret
+/// still accepted, an unknown answer or an unprovable death is `unverified`.
+fn proven(v: Verdict, attempts: u32, verified: impl FnOnce(String) -> Outcome) -> Outcome {
+    let reason = match v {
+        Verdict::Dead(e) => return verified(e),
+        Verdict::Alive(e) => format!("old secret still accepted after {attempts} probe(s): {e}"),
+        Verdict::Unknown(e) => format!("death not proven after {attempts} probe(s): {e}"),
+        Verdict::Unprovable(e) => format!(
+            "death cannot be proven with what keysweep holds, so no further probe was spent: {e}; keep the old value readable in a store (verify.probe_old) or check by hand"
+        ),
+    };
+    Outcome::Unverified { step: Step::VerifyDead, reason }
+}
+
 /// How long a claim holds: long enough for every step of one credential,
 /// grace period and probe windows included, with a wide margin.
 fn lease_for(c: &Credential) -> chrono::Duration {
@@ -603,19 +618,7 @@ impl Engine {
         }
         let old_value = self.old_value(c, p, store, &primary, st.old_version.as_deref(), &st.old_handle).await;
         let v = self.probe_until(c, |_| async { p.verify_dead(&c.target, &st.old_handle, old_value.as_ref().map(|d| &d.value)).await }, false).await;
-        Ok(match v {
-            Verdict::Dead(e) => Outcome::Rotated { evidence: e },
-            Verdict::Alive(e) => {
-                Outcome::Unverified { step: Step::VerifyDead, reason: format!("old secret still accepted after {} probe(s): {e}", c.verify.attempts) }
-            }
-            Verdict::Unknown(e) => {
-                Outcome::Unverified { step: Step::VerifyDead, reason: format!("death not proven after {} probe(s): {e}", c.verify.attempts) }
-            }
-            Verdict::Unprovable(e) => Outcome::Unverified {
-                step: Step::VerifyDead,
-                reason: format!("death cannot be proven with what keysweep holds, so no further probe was spent: {e}; keep the old value readable in a store (verify.probe_old) or check by hand"),
-            },
-        })
+        Ok(proven(v, c.verify.attempts, |evidence| Outcome::Rotated { evidence }))
     }
 
     async fn revoke(&self, c: &Credential, p: &dyn Provider, st: CredState) -> Result<Outcome, StepFail> {
@@ -642,19 +645,7 @@ impl Engine {
         self.observer.step(&c.provider, id, Step::VerifyDead);
         let probe_value = if c.verify.probe_old { old_value.as_ref().map(|d| &d.value) } else { None };
         let v = self.probe_until(c, |_| async { p.verify_dead(&c.target, &old, probe_value).await }, false).await;
-        Ok(match v {
-            Verdict::Dead(e) => Outcome::Revoked { evidence: e },
-            Verdict::Alive(e) => {
-                Outcome::Unverified { step: Step::VerifyDead, reason: format!("still accepted after {} probe(s): {e}", c.verify.attempts) }
-            }
-            Verdict::Unknown(e) => {
-                Outcome::Unverified { step: Step::VerifyDead, reason: format!("death not proven after {} probe(s): {e}", c.verify.attempts) }
-            }
-            Verdict::Unprovable(e) => Outcome::Unverified {
-                step: Step::VerifyDead,
-                reason: format!("death cannot be proven with what keysweep holds, so no further probe was spent: {e}; keep the old value readable in a store (verify.probe_old) or check by hand"),
-            },
-        })
+        Ok(proven(v, c.verify.attempts, |evidence| Outcome::Revoked { evidence }))
     }
 
     /// Sets keysweep's own login aside until every other credential is done.
