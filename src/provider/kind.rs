@@ -223,6 +223,26 @@ pub struct StoreKind {
     pub holds_claims: bool,
 }
 
+impl StoreKind {
+    /// A store whose entries are named by their path alone (no mount).
+    pub fn by_path(entry_kind: &'static str, described: &'static str, draft_path: &'static str, holds_claims: bool) -> StoreKind {
+        StoreKind {
+            entry_kind,
+            described,
+            location: |provider, path, field| StoreLocation {
+                provider: provider.into(),
+                mount: String::new(),
+                path: path.into(),
+                field: field.into(),
+            },
+            entry_id: |loc| loc.path.clone(),
+            check_delivery: |_| vec![],
+            draft_path,
+            holds_claims,
+        }
+    }
+}
+
 /// One provider kind: the settings under `providers:` with its `kind:`.
 #[async_trait]
 pub trait ProviderKind: Send + Sync + 'static {

@@ -196,3 +196,36 @@ pub fn host_problems(host: &str, allow_link_local: bool) -> Vec<Problem> {
     }
     crate::playbook::rules::host_problem(host).map(|(m, h)| vec![Problem::new(&["host"], m, h)]).unwrap_or_default()
 }
+
+/// Implements [`crate::provider::kind::ProviderKind`] for a database or
+/// directory provider: limits, the admin login's password reference, the
+/// address rule `check` (`|config, allow_link_local| problems`) and a
+/// connection that logs in as the admin.
+#[macro_export]
+macro_rules! account_provider_kind {
+    ($Cfg:ty, $Prov:ty, check: $check:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::provider::kind::ProviderKind for $Cfg {
+            fn limits(&self) -> &$crate::playbook::model::Limits {
+                &self.limits
+            }
+            fn secret_refs(&self) -> Vec<&$crate::playbook::model::SecretRef> {
+                vec![&self.admin.password]
+            }
+            fn check(&self, allow_link_local: bool) -> Vec<$crate::provider::kind::Problem> {
+                let check: fn(&$Cfg, bool) -> Vec<$crate::provider::kind::Problem> = $check;
+                check(self, allow_link_local)
+            }
+            async fn connect(
+                &self,
+                name: &str,
+                resolve: &$crate::provider::kind::Resolve<'_>,
+            ) -> Result<std::sync::Arc<dyn $crate::provider::Provider>, $crate::provider::ProviderError> {
+                Ok(std::sync::Arc::new(<$Prov>::connect(name, self, resolve).await?))
+            }
+            fn secret_keys() -> &'static [&'static str] {
+                &["password"]
+            }
+        }
+    };
+}

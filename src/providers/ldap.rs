@@ -63,7 +63,7 @@ use zeroize::Zeroizing;
 
 use super::account::DbAccountTarget;
 use super::account::{one, USERNAME};
-use crate::playbook::model::{SecretRef, Target};
+use crate::playbook::model::Target;
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Verdict};
 use crate::secret::{Delivered, ExposeSecret, GeneratePolicy, SecretString};
 
@@ -1037,26 +1037,10 @@ pub struct LdapProviderConfig {
     pub limits: crate::playbook::model::Limits,
 }
 
-#[async_trait]
-impl crate::provider::kind::ProviderKind for LdapProviderConfig {
-    fn limits(&self) -> &crate::playbook::model::Limits {
-        &self.limits
-    }
-    fn secret_refs(&self) -> Vec<&SecretRef> {
-        vec![&self.admin.password]
-    }
-    fn check(&self, allow_link_local: bool) -> Vec<crate::provider::kind::Problem> {
-        let bad = crate::playbook::rules::address_problem(&self.url, &["ldap", "ldaps"], allow_link_local);
-        bad.map(|(m, h)| vec![crate::provider::kind::Problem::new(&["url"], m, h)]).unwrap_or_default()
-    }
-    /// Logs in as its admin when it connects.
-    async fn connect(&self, name: &str, resolve: &crate::provider::kind::Resolve<'_>) -> Result<std::sync::Arc<dyn Provider>, ProviderError> {
-        Ok(std::sync::Arc::new(LdapProvider::connect(name, self, resolve).await?))
-    }
-    fn secret_keys() -> &'static [&'static str] {
-        &["password"]
-    }
-}
+crate::account_provider_kind!(LdapProviderConfig, LdapProvider, check: |c: &LdapProviderConfig, allow| {
+    let bad = crate::playbook::rules::address_problem(&c.url, &["ldap", "ldaps"], allow);
+    bad.map(|(m, h)| vec![crate::provider::kind::Problem::new(&["url"], m, h)]).unwrap_or_default()
+});
 
 crate::account_kind!(AccountKind, host_allowed: false, host_kind: "mysql_user", name: |_t, u| u.to_string(), match_key: norm_dn, draft: |id| format!("user: {}", crate::provider::kind::yaml_str(id)));
 

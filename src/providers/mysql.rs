@@ -50,7 +50,7 @@ use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 
 use super::account::DbAccountTarget;
 use super::account::{one, USERNAME};
-use crate::playbook::model::{SecretRef, Target};
+use crate::playbook::model::Target;
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Verdict};
 use crate::secret::{Delivered, ExposeSecret, GeneratePolicy, SecretString};
 
@@ -653,25 +653,7 @@ fn mysql_port() -> u16 {
     3306
 }
 
-#[async_trait]
-impl crate::provider::kind::ProviderKind for MysqlProviderConfig {
-    fn limits(&self) -> &crate::playbook::model::Limits {
-        &self.limits
-    }
-    fn secret_refs(&self) -> Vec<&SecretRef> {
-        vec![&self.admin.password]
-    }
-    fn check(&self, allow_link_local: bool) -> Vec<crate::provider::kind::Problem> {
-        crate::providers::account::host_problems(&self.host, allow_link_local)
-    }
-    /// Logs in as its admin when it connects.
-    async fn connect(&self, name: &str, resolve: &crate::provider::kind::Resolve<'_>) -> Result<std::sync::Arc<dyn Provider>, ProviderError> {
-        Ok(std::sync::Arc::new(MysqlProvider::connect(name, self, resolve).await?))
-    }
-    fn secret_keys() -> &'static [&'static str] {
-        &["password"]
-    }
-}
+crate::account_provider_kind!(MysqlProviderConfig, MysqlProvider, check: |c: &MysqlProviderConfig, allow| crate::providers::account::host_problems(&c.host, allow));
 
 crate::account_kind!(UserKind, host_allowed: true, host_kind: "mysql_user", name: |t, u| format!("{u}@{}", t.host.as_deref().unwrap_or("%")), match_key: |id| id.to_string(), draft: |id| { let (user, host) = id.rsplit_once('@').unwrap_or((id, "%")); format!("user: {}, host: {}", crate::provider::kind::yaml_str(user), crate::provider::kind::yaml_str(host)) });
 

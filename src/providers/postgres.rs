@@ -74,7 +74,7 @@ use zeroize::Zeroize;
 
 use super::account::DbAccountTarget;
 use super::account::{check_in_pair, missing, one, USERNAME};
-use crate::playbook::model::{SecretRef, Target};
+use crate::playbook::model::Target;
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Verdict};
 use crate::secret::{redact_all, scrub, Delivered, ExposeSecret, SecretString};
 
@@ -773,25 +773,7 @@ fn pg_db() -> String {
     "postgres".into()
 }
 
-#[async_trait]
-impl crate::provider::kind::ProviderKind for PostgresProviderConfig {
-    fn limits(&self) -> &crate::playbook::model::Limits {
-        &self.limits
-    }
-    fn secret_refs(&self) -> Vec<&SecretRef> {
-        vec![&self.admin.password]
-    }
-    fn check(&self, allow_link_local: bool) -> Vec<crate::provider::kind::Problem> {
-        crate::providers::account::host_problems(&self.host, allow_link_local)
-    }
-    /// Logs in as its admin when it connects.
-    async fn connect(&self, name: &str, resolve: &crate::provider::kind::Resolve<'_>) -> Result<std::sync::Arc<dyn Provider>, ProviderError> {
-        Ok(std::sync::Arc::new(PostgresProvider::connect(name, self, resolve).await?))
-    }
-    fn secret_keys() -> &'static [&'static str] {
-        &["password"]
-    }
-}
+crate::account_provider_kind!(PostgresProviderConfig, PostgresProvider, check: |c: &PostgresProviderConfig, allow| crate::providers::account::host_problems(&c.host, allow));
 
 crate::account_kind!(RoleKind, host_allowed: false, host_kind: "mysql_user", name: |_t, u| u.to_string(), match_key: |id| id.to_string(), draft: |id| format!("user: {}", crate::provider::kind::yaml_str(id)));
 

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::playbook::model::{Action, ClaimsIn, Delivery, Limits};
 use crate::playbook::rules::address_problem;
-use crate::playbook::StoreLocation;
 use crate::provider::kind::yaml_str as q;
 use crate::provider::kind::{CheckCx, Fields, Kind, Problem, ProviderKind, Resolve, StoreKind};
 use crate::provider::{Capabilities, InventoryItem, Provider, ProviderError};
@@ -86,20 +85,7 @@ impl ProviderKind for AwsProviderConfig {
         Ok(Arc::new(p))
     }
     fn store() -> Option<StoreKind> {
-        Some(StoreKind {
-            entry_kind: "aws_secretsmanager_secret",
-            described: "an `aws` provider (Secrets Manager)",
-            location: |provider, path, field| StoreLocation {
-                provider: provider.into(),
-                mount: String::new(),
-                path: path.into(),
-                field: field.into(),
-            },
-            entry_id: |loc| loc.path.clone(),
-            check_delivery: |_| vec![],
-            draft_path: "keysweep/{id}",
-            holds_claims: false,
-        })
+        Some(StoreKind::by_path("aws_secretsmanager_secret", "an `aws` provider (Secrets Manager)", "keysweep/{id}", false))
     }
     fn public_id_keys() -> &'static [&'static str] {
         &[KEY_ID]

@@ -8,7 +8,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::playbook::model::{Action, HumanDuration, Limits};
-use crate::playbook::StoreLocation;
 use crate::provider::kind::yaml_str as q;
 use crate::provider::kind::{CheckCx, Fields, Kind, Problem, ProviderKind, Resolve, StoreKind};
 use crate::provider::{Capabilities, Provider, ProviderError};
@@ -65,20 +64,7 @@ impl ProviderKind for MemoryProviderConfig {
         Ok(Arc::new(super::MemoryProvider::new(name, self)))
     }
     fn store() -> Option<StoreKind> {
-        Some(StoreKind {
-            entry_kind: "memory_entry",
-            described: "a `memory` provider",
-            location: |provider, path, field| StoreLocation {
-                provider: provider.into(),
-                mount: String::new(),
-                path: path.into(),
-                field: field.into(),
-            },
-            entry_id: |loc| loc.path.clone(),
-            check_delivery: |_| vec![],
-            draft_path: "{id}",
-            holds_claims: true,
-        })
+        Some(StoreKind::by_path("memory_entry", "a `memory` provider", "{id}", true))
     }
 }
 
