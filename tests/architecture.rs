@@ -39,7 +39,8 @@ fn the_core_names_no_kind_and_matches_no_variant() {
     // discover/tests.rs is a unit-test module of its own.
     all.retain(|p| !p.ends_with("discover/tests.rs"));
     assert!(all.len() > 20, "the core's files were not found: {all:?}");
-    let kinds: Vec<&str> = keysweep::providers::KINDS.iter().map(|k| k.kind).chain(keysweep::providers::PROVIDER_KINDS.iter().map(|p| p.kind)).collect();
+    let kinds: Vec<&str> =
+        keysweep::providers::KINDS.iter().map(|k| k.kind).chain(keysweep::providers::PROVIDER_KINDS.iter().map(|p| p.kind)).collect();
     assert!(kinds.len() >= 10, "{kinds:?}");
     let mut found = vec![];
     for p in &all {
@@ -53,7 +54,11 @@ fn the_core_names_no_kind_and_matches_no_variant() {
             for (i, _) in text.match_indices(variant) {
                 let next = text[i + variant.len()..].chars().next().unwrap_or(' ');
                 if next.is_ascii_uppercase() {
-                    found.push(format!("{}: matches a variant (`{variant}{}…`)", p.display(), &text[i + variant.len()..][..8.min(text.len() - i - variant.len())]));
+                    found.push(format!(
+                        "{}: matches a variant (`{variant}{}…`)",
+                        p.display(),
+                        &text[i + variant.len()..][..8.min(text.len() - i - variant.len())]
+                    ));
                 }
             }
         }

@@ -25,7 +25,6 @@ use tokio::sync::Semaphore;
 
 use crate::journal::Journal;
 use crate::plan::{Plan, WorkItem};
-use crate::playbook::model::Action;
 use crate::playbook::{Credential, StoreLocation};
 use crate::provider::registry::Providers;
 use crate::provider::{capabilities, Claim, ClaimPhase, ErrorKind, Handle, Provider, ProviderError, Store, StoredValue, Verdict};
@@ -252,11 +251,11 @@ impl Engine {
             return Some(Outcome::Failed { step: item.steps[0], reason: format!("provider `{}` is not connected", c.provider) });
         };
         let nonce = st.nonce.clone().unwrap_or_else(|| format!("{}/{}", self.run_id, c.id));
-        let r = match c.action {
-            Action::Rotate => self.rotate(c, provider.as_ref(), st).await,
-            Action::Revoke => self.revoke(c, provider.as_ref(), st).await,
-        };
-        if c.action == Action::Rotate && !r.as_ref().is_err_and(|f| f.defer) {
+        // The plan's step list is the lifecycle run: a rotation starts by
+        // staging a new secret, a revocation by retiring the old one.
+        let rotation = item.steps.first() == Some(&Step::Stage);
+        let r = if rotation { self.rotate(c, provider.as_ref(), st, &item.steps).await } else { self.revoke(c, provider.as_ref(), st).await };
+        if rotation && !r.as_ref().is_err_and(|f| f.defer) {
             // Ran to its end: the claim goes. Failed: it is left expired, with
             // what it records, for the next run to settle.
             self.end_claim(c, &nonce, r.is_ok()).await;
@@ -277,7 +276,7 @@ impl Engine {
         self.providers.store(&loc.provider).ok_or_else(|| fail(step, format!("store provider `{}` is not connected", loc.provider)))
     }
 
-    async fn rotate(&self, c: &Credential, p: &dyn Provider, mut st: CredState) -> Result<Outcome, StepFail> {
+    async fn rotate(&self, c: &Credential, p: &dyn Provider, mut st: CredState, steps: &[Step]) -> Result<Outcome, StepFail> {
         let caps = capabilities(c.target.kind()).ok_or_else(|| fail(Step::Stage, "unknown credential kind"))?;
         let primary = c.deliver_to.first().ok_or_else(|| fail(Step::Stage, "no delivery store"))?.clone();
         let id = c.id.as_str();
@@ -513,7 +512,7 @@ impl Engine {
         let store = self.store(&primary, Step::Test)?;
 
         // ---- apply: make the owning system accept a generated secret.
-        if !caps.mints && !st.apply_done && !st.promote_done {
+        if steps.contains(&Step::Apply) && !st.apply_done && !st.promote_done {
             self.observer.step(&c.provider, id, Step::Apply);
             self.rec(id, "apply", "started", json!({})).await?;
             let (d, n) = self.pending_or_fail(store, &primary, Step::Apply).await?;
