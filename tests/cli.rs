@@ -32,6 +32,7 @@ fn example_playbooks_validate_and_plan_offline() {
         "aws-iam-to-secretsmanager.yaml",
         "vault-to-secretsmanager.yaml",
         "databases-hygiene.yaml",
+        "memory.yaml",
     ] {
         let p = format!("{}/playbooks/{name}", env!("CARGO_MANIFEST_DIR"));
         let out = example_env(&mut keysweep(dir.path())).args(["validate", &p]).output().unwrap();
@@ -146,4 +147,22 @@ fn gaps_exit_1_and_the_report_says_why() {
     assert!(md.find("## Unverified").unwrap() < md.find("## Rotated").unwrap(), "{md}");
     let out = keysweep(&state).args(["history"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 credentials: 1 rotated"));
+}
+
+#[test]
+fn the_memory_playbook_runs_with_no_server() {
+    // Everything in process: every credential rotated, every old secret proven dead, exit 0.
+    let dir = tempfile::tempdir().unwrap();
+    let p = format!("{}/playbooks/memory.yaml", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(common::keysweep_bin())
+        .args(["run", &p, "--format", "json"])
+        .env("KEYSWEEP_STATE_DIR", dir.path())
+        .env("NO_COLOR", "1")
+        .env_remove("VAULT_ADDR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(report["totals"]["rotated"], 4, "{report}");
 }
