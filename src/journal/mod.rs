@@ -191,6 +191,7 @@ impl Journal {
             .name("keysweep-journal".into())
             .spawn(move || {
                 // After an in-process crash: writes never answered.
+                #[cfg_attr(not(feature = "crash-hook"), allow(unused_mut))]
                 let mut dead = false;
                 let mut hung: Vec<Reply> = vec![];
                 while let Ok(first) = rx.recv() {
