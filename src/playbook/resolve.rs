@@ -358,7 +358,8 @@ impl Loader<'_> {
 
         // Where new values go.
         let mut delivery_paths = Vec::new();
-        let deliveries: Vec<Delivery> = match (&spec.deliver_to, &spec.target) {
+        let own_entry = spec.target.spec().own_entry(&spec.provider);
+        let deliveries: Vec<Delivery> = match (&spec.deliver_to, own_entry) {
             (Some(ds), _) => {
                 for (j, d) in ds.iter().enumerate() {
                     let p = base.key("deliver_to").index(j);
@@ -368,9 +369,9 @@ impl Loader<'_> {
                 ds.clone()
             }
             // A secret that is itself a store entry: by default the new value goes there.
-            (None, t) if t.spec().own_entry(&spec.provider).is_some() => {
+            (None, Some(own)) => {
                 delivery_paths.push(Some(base.key("target")));
-                t.spec().own_entry(&spec.provider).into_iter().collect()
+                vec![own]
             }
             (None, _) => {
                 let ds = defaults.deliver_to.clone().unwrap_or_default();

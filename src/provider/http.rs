@@ -331,16 +331,10 @@ impl HttpClient {
     pub async fn call(&self, operation: &'static str, req: &Request<'_>) -> Result<Answer, ProviderError> {
         super::limits::retry(self.gate.retry_policy(), || async {
             let a = self.send(operation, req).await?;
-            if a.status == 429 {
-                return Err(
-                    ProviderError::new(ErrorKind::RateLimited, operation, format!("HTTP 429 from {}", self.vendor)).with_retry_after(a.retry_after)
-                );
+            match transient(operation, a.status, a.retry_after, || format!("HTTP {} from {}", a.status, self.vendor)) {
+                Some(e) => Err(e),
+                None => Ok(a),
             }
-            if a.status >= 500 {
-                return Err(ProviderError::new(ErrorKind::Unavailable, operation, format!("HTTP {} from {}", a.status, self.vendor))
-                    .with_retry_after(a.retry_after));
-            }
-            Ok(a)
         })
         .await
     }
@@ -406,6 +400,18 @@ fn url_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// A 429 or 5xx answer as the temporary error that retries it (with the
+/// wait the server asked for); `None` for any other status. `describe`
+/// says what the answer was, for the error's text.
+pub fn transient(operation: &'static str, status: u16, retry_after: Option<Duration>, describe: impl FnOnce() -> String) -> Option<ProviderError> {
+    let kind = match status {
+        429 => ErrorKind::RateLimited,
+        500..=599 => ErrorKind::Unavailable,
+        _ => return None,
+    };
+    Some(ProviderError::new(kind, operation, describe()).with_retry_after(retry_after))
 }
 
 /// A vendor's 4xx/5xx as an error of the matching kind.

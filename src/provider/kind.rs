@@ -107,9 +107,9 @@ pub trait Kind: Send + Sync + 'static {
         false
     }
 
-    /// The inventory items this entry names, as (match key, in service):
+    /// The inventory items this entry names, as (display id, in service):
     /// the store's public fields of the current value (`stored`) win over
-    /// the playbook. Keys are as [`Kind::match_key`] makes them.
+    /// the playbook. The core matches them through [`Kind::match_key`].
     fn claimed(t: &Self::Target, stored: Option<&Fields>) -> Vec<(String, bool)>;
 
     /// For an entry that names no item yet (before its first rotation): which
@@ -467,6 +467,13 @@ pub fn display_id(it: &InventoryItem) -> String {
 /// The key an item of `kind` is matched by.
 pub fn match_key(kind: &str, display_id: &str) -> String {
     kind_info(kind).map(|k| (k.match_key)(display_id)).unwrap_or_else(|| display_id.to_string())
+}
+
+/// The one item an entry names by an id field: the store's public field
+/// `key` of the current value, else the id the playbook lists; nothing when
+/// neither says (see [`Kind::claimed`]).
+pub fn claimed_by_id(stored: Option<&Fields>, key: &str, listed: Option<&String>) -> Vec<(String, bool)> {
+    stored.and_then(|s| s.get(key)).filter(|v| !v.is_empty()).or(listed).map(|id| vec![(id.clone(), true)]).unwrap_or_default()
 }
 
 /// A YAML scalar for a drafted entry: JSON's double-quoted strings are valid YAML.

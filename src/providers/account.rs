@@ -167,8 +167,7 @@ macro_rules! account_kind {
             }
             fn claimed(t: &Self::Target, stored: Option<&$crate::provider::kind::Fields>) -> Vec<(String, bool)> {
                 let naming: fn(&Self::Target, &str) -> String = $naming;
-                let mk: fn(&str) -> String = $mk;
-                $crate::providers::account::claimed(t, stored, &|u| mk(&naming(t, u)))
+                $crate::providers::account::claimed(t, stored, &|u| naming(t, u))
             }
             fn match_key(id: &str) -> String {
                 let mk: fn(&str) -> String = $mk;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::playbook::model::{Action, ClaimsIn, Delivery, Limits};
 use crate::playbook::rules::address_problem;
 use crate::provider::kind::yaml_str as q;
-use crate::provider::kind::{CheckCx, Fields, Kind, Problem, ProviderKind, Resolve, StoreKind};
+use crate::provider::kind::{claimed_by_id, CheckCx, Fields, Kind, Problem, ProviderKind, Resolve, StoreKind};
 use crate::provider::{Capabilities, InventoryItem, Provider, ProviderError};
 use crate::secret::GeneratePolicy;
 
@@ -114,8 +114,7 @@ impl Kind for AccessKeyKind {
         true
     }
     fn claimed(t: &AwsIamKeyTarget, stored: Option<&Fields>) -> Vec<(String, bool)> {
-        let id = stored.and_then(|s| s.get(KEY_ID)).filter(|v| !v.is_empty()).or(t.access_key_id.as_ref());
-        id.map(|a| vec![(a.clone(), true)]).unwrap_or_default()
+        claimed_by_id(stored, KEY_ID, t.access_key_id.as_ref())
     }
     /// A key named by its user only (before its first rotation): every key of
     /// that user is the one the engine would take.

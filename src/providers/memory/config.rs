@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::playbook::model::{Action, HumanDuration, Limits};
 use crate::provider::kind::yaml_str as q;
-use crate::provider::kind::{CheckCx, Fields, Kind, Problem, ProviderKind, Resolve, StoreKind};
+use crate::provider::kind::{claimed_by_id, CheckCx, Fields, Kind, Problem, ProviderKind, Resolve, StoreKind};
 use crate::provider::{Capabilities, Provider, ProviderError};
 use crate::secret::GeneratePolicy;
 
@@ -109,8 +109,7 @@ impl Kind for TokenKind {
         true
     }
     fn claimed(t: &MemoryTokenTarget, stored: Option<&Fields>) -> Vec<(String, bool)> {
-        let id = stored.and_then(|s| s.get(TOKEN_ID)).filter(|v| !v.is_empty()).or(t.token_id.as_ref());
-        id.map(|i| vec![(i.clone(), true)]).unwrap_or_default()
+        claimed_by_id(stored, TOKEN_ID, t.token_id.as_ref())
     }
     fn takes_unnamed(t: &MemoryTokenTarget, item: &crate::provider::InventoryItem) -> bool {
         item.details.get("account") == Some(&t.account)

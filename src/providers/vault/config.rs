@@ -11,7 +11,7 @@ use crate::playbook::model::{default_field, default_mount, Delivery, HumanDurati
 use crate::playbook::rules::{address_problem, duration_problem, store_path_problem, MAX_LONG_DURATION};
 use crate::playbook::StoreLocation;
 use crate::provider::kind::yaml_str as q;
-use crate::provider::kind::{CheckCx, Fields, Kind, Problem, ProviderKind, Resolve, StoreKind};
+use crate::provider::kind::{claimed_by_id, CheckCx, Fields, Kind, Problem, ProviderKind, Resolve, StoreKind};
 use crate::provider::{Capabilities, InventoryItem, Provider, ProviderError};
 use crate::secret::GeneratePolicy;
 
@@ -204,16 +204,11 @@ impl Kind for TokenKind {
         true
     }
     fn claimed(t: &VaultTokenTarget, stored: Option<&Fields>) -> Vec<(String, bool)> {
-        stored_or(stored, "accessor", t.accessor.as_ref()).map(|a| vec![(a, true)]).unwrap_or_default()
+        claimed_by_id(stored, "accessor", t.accessor.as_ref())
     }
     fn draft(id: &str, _details: &Fields) -> String {
         format!("accessor: {}", q(id))
     }
-}
-
-/// The store's public field `key` of the current value, else the playbook's.
-fn stored_or(stored: Option<&Fields>, key: &str, listed: Option<&String>) -> Option<String> {
-    stored.and_then(|s| s.get(key)).filter(|v| !v.is_empty()).or(listed).cloned()
 }
 
 /// `vault_approle_secret_id`.
@@ -231,7 +226,7 @@ impl Kind for SecretIdKind {
         true
     }
     fn claimed(t: &VaultApproleTarget, stored: Option<&Fields>) -> Vec<(String, bool)> {
-        stored_or(stored, "accessor", t.secret_id_accessor.as_ref()).map(|a| vec![(a, true)]).unwrap_or_default()
+        claimed_by_id(stored, "accessor", t.secret_id_accessor.as_ref())
     }
     fn draft(id: &str, details: &Fields) -> String {
         format!(

@@ -16,7 +16,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::Value;
 
 use crate::provider::http::{not_from_vendor, VendorShape};
@@ -273,14 +273,10 @@ fn not_from_vault(
 /// 429 and 5xx become temporary errors (so `retry` retries them); anything
 /// else is an answer.
 pub fn classify_transient(operation: &'static str, path: &str, r: Resp) -> Result<Resp, ProviderError> {
-    let s = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    if s == StatusCode::TOO_MANY_REQUESTS {
-        return Err(ProviderError::new(ErrorKind::RateLimited, operation, format!("{path}: {}", r.describe())).with_retry_after(r.retry_after));
+    match crate::provider::http::transient(operation, r.status, r.retry_after, || format!("{path}: {}", r.describe())) {
+        Some(e) => Err(e),
+        None => Ok(r),
     }
-    if s.is_server_error() {
-        return Err(ProviderError::new(ErrorKind::Unavailable, operation, format!("{path}: {}", r.describe())).with_retry_after(r.retry_after));
-    }
-    Ok(r)
 }
 
 pub fn list_method() -> Method {
