@@ -158,6 +158,16 @@ pub trait Provider: Send + Sync {
         Ok(BTreeMap::new())
     }
 
+    /// The handle of a secret a human issued (a credential with `manual:`
+    /// steps), from its value: which token or key it is, asked of the system
+    /// where the value does not say (e.g. the newest token the value's own
+    /// user holds). `old` is the secret it replaces: an adapter refuses a
+    /// value that acts as another account than `old` (never a more privileged
+    /// replacement). Default: the public fields stored beside it.
+    async fn identify(&self, target: &Target, new: &Delivered, _old: &Handle) -> Result<Handle, ProviderError> {
+        Ok(self.handle_from_fields(target, &new.fields))
+    }
+
     /// Authenticate with the new secret; `Alive` means it works.
     async fn test(&self, target: &Target, new: &Delivered, handle: &Handle) -> Verdict;
 

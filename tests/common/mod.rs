@@ -386,6 +386,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod proxy;
 pub mod redis;
+pub mod sim;
 
 /// Runs `cmd run <playbook> --concurrency 1` with `KEYSWEEP_CRASH_AT=point`
 /// and asserts that the binary aborted there.
