@@ -30,6 +30,11 @@ set +e
 cargo test --no-fail-fast --features crash-hook "$@" 2>&1 | tee "$CANARY_DIR/test-output.log"
 status=${PIPESTATUS[0]}
 set -e
+# The vendor simulators' own contract tests (stdlib unittest; each starts its simulator).
+if [ "$#" -eq 0 ]; then
+  python3 -m unittest discover -s sims -p 'test_*.py' 2>&1 | tail -n 4 | tee -a "$CANARY_DIR/test-output.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
 python3 scripts/canary_scan.py "$KEYSWEEP_CANARY_FILE" "$CANARY_DIR/test-output.log" "$TMPDIR" || status=1
 # With a test filter, only what ran is summarised; the full suite must cover every kind.
 if [ "$#" -eq 0 ]; then

@@ -45,12 +45,8 @@ pub fn start(vendor: &str) -> Sim {
         .spawn();
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("simulator output");
-    let port: u16 = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("simulator {vendor} did not start: {line:?}"));
+    let port: u16 =
+        line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("simulator {vendor} did not start: {line:?}"));
     Sim { child, base: format!("http://127.0.0.1:{port}"), port }
 }
 
@@ -63,7 +59,10 @@ impl Sim {
             cmd.args(["-H", &format!("{k}: {v}")]);
         }
         if let Some(b) = body {
-            cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+                cmd.args(["-H", "Content-Type: application/json"]);
+            }
+            cmd.args(["--data-binary", b]);
         }
         cmd.arg(format!("{}{path}", self.base));
         let out = cmd.output().expect("curl");
