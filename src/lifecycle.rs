@@ -57,6 +57,10 @@ pub enum Outcome {
     Failed { step: Step, reason: String },
     /// Not acted on, and why (not selected, dry run, dependency failed...).
     Skipped { reason: String },
+    /// A step no API offers (re-issuing a secret in a vendor's UI) waits for
+    /// a person: the playbook's `manual:` instructions. A gap until a later
+    /// run has tested the value they supplied and proven the old one dead.
+    AwaitingHuman { step: Step, instructions: String },
 }
 
 impl Outcome {
@@ -67,6 +71,7 @@ impl Outcome {
             Outcome::Unverified { .. } => "unverified",
             Outcome::Failed { .. } => "failed",
             Outcome::Skipped { .. } => "skipped",
+            Outcome::AwaitingHuman { .. } => "awaiting_human",
         }
     }
     /// Reached a verified end (rotated or revoked).
@@ -78,11 +83,12 @@ impl Outcome {
         match self {
             Outcome::Rotated { evidence } | Outcome::Revoked { evidence } => evidence,
             Outcome::Unverified { reason, .. } | Outcome::Failed { reason, .. } | Outcome::Skipped { reason } => reason,
+            Outcome::AwaitingHuman { instructions, .. } => instructions,
         }
     }
     pub fn step(&self) -> Option<Step> {
         match self {
-            Outcome::Unverified { step, .. } | Outcome::Failed { step, .. } => Some(*step),
+            Outcome::Unverified { step, .. } | Outcome::Failed { step, .. } | Outcome::AwaitingHuman { step, .. } => Some(*step),
             _ => None,
         }
     }

@@ -180,7 +180,8 @@ pub struct Plan {
 
 /// The steps of `c`'s lifecycle, as the engine runs them.
 pub fn steps_for(c: &Credential) -> Vec<Step> {
-    crate::lifecycle::steps(c.action, capabilities(c.target.kind()).is_some_and(|k| k.mints))
+    // A person re-issues a manual credential: nothing for keysweep to apply.
+    crate::lifecycle::steps(c.action, c.manual.is_some() || capabilities(c.target.kind()).is_some_and(|k| k.mints))
 }
 
 pub fn build(playbook: &Playbook, selection: &Selection) -> Plan {

@@ -232,3 +232,105 @@ async fn a_crash_at_every_step_boundary_resumes_to_a_correct_end() {
         }
     }
 }
+
+/// A playbook of one manual token: no API re-issues it, a person does.
+fn manual_playbook(dir: &Path, realm: &str) -> Playbook {
+    let yaml = format!(
+        r#"version: 1
+providers:
+  mem: {{ kind: memory, realm: {realm} }}
+defaults:
+  owner: platform
+  verify: {{ attempts: 2, interval: 10ms }}
+credentials:
+  - id: tok
+    provider: mem
+    target: {{ kind: memory_token, account: svc-tok }}
+    deliver_to: [{{ provider: mem, path: "apps/{{id}}" }}]
+    manual: "Admin console › Tokens › Create token for svc-tok"
+"#
+    );
+    let path = dir.join("manual.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    keysweep::playbook::loader::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What `keysweep supply` does (its staging step, without the prompt).
+async fn supply(pb: &Playbook, value: &SecretString) {
+    let e = engine(pb, Arc::new(Journal::open(&tempfile::tempdir().unwrap().path().join("j.db")).unwrap())).await;
+    let loc = pb.credentials[0].deliver_to[0].clone();
+    let v = SecretString::from(value.expose_secret().to_string());
+    keysweep::cli::supply::stage(e.providers.store("mem").unwrap(), &loc, "tok", v).await.unwrap().unwrap();
+}
+
+fn live_tokens(w: &World, account: &str) -> Vec<String> {
+    w.lock().tokens.iter().filter(|(_, t)| t.account == account && t.revoked.is_none()).map(|(id, _)| id.clone()).collect()
+}
+
+#[tokio::test]
+async fn a_manual_credential_waits_for_a_person_then_is_tested_revoked_and_proven_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = manual_playbook(dir.path(), "manual");
+    let e = estate("manual", &Default::default());
+    let w = &e.world;
+
+    // Run 1: nothing re-issues it; the report says what a person must do, and nothing changed.
+    let out = run(&pb, &dir.path().join("j1.db")).await;
+    let Outcome::AwaitingHuman { instructions, .. } = &out["tok"] else { panic!("{:?}", out["tok"]) };
+    assert!(instructions.contains("Create token for svc-tok") && instructions.contains("keysweep supply"), "{instructions}");
+    assert_eq!(live_tokens(w, "svc-tok"), vec![e.old_token.0.clone()], "nothing was minted or revoked");
+    assert!(s_pending_free(w));
+
+    // The person supplies the old value by mistake: refused, nothing revoked.
+    supply(&pb, &e.old_token.1).await;
+    let out = run(&pb, &dir.path().join("j2.db")).await;
+    assert_eq!(out["tok"].name(), "failed", "{:?}", out["tok"]);
+    assert!(out["tok"].detail().contains("is the secret in service"), "{}", out["tok"].detail());
+    assert!(w.token_accepts(&e.old_token.0, e.old_token.1.expose_secret()));
+
+    // A token of another (say, more privileged) account: refused, nothing revoked.
+    let (_, admin) = w.issue_token("admin");
+    common::canary(admin.expose_secret());
+    supply(&pb, &admin).await;
+    let out = run(&pb, &dir.path().join("j3.db")).await;
+    assert_eq!(out["tok"].name(), "failed", "{:?}", out["tok"]);
+    assert!(out["tok"].detail().contains("not `svc-tok`"), "{}", out["tok"].detail());
+    assert!(w.token_accepts(&e.old_token.0, e.old_token.1.expose_secret()));
+
+    // The person re-issues it in the "UI" and supplies it: tested, promoted, old revoked and proven dead.
+    let (new_id, new_value) = w.issue_token("svc-tok");
+    common::canary(new_value.expose_secret());
+    supply(&pb, &new_value).await;
+    let out = run(&pb, &dir.path().join("j4.db")).await;
+    assert_eq!(out["tok"].name(), "rotated", "{:?}", out["tok"]);
+    assert!(!w.token_accepts(&e.old_token.0, e.old_token.1.expose_secret()), "the old token still works");
+    assert!(w.token_accepts(&new_id, new_value.expose_secret()));
+    assert_eq!(live_tokens(w, "svc-tok"), vec![new_id.clone()]);
+    let cur = w.lock().entries["apps/tok"].versions.last().unwrap().clone();
+    assert_eq!(cur.value.expose_secret(), new_value.expose_secret(), "consumers read the new value");
+    assert_eq!(cur.fields["token_id"], new_id, "the store names the new token, for the next rotation");
+    assert!(s_pending_free(w));
+    // The test came before the revocation of the old token, in the system's own log.
+    let log = w.log();
+    let test = at(&log, "memory.login", &new_id);
+    let revoke = at(&log, "memory.revoke", &e.old_token.0);
+    assert!(!test.is_empty() && !revoke.is_empty() && test[0] < revoke[0], "test {test:?} before revoke {revoke:?}");
+
+    // The next run asks a person again (the new token is now the old one).
+    let out = run(&pb, &dir.path().join("j5.db")).await;
+    assert_eq!(out["tok"].name(), "awaiting_human", "{:?}", out["tok"]);
+}
+
+#[tokio::test]
+async fn a_supplied_value_the_system_refuses_is_discarded_and_the_old_one_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = manual_playbook(dir.path(), "manual-bad");
+    let e = estate("manual-bad", &Default::default());
+    let junk = SecretString::from("not-a-token-anyone-issued".to_string());
+    supply(&pb, &junk).await;
+    let out = run(&pb, &dir.path().join("j.db")).await;
+    assert_eq!(out["tok"].name(), "failed", "{:?}", out["tok"]);
+    assert!(e.world.token_accepts(&e.old_token.0, e.old_token.1.expose_secret()), "the old token must stay in service");
+    let cur = e.world.lock().entries["apps/tok"].versions.last().unwrap().clone();
+    assert_eq!(cur.value.expose_secret(), e.old_token.1.expose_secret(), "consumers still read the old value");
+}

@@ -6,6 +6,7 @@ mod plan;
 mod report;
 mod run;
 mod schema;
+pub mod supply;
 mod validate;
 
 use std::path::PathBuf;
@@ -49,6 +50,10 @@ pub enum Command {
     Run(run::RunArgs),
     /// Continue an interrupted run.
     Resume(run::ResumeArgs),
+    /// Give keysweep the value a person re-issued for a credential with `manual:` steps
+    /// (hidden prompt, or standard input): staged as pending; the next `run` tests it,
+    /// revokes the old secret and proves it dead.
+    Supply(supply::Args),
     /// Print the report of a run (default: the latest).
     Report(report::Args),
     /// List runs and their totals.
@@ -65,6 +70,7 @@ pub async fn main(cli: Cli) -> i32 {
         Command::Plan(a) => plan::run(a, &cli.state_dir).await,
         Command::Run(a) => run::run(a, &cli.state_dir).await,
         Command::Resume(a) => run::resume(a, &cli.state_dir).await,
+        Command::Supply(a) => supply::run(a).await,
         Command::Report(a) => report::run(a, &cli.state_dir),
         Command::History(a) => report::history(a, &cli.state_dir),
         Command::Schema => schema::run(),

@@ -396,7 +396,24 @@ impl Engine {
             }
 
             let pending = store.read_pending(&primary).await.map_err(|e| fail(Step::Stage, e))?;
+            let supplied_tag = store.tag_for(&supplied_nonce(id));
             let new_handle: Handle = match pending {
+                // The value a person re-issued and gave keysweep (`keysweep
+                // supply`): which secret it is, asked of the system; never
+                // the old one again, never one acting as another account.
+                Some((mut d, n)) if c.manual.is_some() && n == supplied_tag => {
+                    let h = p.identify(&c.target, &d, &old).await.map_err(|e| fail(Step::Stage, format!("the value supplied for `{id}`: {e}")))?;
+                    if !old.is_empty() && (h.is_empty() || same_secret(&h, &old)) {
+                        return Err(fail(
+                            Step::Stage,
+                            format!("the value supplied for `{id}` is the secret in service ({old:?}), not a re-issued one; nothing changed: supply the new value"),
+                        ));
+                    }
+                    // Its public identity goes beside it, so the next rotation knows what to retire.
+                    d.fields.extend(h.iter().filter(|(k, _)| k.as_str() != "version").map(|(k, v)| (k.clone(), v.clone())));
+                    self.stage_all(c, &d, &nonce).await?;
+                    h
+                }
                 Some((d, n)) if n == store.tag_for(&nonce) => {
                     // Our own staged value survived the crash: continue with it.
                     let h: Handle = p.handle_from_fields(&c.target, &d.fields);
@@ -421,6 +438,14 @@ impl Engine {
                         // Finish what the earlier run started: its value is what the system holds.
                         self.stage_all(c, &d, &nonce).await?;
                         p.handle_from_fields(&c.target, &d.fields)
+                    } else if let Some(instructions) = &c.manual {
+                        // No API re-issues it: a person does, and a later run goes on.
+                        return Ok(Outcome::AwaitingHuman {
+                            step: Step::Stage,
+                            instructions: format!(
+                                "{instructions}\nThen give keysweep the new value with `keysweep supply <playbook> {id}` (it is staged at {primary}, where consumers do not read it yet) and run again: keysweep tests it, promotes it, revokes the old secret and proves it dead."
+                            ),
+                        });
                     } else if caps.mints {
                         if resumed {
                             // A mint may have happened with no store write after it;
@@ -530,6 +555,16 @@ impl Engine {
             let v = self.probe_until(c, |_| async { p.test(&c.target, &d, &st.new_handle).await }, true).await;
             match v {
                 Verdict::Alive(e) => self.rec(id, "test", "done", json!({ "evidence": e })).await?,
+                Verdict::Dead(e) if c.manual.is_some() => {
+                    // A value a person supplied that the system refuses: nothing was applied.
+                    for loc in &c.deliver_to {
+                        let _ = self.store(loc, Step::Test)?.discard_pending(loc).await;
+                    }
+                    return Err(fail(
+                        Step::Test,
+                        format!("the value supplied for `{id}` is refused by the system ({e}); it was discarded and the old secret left in service: supply a working one"),
+                    ));
+                }
                 Verdict::Dead(e) if caps.mints => {
                     // The new secret does not work: withdraw it, keep the old.
                     let _ = p.retire(&c.target, &st.new_handle).await;
@@ -876,6 +911,12 @@ impl Engine {
         }
         last
     }
+}
+
+/// The nonce a value a person supplied for credential `id` is staged under
+/// (`keysweep supply`): the run that finds it pending adopts it.
+pub fn supplied_nonce(id: &str) -> String {
+    format!("keysweep-supply/{id}")
 }
 
 /// Turns a provider error into the reason text of a failure.

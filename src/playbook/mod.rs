@@ -145,6 +145,9 @@ pub struct Credential {
     pub inactive_after: Duration,
     /// `run --due` revokes it when inactive.
     pub revoke_inactive: bool,
+    /// A person re-issues the secret (the playbook's instructions); keysweep
+    /// tests the value they supply, retires the old one and proves it dead.
+    pub manual: Option<String>,
     pub location: Location,
 }
 

@@ -170,6 +170,12 @@ pub struct CredentialSpec {
     pub inactive_after: Option<HumanDuration>,
     /// `run --due` revokes it instead of rotating when it is inactive (default false).
     pub revoke_inactive: Option<bool>,
+    /// What a person does to re-issue this secret, where no API can (an Okta
+    /// or Atlassian API token, a SaaS integration token made in a web UI).
+    /// `run` reports it as awaiting a human with these instructions; once the
+    /// person has given keysweep the new value (`keysweep supply`), the next
+    /// `run` tests it, retires the old secret by API and proves it dead.
+    pub manual: Option<String>,
 }
 
 pub fn default_mount() -> String {

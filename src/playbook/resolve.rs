@@ -342,18 +342,42 @@ impl Loader<'_> {
         let action = spec.action.or(defaults.action).unwrap_or(Action::Rotate);
         let action_path = if spec.action.is_some() { base.key("action") } else { base.clone() };
         let caps = capabilities(kind);
+        // A person re-issues a manual credential: rotation needs no API to mint.
+        let manual = spec.manual.as_deref().map(str::trim).filter(|m| !m.is_empty()).map(str::to_string);
+        if spec.manual.is_some() && manual.is_none() {
+            self.error(file, &base.key("manual"), "`manual:` is empty", Some("write the steps a person takes to re-issue the secret".into()));
+        }
         match caps {
             None => self.error(file, &base.key("target").key("kind"), format!("no capabilities are known for `{kind}`"), None),
             Some(c) if data.defaults_ok || spec.action.is_some() => {
                 let (possible, other) = match action {
-                    Action::Rotate => (c.rotate, "revoke"),
+                    Action::Rotate => (c.rotate || manual.is_some(), "revoke"),
                     Action::Revoke => (c.revoke, "rotate"),
                 };
                 if !possible {
-                    self.error(file, &action_path, format!("`{}` is not possible for kind {kind}; use action: {other}", action.as_str()), None);
+                    let hint = (action == Action::Rotate && c.revoke && c.verify_dead).then(|| {
+                        "or keep action: rotate and describe in `manual:` how a person re-issues it (keysweep then tests the new value, revokes the old one and proves it dead)".to_string()
+                    });
+                    self.error(file, &action_path, format!("`{}` is not possible for kind {kind}; use action: {other}", action.as_str()), hint);
+                }
+                if manual.is_some() && action == Action::Rotate && !c.needs_store {
+                    self.error(
+                        file,
+                        &base.key("manual"),
+                        format!("`manual:` needs a kind whose new value is delivered to a store, and `{kind}` is itself a store entry"),
+                        Some("write the new value into the store entry with the store's own tools, or remove `manual:`".into()),
+                    );
                 }
             }
             Some(_) => {}
+        }
+        if manual.is_some() && action == Action::Revoke {
+            self.error(
+                file,
+                &base.key("manual"),
+                format!("`manual:` describes how a person re-issues a secret, but `{}` is revoked", spec.id),
+                Some("remove `manual:`, or use action: rotate".into()),
+            );
         }
 
         // Where new values go.
@@ -470,6 +494,7 @@ impl Loader<'_> {
             description: spec.description.clone(),
             inactive_after,
             revoke_inactive,
+            manual,
             location: self.at(file, base),
         };
         (cred, delivery_paths)

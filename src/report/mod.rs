@@ -46,6 +46,9 @@ pub struct Totals {
     pub unverified: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// Waiting for a person to re-issue a secret (`manual:` steps).
+    #[serde(default)]
+    pub awaiting_human: usize,
     /// Selected credentials that did not reach rotated/revoked (a skip of a
     /// selected credential, e.g. because a dependency failed, is a gap too).
     pub gaps: usize,
@@ -61,6 +64,7 @@ impl Totals {
                 Outcome::Unverified { .. } => t.unverified += 1,
                 Outcome::Failed { .. } => t.failed += 1,
                 Outcome::Skipped { .. } => t.skipped += 1,
+                Outcome::AwaitingHuman { .. } => t.awaiting_human += 1,
             }
             if r.selected && !r.outcome.is_verified() {
                 t.gaps += 1;
@@ -70,7 +74,7 @@ impl Totals {
     }
     /// The sum of the outcome counts equals the total.
     pub fn add_up(&self) -> bool {
-        self.rotated + self.revoked + self.unverified + self.failed + self.skipped == self.total
+        self.rotated + self.revoked + self.unverified + self.failed + self.skipped + self.awaiting_human == self.total
     }
 }
 

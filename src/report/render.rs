@@ -70,14 +70,19 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 
 /// The report's first line: every count, whether they add up, and the gaps.
 pub fn totals_line(t: &Totals) -> String {
+    // Credentials waiting for a person are named only when there are any.
+    let (human, human_term) = match t.awaiting_human {
+        0 => (String::new(), String::new()),
+        n => (format!(", {n} awaiting a human"), format!("+{n}")),
+    };
     let check = if t.add_up() {
-        format!("totals add up ({}+{}+{}+{}+{} = {})", t.rotated, t.revoked, t.unverified, t.failed, t.skipped, t.total)
+        format!("totals add up ({}+{}+{}+{}+{}{human_term} = {})", t.rotated, t.revoked, t.unverified, t.failed, t.skipped, t.total)
     } else {
         format!("TOTALS DO NOT ADD UP (sum {} ≠ total {})", sum(t), t.total)
     };
     let gaps = if t.gaps == 0 { "no gaps".to_string() } else { plural(t.gaps, "gap", "gaps") };
     format!(
-        "{}: {} rotated, {} revoked, {} unverified, {} failed, {} skipped — {check}; {gaps}",
+        "{}: {} rotated, {} revoked, {} unverified, {} failed, {} skipped{human} — {check}; {gaps}",
         plural(t.total, "credential", "credentials"),
         t.rotated,
         t.revoked,
@@ -88,7 +93,7 @@ pub fn totals_line(t: &Totals) -> String {
 }
 
 fn sum(t: &Totals) -> usize {
-    t.rotated + t.revoked + t.unverified + t.failed + t.skipped
+    t.rotated + t.revoked + t.unverified + t.failed + t.skipped + t.awaiting_human
 }
 
 /// When the totals' counts are not those of the rows (a tampered or truncated
@@ -97,17 +102,18 @@ fn sum(t: &Totals) -> usize {
 fn rows_mismatch(r: &Report) -> Option<String> {
     let c = Totals::of(&r.rows);
     let t = &r.totals;
-    let same =
-        (c.total, c.rotated, c.revoked, c.unverified, c.failed, c.skipped) == (t.total, t.rotated, t.revoked, t.unverified, t.failed, t.skipped);
+    let same = (c.total, c.rotated, c.revoked, c.unverified, c.failed, c.skipped, c.awaiting_human)
+        == (t.total, t.rotated, t.revoked, t.unverified, t.failed, t.skipped, t.awaiting_human);
     (!same).then(|| {
         format!(
-            "TOTALS DO NOT MATCH THE ROWS: the report lists {}: {} rotated, {} revoked, {} unverified, {} failed, {} skipped",
+            "TOTALS DO NOT MATCH THE ROWS: the report lists {}: {} rotated, {} revoked, {} unverified, {} failed, {} skipped, {} awaiting a human",
             plural(c.total, "row", "rows"),
             c.rotated,
             c.revoked,
             c.unverified,
             c.failed,
-            c.skipped
+            c.skipped,
+            c.awaiting_human
         )
     })
 }
@@ -125,8 +131,14 @@ fn json_unredacted(r: &Report) -> String {
 }
 
 /// Sections in reading order: gaps first.
-const SECTIONS: [(&str, &str); 5] =
-    [("failed", "Failed"), ("unverified", "Unverified"), ("rotated", "Rotated"), ("revoked", "Revoked"), ("skipped", "Skipped")];
+const SECTIONS: [(&str, &str); 6] = [
+    ("failed", "Failed"),
+    ("awaiting_human", "Awaiting a human"),
+    ("unverified", "Unverified"),
+    ("rotated", "Rotated"),
+    ("revoked", "Revoked"),
+    ("skipped", "Skipped"),
+];
 
 /// Collapse unselected skips into count lines above this many.
 const COLLAPSE_ABOVE: usize = 20;
@@ -340,6 +352,7 @@ fn text_unredacted(r: &Report, color: bool) -> String {
         let (label, code) = match &x.outcome {
             Outcome::Failed { .. } => ("FAILED", RED),
             Outcome::Unverified { .. } => ("UNVERIFIED", YELLOW),
+            Outcome::AwaitingHuman { .. } => ("AWAITING A HUMAN", YELLOW),
             // A selected credential skipped in a real run (a dependency failed) is a gap too.
             Outcome::Skipped { .. } if x.selected && !dry_run => ("SKIPPED", YELLOW),
             _ => continue,
@@ -412,7 +425,7 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weig
 table{border-collapse:collapse;margin-bottom:1.5em}\
 td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top;font-size:.9em}\
 th{background:#f3f3f3}td{white-space:pre-wrap}\
-.failed h2{color:#b00}.unverified h2{color:#b70}.rotated h2,.revoked h2{color:#176b2c}";
+.failed h2{color:#b00}.unverified h2,.awaiting_human h2{color:#b70}.rotated h2,.revoked h2{color:#176b2c}";
 
 /// A self-contained HTML page with the same content as [`markdown`].
 pub fn html(r: &Report) -> String {
@@ -551,7 +564,7 @@ mod tests {
             totals_line(&r.totals),
             "5 credentials: 1 rotated, 1 revoked, 1 unverified, 1 failed, 1 skipped — totals add up (1+1+1+1+1 = 5); 2 gaps"
         );
-        let big = Totals { total: 2000, rotated: 1990, revoked: 4, unverified: 3, failed: 2, skipped: 1, gaps: 5 };
+        let big = Totals { total: 2000, rotated: 1990, revoked: 4, unverified: 3, failed: 2, skipped: 1, gaps: 5, awaiting_human: 0 };
         assert_eq!(
             totals_line(&big),
             "2000 credentials: 1990 rotated, 4 revoked, 3 unverified, 2 failed, 1 skipped — totals add up (1990+4+3+2+1 = 2000); 5 gaps"

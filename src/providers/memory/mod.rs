@@ -95,7 +95,7 @@ impl MemoryProvider {
         }
     }
 
-    fn token_id<'a>(h: &'a Handle) -> Option<&'a str> {
+    fn token_id(h: &Handle) -> Option<&str> {
         h.get(TOKEN_ID).map(String::as_str).filter(|s| !s.is_empty())
     }
 }
@@ -120,7 +120,8 @@ impl Provider for MemoryProvider {
                 let id = self
                     .call("memory.current", &account, |w| {
                         let mut s = w.lock();
-                        let newest = s.tokens.iter().filter(|(_, k)| k.account == account && k.revoked.is_none()).map(|(id, _)| id.clone()).last();
+                        let newest =
+                            s.tokens.iter().filter(|(_, k)| k.account == account && k.revoked.is_none()).map(|(id, _)| id.clone()).next_back();
                         Ok(match newest {
                             Some(id) => id,
                             None => {
@@ -234,6 +235,38 @@ impl Provider for MemoryProvider {
             Ok(())
         })
         .await
+    }
+
+    /// A token a person issued: the live token with this value (a "who am I"
+    /// call), which must act as the old token's account.
+    async fn identify(&self, target: &Target, new: &Delivered, _old: &Handle) -> Result<Handle, ProviderError> {
+        match kind_of(target, "memory.identify")? {
+            Kind::Password(t) => Ok(Handle::from([(USERNAME.to_string(), t.account.clone())])),
+            Kind::Token(t) => {
+                let (account, value) = (t.account.clone(), copy(&new.value));
+                let (id, owner) = self
+                    .call("memory.identify", &account, |w| {
+                        let s = w.lock();
+                        let found = s.tokens.iter().find(|(_, k)| k.revoked.is_none() && k.value.expose_secret() == value.expose_secret());
+                        found.map(|(id, k)| (id.clone(), k.account.clone())).ok_or_else(|| {
+                            ProviderError::new(
+                                ErrorKind::Unauthenticated,
+                                "memory.identify",
+                                "401 invalid token: the system knows no live token with this value",
+                            )
+                        })
+                    })
+                    .await?;
+                if owner != account {
+                    return Err(ProviderError::new(
+                        ErrorKind::Config,
+                        "memory.identify",
+                        format!("token {id} acts as `{owner}`, not `{account}`: a replacement never acts as another account"),
+                    ));
+                }
+                Ok(Handle::from([(TOKEN_ID.to_string(), id)]))
+            }
+        }
     }
 
     async fn test(&self, target: &Target, new: &Delivered, handle: &Handle) -> Verdict {
