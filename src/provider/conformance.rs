@@ -233,7 +233,9 @@ pub async fn mint_test_and_cleanup_orphans(p: &dyn Provider, f: &dyn Fixture, ki
     let v = p.verify_dead(&target, &old, Some(&old_value)).await;
     assert!(matches!(v, Verdict::Alive(_)), "{kind}: minting disturbed the old secret: {v:?}");
     p.retire(&target, &kept.handle).await.unwrap();
-    p.retire(&target, &old).await.unwrap();
+    // Clean-up only: a system may refuse to retire the last secret of an
+    // account (Okta keeps an app's only active client secret).
+    let _ = p.retire(&target, &old).await;
 }
 
 /// A generated secret: `new_fields` picks the account (the same one, or the

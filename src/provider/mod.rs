@@ -285,6 +285,26 @@ impl Claim {
     }
 }
 
+/// The run's start (whole seconds), from a nonce `<run-id>/<credential>`
+/// whose run id begins with `YYYYmmddTHHMMSS` (then `.mmmZ` or `Z`).
+pub fn run_start(nonce: &str) -> Option<i64> {
+    let stamp = nonce.get(..15)?;
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S").ok().map(|t| t.and_utc().timestamp())
+}
+
+/// When an orphan of a mint can have been created (epoch seconds, from and
+/// until), for systems whose secrets carry no nonce (IAM keys, Okta client
+/// secrets): around `mint_sent` when the claim recorded it, else from the
+/// run's start on. `None`: no bound is known, so nothing may be taken for an orphan.
+pub fn orphan_window(nonce: &str, mint_sent: Option<i64>) -> Option<(i64, Option<i64>)> {
+    const CLOCK_SLACK: i64 = 30;
+    const ORPHAN_WINDOW: i64 = 300;
+    match mint_sent {
+        Some(s) => Some((s - CLOCK_SLACK, Some(s + ORPHAN_WINDOW + CLOCK_SLACK))),
+        None => run_start(nonce).map(|s| (s - 5, None)),
+    }
+}
+
 /// This machine's name, as claims record it.
 pub fn this_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

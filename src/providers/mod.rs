@@ -7,6 +7,7 @@ pub mod aws;
 pub mod ldap;
 pub mod memory;
 pub mod mysql;
+pub mod okta;
 pub mod postgres;
 pub mod redis;
 pub mod vault;
@@ -47,6 +48,13 @@ crate::register_adapters! {
     "ldap" => Ldap(ldap::LdapProviderConfig) {
         /// An LDAP entry's `userPassword` (the account is its DN).
         "ldap_account" => LdapAccount(ldap::AccountKind),
+    },
+    /// An Okta org: API tokens (re-issued by a person, revoked and proven dead by API) and service-app client secrets.
+    "okta" => Okta(okta::config::OktaProviderConfig) {
+        /// An Okta API token (SSWS), known by its id.
+        "okta_api_token" => OktaApiToken(okta::config::ApiTokenKind),
+        /// An OAuth 2.0 service app's client secret (two at a time: add, test, promote, delete the old).
+        "okta_client_secret" => OktaClientSecret(okta::config::ClientSecretKind),
     },
     /// An in-process system and store, with injected faults (tests, demos, benchmarks).
     "memory" => Memory(memory::config::MemoryProviderConfig) { "memory_token" => MemoryToken(memory::config::TokenKind), "memory_password" => MemoryPassword(memory::config::PasswordKind) },

@@ -22,13 +22,6 @@ struct KeyMeta {
     created_secs: Option<i64>,
 }
 
-/// The run's start (whole seconds), from a nonce `<run-id>/<credential>`
-/// whose run id begins with `YYYYmmddTHHMMSS` (then `.mmmZ` or `Z`).
-fn run_start(nonce: &str) -> Option<i64> {
-    let stamp = nonce.get(..15)?;
-    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S").ok().map(|t| t.and_utc().timestamp())
-}
-
 impl AwsProvider {
     async fn list_keys(&self, user: &str) -> Result<Vec<KeyMeta>, ProviderError> {
         self.call(|| async {
@@ -138,15 +131,7 @@ impl AwsProvider {
         keep: Option<&Handle>,
         mint_sent: Option<i64>,
     ) -> Result<usize, ProviderError> {
-        const CLOCK_SLACK: i64 = 30;
-        const ORPHAN_WINDOW: i64 = 300;
-        let (from, until) = match mint_sent {
-            Some(s) => (s - CLOCK_SLACK, Some(s + ORPHAN_WINDOW + CLOCK_SLACK)),
-            None => match run_start(nonce) {
-                Some(s) => (s - 5, None),
-                None => return Ok(0),
-            },
-        };
+        let Some((from, until)) = crate::provider::orphan_window(nonce, mint_sent) else { return Ok(0) };
         let keep = keep.and_then(|h| h.get(KEY_ID)).map(String::as_str);
         let old = old.get(KEY_ID).map(String::as_str);
         let mut n = 0;
@@ -330,10 +315,10 @@ impl AwsProvider {
 mod tests {
     #[test]
     fn run_start_parses_the_run_id() {
-        let t = super::run_start("20261129T031521Z-bca1f1/ci-key").unwrap();
+        let t = crate::provider::run_start("20261129T031521Z-bca1f1/ci-key").unwrap();
         assert_eq!(chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339(), "2026-11-29T03:15:21+00:00");
-        let t = super::run_start("20261129T031521.407Z-bca1f1/ci-key").unwrap();
+        let t = crate::provider::run_start("20261129T031521.407Z-bca1f1/ci-key").unwrap();
         assert_eq!(chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339(), "2026-11-29T03:15:21+00:00");
-        assert!(super::run_start("conformance/xyz").is_none());
+        assert!(crate::provider::run_start("conformance/xyz").is_none());
     }
 }
