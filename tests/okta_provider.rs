@@ -151,8 +151,10 @@ async fn inventory_reads_every_page_and_last_use_from_the_sliding_expiry() {
     assert_eq!(used.last_used.as_deref(), Some("2026-11-20T08:30:00Z"), "last use = expiresAt - tokenWindow");
     assert_eq!(used.details["privileged"], "true", "an ORG_ADMIN's token is privileged");
     assert_eq!(used.details["login"], "svc-inv@example.com");
-    let own: Vec<_> = items.iter().filter(|i| i.details.contains_key("keysweep_session")).collect();
-    assert_eq!(own.len(), 1, "keysweep's own token is marked as its session");
+    // keysweep's own token is listed like any other (a long-lived credential, not a session).
+    let own: Vec<_> = items.iter().filter(|i| i.details.contains_key("keysweep_login")).collect();
+    assert_eq!(own.len(), 1, "keysweep's own token is marked as its login");
+    assert!(!items.iter().any(|i| i.details.contains_key("keysweep_session")));
     assert_eq!(own[0].details["name"], "keysweep");
 }
 

@@ -71,7 +71,9 @@ pub fn draft(pb: &Playbook, report: &DiscoveryReport) -> Option<String> {
         let store = store_for(pb, &f.provider);
         // Nowhere to deliver a new value: a revocation is the only entry that loads.
         let no_store = needs_store && store.is_none() && caps.is_some_and(|c| c.revoke);
-        let revoke = (inactive || no_store) && caps.is_some_and(|c| c.revoke);
+        // No API re-issues it (an Okta API token): a rotation would need `manual:` steps.
+        let no_api = caps.is_some_and(|c| !c.rotate);
+        let revoke = (inactive || no_store || no_api) && caps.is_some_and(|c| c.revoke);
         // An id names the credential, not a key id (which the loader takes for a pasted secret).
         let name = kind::kind_info(&f.kind).map(|k| (k.draft_name)(&f.id, &f.details)).unwrap_or_else(|| f.id.clone());
         let base = format!("discovered/{}/{}", slug(&f.provider), slug(&name));
@@ -102,7 +104,12 @@ pub fn draft(pb: &Playbook, report: &DiscoveryReport) -> Option<String> {
                 let _ = writeln!(s, "    deliver_to: [{{ provider: {}, path: {} }}]  # where do consumers read it?", q(&store), q(kind.draft_path));
             }
         }
-        if no_store {
+        if no_api && !inactive && revoke {
+            let _ = writeln!(
+                s,
+                "    # no API re-issues it: drafted as a revocation; to rotate it instead, use action: rotate, add deliver_to and `manual:` steps for the person who re-issues it"
+            );
+        } else if no_store {
             let _ = writeln!(s, "    # this playbook has no store provider to deliver a new value to: drafted as a revocation");
         } else if revoke {
             let _ = writeln!(s, "    # inactive: revoking it is the safe default; change to rotate if someone claims it");

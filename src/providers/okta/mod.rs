@@ -466,8 +466,13 @@ impl Provider for OktaProvider {
             )),
             Some(_) => {}
         }
-        // Its id: the newest-used token of that user (the call above just used it).
-        let mine: Vec<&Value> = tokens.iter().filter(|x| str_at(x, "userId") == Some(user.as_str())).collect();
+        // Its id: the newest-used token of that user (the call above just used
+        // it), the old one and keysweep's own login aside (listing just used that).
+        let mine: Vec<&Value> = tokens
+            .iter()
+            .filter(|x| str_at(x, "userId") == Some(user.as_str()))
+            .filter(|x| str_at(x, "id").is_some_and(|id| Some(id) != old_id && !self.own_tokens.contains(id)))
+            .collect();
         let newest = mine.iter().filter_map(|x| time_of(x, "lastUpdated")).max();
         let at_newest: Vec<&str> =
             mine.iter().filter(|x| newest.is_some() && time_of(x, "lastUpdated") == newest).filter_map(|x| str_at(x, "id")).collect();
@@ -586,8 +591,11 @@ impl Provider for OktaProvider {
             if let Some(c) = str_at(&t, "clientName") {
                 details.insert("client_name".into(), c.to_string());
             }
+            // keysweep's own login: a long-lived credential like any other, so
+            // listed (not a session that ends with the run); rotating it needs
+            // `manual:` steps and its new value in a store its `api_token` reads.
             if self.own_tokens.contains(&id) {
-                details.insert("keysweep_session".into(), "true".into());
+                details.insert("keysweep_login".into(), "true".into());
             }
             let created = str_at(&t, "created").map(str::to_string);
             out.push(InventoryItem {
