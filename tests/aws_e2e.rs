@@ -287,3 +287,29 @@ async fn two_runs_with_claims_in_vault_never_work_one_aws_credential_at_once() {
     // the stores' current values work, labels exactly right.
     e.assert_all_correct().await;
 }
+
+/// keysweep's own AWS login (its key comes from the SDK's credential chain,
+/// which keysweep cannot move to a new key) listed for rotation: refused
+/// before anything is minted, so the user holds exactly the one key it had.
+#[tokio::test(flavor = "multi_thread")]
+async fn own_aws_login_is_refused_before_a_key_is_minted() {
+    let m = moto();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "{}  - {{ id: own-admin-key, owner: infra, provider: aws, target: {{ kind: aws_iam_access_key, user: {}, access_key_id: {} }}, deliver_to: [{{ provider: aws, path: \"own/admin-key\" }}] }}\n",
+        header(),
+        common::moto::ADMIN_USER,
+        m.admin_key_id
+    );
+    let pb = dir.path().join("own.yaml");
+    std::fs::write(&pb, yaml).unwrap();
+    let state = dir.path().join("state");
+    let out = ks(&state).args(["run", pb.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("failed") && stdout.contains("keysweep's own login to `aws`"), "{stdout}");
+    // Independently: IAM lists the admin's one key, nothing minted.
+    let keys = m.iam().await.list_access_keys().user_name(common::moto::ADMIN_USER).send().await.unwrap();
+    let ids: Vec<&str> = keys.access_key_metadata().iter().filter_map(|k| k.access_key_id()).collect();
+    assert_eq!(ids, vec![m.admin_key_id.as_str()], "keysweep's own user holds only its login key");
+}

@@ -65,6 +65,16 @@ pub fn draft(pb: &Playbook, report: &DiscoveryReport) -> Option<String> {
     let _ = writeln!(s, "version: 1");
     let _ = writeln!(s, "credentials:");
     for f in unlisted {
+        if f.details.get("keysweep_login").is_some_and(|v| v == "true") {
+            // Revoking it would lock keysweep out, and not every provider can
+            // move keysweep's session to a new secret: a person decides.
+            let _ = writeln!(
+                s,
+                "  # not drafted: {} {} on `{}` is keysweep's own login. Revoking it locks keysweep out; list it with action: rotate where the provider can move keysweep's session to the new secret (Vault, Okta), else rotate it from outside keysweep and add a `discovery.ignore` rule.",
+                f.kind, f.id, f.provider
+            );
+            continue;
+        }
         let caps = capabilities(&f.kind);
         let inactive = has(FindingKind::Inactive, f);
         let needs_store = caps.is_some_and(|c| c.needs_store);

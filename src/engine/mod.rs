@@ -683,8 +683,25 @@ impl Engine {
     }
 
     /// Sets keysweep's own login aside until every other credential is done.
+    /// One this provider cannot move its session off (AWS: the SDK's
+    /// credential chain) is refused before anything is minted: a new secret
+    /// nobody could switch to would only be one more live secret.
     fn defer_own_login(&self, c: &Credential, p: &dyn Provider, old: &Handle) -> Result<(), StepFail> {
-        if self.own_logins.last_wave.load(Ordering::SeqCst) || !p.is_own_login(&c.target, old) {
+        if !p.is_own_login(&c.target, old) {
+            return Ok(());
+        }
+        if !p.can_switch_login(&c.target) {
+            return Err(fail(
+                Step::Stage,
+                format!(
+                    "`{}` is keysweep's own login to `{}`, and this provider cannot move keysweep's session to a new `{}`; nothing was changed: rotate it from outside the run (or have keysweep log in as another identity)",
+                    c.id,
+                    c.provider,
+                    c.target.kind()
+                ),
+            ));
+        }
+        if self.own_logins.last_wave.load(Ordering::SeqCst) {
             return Ok(());
         }
         tracing::info!(credential = %c.id, provider = %c.provider, "keysweep's own login: worked after every other credential");

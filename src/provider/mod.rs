@@ -189,6 +189,13 @@ pub trait Provider: Send + Sync {
         false
     }
 
+    /// Whether `switch_login` can move keysweep's session onto a new secret
+    /// of `target`'s kind. When it cannot, the engine refuses to rotate
+    /// keysweep's own login before minting anything.
+    fn can_switch_login(&self, _target: &Target) -> bool {
+        false
+    }
+
     /// Moves keysweep's own session onto `new`, the promoted replacement of
     /// its own login, before the old one is retired. Providers that cannot
     /// refuse, and the engine then leaves the old secret in service.

@@ -295,6 +295,11 @@ impl AwsProvider {
                 if let Some(svc) = used.map(|u| u.service_name()).filter(|s| !s.is_empty() && *s != "N/A") {
                     details.insert("last_used_service".into(), svc.to_string());
                 }
+                // keysweep's own login (from the SDK's chain): listed like any
+                // key, marked so discovery says whose it is.
+                if self.own_key_id.get().is_some_and(|own| own == id) {
+                    details.insert("keysweep_login".into(), "true".into());
+                }
                 items.push(InventoryItem {
                     kind: "aws_iam_access_key".into(),
                     id: id.to_string(),

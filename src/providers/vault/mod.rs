@@ -1015,6 +1015,10 @@ impl Provider for VaultProvider {
         }
     }
 
+    fn can_switch_login(&self, target: &Target) -> bool {
+        matches!(target, Target::VaultToken(_)) || (matches!(target, Target::VaultApproleSecretId(_)) && self.approle.is_some())
+    }
+
     async fn switch_login(&self, target: &Target, new: &Delivered) -> Result<(), ProviderError> {
         match target {
             Target::VaultToken(_) => {
