@@ -331,8 +331,12 @@ fn an_api_token_is_reissued_by_a_person_then_revoked_and_proven_dead_end_to_end(
 }
 
 fn supply(ks: &dyn Fn() -> std::process::Command, pb: &std::path::Path, value: &str) {
+    supply_to(ks, pb, "moveworks", value)
+}
+
+fn supply_to(ks: &dyn Fn() -> std::process::Command, pb: &std::path::Path, id: &str, value: &str) {
     let mut child =
-        ks().args(["supply", pb.to_str().unwrap(), "moveworks"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        ks().args(["supply", pb.to_str().unwrap(), id]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(format!("{value}\n").as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -391,4 +395,52 @@ fn a_client_secret_is_rotated_dual_and_the_old_one_deleted_end_to_end() {
 fn base64_encode(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// keysweep's own Okta token, re-issued by a person right after keysweep last
+/// used it (so both were used within the same second): the supplied token is
+/// identified (not taken for the login), tested, promoted; keysweep moves its
+/// session to it, then revokes the old one and proves it dead.
+#[test]
+fn keysweeps_own_api_token_reissued_in_the_same_second_is_rotated_last_and_the_session_moves() {
+    let s = sim::start("okta");
+    let b = common::bao();
+    let (old_id, old_value) = seed_token(&s, "keysweep-self@example.com", json!(["SUPER_ADMIN"]), "keysweep");
+    let path = format!("okta/keysweep-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    b.kv_put(&path, json!({ "value": old_value, "token_id": old_id }));
+    let dir = tempfile::tempdir().unwrap();
+    let pb = dir.path().join("okta.yaml");
+    let yaml = bao_store_yaml(&s).replace("${env:OKTA_API_TOKEN}", &format!("\"${{store:bao:secret/{path}#value}}\""))
+        + &format!(
+            "  - id: okta/keysweep
+    provider: okta
+    target: {{ kind: okta_api_token, name: keysweep, user: keysweep-self@example.com }}
+    deliver_to: [{{ provider: bao, path: \"{path}\" }}]
+    manual: Create a token named keysweep as keysweep-self.
+"
+        );
+    std::fs::write(&pb, yaml).unwrap();
+    let state_dir = dir.path().join("state");
+    let ks = || common::keysweep(&state_dir);
+    let out = ks().args(["run", pb.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("1 awaiting a human"), "{text}");
+    let issued = s.admin("POST", "issue_token", Some(json!({ "user": "keysweep-self@example.com", "name": "keysweep" })));
+    let (new_id, new_value) = (issued["id"].as_str().unwrap().to_string(), issued["value"].as_str().unwrap().to_string());
+    common::canary(&new_value);
+    supply_to(&ks, &pb, "okta/keysweep", &new_value);
+    let out = ks().args(["run", pb.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(token_state(&s, &old_id)["revoked"], true, "{text}");
+    assert_eq!(token_state(&s, &new_id)["valid"], true);
+    let cur = b.kv_get(&path).unwrap();
+    assert_eq!(cur["token_id"], new_id);
+    // The next run logs in with the value now in the store.
+    let out = ks().args(["plan", pb.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    for v in [&old_value, &new_value] {
+        assert!(!text.contains(v.as_str()), "a secret value in keysweep's output");
+    }
 }

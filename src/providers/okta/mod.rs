@@ -467,11 +467,18 @@ impl Provider for OktaProvider {
             Some(_) => {}
         }
         // Its id: the newest-used token of that user (the call above just used
-        // it), the old one and keysweep's own login aside (listing just used that).
+        // it), the old one and keysweep's own login aside (listing just used
+        // that). When rotating its own login, the old token *is* the login:
+        // the other candidates (a token issued in the same second as the
+        // login's last use) may be the supplied one.
+        let session: BTreeSet<&str> = match old_id {
+            Some(o) if self.own_tokens.contains(o) => BTreeSet::from([o]),
+            _ => self.own_tokens.iter().map(String::as_str).collect(),
+        };
         let mine: Vec<&Value> = tokens
             .iter()
             .filter(|x| str_at(x, "userId") == Some(user.as_str()))
-            .filter(|x| str_at(x, "id").is_some_and(|id| Some(id) != old_id && !self.own_tokens.contains(id)))
+            .filter(|x| str_at(x, "id").is_some_and(|id| Some(id) != old_id && !session.contains(id)))
             .collect();
         let newest = mine.iter().filter_map(|x| time_of(x, "lastUpdated")).max();
         let at_newest: Vec<&str> =
@@ -638,6 +645,10 @@ impl Provider for OktaProvider {
 
     fn is_own_login(&self, target: &Target, old: &Handle) -> bool {
         matches!(target, Target::OktaApiToken(_)) && token_id(old).is_some_and(|id| self.own_tokens.contains(id))
+    }
+
+    fn can_switch_login(&self, target: &Target) -> bool {
+        matches!(target, Target::OktaApiToken(_))
     }
 
     async fn switch_login(&self, _target: &Target, new: &Delivered) -> Result<(), ProviderError> {
