@@ -5,6 +5,8 @@
 #   scripts/demo.sh [--tokens N] [--approles N] [--kv N]
 #   scripts/demo.sh --quick [N]   no server: N (default 500) credentials in the
 #                                 in-process `memory` system, 1 ms per request
+#   scripts/demo.sh --incident    the Okta breach (playbooks/incident-okta.yaml)
+#                                 against the Okta simulator and OpenBao
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -26,6 +28,76 @@ if [[ "${1:-}" == "--quick" ]]; then
   code=$?
   set -e
   echo "==> exit status $code (0: every credential rotated and its old secret proven dead)"
+  exit $code
+fi
+
+if [[ "${1:-}" == "--incident" ]]; then
+  # The Cloudflare-shaped incident against local simulators (playbooks/incident-okta.yaml),
+  # on a fresh OpenBao (the dev server keeps nothing across a restart).
+  scripts/stack.sh down
+  scripts/stack.sh up
+  # shellcheck disable=SC1091
+  source .stack/env
+  WORK="$ROOT/.stack/incident"
+  rm -rf "$WORK" && mkdir -p "$WORK" && chmod 700 "$WORK"
+  export KEYSWEEP_STATE_DIR="$WORK/state"
+  echo "==> building keysweep"
+  cargo build --quiet --bin keysweep
+  KS="$ROOT/target/debug/keysweep"
+  # A vendor simulator (sims/<name>.py) on a free loopback port; prints its address.
+  start_sim() {
+    local name="$1"
+    if [[ -f ".stack/$name.pid" ]]; then kill "$(cat ".stack/$name.pid")" 2>/dev/null || true; fi
+    python3 -u "sims/$name.py" --port 0 >"$WORK/$name.out" 2>"$WORK/$name.log" &
+    echo $! >".stack/$name.pid"
+    for _ in $(seq 100); do grep -q listening "$WORK/$name.out" 2>/dev/null && break; sleep 0.1; done
+    echo "http://$(sed -n 's/^listening on //p' "$WORK/$name.out")"
+  }
+  echo "==> starting the vendor simulators (sims/) and a local AWS (moto, authentication on)"
+  OKTA="$(start_sim okta)"
+  MOTO_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  if [[ -f .stack/moto.pid ]]; then kill "$(cat .stack/moto.pid)" 2>/dev/null || true; fi
+  MOTO_IAM_LOAD_MANAGED_POLICIES=true "$KEYSWEEP_MOTO_BIN" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
+  echo $! >.stack/moto.pid
+  MOTO="http://127.0.0.1:$MOTO_PORT"
+  for _ in $(seq 300); do curl -fsS -o /dev/null "$MOTO/moto-api/" 2>/dev/null && break; sleep 0.1; done
+  python3 scripts/seed_incident.py --okta "$OKTA" --vault "$VAULT_ADDR" --moto "$MOTO" --env "$WORK/env"
+  # shellcheck disable=SC1091
+  source "$WORK/env"
+  PB="$WORK/incident.yaml"
+  # The local OpenBao dev server's root token is the demo's own Vault login: not part of the incident.
+  IGNORE='discovery: { ignore: [{ provider: vault, kind: vault_token, id: "*", reason: "the demo OpenBao root token (keysweep login)" }] }'
+  printf 'version: 1\ninclude: [%s]\n%s\n' "$ROOT/playbooks/incident-okta.yaml" "$IGNORE" >"$PB"
+
+  echo "==> keysweep discover   (what does Okta hold that the playbook misses?)"
+  set +e
+  "$KS" discover "$PB" --emit "$WORK/discovered.yaml"
+  echo "==> discover exit status $? (1: unlisted credentials found)"
+  set -e
+  echo "==> a responder reviews the drafts: owners set, the inactive ones stay revocations"
+  sed -i 's/owner: FILL-ME/owner: security/' "$WORK/discovered.yaml"
+  printf 'version: 1\ninclude: [%s, discovered.yaml]\n%s\n' "$ROOT/playbooks/incident-okta.yaml" "$IGNORE" >"$PB"
+  "$KS" validate "$PB"
+
+  echo "==> keysweep run   (API tokens wait for a person; everything else by API)"
+  set +e
+  "$KS" run "$PB"
+  echo "==> exit status $? (1: gaps — the API tokens await a human)"
+  set -e
+  for pair in "okta/moveworks:svc-moveworks@acme.example:moveworks" "okta/smartsheet-sync:svc-smartsheet@acme.example:smartsheet-sync" \
+              "okta/keysweep:keysweep@acme.example:keysweep"; do
+    IFS=: read -r id user name <<<"$pair"
+    echo "==> a person re-issues $id in the Okta Admin Console and gives it to keysweep supply (hidden)"
+    curl -fsS -X POST -H 'Content-Type: application/json' -d "{\"user\":\"$user\",\"name\":\"$name\"}" "$OKTA/_sim/issue_token" |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])' | "$KS" supply "$PB" "$id"
+  done
+  echo "==> keysweep run   (tests the new tokens, revokes the old ones, proves them dead)"
+  set +e
+  "$KS" run "$PB"
+  code=$?
+  set -e
+  echo "==> exit status $code (0: every credential rotated or revoked and proven dead)"
+  echo "==> simulator state (independent of keysweep): curl $OKTA/_sim/state; stop with: scripts/stack.sh down"
   exit $code
 fi
 

@@ -18,6 +18,8 @@ fn example_env(c: &mut std::process::Command) -> &mut std::process::Command {
         .env("LDAP_ADMIN_PASSWORD", "x")
         .env("KEYSWEEP_ROLE_ID", "role")
         .env("KEYSWEEP_SECRET_ID", "secret")
+        .env("OKTA_URL", "https://acme.okta.com")
+        .env("OKTA_APP_ID", "0oa1example")
         .env("VAULT_ADDR", "http://127.0.0.1:1")
         .env("VAULT_TOKEN", "unused")
 }
@@ -33,6 +35,7 @@ fn example_playbooks_validate_and_plan_offline() {
         "vault-to-secretsmanager.yaml",
         "databases-hygiene.yaml",
         "memory.yaml",
+        "incident-okta.yaml",
     ] {
         let p = format!("{}/playbooks/{name}", env!("CARGO_MANIFEST_DIR"));
         let out = example_env(&mut keysweep(dir.path())).args(["validate", &p]).output().unwrap();

@@ -586,7 +586,8 @@ pub fn compare(pb: &Playbook, g: &Gathered, now: DateTime<Utc>) -> DiscoveryRepo
             details: it
                 .details
                 .iter()
-                .filter(|(k, _)| matches!(k.as_str(), "mount" | "role" | "user"))
+                // What a draft entry names it by, and whose login it is.
+                .filter(|(k, _)| matches!(k.as_str(), "mount" | "role" | "user" | "name" | "login" | "label" | "keysweep_login"))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         };

@@ -694,8 +694,7 @@ impl Engine {
             return Err(fail(
                 Step::Stage,
                 format!(
-                    "`{}` is keysweep's own login to `{}`, and this provider cannot move keysweep's session to a new `{}`; nothing was changed: rotate it from outside the run (or have keysweep log in as another identity)",
-                    c.id,
+                    "this is keysweep's own login to `{}`, and this provider cannot move keysweep's session to a new `{}`; nothing was changed: rotate it from outside the run (or have keysweep log in as another identity)",
                     c.provider,
                     c.target.kind()
                 ),
