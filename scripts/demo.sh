@@ -34,31 +34,36 @@ fi
 if [[ "${1:-}" == "--incident" ]]; then
   # The Cloudflare-shaped incident against local simulators (playbooks/incident-okta.yaml),
   # on a fresh OpenBao (the dev server keeps nothing across a restart).
+  STACK="${KEYSWEEP_STACK_DIR:-$ROOT/.stack}"
   scripts/stack.sh down
   scripts/stack.sh up
   # shellcheck disable=SC1091
-  source .stack/env
-  WORK="$ROOT/.stack/incident"
+  source "$STACK/env"
+  WORK="$STACK/incident"
   rm -rf "$WORK" && mkdir -p "$WORK" && chmod 700 "$WORK"
   export KEYSWEEP_STATE_DIR="$WORK/state"
-  echo "==> building keysweep"
-  cargo build --quiet --bin keysweep
-  KS="$ROOT/target/debug/keysweep"
+  if [[ -n "${KEYSWEEP_BIN:-}" ]]; then
+    KS="$KEYSWEEP_BIN"
+  else
+    echo "==> building keysweep"
+    cargo build --quiet --bin keysweep
+    KS="${CARGO_TARGET_DIR:-$ROOT/target}/debug/keysweep"
+  fi
   # A vendor simulator (sims/<name>.py) on a free loopback port; prints its address.
   start_sim() {
     local name="$1"
-    if [[ -f ".stack/$name.pid" ]]; then kill "$(cat ".stack/$name.pid")" 2>/dev/null || true; fi
+    if [[ -f "$STACK/$name.pid" ]]; then kill "$(cat "$STACK/$name.pid")" 2>/dev/null || true; fi
     python3 -u "sims/$name.py" --port 0 >"$WORK/$name.out" 2>"$WORK/$name.log" &
-    echo $! >".stack/$name.pid"
+    echo $! >"$STACK/$name.pid"
     for _ in $(seq 100); do grep -q listening "$WORK/$name.out" 2>/dev/null && break; sleep 0.1; done
     echo "http://$(sed -n 's/^listening on //p' "$WORK/$name.out")"
   }
   echo "==> starting the vendor simulators (sims/) and a local AWS (moto, authentication on)"
   OKTA="$(start_sim okta)"
   MOTO_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-  if [[ -f .stack/moto.pid ]]; then kill "$(cat .stack/moto.pid)" 2>/dev/null || true; fi
+  if [[ -f "$STACK/moto.pid" ]]; then kill "$(cat "$STACK/moto.pid")" 2>/dev/null || true; fi
   MOTO_IAM_LOAD_MANAGED_POLICIES=true "$KEYSWEEP_MOTO_BIN" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
-  echo $! >.stack/moto.pid
+  echo $! >"$STACK/moto.pid"
   MOTO="http://127.0.0.1:$MOTO_PORT"
   for _ in $(seq 300); do curl -fsS -o /dev/null "$MOTO/moto-api/" 2>/dev/null && break; sleep 0.1; done
   python3 scripts/seed_incident.py --okta "$OKTA" --vault "$VAULT_ADDR" --moto "$MOTO" --env "$WORK/env"

@@ -12,7 +12,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$ROOT/.cache"
-STACK="$ROOT/.stack"
+# KEYSWEEP_STACK_DIR: another place for it (a test runs the incident demo there).
+STACK="${KEYSWEEP_STACK_DIR:-$ROOT/.stack}"
 BAO_PORT="${KEYSWEEP_BAO_PORT:-18200}"
 OPENBAO_VERSION="${KEYSWEEP_OPENBAO_VERSION:-2.7.2}"
 MOTO_VERSION="${KEYSWEEP_MOTO_VERSION:-5.2.5}"
@@ -116,7 +117,7 @@ case "${1:-}" in
     install_python_tools
     start_bao
     print_env >"$STACK/env"
-    log "ready; environment in .stack/env"
+    log "ready; environment in $STACK/env"
     ;;
   down) stop_all; log "stopped" ;;
   env) print_env ;;

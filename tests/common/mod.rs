@@ -28,7 +28,7 @@ fn bao_bin() -> PathBuf {
     panic!("no `bao` binary: run the tests through scripts/test.sh (it installs OpenBao into .cache/)");
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

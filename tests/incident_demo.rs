@@ -1,0 +1,78 @@
+//! The README's incident demo (`scripts/demo.sh --incident`, the Okta breach
+//! shaped like Cloudflare's) run as a user would, in a throwaway stack
+//! directory, with outcomes checked in each system's own state: every
+//! "assumed unused" token discover found is revoked in Okta, every old
+//! credential is dead there, and exactly one live token serves each listed
+//! integration.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn sim_url(work: &std::path::Path, name: &str) -> String {
+    let out = std::fs::read_to_string(work.join(format!("{name}.out"))).unwrap();
+    format!("http://{}", out.lines().find_map(|l| l.strip_prefix("listening on ")).unwrap())
+}
+
+fn get(url: &str) -> Value {
+    let out = Command::new("curl").args(["-fsS", url]).output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{url}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+struct Stack(std::path::PathBuf);
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let _ = Command::new(format!("{root}/scripts/stack.sh")).arg("down").env("KEYSWEEP_STACK_DIR", &self.0).output();
+    }
+}
+
+#[test]
+fn the_incident_demo_revokes_the_assumed_unused_and_ends_with_exit_0() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = tempfile::tempdir().unwrap();
+    let stack = Stack(dir.path().join("stack"));
+    let out = Command::new(format!("{root}/scripts/demo.sh"))
+        .arg("--incident")
+        .current_dir(root)
+        .env("KEYSWEEP_STACK_DIR", &stack.0)
+        .env("KEYSWEEP_BIN", env!("CARGO_BIN_EXE_keysweep"))
+        .env("KEYSWEEP_BAO_PORT", common::free_port().to_string())
+        .output()
+        .unwrap();
+    let work = stack.0.join("incident");
+    // The seeded values (keysweep's AWS login among them) are secrets: the output is scanned for them.
+    let env = std::fs::read_to_string(work.join("env")).unwrap_or_default();
+    for line in env.lines() {
+        if let Some(v) = line.strip_prefix("export AWS_SECRET_ACCESS_KEY=") {
+            common::canary(v);
+        }
+    }
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("discover exit status 1"), "discover reports the unlisted tokens: {text}");
+    assert!(text.contains("3 awaiting a human"), "{text}");
+    assert!(text.contains("no gaps"), "{text}");
+
+    // Okta's own view.
+    let okta = get(&format!("{}/_sim/state", sim_url(&work, "okta")));
+    let mut by_name: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for t in okta["tokens"].as_array().unwrap() {
+        by_name.entry(t["name"].as_str().unwrap().to_string()).or_default().push(t);
+    }
+    for unused in ["moveworks-legacy", "smartsheet-2022", "smartsheet-admin-test", "workflows-poc"] {
+        let ts = &by_name[unused];
+        assert!(ts.iter().all(|t| t["revoked"] == true), "the assumed-unused `{unused}` is revoked in Okta: {ts:?}");
+    }
+    for listed in ["moveworks", "smartsheet-sync", "keysweep"] {
+        let ts = &by_name[listed];
+        let live: Vec<_> = ts.iter().filter(|t| t["valid"] == true).collect();
+        assert_eq!(live.len(), 1, "one live `{listed}` token (the re-issued one): {ts:?}");
+        assert_eq!(ts.iter().filter(|t| t["revoked"] == true).count(), 1, "the old `{listed}` token is revoked: {ts:?}");
+    }
+    let secrets = okta["apps"][0]["secrets"].as_array().unwrap();
+    assert_eq!(secrets.len(), 1, "the service app holds only its new secret: {secrets:?}");
+}
