@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 use common::sim::{self, Sim};
 
 /// A seeded organization: the simulator's answer to `/_sim/seed`.
+#[derive(Clone)]
 struct Org {
     seed: Value,
 }
@@ -192,23 +193,58 @@ impl Fixture for Clients {
     }
 }
 
-#[tokio::test]
-async fn atlassian_api_token_conformance() {
+/// The conformance trials for `kind`, with the fixture `fixture` makes, then
+/// the simulator's log: no bulk revoke.
+async fn conformance_of<F: Fixture>(kind: &str, fixture: fn(Arc<Sim>, Org) -> F) {
     let s = Arc::new(sim::start("atlassian"));
     let org = seed(&s, base_spec());
     let p = connect(&s, &org, Limits::default()).await;
-    let ran = conformance::run(p.as_ref(), &Tokens(s.clone(), Org { seed: org.seed.clone() }), "atlassian_api_token").await;
-    assert!(ran.contains(&"revoke_and_prove_dead") && ran.contains(&"outage_is_unknown_never_dead"), "{ran:?}");
+    let ran = conformance::run(p.as_ref(), &fixture(s.clone(), org), kind).await;
+    assert!(ran.contains(&"revoke_and_prove_dead") && ran.contains(&"outage_is_unknown_never_dead"), "{kind}: {ran:?}");
     assert_no_bulk_revoke(&s);
 }
 
 #[tokio::test]
+async fn atlassian_api_token_conformance() {
+    conformance_of("atlassian_api_token", Tokens).await;
+}
+
+#[tokio::test]
 async fn atlassian_service_account_credential_conformance() {
-    let s = Arc::new(sim::start("atlassian"));
-    let org = seed(&s, base_spec());
+    conformance_of("atlassian_service_account_credential", Clients).await;
+}
+
+/// A revocation whose answer was lost after Atlassian acted is sent again,
+/// taken as done (404: gone), and proven dead from Atlassian's own state.
+#[tokio::test]
+async fn a_revocation_whose_answer_was_lost_is_found_done() {
+    let s = sim::start("atlassian");
+    let org = seed(
+        &s,
+        json!({ "org": "acme", "users": [{ "email": "svc-lost@acme.example", "tokens": [{ "label": "lost" }] }],
+                               "service_accounts": [{ "name": "bot", "credentials": 1 }] }),
+    );
     let p = connect(&s, &org, Limits::default()).await;
-    let ran = conformance::run(p.as_ref(), &Clients(s.clone(), Org { seed: org.seed.clone() }), "atlassian_service_account_credential").await;
-    assert!(ran.contains(&"revoke_and_prove_dead") && ran.contains(&"outage_is_unknown_never_dead"), "{ran:?}");
+    let u = org.user("svc-lost@acme.example");
+    let (acct, id) = (u["account_id"].as_str().unwrap(), u["tokens"][0]["id"].as_str().unwrap());
+    let value = SecretString::from(u["tokens"][0]["value"].as_str().unwrap().to_string());
+    let target = token_target("svc-lost@acme.example", Some(acct), id);
+    s.faults(json!([{ "method": "DELETE", "path": "/manage/api-tokens/", "answer": "after_act", "times": 1 }]));
+    p.retire(&target, &token_handle(id, acct)).await.unwrap();
+    assert_eq!(token_state(&s, id)["revoked_by"], "user-management");
+    let v = p.verify_dead(&target, &token_handle(id, acct), Some(&value)).await;
+    assert!(matches!(v, Verdict::Dead(_)), "{v:?}");
+    let sa = org.sa("bot");
+    let cid = sa["credentials"][0]["client_id"].as_str().unwrap();
+    let secret = SecretString::from(sa["credentials"][0]["client_secret"].as_str().unwrap().to_string());
+    let ct = client_target(sa["id"].as_str().unwrap(), cid);
+    s.faults(json!([{ "method": "DELETE", "path": "/oauth-clients/", "answer": "after_act", "times": 1 }]));
+    p.retire(&ct, &client_handle(cid)).await.unwrap();
+    assert_eq!(client_state(&s, cid)["deleted_by"], "api-access");
+    let v = p.verify_dead(&ct, &client_handle(cid), Some(&secret)).await;
+    assert!(matches!(v, Verdict::Dead(_)), "{v:?}");
+    let deletes = s.log().iter().filter(|e| e["method"] == "DELETE").count();
+    assert_eq!(deletes, 4, "each revocation sent twice: once lost, once answered 404");
     assert_no_bulk_revoke(&s);
 }
 
