@@ -17,6 +17,12 @@ One server plays `api.atlassian.com` (admin APIs, OAuth 2.0 gateway),
   `GET .../service-accounts/{id}/oauth-clients`, `GET .../service-accounts/oauth-clients`,
   `GET .../oauth-clients`, `GET|DELETE .../oauth-clients/{clientId}`;
   rate-limit headers X-RateLimit-Limit / -Remaining / -Reset.
+- Organizations REST API, users group, "Get user role assignments":
+  `GET /admin/v2/orgs/{orgId}/directories/{directoryId}/users/{accountId}/role-assignments`
+  (`directoryId` `-` = every directory) -> `{data:[{resourceId, resourceOwner,
+  roles, roleAssignments:[{role, roleAssignmentMethods}], directoryId,
+  userDirectoryStatus}], links:{next}}`; roles such as `atlassian/org-admin`
+  (no resource, no directory), `atlassian/admin`, `atlassian/user`.
 - Admin auth: "Use the API Key as a Bearer access token" (organizations intro).
 - Basic auth for REST APIs (email:api_token), and its CAPTCHA section: "If
   there is an X-Seraph-LoginReason header with a value of AUTHENTICATION_DENIED,
@@ -96,6 +102,11 @@ Known simplifications / deviations
   never enforced; admin API key scopes are not modeled.
 - Token `status` is always ALLOWED (no API-token policies); tokens without a
   seeded expiry expire one year after seeding. `lastAccess` updates at once.
+- Role assignments: a seeded `admin: true` user holds `atlassian/org-admin`
+  (an organization-level role) and `atlassian/admin` on the site; a service
+  account with `admin: true` holds `atlassian/admin` on the site (the sim
+  gives service accounts no organization role); everyone else `atlassian/user`.
+  One page always; `directoryId` is not checked beyond `-` or the org's one.
 - Service accounts are listed by the API Access API only, not by
   `/admin/v1/orgs/{orgId}/users`; they have OAuth credentials, not API tokens.
 - v1 users page size comes from the seed (`page_size`), not a query
@@ -171,6 +182,8 @@ class AtlassianSim(Sim):
         r("GET", r"/admin/v1/orgs")(self.orgs)
         r("GET", r"/admin/v1/orgs/(?P<org>[^/]+)")(self.org_one)
         r("GET", r"/admin/v1/orgs/(?P<org>[^/]+)/users")(self.org_users)
+        r("GET", r"/admin/v2/orgs/(?P<org>[^/]+)/directories/(?P<dir>[^/]+)/users/(?P<acct>[^/]+)/role-assignments")(
+            self.role_assignments)
         r("GET", r"/users/(?P<acct>[^/]+)/manage/api-tokens")(self.user_tokens)
         r("DELETE", r"/users/(?P<acct>[^/]+)/manage/api-tokens/(?P<tok>[^/]+)")(self.user_token_delete)
         r("GET", A + r"/api-tokens")(self.org_tokens)
@@ -429,6 +442,30 @@ class AtlassianSim(Sim):
             links["next"] = f"{path}?cursor={nxt}"
         return Resp.json(200, {"data": [self._v1_user(a, base) for a in page], "links": links,
                                "meta": {"total": len(items)}})
+
+    def role_assignments(self, req):
+        org = req.params["org"]
+        bad = self._admin(req, org)
+        if bad:
+            return bad
+        acct = req.params["acct"]
+        a = self.accounts.get(acct)
+        s = self.service_accounts.get(acct)
+        if a is None and s is None:
+            return _err(404, "Not Found")
+        site = {"resourceId": f"ari:cloud:platform::site/{self.cloud_id}", "resourceOwner": "jira-software"}
+
+        def row(resource, roles, directory=True):
+            return dict(resource, roles=list(roles),
+                        roleAssignments=[{"role": r, "roleAssignmentMethods": ["DIRECT"]} for r in roles],
+                        directoryId=self.org["id"] if directory else None,
+                        userDirectoryStatus="ACTIVE" if directory else None)
+
+        admin = (a or s)["admin"]
+        data = [row(site, ["atlassian/admin"] if admin else ["atlassian/user"])]
+        if a is not None and admin:
+            data.insert(0, row({"resourceId": None, "resourceOwner": None}, ["atlassian/org-admin"], directory=False))
+        return Resp.json(200, {"data": data, "links": {"self": None, "next": None}})
 
     # ---- user management API
     def _live_tokens(self, acct):

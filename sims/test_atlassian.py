@@ -144,6 +144,24 @@ class AtlassianTest(unittest.TestCase):
         self.assertEqual(seen, [u["email"] for u in users])
         self.assertEqual(self.sim.request("GET", "/admin/v1/orgs/not-my-org/users", headers=key)[0], 404)
 
+    def test_role_assignments(self):
+        base = f"/admin/v2/orgs/{self.org}/directories/-/users"
+        status, _, body = self.get(f"{base}/{self.svc['account_id']}/role-assignments")
+        self.assertEqual(status, 200, body)
+        roles = [r["role"] for row in body["data"] for r in row["roleAssignments"]]
+        self.assertIn("atlassian/org-admin", roles)
+        org_row = next(row for row in body["data"] if "atlassian/org-admin" in row["roles"])
+        self.assertIsNone(org_row["directoryId"])
+        carol = self.s["users"][1]["account_id"]
+        body = self.get(f"{base}/{carol}/role-assignments")[2]
+        self.assertEqual([r["role"] for row in body["data"] for r in row["roleAssignments"]], ["atlassian/user"])
+        ci = self.sas["ci-bot"]["account_id"]
+        body = self.get(f"{base}/{ci}/role-assignments")[2]
+        self.assertEqual([r["role"] for row in body["data"] for r in row["roleAssignments"]], ["atlassian/admin"])
+        self.assertEqual(self.get(f"{base}/712020:missing/role-assignments")[0], 404)
+        self.assertEqual(self.get(f"/admin/v2/orgs/other/directories/-/users/{carol}/role-assignments")[0], 404)
+        self.assertEqual(self.get(f"{base}/{carol}/role-assignments", headers={})[0], 401)
+
     def test_org_api_tokens_cursor_paging(self):
         base = f"/admin/api-access/v1/orgs/{self.org}/api-tokens"
         seen, cursor, pages = [], None, 0

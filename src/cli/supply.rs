@@ -4,9 +4,11 @@
 //! password manager's CLI) and staged as *pending* in the credential's
 //! primary store: consumers go on reading the old value until the next `run`
 //! has tested the new one. That run then promotes it, revokes the old secret
-//! by API and proves it dead. Nothing else changes here.
+//! by API and proves it dead. Nothing else changes here. Public fields the
+//! vendor showed beside the secret (an OAuth credential's client id) come as
+//! `--field KEY=VALUE` and are stored with it; the run's `identify` checks them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
@@ -16,13 +18,42 @@ use zeroize::Zeroize;
 use super::{common, exit};
 use crate::playbook::StoreLocation;
 use crate::provider::{ClaimPhase, Store};
-use crate::secret::{Delivered, SecretString};
+use crate::secret::{Delivered, ExposeSecret, SecretString};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     pub playbook: PathBuf,
     /// The credential's id (it must have `manual:` steps).
     pub credential: String,
+    /// A public field the vendor showed beside the new secret, stored with it
+    /// (e.g. `--field client_id=…` for an OAuth credential made in a web UI).
+    /// Never a secret: fields are written to logs, the journal and reports.
+    #[arg(long = "field", value_name = "KEY=VALUE")]
+    pub fields: Vec<String>,
+}
+
+/// Keys a supplied field may not take: the value itself and keysweep's own records.
+const RESERVED: &[&str] = &["value", "version", "keysweep_nonce", "keysweep_claim"];
+
+/// `KEY=VALUE` arguments as fields, or what is wrong with one.
+pub fn parse_fields(args: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for a in args {
+        let Some((k, v)) = a.split_once('=') else {
+            return Err(format!("`--field {a}` is not KEY=VALUE"));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() || v.is_empty() {
+            return Err(format!("`--field {a}` needs a key and a value"));
+        }
+        if RESERVED.contains(&k) {
+            return Err(format!("`--field {k}=…`: `{k}` is keysweep's own; the secret itself is read from the prompt or standard input"));
+        }
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(format!("`--field {k}` is given twice"));
+        }
+    }
+    Ok(out)
 }
 
 pub async fn run(a: Args) -> Result<i32> {
@@ -47,10 +78,21 @@ pub async fn run(a: Args) -> Result<i32> {
         return Ok(exit::INVALID);
     };
 
+    let fields = match parse_fields(&a.fields) {
+        Ok(f) => f,
+        Err(why) => {
+            eprintln!("keysweep: error: {why}");
+            return Ok(exit::INVALID);
+        }
+    };
     let value = read_value(&c.id)?;
+    if fields.values().any(|v| v.as_str() == value.expose_secret()) {
+        eprintln!("keysweep: error: a `--field` holds the secret itself; fields are public. Nothing was staged");
+        return Ok(exit::INVALID);
+    }
     let providers = crate::provider::registry::connect(&pb, &BTreeSet::from([primary.provider.clone()])).await?;
     let store = providers.store(&primary.provider).with_context(|| format!("provider `{}` is not a store", primary.provider))?;
-    let r = stage(store, &primary, &c.id, value).await;
+    let r = stage_delivered(store, &primary, &c.id, Delivered { value, fields }).await;
     providers.close().await;
     if let Err(why) = r? {
         eprintln!("keysweep: error: {why}; nothing was staged");
@@ -71,6 +113,11 @@ pub async fn run(a: Args) -> Result<i32> {
 /// this value, or refused a wrong one) is released first, and one that got
 /// further is left for `run` to settle.
 pub async fn stage(store: &dyn Store, primary: &StoreLocation, id: &str, value: SecretString) -> Result<Result<(), String>> {
+    stage_delivered(store, primary, id, Delivered { value, fields: Default::default() }).await
+}
+
+/// [`stage`], with the public fields given beside the value.
+pub async fn stage_delivered(store: &dyn Store, primary: &StoreLocation, id: &str, d: Delivered) -> Result<Result<(), String>> {
     if store.supports_claims() {
         if let Some(cl) = store.read_claim(primary).await? {
             if cl.live(chrono::Utc::now()) {
@@ -86,7 +133,6 @@ pub async fn stage(store: &dyn Store, primary: &StoreLocation, id: &str, value: 
             store.release(primary, &cl.nonce).await.with_context(|| format!("releasing the ended claim on {primary}"))?;
         }
     }
-    let d = Delivered { value, fields: Default::default() };
     store.stage(primary, &d, &crate::engine::supplied_nonce(id)).await.with_context(|| format!("staging the value for `{id}` at {primary}"))?;
     Ok(Ok(()))
 }
@@ -107,4 +153,20 @@ fn read_value(id: &str) -> Result<SecretString> {
         anyhow::bail!("no value given for `{id}`; nothing was staged");
     }
     Ok(SecretString::from(trimmed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_fields;
+
+    #[test]
+    fn fields_are_key_value_pairs_and_never_keysweeps_own() {
+        let f = parse_fields(&["client_id=abc".into(), " name = x=y ".into()]).unwrap();
+        assert_eq!(f.get("client_id").map(String::as_str), Some("abc"));
+        assert_eq!(f.get("name").map(String::as_str), Some("x=y"));
+        for bad in ["client_id", "=x", "k=", "value=s3cret", "keysweep_nonce=n"] {
+            assert!(parse_fields(&[bad.to_string()]).is_err(), "{bad}");
+        }
+        assert!(parse_fields(&["a=1".into(), "a=2".into()]).is_err(), "twice");
+    }
 }

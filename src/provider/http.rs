@@ -8,8 +8,9 @@
 //!   persists, unknown — never "absent", "dead" or "invalid".
 //! - **429 and 5xx are temporary**, with the wait the server asked for:
 //!   `Retry-After` (seconds or an HTTP date), or the `X-RateLimit-Reset` /
-//!   `X-Rate-Limit-Reset` / `RateLimit-Reset` headers (epoch seconds or a
-//!   delta), so a rate limit is waited out rather than hammered.
+//!   `X-Rate-Limit-Reset` / `RateLimit-Reset` headers (epoch seconds, a
+//!   delta, or a time such as Jira's `2026-12-03T06:20Z`), so a rate limit is
+//!   waited out rather than hammered.
 //! - **Every request passes the limits layer** ([`Gate`]): the declared rate,
 //!   the timeout, one bounded retry.
 //! - **A secret goes only to its provider's host.** Requests (and the `next`
@@ -18,8 +19,8 @@
 //! - **Nothing an answer echoes is quoted.** Errors name the status, content
 //!   type and length, and the vendor's error text only through
 //!   [`crate::secret::scrub`], which removes every secret value keysweep holds.
-//! - **Pagination**: `Link: <…>; rel="next"` (RFC 8288), a cursor in the body,
-//!   or page numbers, bounded by a page limit.
+//! - **Pagination**: `Link: <…>; rel="next"` (RFC 8288), a cursor or the next
+//!   page's URL in the body, or page numbers, bounded by a page limit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -71,8 +72,8 @@ pub fn vendor_shaped(shape: &VendorShape, status: u16, content_type: Option<&str
 }
 
 /// How long the server asked to wait: `Retry-After` (delta seconds or an HTTP
-/// date), else a rate-limit reset header (epoch seconds, or a delta when
-/// small). Capped at ten minutes.
+/// date), else a rate-limit reset header (epoch seconds, a delta when small,
+/// or a time). Capped at ten minutes.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let now = std::time::SystemTime::now();
@@ -86,7 +87,12 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         }
     }
     for name in ["x-ratelimit-reset", "x-rate-limit-reset", "ratelimit-reset"] {
-        let Some(n) = text(name).and_then(|v| v.parse::<f64>().ok()) else { continue };
+        let Some(v) = text(name) else { continue };
+        // A time of day (Jira: `2026-12-03T06:20Z`, to the minute; or RFC 3339).
+        if let Some(at) = reset_time(v) {
+            return Some(cap((at - chrono::Utc::now()).to_std().unwrap_or_default()));
+        }
+        let Some(n) = v.parse::<f64>().ok() else { continue };
         if !n.is_finite() || n < 0.0 {
             continue;
         }
@@ -100,6 +106,14 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         return Some(cap(Duration::from_secs_f64(secs)));
     }
     None
+}
+
+/// A reset header written as a time: RFC 3339, or Jira's `yyyy-MM-ddTHH:mmZ`.
+fn reset_time(v: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        return Some(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%MZ").ok().map(|t| t.and_utc())
 }
 
 /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form servers send.
@@ -214,6 +228,9 @@ pub enum Paging<'a> {
     Cursor { pointer: &'a str, param: &'a str },
     /// Page numbers in a query parameter, until a page holds no items.
     Page { param: &'a str, items: &'a str },
+    /// The next page's whole URL in the body at a JSON pointer (Atlassian's
+    /// `links.next`). Like a `Link` header, it must name the provider's host.
+    NextUrl { pointer: &'a str },
 }
 
 /// An HTTP client bound to one provider: its base URL and allowed hosts, its
@@ -285,6 +302,20 @@ impl HttpClient {
     /// One attempt: admitted by the rate limit; the vendor's answer, or a
     /// temporary error for anything else. 4xx answers are returned.
     pub async fn send(&self, operation: &'static str, req: &Request<'_>) -> Result<Answer, ProviderError> {
+        self.send_documented(operation, req, |_, _| false).await
+    }
+
+    /// [`HttpClient::send`], where the vendor also documents answers without
+    /// a JSON body that its headers identify (Jira's refused Basic login: a
+    /// text 401 with `X-Seraph-LoginReason`). `documented(status, headers)`
+    /// says which; such an answer comes back with a `Null` body (never read,
+    /// never quoted), for the adapter to judge by status and headers.
+    pub async fn send_documented(
+        &self,
+        operation: &'static str,
+        req: &Request<'_>,
+        documented: fn(u16, &HeaderMap) -> bool,
+    ) -> Result<Answer, ProviderError> {
         let url = self.url(operation, req.target)?;
         let what = url.path().to_string();
         self.gate.admit().await;
@@ -321,6 +352,7 @@ impl HttpClient {
             .map_err(|e| ProviderError::new(ErrorKind::Unavailable, operation, format!("{what}: reading the answer: {}", e.without_url())))?;
         match vendor_shaped(&self.shape, status, content_type.as_deref(), &bytes) {
             Some(body) => Ok(Answer { status, body, headers, retry_after: wait }),
+            None if documented(status, &headers) => Ok(Answer { status, body: Value::Null, headers, retry_after: wait }),
             None => Err(not_from_vendor(self.vendor, operation, &what, status, content_type.as_deref(), bytes.len(), wait)),
         }
     }
@@ -369,6 +401,7 @@ impl HttpClient {
                 Paging::Cursor { pointer, param } => {
                     a.body.pointer(pointer).and_then(Value::as_str).filter(|c| !c.is_empty()).map(|c| with_param(first.target, param, c))
                 }
+                Paging::NextUrl { pointer } => a.body.pointer(pointer).and_then(Value::as_str).filter(|u| !u.is_empty()).map(str::to_string),
                 Paging::Page { param, items } => {
                     let has = a.body.pointer(items).and_then(Value::as_array).is_some_and(|v| !v.is_empty());
                     page += 1;
@@ -473,6 +506,13 @@ mod tests {
         let w = retry_after(&headers(&[("retry-after", &date)])).unwrap();
         assert!(w > Duration::from_secs(35) && w <= Duration::from_secs(41), "{w:?}");
         assert_eq!(retry_after(&headers(&[])), None);
+        // Jira writes the reset as a time, to the minute.
+        let at = (chrono::Utc::now() + chrono::Duration::minutes(3)).format("%Y-%m-%dT%H:%MZ").to_string();
+        let w = retry_after(&headers(&[("x-ratelimit-reset", &at)])).unwrap();
+        assert!(w > Duration::from_secs(115) && w <= Duration::from_secs(180), "{w:?}");
+        let past = (chrono::Utc::now() - chrono::Duration::minutes(3)).format("%Y-%m-%dT%H:%MZ").to_string();
+        assert_eq!(retry_after(&headers(&[("x-ratelimit-reset", &past)])), Some(Duration::ZERO));
+        assert_eq!(retry_after(&headers(&[("retry-after", "2"), ("x-ratelimit-reset", &at)])), Some(Duration::from_secs(2)), "Retry-After first");
     }
 
     #[test]

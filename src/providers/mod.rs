@@ -3,6 +3,7 @@
 //! and the credential kinds it owns. Everything the core knows about kinds is
 //! generated from this list (see `crate::provider::kind`).
 pub mod account;
+pub mod atlassian;
 pub mod aws;
 pub mod ldap;
 pub mod memory;
@@ -55,6 +56,13 @@ crate::register_adapters! {
         "okta_api_token" => OktaApiToken(okta::config::ApiTokenKind),
         /// An OAuth 2.0 service app's client secret (two at a time: add, test, promote, delete the old).
         "okta_client_secret" => OktaClientSecret(okta::config::ClientSecretKind),
+    },
+    /// An Atlassian Cloud organization: managed accounts' API tokens (re-issued by a person, revoked and proven dead by API) and service accounts' OAuth credentials.
+    "atlassian" => Atlassian(atlassian::config::AtlassianProviderConfig) {
+        /// A managed account's API token (Basic `email:token`), known by its id.
+        "atlassian_api_token" => AtlassianApiToken(atlassian::config::ApiTokenKind),
+        /// A service account's OAuth 2.0 client credentials (re-issued by a person beside the old one; the old client is then deleted).
+        "atlassian_service_account_credential" => AtlassianServiceAccountCredential(atlassian::config::ServiceAccountCredentialKind),
     },
     /// An in-process system and store, with injected faults (tests, demos, benchmarks).
     "memory" => Memory(memory::config::MemoryProviderConfig) { "memory_token" => MemoryToken(memory::config::TokenKind), "memory_password" => MemoryPassword(memory::config::PasswordKind) },
