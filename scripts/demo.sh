@@ -60,13 +60,14 @@ if [[ "${1:-}" == "--incident" ]]; then
   }
   echo "==> starting the vendor simulators (sims/) and a local AWS (moto, authentication on)"
   OKTA="$(start_sim okta)"
+  ATLASSIAN="$(start_sim atlassian)"
   MOTO_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
   if [[ -f "$STACK/moto.pid" ]]; then kill "$(cat "$STACK/moto.pid")" 2>/dev/null || true; fi
   MOTO_IAM_LOAD_MANAGED_POLICIES=true "$KEYSWEEP_MOTO_BIN" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
   echo $! >"$STACK/moto.pid"
   MOTO="http://127.0.0.1:$MOTO_PORT"
   for _ in $(seq 300); do curl -fsS -o /dev/null "$MOTO/moto-api/" 2>/dev/null && break; sleep 0.1; done
-  python3 scripts/seed_incident.py --okta "$OKTA" --vault "$VAULT_ADDR" --moto "$MOTO" --env "$WORK/env"
+  python3 scripts/seed_incident.py --okta "$OKTA" --vault "$VAULT_ADDR" --moto "$MOTO" --atlassian "$ATLASSIAN" --env "$WORK/env"
   # shellcheck disable=SC1091
   source "$WORK/env"
   PB="$WORK/incident.yaml"
@@ -96,13 +97,19 @@ if [[ "${1:-}" == "--incident" ]]; then
     curl -fsS -X POST -H 'Content-Type: application/json' -d "{\"user\":\"$user\",\"name\":\"$name\"}" "$OKTA/_sim/issue_token" |
       python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])' | "$KS" supply "$PB" "$id"
   done
+  echo "==> a person creates a second OAuth credential for the Atlassian service account and supplies it with its client id"
+  cred="$(curl -fsS -X POST -H 'Content-Type: application/json' -d "{\"account_id\":\"$ATLASSIAN_SMARTSHEET_SA_ACCOUNT\",\"name\":\"smartsheet-2026-12\"}" "$ATLASSIAN/_sim/issue_credential")"
+  client_id="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])' <<<"$cred")"
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])' <<<"$cred" |
+    "$KS" supply "$PB" atlassian/smartsheet-integration --field "client_id=$client_id"
+  unset cred
   echo "==> keysweep run   (tests the new tokens, revokes the old ones, proves them dead)"
   set +e
   "$KS" run "$PB"
   code=$?
   set -e
   echo "==> exit status $code (0: every credential rotated or revoked and proven dead)"
-  echo "==> simulator state (independent of keysweep): curl $OKTA/_sim/state; stop with: scripts/stack.sh down"
+  echo "==> the systems' own state (independent of keysweep): curl $OKTA/_sim/state, $ATLASSIAN/_sim/state; stop with: scripts/stack.sh down"
   exit $code
 fi
 

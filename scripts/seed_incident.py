@@ -77,6 +77,7 @@ def main():
     ap.add_argument("--okta", required=True)
     ap.add_argument("--vault", required=True)
     ap.add_argument("--moto", required=True, help="a fresh moto_server (authentication still off)")
+    ap.add_argument("--atlassian", required=True)
     ap.add_argument("--vault-token", default="root")
     ap.add_argument("--env", required=True)
     a = ap.parse_args()
@@ -95,7 +96,6 @@ def main():
         # Not listed, "assumed unused": still live (used within Okta's 30 days).
         {"user": "svc-moveworks@acme.example", "name": "moveworks-legacy", "created": ago(days=500), "last_used": ago(days=19)},
         {"user": "svc-smartsheet@acme.example", "name": "smartsheet-2022", "created": ago(days=700), "last_used": ago(days=23)},
-        {"user": "svc-smartsheet@acme.example", "name": "smartsheet-admin-test", "created": ago(days=90), "last_used": ago(days=26)},
         {"user": "svc-workflows@acme.example", "name": "workflows-poc", "created": ago(days=60), "last_used": ago(days=17)},
     ]
     apps = [{"label": "smartsheet-scim", "secrets": 1}]
@@ -112,6 +112,18 @@ def main():
     kv("okta/keysweep", {"value": tok["keysweep"]["value"], "token_id": tok["keysweep"]["id"]})
     kv("integrations/scim-bearer", {"value": os.urandom(24).hex()})
     (admin_id, admin_secret), (ci_id, ci_secret) = seed_aws(a.moto)
+    # Atlassian: the Smartsheet integration's service account (an org admin),
+    # listed; and an API token of its Atlassian user that nobody listed,
+    # "assumed unused" (last used 20 days ago).
+    atl = call(a.atlassian + "/_sim/seed", {
+        "org": "acme", "site": "acme",
+        "users": [{"email": "svc-smartsheet@acme.example", "admin": True,
+                   "tokens": [{"label": "smartsheet-2023", "created": ago(days=600), "last_access": ago(days=20)}]}],
+        "service_accounts": [{"name": "smartsheet-integration", "admin": True, "credentials": 1}],
+    })
+    sa = next(x for x in atl["service_accounts"] if x["name"] == "smartsheet-integration")
+    cred = sa["credentials"][0]
+    kv("atlassian/smartsheet-integration", {"value": cred["client_secret"], "client_id": cred["client_id"]})
     kv("aws/ci-deployer", {"secret_access_key": ci_secret, "access_key_id": ci_id})
 
     fd = os.open(a.env, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -123,7 +135,12 @@ def main():
         f.write(f"export AWS_ACCESS_KEY_ID={admin_id}\n")
         f.write(f"export AWS_SECRET_ACCESS_KEY={admin_secret}\n")
         f.write(f"export CI_DEPLOYER_KEY_ID={ci_id}\n")
-    print(f"seeded Okta ({len(tokens)} API tokens, {len(apps)} service app), AWS IAM (2 users) and 6 Vault entries")
+        f.write(f"export ATLASSIAN_URL={a.atlassian}\n")
+        f.write(f"export ATLASSIAN_ORG_ID={atl['org']['id']}\n")
+        f.write(f"export ATLASSIAN_ADMIN_KEY={atl['admin_api_key']}\n")
+        f.write(f"export ATLASSIAN_SMARTSHEET_SA_ID={sa['id']}\n")
+        f.write(f"export ATLASSIAN_SMARTSHEET_SA_ACCOUNT={sa['account_id']}\n")
+    print(f"seeded Okta ({len(tokens)} API tokens, {len(apps)} service app), Atlassian (a service account, an API token), AWS IAM (2 users) and 7 Vault entries")
 
 
 if __name__ == "__main__":

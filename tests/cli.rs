@@ -20,6 +20,10 @@ fn example_env(c: &mut std::process::Command) -> &mut std::process::Command {
         .env("KEYSWEEP_SECRET_ID", "secret")
         .env("OKTA_URL", "https://acme.okta.com")
         .env("OKTA_APP_ID", "0oa1example")
+        .env("ATLASSIAN_ORG_ID", "8c1f2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b")
+        .env("ATLASSIAN_ADMIN_KEY", "x")
+        .env("ATLASSIAN_URL", "https://acme.atlassian.net")
+        .env("ATLASSIAN_SMARTSHEET_SA_ID", "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6")
         .env("VAULT_ADDR", "http://127.0.0.1:1")
         .env("VAULT_TOKEN", "unused")
 }

@@ -54,7 +54,7 @@ fn the_incident_demo_revokes_the_assumed_unused_and_ends_with_exit_0() {
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("discover exit status 1"), "discover reports the unlisted tokens: {text}");
-    assert!(text.contains("3 awaiting a human"), "{text}");
+    assert!(text.contains("4 awaiting a human"), "{text}");
     assert!(text.contains("no gaps"), "{text}");
 
     // Okta's own view.
@@ -63,7 +63,7 @@ fn the_incident_demo_revokes_the_assumed_unused_and_ends_with_exit_0() {
     for t in okta["tokens"].as_array().unwrap() {
         by_name.entry(t["name"].as_str().unwrap().to_string()).or_default().push(t);
     }
-    for unused in ["moveworks-legacy", "smartsheet-2022", "smartsheet-admin-test", "workflows-poc"] {
+    for unused in ["moveworks-legacy", "smartsheet-2022", "workflows-poc"] {
         let ts = &by_name[unused];
         assert!(ts.iter().all(|t| t["revoked"] == true), "the assumed-unused `{unused}` is revoked in Okta: {ts:?}");
     }
@@ -75,4 +75,17 @@ fn the_incident_demo_revokes_the_assumed_unused_and_ends_with_exit_0() {
     }
     let secrets = okta["apps"][0]["secrets"].as_array().unwrap();
     assert_eq!(secrets.len(), 1, "the service app holds only its new secret: {secrets:?}");
+
+    // Atlassian's own view: the fourth assumed-unused credential, an admin
+    // service user's API token, is revoked; the admin service account's old
+    // OAuth client is deleted and the one a person made is its only live one;
+    // the org-wide bulk revoke was never called.
+    let atl = get(&format!("{}/_sim/state", sim_url(&work, "atlassian")));
+    let t = atl["api_tokens"].as_array().unwrap().iter().find(|t| t["label"] == "smartsheet-2023").unwrap();
+    assert_eq!(t["revoked"], true, "the assumed-unused Atlassian token is revoked: {t}");
+    let clients = atl["oauth_clients"].as_array().unwrap();
+    let live: Vec<_> = clients.iter().filter(|c| c["deleted"] == false).collect();
+    assert_eq!(live.len(), 1, "{clients:?}");
+    assert_eq!(live[0]["name"], "smartsheet-2026-12", "the credential a person made is the one in service");
+    assert_eq!(atl["bulk_revoke_calls"], serde_json::json!([]));
 }
