@@ -4,6 +4,7 @@
 //! generated from this list (see `crate::provider::kind`).
 pub mod account;
 pub mod aws;
+pub mod declarative;
 pub mod ldap;
 pub mod memory;
 pub mod mysql;
@@ -55,6 +56,11 @@ crate::register_adapters! {
         "okta_api_token" => OktaApiToken(okta::config::ApiTokenKind),
         /// An OAuth 2.0 service app's client secret (two at a time: add, test, promote, delete the old).
         "okta_client_secret" => OktaClientSecret(okta::config::ClientSecretKind),
+    },
+    /// A SaaS vendor's token API described by a recipe (`playbooks/recipes/`): inventory, identity, mint, retire and a probe with ordered rules.
+    "http" => Http(declarative::config::HttpProviderConfig) {
+        /// A token of a vendor described by an `http` recipe, known by its id, its name, or the account it acts as.
+        "http_token" => HttpToken(declarative::config::TokenKind),
     },
     /// An in-process system and store, with injected faults (tests, demos, benchmarks).
     "memory" => Memory(memory::config::MemoryProviderConfig) { "memory_token" => MemoryToken(memory::config::TokenKind), "memory_password" => MemoryPassword(memory::config::PasswordKind) },
