@@ -97,7 +97,7 @@ fn what(h: &Handle) -> String {
     } else if let Some(f) = h.get(FINGERPRINT) {
         format!("token {f}")
     } else if let Some(a) = h.get(ACCOUNT) {
-        format!("the token of {a}")
+        format!("token of {a}")
     } else {
         "the token".into()
     }
@@ -283,9 +283,9 @@ impl HttpProvider {
     fn verdict(&self, rules: &[Rule], a: &Answer, what: &str, how: &str) -> Verdict {
         let v = self.vendor;
         match decide(rules, a.status, &a.body) {
-            Some(r) if r.verdict == RuleVerdict::Dead => Verdict::Dead(format!("{v} refused {what} ({how}): {}", r.describe())),
-            Some(r) if r.verdict == RuleVerdict::Alive => Verdict::Alive(format!("{v} accepted {what} ({how}): {}", r.describe())),
-            Some(r) => Verdict::Unknown(format!("{v} answered {what} ({how}) with {}: not proof either way", r.describe())),
+            Some(r) if r.verdict == RuleVerdict::Dead => Verdict::Dead(format!("{v} refused {what} ({how}): {}", r.describe_match(&a.body))),
+            Some(r) if r.verdict == RuleVerdict::Alive => Verdict::Alive(format!("{v} accepted {what} ({how}): {}", r.describe_match(&a.body))),
+            Some(r) => Verdict::Unknown(format!("{v} answered {what} ({how}) with {}: not proof either way", r.describe_match(&a.body))),
             None => Verdict::Unknown(format!("{v} answered HTTP {} for {what} ({how}), which no rule of the recipe matches: not proof either way", a.status)),
         }
     }
@@ -298,7 +298,7 @@ impl HttpProvider {
         if !a.ok() {
             let refused = decide(&self.cfg.probe.rules, a.status, &a.body).filter(|r| r.verdict == RuleVerdict::Dead);
             return Err(match refused {
-                Some(r) => err(ErrorKind::Unauthenticated, op, format!("{} does not accept it: {}", self.vendor, r.describe())),
+                Some(r) => err(ErrorKind::Unauthenticated, op, format!("{} does not accept it: {}", self.vendor, r.describe_match(&a.body))),
                 None => err(status_error(op, self.vendor, a.status).kind, op, format!("{} answered HTTP {} to the identity request", self.vendor, a.status)),
             });
         }

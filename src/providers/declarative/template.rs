@@ -274,6 +274,25 @@ impl Rule {
         s
     }
 
+    /// The rule as it matched `body`, with the value the vendor sent:
+    /// `401 /error/code = "token_revoked"`.
+    pub fn describe_match(&self, body: &Value) -> String {
+        let mut s = self.status.to_string();
+        if let Some(c) = &self.body {
+            match body.pointer(&c.pointer).filter(|_| c.equals.is_some() || c.one_of.is_some()) {
+                Some(v) => s.push_str(&format!(" {} = {v}", c.pointer)),
+                None => s.push_str(&format!(" {}", c.describe())),
+            }
+        }
+        if let Some(t) = &self.body_contains {
+            s.push_str(&format!(" body contains {t:?}"));
+        }
+        if let Some(m) = &self.means {
+            s.push_str(&format!(" ({m})"));
+        }
+        s
+    }
+
     /// What is wrong with it, if anything.
     pub fn problem(&self) -> Option<(String, String)> {
         if let Some(p) = self.body.as_ref().and_then(Cond::problem) {
