@@ -114,7 +114,9 @@ class PagerDutySim(Sim):
         return self.error(429, 2020, "Rate Limit Exceeded", headers=self.rate_headers(self.rate or 960, 0, reset_epoch))
 
     def not_found(self, req):
-        return self.error(404, 2100, "Not Found")
+        # Authentication (and a read-only key's method rule) comes first.
+        _, refusal = self.authenticate(req)
+        return refusal or self.error(404, 2100, "Not Found")
 
     def state_view(self):
         return {
