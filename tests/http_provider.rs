@@ -51,7 +51,12 @@ fn fast(mut cfg: HttpProviderConfig, attempts: u32) -> HttpProviderConfig {
 }
 
 fn token_target(id: Option<&str>, name: Option<&str>, user: Option<&str>) -> Target {
-    Target::HttpToken(HttpTokenTarget { token_id: id.map(str::to_string), name: name.map(str::to_string), user: user.map(str::to_string), privileged: false })
+    Target::HttpToken(HttpTokenTarget {
+        token_id: id.map(str::to_string),
+        name: name.map(str::to_string),
+        user: user.map(str::to_string),
+        privileged: false,
+    })
 }
 
 fn delivered(v: &str) -> Delivered {
@@ -69,7 +74,9 @@ fn mw_admin(s: &Sim) -> String {
     let out = s.admin(
         "POST",
         "seed",
-        Some(json!({ "principals": [{ "id": "keysweep-admin", "role": "admin" }], "tokens": [{ "principal": "keysweep-admin", "name": "keysweep" }] })),
+        Some(
+            json!({ "principals": [{ "id": "keysweep-admin", "role": "admin" }], "tokens": [{ "principal": "keysweep-admin", "name": "keysweep" }] }),
+        ),
     );
     let v = out["tokens"][0]["value"].as_str().unwrap().to_string();
     common::canary(&v);
@@ -80,7 +87,11 @@ fn mw_admin(s: &Sim) -> String {
 fn mw_token(s: &Sim, role: &str) -> (String, String, String, String) {
     let n = n8();
     let (principal, name) = (format!("svc-{n}"), format!("itsm-{n}"));
-    let out = s.admin("POST", "seed", Some(json!({ "principals": [{ "id": principal, "role": role }], "tokens": [{ "principal": principal, "name": name }] })));
+    let out = s.admin(
+        "POST",
+        "seed",
+        Some(json!({ "principals": [{ "id": principal, "role": role }], "tokens": [{ "principal": principal, "name": name }] })),
+    );
     let t = &out["tokens"][0];
     let v = t["value"].as_str().unwrap().to_string();
     common::canary(&v);
@@ -119,7 +130,11 @@ async fn moveworks_style_tokens_pass_the_conformance_trials() {
 // ---- Smartsheet -------------------------------------------------------------
 
 fn ss_admin(s: &Sim) -> String {
-    let out = s.admin("POST", "seed", Some(json!({ "users": [{ "email": "admin@example.com", "admin": true }], "tokens": [{ "user": "admin@example.com", "name": "keysweep" }] })));
+    let out = s.admin(
+        "POST",
+        "seed",
+        Some(json!({ "users": [{ "email": "admin@example.com", "admin": true }], "tokens": [{ "user": "admin@example.com", "name": "keysweep" }] })),
+    );
     let v = out["tokens"][0]["value"].as_str().unwrap().to_string();
     common::canary(&v);
     v
@@ -128,7 +143,8 @@ fn ss_admin(s: &Sim) -> String {
 /// A token of a new account: (sim id, value, email).
 fn ss_token(s: &Sim, admin: bool) -> (u64, String, String) {
     let email = format!("svc-{}@example.com", n8());
-    let out = s.admin("POST", "seed", Some(json!({ "users": [{ "email": email, "admin": admin }], "tokens": [{ "user": email, "name": "integration" }] })));
+    let out =
+        s.admin("POST", "seed", Some(json!({ "users": [{ "email": email, "admin": admin }], "tokens": [{ "user": email, "name": "integration" }] })));
     let t = &out["tokens"][0];
     let v = t["value"].as_str().unwrap().to_string();
     common::canary(&v);
@@ -153,7 +169,8 @@ fn pd_admin(s: &Sim) -> String {
 }
 
 fn pd_key(s: &Sim, email: &str, role: &str) -> (String, String) {
-    let out = s.admin("POST", "seed", Some(json!({ "users": [{ "email": email, "role": role }], "keys": [{ "user": email, "description": "bot" }] })));
+    let out =
+        s.admin("POST", "seed", Some(json!({ "users": [{ "email": email, "role": role }], "keys": [{ "user": email, "description": "bot" }] })));
     let k = &out["keys"][0];
     let v = k["value"].as_str().unwrap().to_string();
     common::canary(&v);
@@ -176,8 +193,10 @@ async fn inventory_reads_every_page_of_each_pagination_style() {
     let s = sim::start("moveworks");
     let login = mw_admin(&s);
     let tokens: Vec<Value> = (0..30)
-        .map(|i| json!({ "principal": "svc-inv", "name": format!("inv-{i}"), "created_at": "2026-01-05T10:00:00.000Z",
-                          "last_used_at": if i == 0 { Value::Null } else { json!("2026-11-20T08:30:00.000Z") } }))
+        .map(|i| {
+            json!({ "principal": "svc-inv", "name": format!("inv-{i}"), "created_at": "2026-01-05T10:00:00.000Z",
+                          "last_used_at": if i == 0 { Value::Null } else { json!("2026-11-20T08:30:00.000Z") } })
+        })
         .collect();
     s.admin("POST", "seed", Some(json!({ "principals": [{ "id": "svc-inv", "role": "integration" }], "tokens": tokens })));
     let mut cfg = load_recipe("moveworks", &s.base);
@@ -225,7 +244,8 @@ async fn inventory_reads_every_page_of_each_pagination_style() {
     // PagerDuty: offsets, until `more` is false.
     let s = sim::start("pagerduty");
     let login = pd_admin(&s);
-    let users: Vec<Value> = (0..20).map(|i| json!({ "email": format!("u{i:02}@example.com"), "role": if i == 7 { "admin" } else { "user" } })).collect();
+    let users: Vec<Value> =
+        (0..20).map(|i| json!({ "email": format!("u{i:02}@example.com"), "role": if i == 7 { "admin" } else { "user" } })).collect();
     s.admin("POST", "seed", Some(json!({ "users": users })));
     let mut cfg = load_recipe("pagerduty", &s.base);
     cfg.inventory.as_mut().unwrap().path = "/users?limit=6".into();
@@ -320,7 +340,8 @@ async fn a_minted_replacement_never_acts_as_another_or_a_more_privileged_princip
     assert!(e.message.contains("never acts as another account") && e.message.contains("revoked again"), "{e}");
     // The minted token was withdrawn at once: nothing minted stays alive.
     let st = s.state();
-    let minted: Vec<&Value> = st["tokens"].as_array().unwrap().iter().filter(|t| t["description"].as_str().is_some_and(|d| d.contains(&nonce))).collect();
+    let minted: Vec<&Value> =
+        st["tokens"].as_array().unwrap().iter().filter(|t| t["description"].as_str().is_some_and(|d| d.contains(&nonce))).collect();
     assert_eq!(minted.len(), 1);
     assert_eq!(minted[0]["status"], "revoked");
     // The right entry mints for the old token's own principal.
@@ -520,7 +541,11 @@ fn every_recipe_validates_and_plans_through_the_binary() {
     };
     let out = run(&["validate", pb.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("valid — 3 credential(s), 4 provider(s), 4 file(s)"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("valid — 3 credential(s), 4 provider(s), 4 file(s)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let out = run(&["plan", "--offline", pb.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     // Each recipe alone is a valid playbook file too.
@@ -535,7 +560,8 @@ fn every_recipe_validates_and_plans_through_the_binary() {
 }
 
 fn supply(ks: &dyn Fn() -> std::process::Command, pb: &Path, id: &str, value: &str) {
-    let mut child = ks().args(["supply", pb.to_str().unwrap(), id]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        ks().args(["supply", pb.to_str().unwrap(), id]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(format!("{value}\n").as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -622,7 +648,8 @@ credentials:
     assert_eq!(out.status.code(), Some(1), "{text1}");
     assert!(text1.contains("AWAITING A HUMAN") && text1.contains("Generate new access token"), "{text1}");
     let report = common::report_json(&state_dir);
-    let outcome = |r: &Value, id: &str| r["rows"].as_array().unwrap().iter().find(|x| x["id"] == id).map(|x| x["outcome"].clone()).unwrap_or(Value::Null);
+    let outcome =
+        |r: &Value, id: &str| r["rows"].as_array().unwrap().iter().find(|x| x["id"] == id).map(|x| x["outcome"].clone()).unwrap_or(Value::Null);
     assert_eq!(outcome(&report, "ss-revoke"), "revoked", "{report}");
     assert_eq!(outcome(&report, "mw-revoke"), "revoked", "{report}");
     assert_eq!(outcome(&report, "mw-rotate"), "rotated", "{report}");
@@ -665,5 +692,56 @@ credentials:
 
     for v in [&ss_login, &mw_login, &ss_rev_value, &mw_rev_value, &mw_rot_value, &ss_rot_value, &new_value] {
         assert!(!text1.contains(v.as_str()) && !text2.contains(v.as_str()), "a secret value in keysweep's output");
+    }
+}
+
+/// A Smartsheet revocation killed right after the journal recorded "retire
+/// started" (before `DELETE /token` was sent), then resumed: the resumed run
+/// reads the token's value back from the store to revoke it with, and
+/// proves it dead. Likewise killed after the revocation, before "done".
+#[cfg(feature = "crash-hook")]
+#[test]
+fn a_self_revocation_interrupted_at_retire_is_finished_by_the_resumed_run() {
+    let ss = sim::start("smartsheet");
+    let b = common::bao();
+    let login = ss_admin(&ss);
+    for point in ["retire:started:1", "retire:done:1"] {
+        let (id, value, user) = ss_token(&ss, false);
+        let path = format!("crash-{}/ss", n8());
+        b.kv_put(&path, json!({ "value": value }));
+        let dir = tempfile::tempdir().unwrap();
+        let pb = dir.path().join("p.yaml");
+        std::fs::write(
+            &pb,
+            format!(
+                "version: 1
+include: [{}]
+providers:
+  bao: {{ kind: vault, address: \"${{env:VAULT_ADDR}}\", auth: {{ method: token, token: \"${{env:VAULT_TOKEN}}\" }} }}
+credentials:
+  - id: ss-revoke
+    owner: it
+    provider: smartsheet
+    action: revoke
+    target: {{ kind: http_token, user: {user} }}
+    deliver_to: [{{ provider: bao, path: \"{path}\" }}]
+    verify: {{ attempts: 3, interval: 200ms }}
+",
+                recipe("smartsheet").display()
+            ),
+        )
+        .unwrap();
+        let state_dir = dir.path().join("state");
+        let ks = || {
+            let mut c = common::keysweep(&state_dir);
+            c.env("SMARTSHEET_URL", ss_url(&ss)).env("SMARTSHEET_ADMIN_TOKEN", &login);
+            c
+        };
+        common::run_until_crash(ks(), &pb, point);
+        let revoked_before = ss_state(&ss, id)["revoked"] == true;
+        assert_eq!(revoked_before, point.ends_with("done:1"), "{point}: the crash came before/after DELETE /token");
+        common::run_resumes(ks(), &pb, point);
+        assert_eq!(ss_state(&ss, id)["revoked"], true, "{point}");
+        assert_eq!(common::report_json(&state_dir)["rows"][0]["outcome"], "revoked", "{point}");
     }
 }

@@ -91,24 +91,24 @@ pub struct HttpProviderConfig {
     /// exists: true }`): an error status whose JSON body does not match is
     /// not the vendor's answer (a proxy, a load balancer, a WAF) and counts
     /// as unknown, never as absent or dead.
-    pub error_body: Cond,
+    pub error_body: Box<Cond>,
     /// How to list what the vendor holds (discovery; finding a token by name;
     /// the account an old token acts as; orphans of a lost mint).
-    pub inventory: Option<Inventory>,
+    pub inventory: Option<Box<Inventory>>,
     /// A request made *with a credential's own secret* that says which
     /// account it acts as ("who am I"): how a value a person supplied is
     /// identified. Without it, rotation by `manual:` steps is refused.
-    pub identity: Option<Identity>,
+    pub identity: Option<Box<Identity>>,
     /// How the vendor issues a new token. Without it a rotation needs `manual:` steps.
-    pub mint: Option<Mint>,
+    pub mint: Option<Box<Mint>>,
     /// How a token is revoked.
-    pub retire: Retire,
+    pub retire: Box<Retire>,
     /// The request made with a secret to test a new one and to prove an old
     /// one dead, and the ordered rules that read its answer.
-    pub probe: Probe,
+    pub probe: Box<Probe>,
     /// An admin-side proof (a request by the token's id with keysweep's own
     /// login), used when no old value may be probed (`verify.probe_old: false`).
-    pub lookup: Option<Lookup>,
+    pub lookup: Option<Box<Lookup>>,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -428,8 +428,11 @@ impl HttpProviderConfig {
             Err(e) => out.push(Problem::new(at, format!("`{path}`: {e}"), "placeholders are written `{id}`")),
             Ok(phs) => {
                 for ph in phs.iter().filter(|p| !allowed.contains(&p.as_str())) {
-                    let hint =
-                        if allowed.is_empty() { "this request takes no placeholders".to_string() } else { format!("here only {} are filled in", list(allowed)) };
+                    let hint = if allowed.is_empty() {
+                        "this request takes no placeholders".to_string()
+                    } else {
+                        format!("here only {} are filled in", list(allowed))
+                    };
                     out.push(Problem::new(at, format!("unknown placeholder `{{{ph}}}` in `{path}`"), hint));
                 }
             }
@@ -439,13 +442,20 @@ impl HttpProviderConfig {
                 Ok(u) if self.origins().contains(&origin_of(&u)) => {}
                 Ok(u) => out.push(Problem::new(
                     at,
-                    format!("`{path}` sends to {}, which is neither `base_url`'s host nor in `allowed_hosts`: a secret would go to another host", origin_of(&u)),
+                    format!(
+                        "`{path}` sends to {}, which is neither `base_url`'s host nor in `allowed_hosts`: a secret would go to another host",
+                        origin_of(&u)
+                    ),
                     "write a path relative to `base_url` (`/…`), or add the vendor's documented origin to `allowed_hosts`",
                 )),
                 Err(e) => out.push(Problem::new(at, format!("`{path}` is not a URL: {e}"), "write a path relative to `base_url`, e.g. `/users/me`")),
             }
         } else if !path.starts_with('/') {
-            out.push(Problem::new(at, format!("`{path}` is neither a path (`/…`) nor a URL"), "write a path relative to `base_url`, e.g. `/users/me`"));
+            out.push(Problem::new(
+                at,
+                format!("`{path}` is neither a path (`/…`) nor a URL"),
+                "write a path relative to `base_url`, e.g. `/users/me`",
+            ));
         }
     }
 
@@ -455,7 +465,11 @@ impl HttpProviderConfig {
                 Err(e) => out.push(Problem::new(at, format!("body `{place}`: {e}"), "placeholders are written `{nonce}`")),
                 Ok(phs) => {
                     for ph in phs.iter().filter(|p| !allowed.contains(&p.as_str())) {
-                        out.push(Problem::new(at, format!("unknown placeholder `{{{ph}}}` in body `{place}`"), format!("here only {} are filled in", list(allowed))));
+                        out.push(Problem::new(
+                            at,
+                            format!("unknown placeholder `{{{ph}}}` in body `{place}`"),
+                            format!("here only {} are filled in", list(allowed)),
+                        ));
                     }
                 }
             }
@@ -500,10 +514,18 @@ impl HttpProviderConfig {
             Err(e) => out.push(Problem::new(at, format!("`{t}`: {e}"), "e.g. `Bearer {secret}`")),
             Ok(phs) => {
                 for ph in phs.iter().filter(|p| !allowed.contains(&p.as_str())) {
-                    out.push(Problem::new(at, format!("unknown placeholder `{{{ph}}}` in `{t}`"), format!("here only {} are filled in", list(allowed))));
+                    out.push(Problem::new(
+                        at,
+                        format!("unknown placeholder `{{{ph}}}` in `{t}`"),
+                        format!("here only {} are filled in", list(allowed)),
+                    ));
                 }
                 if !phs.iter().any(|p| needs_one_of.contains(&p.as_str())) {
-                    out.push(Problem::new(at, format!("`{t}` sends no secret"), format!("use {} in the template, e.g. `Bearer {{secret}}`", list(needs_one_of))));
+                    out.push(Problem::new(
+                        at,
+                        format!("`{t}` sends no secret"),
+                        format!("use {} in the template, e.g. `Bearer {{secret}}`", list(needs_one_of)),
+                    ));
                 }
             }
         }
@@ -543,7 +565,7 @@ impl ProviderKind for HttpProviderConfig {
             let at = ["allowed_hosts", idx.as_str()];
             if let Some((m, h)) = address_problem(a, &["https", "http"], allow_link_local) {
                 out.push(Problem::new(&at, m, h));
-            } else if reqwest::Url::parse(a.trim()).is_ok_and(|u| u.path().trim_matches('/') != "" || u.query().is_some()) {
+            } else if reqwest::Url::parse(a.trim()).is_ok_and(|u| !u.path().trim_matches('/').is_empty() || u.query().is_some()) {
                 out.push(Problem::new(&at, format!("`{a}` is not an origin: it has a path or query"), "write `https://host[:port]` only"));
             }
         }
@@ -556,7 +578,11 @@ impl ProviderKind for HttpProviderConfig {
         // The probe: the one request made with a secret, and its proof rules.
         let pr = &self.probe;
         if !header_ok(&pr.present.header) {
-            out.push(Problem::new(&["probe", "present", "header"], format!("`{}` is not an HTTP header name", pr.present.header), "e.g. `Authorization`"));
+            out.push(Problem::new(
+                &["probe", "present", "header"],
+                format!("`{}` is not an HTTP header name", pr.present.header),
+                "e.g. `Authorization`",
+            ));
         }
         Self::check_template(&mut out, &["probe", "present", "template"], &pr.present.template, &["secret", "basic"], &["secret", "basic"]);
         self.check_path(&mut out, &["probe", "path"], &pr.path, PH_PROBE);
@@ -565,7 +591,11 @@ impl ProviderKind for HttpProviderConfig {
         if let Some(l) = &self.lookup {
             self.check_path(&mut out, &["lookup", "path"], &l.path, PH_LOOKUP);
             if !template::placeholders(&l.path).is_ok_and(|p| p.iter().any(|x| x == "id")) {
-                out.push(Problem::new(&["lookup", "path"], format!("`{}` does not name the token: a lookup asks about one token by `{{id}}`", l.path), "e.g. `/api/v1/tokens/{id}`"));
+                out.push(Problem::new(
+                    &["lookup", "path"],
+                    format!("`{}` does not name the token: a lookup asks about one token by `{{id}}`", l.path),
+                    "e.g. `/api/v1/tokens/{id}`",
+                ));
             }
             Self::check_rules(&mut out, &["lookup"], &l.rules, "lookup");
         }
@@ -574,7 +604,14 @@ impl ProviderKind for HttpProviderConfig {
             self.check_path(&mut out, &["inventory", "path"], &inv.path, PH_INVENTORY);
             Self::check_pointer(&mut out, &["inventory", "items"], &inv.items);
             let f = &inv.fields;
-            for (k, p) in [("id", Some(&f.id)), ("name", f.name.as_ref()), ("user", f.user.as_ref()), ("description", f.description.as_ref()), ("created", f.created.as_ref()), ("last_used", f.last_used.as_ref())] {
+            for (k, p) in [
+                ("id", Some(&f.id)),
+                ("name", f.name.as_ref()),
+                ("user", f.user.as_ref()),
+                ("description", f.description.as_ref()),
+                ("created", f.created.as_ref()),
+                ("last_used", f.last_used.as_ref()),
+            ] {
                 if let Some(p) = p {
                     Self::check_pointer(&mut out, &["inventory", "fields", k], p);
                 }
@@ -586,12 +623,20 @@ impl ProviderKind for HttpProviderConfig {
                 Some(Pagination::Cursor(c)) => {
                     Self::check_pointer(&mut out, &["inventory", "pagination", "cursor"], &c.cursor);
                     if c.param.trim().is_empty() {
-                        out.push(Problem::new(&["inventory", "pagination", "param"], "`param` is empty", "the query parameter the cursor is sent back in, e.g. `cursor`"));
+                        out.push(Problem::new(
+                            &["inventory", "pagination", "param"],
+                            "`param` is empty",
+                            "the query parameter the cursor is sent back in, e.g. `cursor`",
+                        ));
                     }
                 }
                 Some(Pagination::Page(p)) => {
                     if p.param.trim().is_empty() {
-                        out.push(Problem::new(&["inventory", "pagination", "param"], "`param` is empty", "the page number's query parameter, e.g. `page`"));
+                        out.push(Problem::new(
+                            &["inventory", "pagination", "param"],
+                            "`param` is empty",
+                            "the page number's query parameter, e.g. `page`",
+                        ));
                     }
                     if let Some(t) = &p.total_pages {
                         Self::check_pointer(&mut out, &["inventory", "pagination", "total_pages"], t);
@@ -599,7 +644,11 @@ impl ProviderKind for HttpProviderConfig {
                 }
                 Some(Pagination::Offset(o)) => {
                     if o.param.trim().is_empty() {
-                        out.push(Problem::new(&["inventory", "pagination", "param"], "`param` is empty", "the offset's query parameter, e.g. `offset`"));
+                        out.push(Problem::new(
+                            &["inventory", "pagination", "param"],
+                            "`param` is empty",
+                            "the offset's query parameter, e.g. `offset`",
+                        ));
                     }
                     if let Some(m) = &o.more {
                         Self::check_pointer(&mut out, &["inventory", "pagination", "more"], m);
@@ -628,7 +677,9 @@ impl ProviderKind for HttpProviderConfig {
             Self::check_pointer(&mut out, &["mint", "value"], &m.value);
             Self::check_pointer(&mut out, &["mint", "id"], &m.id);
             let uses_nonce = template::placeholders(&m.path).is_ok_and(|p| p.iter().any(|x| x == "nonce"))
-                || m.body.as_ref().is_some_and(|b| template::json_strings(b).iter().any(|(_, s)| template::placeholders(s).is_ok_and(|p| p.iter().any(|x| x == "nonce"))));
+                || m.body.as_ref().is_some_and(|b| {
+                    template::json_strings(b).iter().any(|(_, s)| template::placeholders(s).is_ok_and(|p| p.iter().any(|x| x == "nonce")))
+                });
             if !uses_nonce {
                 out.push(Problem::new(
                     &["mint"],
@@ -636,7 +687,8 @@ impl ProviderKind for HttpProviderConfig {
                     "put `{nonce}` where the vendor keeps it with the token (a name or description), and list that field in `inventory.fields`",
                 ));
             }
-            let findable = self.inventory.as_ref().is_some_and(|i| i.lists == Lists::Tokens && (i.fields.name.is_some() || i.fields.description.is_some()));
+            let findable =
+                self.inventory.as_ref().is_some_and(|i| i.lists == Lists::Tokens && (i.fields.name.is_some() || i.fields.description.is_some()));
             if !findable {
                 out.push(Problem::new(
                     &["mint"],
@@ -655,9 +707,19 @@ impl ProviderKind for HttpProviderConfig {
 
         let r = &self.retire;
         match (&r.path, &r.manual) {
-            (Some(_), Some(_)) => out.push(Problem::new(&["retire"], "`retire` has both `path` and `manual`", "give the request (`path`), or `manual` where the vendor has no API")),
-            (None, None) => out.push(Problem::new(&["retire"], "`retire` has neither `path` nor `manual`", "give the revocation request's `path`, or `manual` instructions where no API revokes a token")),
-            (None, Some(m)) if m.trim().is_empty() => out.push(Problem::new(&["retire", "manual"], "`manual` is empty", "say what a person does to delete the token")),
+            (Some(_), Some(_)) => out.push(Problem::new(
+                &["retire"],
+                "`retire` has both `path` and `manual`",
+                "give the request (`path`), or `manual` where the vendor has no API",
+            )),
+            (None, None) => out.push(Problem::new(
+                &["retire"],
+                "`retire` has neither `path` nor `manual`",
+                "give the revocation request's `path`, or `manual` instructions where no API revokes a token",
+            )),
+            (None, Some(m)) if m.trim().is_empty() => {
+                out.push(Problem::new(&["retire", "manual"], "`manual` is empty", "say what a person does to delete the token"))
+            }
             (Some(p), None) => {
                 self.check_path(&mut out, &["retire", "path"], p, PH_RETIRE);
                 if let Some(b) = &r.body {
@@ -665,7 +727,9 @@ impl ProviderKind for HttpProviderConfig {
                 }
                 let names = template::placeholders(p).unwrap_or_default();
                 let names_token = names.iter().any(|x| x == "id" || x == "user")
-                    || r.body.as_ref().is_some_and(|b| template::json_strings(b).iter().any(|(_, s)| template::placeholders(s).is_ok_and(|p| p.iter().any(|x| x == "id"))));
+                    || r.body.as_ref().is_some_and(|b| {
+                        template::json_strings(b).iter().any(|(_, s)| template::placeholders(s).is_ok_and(|p| p.iter().any(|x| x == "id")))
+                    });
                 if r.authenticate == Who::Admin && !names_token {
                     out.push(Problem::new(
                         &["retire", "path"],
@@ -692,10 +756,18 @@ impl ProviderKind for HttpProviderConfig {
                     self.check_path(&mut out, &["retire", "pending", "path"], p, PH_POLL);
                     let uses_op = template::placeholders(p).is_ok_and(|x| x.iter().any(|n| n == "operation"));
                     if uses_op && pd.operation.is_none() {
-                        out.push(Problem::new(&["retire", "pending", "path"], format!("`{p}` uses `{{operation}}` but `operation` says not where it is"), "add `operation: /operation/id` (a JSON pointer into the 202 answer)"));
+                        out.push(Problem::new(
+                            &["retire", "pending", "path"],
+                            format!("`{p}` uses `{{operation}}` but `operation` says not where it is"),
+                            "add `operation: /operation/id` (a JSON pointer into the 202 answer)",
+                        ));
                     }
                 }
-                _ => out.push(Problem::new(&["retire", "pending"], "`pending` needs exactly one of `url` (a pointer to the poll URL in the answer) and `path`", "e.g. `path: /operations/{operation}` with `operation: /operation/id`")),
+                _ => out.push(Problem::new(
+                    &["retire", "pending"],
+                    "`pending` needs exactly one of `url` (a pointer to the poll URL in the answer) and `path`",
+                    "e.g. `path: /operations/{operation}` with `operation: /operation/id`",
+                )),
             }
             if let Some(o) = &pd.operation {
                 Self::check_pointer(&mut out, &["retire", "pending", "operation"], o);
@@ -705,7 +777,11 @@ impl ProviderKind for HttpProviderConfig {
                 Self::check_cond(&mut out, &["retire", "pending", "failed"], f);
             }
             if !(1..=100).contains(&pd.max_polls) {
-                out.push(Problem::new(&["retire", "pending", "max_polls"], format!("`max_polls` is {}; it must be within 1..=100", pd.max_polls), "the default is 10"));
+                out.push(Problem::new(
+                    &["retire", "pending", "max_polls"],
+                    format!("`max_polls` is {}; it must be within 1..=100", pd.max_polls),
+                    "the default is 10",
+                ));
             }
             if pd.interval.0 > std::time::Duration::from_secs(300) || pd.interval.0.is_zero() {
                 out.push(Problem::new(&["retire", "pending", "interval"], "`interval` must be within 1ms..=5m", "the default is 1s"));
@@ -719,7 +795,8 @@ impl ProviderKind for HttpProviderConfig {
         let mut out = vec![];
         let vendor = &self.vendor;
         let token_listed = self.inventory.as_ref().is_some_and(|i| i.lists == Lists::Tokens);
-        let names_token = t.token_id.is_some() || (t.name.is_some() && token_listed && self.inventory.as_ref().is_some_and(|i| i.fields.name.is_some()));
+        let names_token =
+            t.token_id.is_some() || (t.name.is_some() && token_listed && self.inventory.as_ref().is_some_and(|i| i.fields.name.is_some()));
         if cx.action == Action::Rotate {
             if self.mint.is_none() && !cx.manual {
                 out.push(Problem::new(
@@ -735,7 +812,9 @@ impl ProviderKind for HttpProviderConfig {
                         format!("`{}`: the {vendor} recipe cannot tell which account a new value acts as (no `identity:`), so a replacement could act as another, more privileged account: rotation is refused", cx.id),
                         "use action: revoke, or add an `identity:` (\"who am I\") request to the provider",
                     ));
-                } else if t.user.is_none() && !(names_token && self.inventory.as_ref().is_some_and(|i| i.fields.user.is_some() && i.lists == Lists::Tokens)) {
+                } else if t.user.is_none()
+                    && !(names_token && self.inventory.as_ref().is_some_and(|i| i.fields.user.is_some() && i.lists == Lists::Tokens))
+                {
                     out.push(Problem::new(
                         &["target"],
                         format!("`{}` names no account: a replacement must act as the old token's account, and neither the entry nor {vendor}'s listing says which", cx.id),
@@ -745,7 +824,11 @@ impl ProviderKind for HttpProviderConfig {
             }
         }
         if self.retire_needs_value() && !cx.stored {
-            let why = if self.retire.manual.is_some() { "proves a manually deleted token dead with its value" } else { "revokes a token only when presented with it" };
+            let why = if self.retire.manual.is_some() {
+                "proves a manually deleted token dead with its value"
+            } else {
+                "revokes a token only when presented with it"
+            };
             out.push(Problem::new(
                 &[],
                 format!("`{}`: {vendor} {why}, and the entry names no store that holds the value", cx.id),

@@ -130,7 +130,11 @@ impl HttpProvider {
             let a = p.call(Some(&p.admin()), "http.connect", inv.method, &inv.path, None).await?;
             if !a.ok() {
                 let kind = if a.status == 401 { ErrorKind::Unauthenticated } else { status_error("http.connect", vendor, a.status).kind };
-                return Err(err(kind, "http.connect", format!("{vendor} answered {} to keysweep's login ({} {})", a.status, method_str(inv.method), inv.path)));
+                return Err(err(
+                    kind,
+                    "http.connect",
+                    format!("{vendor} answered {} to keysweep's login ({} {})", a.status, method_str(inv.method), inv.path),
+                ));
             }
         }
         Ok(p)
@@ -143,7 +147,8 @@ impl HttpProvider {
     /// The header a credential's own secret is presented in.
     fn present(&self, t: &HttpTokenTarget, value: &SecretString, op: &'static str) -> Result<(HeaderName, SecretString), ProviderError> {
         let p = &self.cfg.probe.present;
-        let h = HeaderName::from_bytes(p.header.as_bytes()).map_err(|_| err(ErrorKind::Config, op, format!("`{}` is not an HTTP header name", p.header)))?;
+        let h = HeaderName::from_bytes(p.header.as_bytes())
+            .map_err(|_| err(ErrorKind::Config, op, format!("`{}` is not an HTTP header name", p.header)))?;
         let v = render(
             &p.template,
             &|n| match n {
@@ -209,7 +214,8 @@ impl HttpProvider {
 
     /// Every item of the inventory, first page to last.
     async fn list(&self, op: &'static str) -> Result<Vec<Value>, ProviderError> {
-        let inv = self.cfg.inventory.as_ref().ok_or_else(|| err(ErrorKind::Unsupported, op, format!("the {} recipe has no `inventory:`", self.vendor)))?;
+        let inv =
+            self.cfg.inventory.as_ref().ok_or_else(|| err(ErrorKind::Unsupported, op, format!("the {} recipe has no `inventory:`", self.vendor)))?;
         let auth = self.admin();
         let mut out = vec![];
         let mut target = inv.path.clone();
@@ -220,7 +226,11 @@ impl HttpProvider {
                 return Err(status_error(op, self.vendor, a.status));
             }
             let items = a.body.pointer(&inv.items).and_then(Value::as_array).ok_or_else(|| {
-                err(ErrorKind::Unavailable, op, format!("a page of {}'s listing holds no list at `{}`: not taken as complete", self.vendor, inv.items))
+                err(
+                    ErrorKind::Unavailable,
+                    op,
+                    format!("a page of {}'s listing holds no list at `{}`: not taken as complete", self.vendor, inv.items),
+                )
             })?;
             let n = items.len() as u64;
             out.extend(items.iter().cloned());
@@ -229,7 +239,8 @@ impl HttpProvider {
                 Some(Pagination::Link(_)) => next_link(&a.headers),
                 Some(Pagination::Cursor(c)) => text_at(&a.body, &c.cursor).filter(|c| !c.is_empty()).map(|cur| with_param(&inv.path, &c.param, &cur)),
                 Some(Pagination::Page(p)) => {
-                    let last = p.total_pages.as_deref().and_then(|t| text_at(&a.body, t)).and_then(|t| t.parse::<u64>().ok()).is_some_and(|t| page >= t);
+                    let last =
+                        p.total_pages.as_deref().and_then(|t| text_at(&a.body, t)).and_then(|t| t.parse::<u64>().ok()).is_some_and(|t| page >= t);
                     page += 1;
                     (n > 0 && !last).then(|| with_param(&inv.path, &p.param, &page.to_string()))
                 }
@@ -286,20 +297,28 @@ impl HttpProvider {
             Some(r) if r.verdict == RuleVerdict::Dead => Verdict::Dead(format!("{v} refused {what} ({how}): {}", r.describe_match(&a.body))),
             Some(r) if r.verdict == RuleVerdict::Alive => Verdict::Alive(format!("{v} accepted {what} ({how}): {}", r.describe_match(&a.body))),
             Some(r) => Verdict::Unknown(format!("{v} answered {what} ({how}) with {}: not proof either way", r.describe_match(&a.body))),
-            None => Verdict::Unknown(format!("{v} answered HTTP {} for {what} ({how}), which no rule of the recipe matches: not proof either way", a.status)),
+            None => Verdict::Unknown(format!(
+                "{v} answered HTTP {} for {what} ({how}), which no rule of the recipe matches: not proof either way",
+                a.status
+            )),
         }
     }
 
     /// Asks which account `value` acts as: (account, privileged, token id).
     async fn whoami(&self, t: &HttpTokenTarget, value: &SecretString, op: &'static str) -> Result<(String, bool, Option<String>), ProviderError> {
-        let idn = self.cfg.identity.as_ref().ok_or_else(|| err(ErrorKind::Unsupported, op, format!("the {} recipe has no `identity:`", self.vendor)))?;
+        let idn =
+            self.cfg.identity.as_ref().ok_or_else(|| err(ErrorKind::Unsupported, op, format!("the {} recipe has no `identity:`", self.vendor)))?;
         let auth = self.present(t, value, op)?;
         let a = self.call(Some(&auth), op, idn.method, &idn.path, None).await?;
         if !a.ok() {
             let refused = decide(&self.cfg.probe.rules, a.status, &a.body).filter(|r| r.verdict == RuleVerdict::Dead);
             return Err(match refused {
                 Some(r) => err(ErrorKind::Unauthenticated, op, format!("{} does not accept it: {}", self.vendor, r.describe_match(&a.body))),
-                None => err(status_error(op, self.vendor, a.status).kind, op, format!("{} answered HTTP {} to the identity request", self.vendor, a.status)),
+                None => err(
+                    status_error(op, self.vendor, a.status).kind,
+                    op,
+                    format!("{} answered HTTP {} to the identity request", self.vendor, a.status),
+                ),
             });
         }
         let user = text_at(&a.body, &idn.user)
@@ -339,7 +358,11 @@ impl HttpProvider {
             ));
         };
         if !user.eq_ignore_ascii_case(expected.trim()) {
-            return Err(err(ErrorKind::Config, op, format!("it acts as `{user}`, not as the old token's account `{expected}`: a replacement never acts as another account")));
+            return Err(err(
+                ErrorKind::Config,
+                op,
+                format!("it acts as `{user}`, not as the old token's account `{expected}`: a replacement never acts as another account"),
+            ));
         }
         if privileged && !old_privileged {
             return Err(err(
@@ -363,14 +386,21 @@ impl HttpProvider {
         if let Some(instructions) = &r.manual {
             // No API revokes it: a person does; keysweep proves it with the value.
             let Some(value) = value else {
-                return Err(err(ErrorKind::Config, OP, format!("{v} has no API that revokes {w}, and no value of it is held to prove it deleted: {}", instructions.trim())));
+                return Err(err(
+                    ErrorKind::Config,
+                    OP,
+                    format!("{v} has no API that revokes {w}, and no value of it is held to prove it deleted: {}", instructions.trim()),
+                ));
             };
             return match self.probe(t, old, value, &w, OP).await {
                 Verdict::Dead(_) => Ok(()),
                 Verdict::Alive(_) => Err(err(
                     ErrorKind::Conflict,
                     OP,
-                    format!("{v} has no API that revokes {w}, and it is still accepted. {} — then run again: keysweep proves it dead", instructions.trim()),
+                    format!(
+                        "{v} has no API that revokes {w}, and it is still accepted. {} — then run again: keysweep proves it dead",
+                        instructions.trim()
+                    ),
                 )),
                 other => Err(err(ErrorKind::Unavailable, OP, format!("whether a person deleted {w} is not known: {}", other.evidence()))),
             };
@@ -385,11 +415,19 @@ impl HttpProvider {
             Who::Admin => self.admin(),
             Who::Secret => {
                 let Some(value) = value else {
-                    return Err(err(ErrorKind::Config, OP, format!("{v} revokes a token only when presented with it, and no value of {w} is held (the store no longer has it)")));
+                    return Err(err(
+                        ErrorKind::Config,
+                        OP,
+                        format!("{v} revokes a token only when presented with it, and no value of {w} is held (the store no longer has it)"),
+                    ));
                 };
                 if let Some(fp) = old.get(FINGERPRINT) {
                     if fingerprint(value) != *fp {
-                        return Err(err(ErrorKind::Conflict, OP, format!("the value held for {w} is another token's (its fingerprint differs): nothing was revoked")));
+                        return Err(err(
+                            ErrorKind::Conflict,
+                            OP,
+                            format!("the value held for {w} is another token's (its fingerprint differs): nothing was revoked"),
+                        ));
                     }
                 }
                 self.present(t, value, OP)?
@@ -417,7 +455,8 @@ impl HttpProvider {
         const OP: &str = "http.retire_poll";
         let v = self.vendor;
         let target = match (&pd.url, &pd.path) {
-            (Some(p), _) => text_at(&accepted.body, p).ok_or_else(|| err(ErrorKind::Unavailable, OP, format!("{v}'s {} answer names no poll URL at `{p}`", accepted.status)))?,
+            (Some(p), _) => text_at(&accepted.body, p)
+                .ok_or_else(|| err(ErrorKind::Unavailable, OP, format!("{v}'s {} answer names no poll URL at `{p}`", accepted.status)))?,
             (None, Some(path)) => {
                 let op_id = pd.operation.as_deref().and_then(|p| text_at(&accepted.body, p));
                 let vars = self.vars(t, old);
@@ -436,7 +475,11 @@ impl HttpProvider {
                 return Ok(());
             }
             if pd.failed.as_ref().is_some_and(|f| f.matches(&a.body)) {
-                return Err(err(ErrorKind::Other, OP, format!("{v} reports the revocation of {w} failed ({})", pd.failed.as_ref().map(|f| f.describe()).unwrap_or_default())));
+                return Err(err(
+                    ErrorKind::Other,
+                    OP,
+                    format!("{v} reports the revocation of {w} failed ({})", pd.failed.as_ref().map(|f| f.describe()).unwrap_or_default()),
+                ));
             }
         }
         Err(err(
@@ -511,7 +554,12 @@ impl Provider for HttpProvider {
                     many => Err(err(
                         ErrorKind::Conflict,
                         OP,
-                        format!("{} tokens are named `{name}` at {} ({}); name the one meant with `token_id:`", many.len(), self.vendor, many.join(", ")),
+                        format!(
+                            "{} tokens are named `{name}` at {} ({}); name the one meant with `token_id:`",
+                            many.len(),
+                            self.vendor,
+                            many.join(", ")
+                        ),
                     )),
                 };
             }
@@ -583,16 +631,25 @@ impl Provider for HttpProvider {
         }
         let Some(inv) = self.cfg.inventory.as_ref().filter(|i| i.lists == Lists::Tokens) else { return Ok(0) };
         let spare: BTreeSet<&str> = [token_id(old), keep.and_then(token_id)].into_iter().flatten().collect();
-        let tagged = |it: &Value| {
-            [&inv.fields.name, &inv.fields.description].into_iter().flatten().any(|p| text_at(it, p).is_some_and(|s| s.contains(nonce)))
-        };
-        let orphans: Vec<String> =
-            self.list(OP).await?.iter().filter(|it| tagged(it)).filter_map(|it| text_at(it, &inv.fields.id)).filter(|id| !spare.contains(id.as_str())).collect();
+        let tagged =
+            |it: &Value| [&inv.fields.name, &inv.fields.description].into_iter().flatten().any(|p| text_at(it, p).is_some_and(|s| s.contains(nonce)));
+        let orphans: Vec<String> = self
+            .list(OP)
+            .await?
+            .iter()
+            .filter(|it| tagged(it))
+            .filter_map(|it| text_at(it, &inv.fields.id))
+            .filter(|id| !spare.contains(id.as_str()))
+            .collect();
         for id in &orphans {
             tracing::warn!(provider = %self.name, token = %id, "revoking an orphan token minted by an interrupted run");
             let h = Handle::from([(TOKEN_ID.to_string(), id.clone())]);
             if self.cfg.retire.authenticate == Who::Secret || self.cfg.retire.manual.is_some() {
-                return Err(err(ErrorKind::Unsupported, OP, format!("orphan token {id} needs its own value to be revoked, and no store holds it: revoke it at {}", self.vendor)));
+                return Err(err(
+                    ErrorKind::Unsupported,
+                    OP,
+                    format!("orphan token {id} needs its own value to be revoked, and no store holds it: revoke it at {}", self.vendor),
+                ));
             }
             self.revoke(t, &h, None).await?;
         }
@@ -637,7 +694,9 @@ impl Provider for HttpProvider {
         if let Some(value) = old_value {
             if let Some(fp) = old.get(FINGERPRINT) {
                 if fingerprint(value) != *fp {
-                    return Verdict::Unknown(format!("the value held for {w} is another token's (its fingerprint differs): probing it proves nothing"));
+                    return Verdict::Unknown(format!(
+                        "the value held for {w} is another token's (its fingerprint differs): probing it proves nothing"
+                    ));
                 }
             }
             return self.probe(t, old, value, &w, "http.verify").await;

@@ -42,7 +42,9 @@ pub fn parse(s: &str) -> Result<Vec<Piece>, String> {
                     }
                 }
                 if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-                    return Err(format!("`{{{name}}}` is not a placeholder (a name of lower-case letters, digits and `_`); write `{{{{` for a literal brace"));
+                    return Err(format!(
+                        "`{{{name}}}` is not a placeholder (a name of lower-case letters, digits and `_`); write `{{{{` for a literal brace"
+                    ));
                 }
                 if !lit.is_empty() {
                     out.push(Piece::Lit(std::mem::take(&mut lit)));
@@ -193,7 +195,8 @@ impl Cond {
 
 /// What is wrong with a JSON pointer, if anything.
 pub fn pointer_problem(p: &str) -> Option<String> {
-    (!p.is_empty() && !p.starts_with('/')).then(|| format!("`{p}` is not a JSON pointer: it starts with `/` (e.g. `/errorCode`), or is empty for the whole body"))
+    (!p.is_empty() && !p.starts_with('/'))
+        .then(|| format!("`{p}` is not a JSON pointer: it starts with `/` (e.g. `/errorCode`), or is empty for the whole body"))
 }
 
 /// Whether some string in the body contains `needle`.
@@ -313,7 +316,10 @@ impl Rule {
         }
         if !self.has_body_test() {
             return Some((
-                format!("a `{v}` rule on status {} without a body match: a WAF's or proxy's page with the same status would count as proof", self.status),
+                format!(
+                    "a `{v}` rule on status {} without a body match: a WAF's or proxy's page with the same status would count as proof",
+                    self.status
+                ),
                 "add `body: { pointer: …, equals: … }` or `body_contains: …` naming the vendor's own answer (e.g. its error code)".into(),
             ));
         }
