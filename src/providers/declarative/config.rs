@@ -740,6 +740,13 @@ impl ProviderKind for HttpProviderConfig {
             }
             _ => {}
         }
+        if r.accepted.contains(&202) {
+            out.push(Problem::new(
+                &["retire", "accepted"],
+                "202 is listed as a success: \"accepted for processing\" is not a revocation done",
+                "remove 202 from `accepted` and describe how to wait for it under `pending:` (`status: 202`, the poll, its `done` answer)",
+            ));
+        }
         if let Some(c) = &r.done {
             Self::check_cond(&mut out, &["retire", "done"], c);
         }
