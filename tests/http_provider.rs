@@ -222,6 +222,8 @@ async fn inventory_reads_every_page_of_each_pagination_style() {
         assert_eq!(used.details["privileged"], "false");
         let own = items.iter().find(|i| i.details["name"] == "keysweep").unwrap();
         assert_eq!(own.details["privileged"], "true", "an admin principal's token is privileged");
+        assert_eq!(own.details.get("keysweep_login").map(String::as_str), Some("true"), "keysweep's own login is marked");
+        assert_eq!(items.iter().filter(|i| i.details.contains_key("keysweep_login")).count(), 1);
         assert!(!serde_json::to_string(&items).unwrap().contains(&login));
     }
 

@@ -77,6 +77,9 @@ pub struct HttpProvider {
     retry: RetryPolicy,
     login_header: HeaderName,
     login: SecretString,
+    /// keysweep's own token, where the identity request names tokens: its
+    /// login is a credential too (listed as such, and never retired while in use).
+    own_token: Option<String>,
 }
 
 fn target_of<'a>(t: &'a Target, op: &'static str) -> Result<&'a HttpTokenTarget, ProviderError> {
@@ -116,7 +119,7 @@ impl HttpProvider {
             .map_err(|_| err(ErrorKind::Config, "http.connect", format!("`{}` is not an HTTP header name", cfg.auth.header)))?;
         let value = render(&cfg.auth.template, &|n| (n == "secret").then(|| token.expose_secret().to_string()), false)
             .map_err(|e| err(ErrorKind::Config, "http.connect", format!("auth.template: {e}")))?;
-        let p = HttpProvider {
+        let mut p = HttpProvider {
             name: name.to_string(),
             cfg: cfg.clone(),
             vendor,
@@ -124,6 +127,7 @@ impl HttpProvider {
             retry: Gate::new(&cfg.limits).retry_policy(),
             login_header,
             login: SecretString::from(value),
+            own_token: None,
         };
         // The login is checked where the recipe lists something with it.
         if let Some(inv) = &p.cfg.inventory {
@@ -135,6 +139,12 @@ impl HttpProvider {
                     "http.connect",
                     format!("{vendor} answered {} to keysweep's login ({} {})", a.status, method_str(inv.method), inv.path),
                 ));
+            }
+        }
+        // Which token is keysweep's own login, where the vendor says (best effort).
+        if let Some(idn) = p.cfg.identity.as_ref().filter(|i| i.token_id.is_some()) {
+            if let Ok(a) = p.call(Some(&p.admin()), "http.connect", idn.method, &idn.path, None).await {
+                p.own_token = idn.token_id.as_deref().and_then(|t| text_at(&a.body, t)).filter(|s| !s.is_empty() && a.ok());
             }
         }
         Ok(p)
@@ -740,6 +750,10 @@ impl Provider for HttpProvider {
                     details.insert(k.to_string(), v);
                 }
             }
+            // keysweep's own login: a long-lived credential like any other.
+            if self.own_token.as_deref() == Some(id.as_str()) {
+                details.insert("keysweep_login".into(), "true".into());
+            }
             let created = at(&f.created);
             out.push(InventoryItem {
                 kind: "http_token".into(),
@@ -752,6 +766,13 @@ impl Provider for HttpProvider {
             });
         }
         Ok(out)
+    }
+
+    /// The token of `old` is keysweep's own login: rotating it is worked
+    /// last, and its old value is never retired while this session uses it
+    /// (this adapter cannot move its session, so such a rotation stops there).
+    fn is_own_login(&self, _target: &Target, old: &Handle) -> bool {
+        self.own_token.as_deref().is_some_and(|own| token_id(old) == Some(own))
     }
 
     fn request_count(&self) -> Option<u64> {
