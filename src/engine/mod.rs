@@ -640,7 +640,13 @@ impl Engine {
                         format!("refused to retire {:?}: the store says it is the secret in service; nothing was retired", st.old_handle),
                     ));
                 }
-                p.retire(&c.target, &st.old_handle).await.map_err(|e| fail(Step::Retire, e))?;
+                // A system that revokes a token only when shown it gets the
+                // old value, read back from the store version that held it.
+                let value = match p.retire_needs_value(&c.target) {
+                    true => self.stored_old(c, p, store, &primary, st.old_version.as_deref(), &st.old_handle).await,
+                    false => None,
+                };
+                p.retire_with(&c.target, &st.old_handle, value.as_ref().map(|d| &d.value)).await.map_err(|e| fail(Step::Retire, e))?;
             }
             self.rec(id, "retire", "done", json!({})).await?;
         }
@@ -659,7 +665,19 @@ impl Engine {
         let id = c.id.as_str();
         let primary = c.deliver_to.first();
         let (old, old_value) = if st.retire_done || !st.old_handle.is_empty() {
-            (st.old_handle.clone(), None)
+            // Resumed. A system that needs the value to revoke gets the
+            // store's current one, if it is still the secret named.
+            let value = match (primary, p.retire_needs_value(&c.target)) {
+                (Some(loc), true) => match self.store(loc, Step::Retire)?.read_current(loc).await.map_err(|e| fail(Step::Retire, e))? {
+                    Some(cur) => {
+                        let h = p.current_handle(&c.target, Some(&stored_handle_of(&cur))).await.map_err(|e| fail(Step::Retire, e))?;
+                        same_secret(&h, &st.old_handle).then_some(cur.delivered)
+                    }
+                    None => None,
+                },
+                _ => None,
+            };
+            (st.old_handle.clone(), value)
         } else {
             let current = match primary {
                 Some(loc) => self.store(loc, Step::Retire)?.read_current(loc).await.map_err(|e| fail(Step::Retire, e))?,
@@ -673,7 +691,8 @@ impl Engine {
         if !st.retire_done {
             self.observer.step(&c.provider, id, Step::Retire);
             self.rec(id, "retire", "started", json!({ "old": handle_json(&old) })).await?;
-            p.retire(&c.target, &old).await.map_err(|e| fail(Step::Retire, e))?;
+            let value = old_value.as_ref().filter(|_| p.retire_needs_value(&c.target)).map(|d| &d.value);
+            p.retire_with(&c.target, &old, value).await.map_err(|e| fail(Step::Retire, e))?;
             self.rec(id, "retire", "done", json!({})).await?;
         }
         self.observer.step(&c.provider, id, Step::VerifyDead);
@@ -823,7 +842,20 @@ impl Engine {
         old: &Handle,
     ) -> Option<Delivered> {
         let v = version.filter(|_| c.verify.probe_old)?;
-        store.read_version(loc, v).await.ok().flatten().filter(|d| {
+        self.stored_old(c, p, store, loc, Some(v), old).await
+    }
+
+    /// The value `version` of the store holds, if it belongs to the `old` handle.
+    async fn stored_old(
+        &self,
+        c: &Credential,
+        p: &dyn Provider,
+        store: &dyn Store,
+        loc: &StoreLocation,
+        version: Option<&str>,
+        old: &Handle,
+    ) -> Option<Delivered> {
+        store.read_version(loc, version?).await.ok().flatten().filter(|d| {
             let h = p.handle_from_fields(&c.target, &d.fields);
             h.iter().all(|(k, v)| old.get(k) == Some(v))
         })

@@ -437,7 +437,12 @@ impl<'e> Loader<'e> {
     /// Problems an adapter found, each at its path below `base`.
     pub(super) fn report_problems(&mut self, file: usize, base: &YamlPath, problems: Vec<Problem>) {
         for p in problems {
-            let at = p.at.iter().fold(base.clone(), |at, k| at.key(k.clone()));
+            // `[N]` is the N-th item of a list.
+            let at =
+                p.at.iter().fold(base.clone(), |at, k| match k.strip_prefix('[').and_then(|r| r.strip_suffix(']')).and_then(|n| n.parse().ok()) {
+                    Some(i) => at.index(i),
+                    None => at.key(k.clone()),
+                });
             self.error(file, &at, p.message, p.hint);
         }
     }

@@ -13,7 +13,7 @@ use super::loader::*;
 use super::locate::YamlPath;
 use super::model::{Action, CredentialSpec, Delivery, ProviderConfig};
 use super::{Credential, Diagnostic, Discovery, Location, Playbook, ProviderEntry, StoreLocation, Verify};
-use crate::provider::kind::{self, capabilities, CheckCx};
+use crate::provider::kind::{self, capabilities, CheckCx, CredentialCx};
 
 impl Loader<'_> {
     // -- validation and resolution ---------------------------------------------
@@ -421,6 +421,13 @@ impl Loader<'_> {
         }
         let problems = spec.target.spec().check(&CheckCx { id: &spec.id, action });
         self.report_problems(file, &base.key("target"), problems);
+        // The provider's rules for this credential (what its settings allow).
+        let owned = providers.get(&spec.provider).filter(|p| kind::kind_info(kind).is_some_and(|k| k.provider == p.config.kind()));
+        if let Some(p) = owned.filter(|_| defaults_known && (data.defaults_ok || spec.action.is_some())) {
+            let cx = CredentialCx { id: &spec.id, action, manual: manual.is_some(), stored: !deliveries.is_empty() };
+            let problems = p.config.spec().check_credential(&spec.target, &cx);
+            self.report_problems(file, base, problems);
+        }
 
         // Verification, field by field over the defaults.
         let cv = spec.verify.clone().unwrap_or_else(empty_verify);

@@ -418,7 +418,7 @@ impl HttpClient {
 }
 
 /// `target` with query parameter `param` set to `value`.
-fn with_param(target: &str, param: &str, value: &str) -> String {
+pub fn with_param(target: &str, param: &str, value: &str) -> String {
     let enc: String = url_encode(value);
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut kept: Vec<String> = query.split('&').filter(|p| !p.is_empty() && !p.starts_with(&format!("{param}="))).map(str::to_string).collect();

@@ -54,6 +54,18 @@ pub struct CheckCx<'a> {
     pub action: Action,
 }
 
+/// What a provider's rules for one credential may look at (see
+/// [`ProviderKind::check_credential`]).
+pub struct CredentialCx<'a> {
+    /// The credential's id.
+    pub id: &'a str,
+    pub action: Action,
+    /// It has `manual:` steps (a person re-issues it).
+    pub manual: bool,
+    /// It names (or inherits) a delivery store that holds its value.
+    pub stored: bool,
+}
+
 /// Looks up a secret reference's value (environment, or a store read earlier).
 pub type Resolve<'a> = dyn Fn(&SecretRef) -> Result<SecretString, ProviderError> + Send + Sync + 'a;
 
@@ -256,6 +268,14 @@ pub trait ProviderKind: Send + Sync + 'static {
     /// Its own rules (addresses, prefixes); pure. `allow_link_local` is the
     /// entry's permission to name a link-local or metadata address.
     fn check(&self, _allow_link_local: bool) -> Vec<Problem> {
+        vec![]
+    }
+
+    /// Rules a credential of this provider keeps that depend on the
+    /// provider's settings (a recipe that issues no token by API needs
+    /// `manual:` steps for a rotation); pure. `at` is below the credential's
+    /// entry (`["target", "user"]`, `["action"]`, or `[]` for the entry).
+    fn check_credential(&self, _target: &crate::playbook::model::Target, _cx: &CredentialCx) -> Vec<Problem> {
         vec![]
     }
 

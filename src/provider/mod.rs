@@ -174,6 +174,20 @@ pub trait Provider: Send + Sync {
     /// Revoke / delete / disable the secret named by `old`. Already gone is success.
     async fn retire(&self, target: &Target, old: &Handle) -> Result<(), ProviderError>;
 
+    /// Whether retiring `target`'s secret needs its value: systems that revoke
+    /// a token only when presented with it (Smartsheet's `DELETE /token`,
+    /// OAuth 2.0 token revocation, RFC 7009). The engine then reads the old
+    /// value from the store, whatever `verify.probe_old` says.
+    fn retire_needs_value(&self, _target: &Target) -> bool {
+        false
+    }
+
+    /// [`Provider::retire`], given the old secret's value where a store still
+    /// holds it (only read when [`Provider::retire_needs_value`]).
+    async fn retire_with(&self, target: &Target, old: &Handle, _old_value: Option<&SecretString>) -> Result<(), ProviderError> {
+        self.retire(target, old).await
+    }
+
     /// Prove the secret named by `old` dead; `old_value` is its value when a
     /// store still holds it (probe with it only when policy allows).
     async fn verify_dead(&self, target: &Target, old: &Handle, old_value: Option<&SecretString>) -> Verdict;

@@ -5,6 +5,7 @@
 pub mod account;
 pub mod atlassian;
 pub mod aws;
+pub mod declarative;
 pub mod ldap;
 pub mod memory;
 pub mod mysql;
@@ -63,6 +64,11 @@ crate::register_adapters! {
         "atlassian_api_token" => AtlassianApiToken(atlassian::config::ApiTokenKind),
         /// A service account's OAuth 2.0 client credentials (re-issued by a person beside the old one; the old client is then deleted).
         "atlassian_service_account_credential" => AtlassianServiceAccountCredential(atlassian::config::ServiceAccountCredentialKind),
+    },
+    /// A SaaS vendor's token API described by a recipe (`playbooks/recipes/`): inventory, identity, mint, retire and a probe with ordered rules.
+    "http" => Http(declarative::config::HttpProviderConfig) {
+        /// A token of a vendor described by an `http` recipe, known by its id, its name, or the account it acts as.
+        "http_token" => HttpToken(declarative::config::TokenKind),
     },
     /// An in-process system and store, with injected faults (tests, demos, benchmarks).
     "memory" => Memory(memory::config::MemoryProviderConfig) { "memory_token" => MemoryToken(memory::config::TokenKind), "memory_password" => MemoryPassword(memory::config::PasswordKind) },
