@@ -29,7 +29,7 @@ use crate::playbook::{Credential, StoreLocation};
 use crate::provider::registry::Providers;
 use crate::provider::{capabilities, Claim, ClaimPhase, ErrorKind, Handle, Provider, ProviderError, Store, StoredValue, Verdict};
 use crate::report::{Outcome, Step};
-use crate::secret::Delivered;
+use crate::secret::{Delivered, ExposeSecret};
 use state::CredState;
 
 /// Told about progress as credentials finish.
@@ -380,7 +380,10 @@ impl Engine {
             let store = self.store(&primary, Step::Stage)?;
             let old = p.current_handle(&c.target, stored_handle.as_ref()).await.map_err(|e| fail(Step::Stage, e))?;
             let old_version = current.as_ref().map(|c| c.version.clone());
-            drop(current);
+            // The value in service, kept only as long as the stage needs it:
+            // a supplied value is compared with it, and a mint may need what
+            // is stored beside it (a refresh token).
+            let current: Option<Delivered> = current.map(|c| c.delivered);
             self.defer_own_login(c, p, &old)?;
             // Take the slot (check-and-set): from here no other run works this credential.
             self.claim(c, &nonce, ClaimPhase::Claimed, &old, old_version.as_deref(), foreign.as_ref().map(|f| f.nonce.as_str())).await?;
@@ -402,6 +405,13 @@ impl Engine {
                 // supply`): which secret it is, asked of the system; never
                 // the old one again, never one acting as another account.
                 Some((mut d, n)) if c.manual.is_some() && n == supplied_tag => {
+                    // The very value consumers read now is never taken for its replacement.
+                    if current.as_ref().is_some_and(|cur| cur.value.expose_secret() == d.value.expose_secret()) {
+                        return Err(fail(
+                            Step::Stage,
+                            format!("the value supplied for `{id}` is the one the store holds in service at {primary}, not a re-issued one; nothing changed: supply the new value"),
+                        ));
+                    }
                     let h = p.identify(&c.target, &d, &old).await.map_err(|e| fail(Step::Stage, format!("the value supplied for `{id}`: {e}")))?;
                     if !old.is_empty() && (h.is_empty() || same_secret(&h, &old)) {
                         return Err(fail(
@@ -469,7 +479,7 @@ impl Engine {
                         // so any later run finds its orphans if the answer is lost.
                         let mint_sent = chrono::Utc::now();
                         self.claim(c, &nonce, ClaimPhase::Minting, &old, old_version.as_deref(), None).await?;
-                        let minted = match p.mint(&c.target, &old, &nonce).await {
+                        let minted = match p.mint_from(&c.target, &old, current.as_ref(), &nonce).await {
                             Ok(m) => m,
                             // A refusal decided before or instead of minting (two IAM
                             // keys already, no such user, not allowed...) minted
@@ -503,7 +513,7 @@ impl Engine {
                         crate::journal::crash_point("mint");
                         if let Err(e) = self.stage_all(c, &minted.delivered, &nonce).await {
                             // Never leave a minted secret that no store holds.
-                            let _ = p.retire(&c.target, &minted.handle).await;
+                            let _ = p.retire_with(&c.target, &minted.handle, Some(&minted.delivered)).await;
                             return Err(e);
                         }
                         crate::journal::crash_point("staged");
@@ -565,9 +575,10 @@ impl Engine {
                         format!("the value supplied for `{id}` is refused by the system ({e}); it was discarded and the old secret left in service: supply a working one"),
                     ));
                 }
-                Verdict::Dead(e) if caps.mints => {
+                // (A mint that spent what the old secret needed is kept below.)
+                Verdict::Dead(e) if caps.mints && !p.mint_spends_old(&c.target) => {
                     // The new secret does not work: withdraw it, keep the old.
-                    let _ = p.retire(&c.target, &st.new_handle).await;
+                    let _ = p.retire_with(&c.target, &st.new_handle, Some(&d)).await;
                     for loc in &c.deliver_to {
                         let _ = self.store(loc, Step::Test)?.discard_pending(loc).await;
                     }
@@ -640,7 +651,9 @@ impl Engine {
                         format!("refused to retire {:?}: the store says it is the secret in service; nothing was retired", st.old_handle),
                     ));
                 }
-                p.retire(&c.target, &st.old_handle).await.map_err(|e| fail(Step::Retire, e))?;
+                // Its value, where the store still holds it: some systems revoke a secret only when it is presented.
+                let known = self.stored_version_of(c, p, store, &primary, st.old_version.as_deref(), &st.old_handle).await;
+                p.retire_with(&c.target, &st.old_handle, known.as_ref()).await.map_err(|e| fail(Step::Retire, e))?;
             }
             self.rec(id, "retire", "done", json!({})).await?;
         }
@@ -658,8 +671,23 @@ impl Engine {
     async fn revoke(&self, c: &Credential, p: &dyn Provider, st: CredState) -> Result<Outcome, StepFail> {
         let id = c.id.as_str();
         let primary = c.deliver_to.first();
-        let (old, old_value) = if st.retire_done || !st.old_handle.is_empty() {
+        let (old, old_value) = if st.retire_done {
             (st.old_handle.clone(), None)
+        } else if !st.old_handle.is_empty() {
+            // A resumed retire: the store's value, if it is still that secret's
+            // (best effort: a system that revokes by id does not need it).
+            let current = match primary {
+                Some(loc) => match self.store(loc, Step::Retire) {
+                    Ok(s) => s.read_current(loc).await.ok().flatten(),
+                    Err(_) => None,
+                },
+                None => None,
+            };
+            let value = current.map(|cur| cur.delivered).filter(|d| {
+                let h = p.handle_from_fields(&c.target, &d.fields);
+                h.iter().all(|(k, v)| st.old_handle.get(k) == Some(v))
+            });
+            (st.old_handle.clone(), value)
         } else {
             let current = match primary {
                 Some(loc) => self.store(loc, Step::Retire)?.read_current(loc).await.map_err(|e| fail(Step::Retire, e))?,
@@ -673,7 +701,7 @@ impl Engine {
         if !st.retire_done {
             self.observer.step(&c.provider, id, Step::Retire);
             self.rec(id, "retire", "started", json!({ "old": handle_json(&old) })).await?;
-            p.retire(&c.target, &old).await.map_err(|e| fail(Step::Retire, e))?;
+            p.retire_with(&c.target, &old, old_value.as_ref()).await.map_err(|e| fail(Step::Retire, e))?;
             self.rec(id, "retire", "done", json!({})).await?;
         }
         self.observer.step(&c.provider, id, Step::VerifyDead);
@@ -829,6 +857,24 @@ impl Engine {
         })
     }
 
+    /// The store's version `version` of the old secret (value and fields),
+    /// if it still holds it and it is that secret's — whatever `probe_old`
+    /// says: retiring may need the value presented (see `Provider::retire_with`).
+    async fn stored_version_of(
+        &self,
+        c: &Credential,
+        p: &dyn Provider,
+        store: &dyn Store,
+        loc: &StoreLocation,
+        version: Option<&str>,
+        old: &Handle,
+    ) -> Option<Delivered> {
+        store.read_version(loc, version?).await.ok().flatten().filter(|d| {
+            let h = p.handle_from_fields(&c.target, &d.fields);
+            h.iter().all(|(k, v)| old.get(k) == Some(v))
+        })
+    }
+
     /// Whether `h` names the secret the primary store says is current.
     async fn is_current(&self, c: &Credential, p: &dyn Provider, h: &Handle) -> Result<bool, StepFail> {
         let Some(loc) = c.deliver_to.first() else { return Ok(false) };
@@ -866,15 +912,25 @@ impl Engine {
         in_service: &Handle,
     ) -> Result<Option<Delivered>, StepFail> {
         let caps = capabilities(c.target.kind()).expect("known kind");
-        if caps.mints {
+        // A mint that spent what the secret in service needs to be replaced
+        // (a single-use refresh token) left the only way forward: adopt it if
+        // it works, keep it otherwise; never withdraw it.
+        let spent = caps.mints && p.mint_spends_old(&c.target);
+        if caps.mints && !spent {
             let h: Handle = p.handle_from_fields(&c.target, &d.fields);
             // A leftover of a promotion is the secret in service: drop the entry only.
             if !h.is_empty() && !same_secret(&h, in_service) {
-                p.retire(&c.target, &h).await.map_err(|e| fail(Step::Stage, e))?;
+                p.retire_with(&c.target, &h, Some(&d)).await.map_err(|e| fail(Step::Stage, e))?;
             }
         } else {
             let h = p.handle_from_fields(&c.target, &d.fields);
             match p.test(&c.target, &d, &h).await {
+                Verdict::Dead(e) if spent => {
+                    return Err(fail(
+                        Step::Stage,
+                        format!("a pending value minted by run `{foreign}` is refused ({e}), and minting it spent what the secret in service needed to be replaced: it is kept, not withdrawn; settle it by hand"),
+                    ))
+                }
                 Verdict::Dead(_) => {}
                 // A stored secret's pending value is applied only by promotion.
                 Verdict::Alive(_) if !caps.needs_store => {}
