@@ -11,6 +11,7 @@ pub mod mysql;
 pub mod okta;
 pub mod postgres;
 pub mod redis;
+pub mod slack;
 pub mod vault;
 
 crate::register_adapters! {
@@ -63,6 +64,13 @@ crate::register_adapters! {
         "atlassian_api_token" => AtlassianApiToken(atlassian::config::ApiTokenKind),
         /// A service account's OAuth 2.0 client credentials (re-issued by a person beside the old one; the old client is then deleted).
         "atlassian_service_account_credential" => AtlassianServiceAccountCredential(atlassian::config::ServiceAccountCredentialKind),
+    },
+    /// A Slack workspace: bot and user tokens (revoked by presenting them, re-issued by a person) and the access tokens of apps with token rotation on (refreshed).
+    "slack" => Slack(slack::config::SlackProviderConfig) {
+        /// A bot or user token that does not rotate, known by the member it acts as.
+        "slack_token" => SlackToken(slack::config::TokenKind),
+        /// The access token of an app with token rotation on, refreshed with its single-use refresh token.
+        "slack_rotating_token" => SlackRotatingToken(slack::config::RotatingTokenKind),
     },
     /// An in-process system and store, with injected faults (tests, demos, benchmarks).
     "memory" => Memory(memory::config::MemoryProviderConfig) { "memory_token" => MemoryToken(memory::config::TokenKind), "memory_password" => MemoryPassword(memory::config::PasswordKind) },
