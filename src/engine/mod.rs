@@ -409,7 +409,7 @@ impl Engine {
                     if current.as_ref().is_some_and(|cur| cur.value.expose_secret() == d.value.expose_secret()) {
                         return Err(fail(
                             Step::Stage,
-                            format!("the value supplied for `{id}` is the one the store holds in service at {primary}, not a re-issued one; nothing changed: supply the new value"),
+                            format!("the value supplied for `{id}` is the secret in service (the value the store holds at {primary}), not a re-issued one; nothing changed: supply the new value"),
                         ));
                     }
                     let h = p.identify(&c.target, &d, &old).await.map_err(|e| fail(Step::Stage, format!("the value supplied for `{id}`: {e}")))?;
@@ -652,7 +652,10 @@ impl Engine {
                     ));
                 }
                 // Its value, where the store still holds it: some systems revoke a secret only when it is presented.
-                let known = self.stored_version_of(c, p, store, &primary, st.old_version.as_deref(), &st.old_handle).await;
+                let known = match p.retire_needs_value(&c.target) {
+                    true => self.stored_version_of(c, p, store, &primary, st.old_version.as_deref(), &st.old_handle).await,
+                    false => None,
+                };
                 p.retire_with(&c.target, &st.old_handle, known.as_ref()).await.map_err(|e| fail(Step::Retire, e))?;
             }
             self.rec(id, "retire", "done", json!({})).await?;
@@ -674,9 +677,9 @@ impl Engine {
         let (old, old_value) = if st.retire_done {
             (st.old_handle.clone(), None)
         } else if !st.old_handle.is_empty() {
-            // A resumed retire: the store's value, if it is still that secret's
-            // (best effort: a system that revokes by id does not need it).
-            let current = match primary {
+            // A resumed retire: for a system that revokes a secret only when it
+            // is presented, the store's value, if it is still that secret's.
+            let current = match primary.filter(|_| p.retire_needs_value(&c.target)) {
                 Some(loc) => match self.store(loc, Step::Retire) {
                     Ok(s) => s.read_current(loc).await.ok().flatten(),
                     Err(_) => None,

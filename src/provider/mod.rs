@@ -200,6 +200,13 @@ pub trait Provider: Send + Sync {
         self.retire(target, old).await
     }
 
+    /// Whether retiring a secret of `target` needs its value (`retire_with`):
+    /// only then does the engine read the old value from the store for it,
+    /// so other systems see no extra store read. Default: false.
+    fn retire_needs_value(&self, _target: &Target) -> bool {
+        false
+    }
+
     /// Prove the secret named by `old` dead; `old_value` is its value when a
     /// store still holds it (probe with it only when policy allows).
     async fn verify_dead(&self, target: &Target, old: &Handle, old_value: Option<&SecretString>) -> Verdict;
