@@ -100,7 +100,9 @@ async fn connect(sim: &Sim, seeded: &Seeded, limits: Limits) -> Arc<dyn Provider
 async fn unreachable() -> Arc<dyn Provider> {
     let s = sim::start("slack");
     let seeded = seed(&s, json!({}));
-    let p = connect(&s, &seeded, Limits { max_attempts: Some(1), timeout: Some(HumanDuration(std::time::Duration::from_secs(2))), ..Default::default() }).await;
+    let p =
+        connect(&s, &seeded, Limits { max_attempts: Some(1), timeout: Some(HumanDuration(std::time::Duration::from_secs(2))), ..Default::default() })
+            .await;
     drop(s);
     p
 }
@@ -114,7 +116,11 @@ fn rotating_target(app: &Value) -> Target {
 }
 
 fn handle(team: &str, user: &str, app: Option<&str>, value: &str) -> Handle {
-    let mut h = Handle::from([("team_id".to_string(), team.to_string()), ("user_id".to_string(), user.to_string()), ("token_fp".to_string(), fingerprint(value))]);
+    let mut h = Handle::from([
+        ("team_id".to_string(), team.to_string()),
+        ("user_id".to_string(), user.to_string()),
+        ("token_fp".to_string(), fingerprint(value)),
+    ]);
     if let Some(a) = app {
         h.insert("app_id".into(), a.to_string());
     }
@@ -224,7 +230,10 @@ async fn inventory_reads_every_users_list_page_and_finds_bots_and_programs() {
     let by_id = |id: &Value| items.iter().find(|i| i.id == s(id));
     let pd = seeded.app("pagerduty-bot");
     let it = by_id(&pd["bot_user_id"]).expect("a bot user holds its app's bot token");
-    assert_eq!((it.kind.as_str(), it.details["app_id"].as_str(), it.details["token_type"].as_str()), ("slack_token", s(&pd["app_id"]).as_str(), "bot"));
+    assert_eq!(
+        (it.kind.as_str(), it.details["app_id"].as_str(), it.details["token_type"].as_str()),
+        ("slack_token", s(&pd["app_id"]).as_str(), "bot")
+    );
     assert!(it.created.is_some(), "the install date from team.integrationLogs: {it:?}");
     assert!(!it.usage_tracked, "Slack documents no per-bot-token activity");
     let deploy = by_id(&seeded.app("deploy-bot")["bot_user_id"]).expect("the rotating app's bot");
@@ -380,7 +389,8 @@ fn no_secret_in(text: &str, secrets: &[&str]) {
 }
 
 fn supply(ks: &dyn Fn() -> std::process::Command, pb: &std::path::Path, id: &str, value: &str) {
-    let mut child = ks().args(["supply", pb.to_str().unwrap(), id]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        ks().args(["supply", pb.to_str().unwrap(), id]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(format!("{value}\n").as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let text = output(&out);
@@ -530,7 +540,7 @@ fn a_user_token_is_reissued_by_a_person_then_revoked_and_proven_dead_end_to_end(
 
 /// A workspace with one rotating app, its tokens in Vault as a person first stores them.
 fn rotating_estate(sim: &Sim, grace: u32) -> (Seeded, Value, String, tempfile::TempDir, std::path::PathBuf) {
-    let seeded = seed(&sim, json!({ "refresh_grace_seconds": grace, "apps": [{ "name": "deploy-bot", "rotation": true, "scopes": ["chat:write"] }] }));
+    let seeded = seed(sim, json!({ "refresh_grace_seconds": grace, "apps": [{ "name": "deploy-bot", "rotation": true, "scopes": ["chat:write"] }] }));
     let app = seeded.app("deploy-bot");
     let path = kv_path("deploy-bot");
     common::bao().kv_put(&path, json!({ "value": s(&app["token"]), "refresh_token": s(&app["refresh_token"]) }));

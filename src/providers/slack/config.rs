@@ -74,7 +74,11 @@ impl ProviderKind for SlackProviderConfig {
         for (i, a) in self.rotating_apps.iter().enumerate() {
             let at = i.to_string();
             if a.app_id.trim().is_empty() || a.client_id.trim().is_empty() {
-                out.push(Problem::new(&["rotating_apps", &at], "`app_id` and `client_id` must not be empty", "copy them from the app's Basic Information page"));
+                out.push(Problem::new(
+                    &["rotating_apps", &at],
+                    "`app_id` and `client_id` must not be empty",
+                    "copy them from the app's Basic Information page",
+                ));
             }
             if !seen.insert(a.app_id.clone()) {
                 out.push(Problem::new(&["rotating_apps", &at, "app_id"], format!("app `{}` is listed twice", a.app_id), "list each app once"));
@@ -144,7 +148,11 @@ pub const EXPIRES_AT: &str = "expires_at";
 fn check_ids(user_id: &str, app_id: Option<&str>) -> Vec<Problem> {
     let mut out = vec![];
     if !user_id.starts_with(['U', 'W']) || user_id.len() < 3 {
-        out.push(Problem::new(&["user_id"], format!("`{user_id}` is not a Slack member id"), "write the `user_id` auth.test answers for the token (U…)"));
+        out.push(Problem::new(
+            &["user_id"],
+            format!("`{user_id}` is not a Slack member id"),
+            "write the `user_id` auth.test answers for the token (U…)",
+        ));
     }
     if let Some(a) = app_id.filter(|a| !a.starts_with('A') || a.len() < 3) {
         out.push(Problem::new(&["app_id"], format!("`{a}` is not a Slack app id"), "write the app's id (A…)"));
@@ -181,7 +189,11 @@ impl Kind for TokenKind {
     fn check(t: &SlackTokenTarget, cx: &CheckCx) -> Vec<Problem> {
         let mut out = check_ids(&t.user_id, t.app_id.as_deref());
         if t.token_type == TokenType::Bot && t.app_id.is_none() {
-            out.push(Problem::new(&[], format!("`{}` is a bot token without `app_id`", cx.id), "add the app's id (A…): a replacement must belong to the same app"));
+            out.push(Problem::new(
+                &[],
+                format!("`{}` is a bot token without `app_id`", cx.id),
+                "add the app's id (A…): a replacement must belong to the same app",
+            ));
         }
         match &t.token {
             Some(SecretRef::Store { .. }) => out.push(Problem::new(

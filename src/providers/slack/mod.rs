@@ -240,16 +240,29 @@ impl SlackProvider {
     /// `retried`: 429/5xx, Slack's transient errors and foreign answers are
     /// retried within the limits (for idempotent calls only). The answer
     /// carries Slack's `ok`, or this is an error.
-    async fn method(&self, method: &str, token: &SecretString, form: &[(&str, &str)], op: &'static str, retried: bool) -> Result<Answer, ProviderError> {
+    async fn method(
+        &self,
+        method: &str,
+        token: &SecretString,
+        form: &[(&str, &str)],
+        op: &'static str,
+        retried: bool,
+    ) -> Result<Answer, ProviderError> {
         let bearer = &SecretString::from(format!("Bearer {}", token.expose_secret()));
         let target = &format!("/api/{method}");
         let once = move || async move {
             let req = Request { form: Some(form), ..Request::new(Method::POST, target).secret(AUTHORIZATION, bearer) };
             let a = self.http.send(op, &req).await?;
             if ok_of(&a).is_none() {
-                return Err(err(ErrorKind::Unavailable, op, format!("{method}: HTTP {} JSON without Slack's `ok`: not an answer from Slack", a.status)));
+                return Err(err(
+                    ErrorKind::Unavailable,
+                    op,
+                    format!("{method}: HTTP {} JSON without Slack's `ok`: not an answer from Slack", a.status),
+                ));
             }
-            if let Some(e) = crate::provider::http::transient(op, a.status, a.retry_after, || format!("{method}: HTTP {} `{}` from Slack", a.status, code(&a))) {
+            if let Some(e) =
+                crate::provider::http::transient(op, a.status, a.retry_after, || format!("{method}: HTTP {} `{}` from Slack", a.status, code(&a)))
+            {
                 return Err(e);
             }
             if ok_of(&a) == Some(false) && transient_code(code(&a)) {
@@ -317,10 +330,12 @@ impl SlackProvider {
     fn verdict(a: &Answer, what: &str) -> Verdict {
         match (a.status, ok_of(a), code(a)) {
             (200, Some(true), _) => Verdict::Alive(format!("Slack accepted {what} (auth.test as {})", str_at(&a.body, "user_id").unwrap_or("?"))),
-            (200, Some(false), c @ ("token_revoked" | "account_inactive")) => Verdict::Dead(format!("Slack refused {what}: auth.test answered `{c}`")),
-            (200, Some(false), "token_expired") => {
-                Verdict::Dead(format!("Slack refused {what}: auth.test answered `token_expired` (an expired rotating access token is never accepted again)"))
+            (200, Some(false), c @ ("token_revoked" | "account_inactive")) => {
+                Verdict::Dead(format!("Slack refused {what}: auth.test answered `{c}`"))
             }
+            (200, Some(false), "token_expired") => Verdict::Dead(format!(
+                "Slack refused {what}: auth.test answered `token_expired` (an expired rotating access token is never accepted again)"
+            )),
             (200, Some(false), "invalid_auth") => Verdict::Unknown(format!(
                 "Slack answered `invalid_auth` for {what}: also its answer to a live token used from outside an IP allow-list, so not proof"
             )),
@@ -401,7 +416,14 @@ impl SlackProvider {
     /// mints again, after it Slack refuses it and this says so.
     async fn refresh(&self, t: &SlackRotatingTokenTarget, refresh: &SecretString, op: &'static str) -> Result<Answer, ProviderError> {
         let (client_id, client_secret) = self.apps.get(&t.app_id).ok_or_else(|| {
-            err(ErrorKind::Config, op, format!("app {} is not among provider `{}`'s `rotating_apps`: keysweep has no client credentials to refresh its token with", t.app_id, self.name))
+            err(
+                ErrorKind::Config,
+                op,
+                format!(
+                    "app {} is not among provider `{}`'s `rotating_apps`: keysweep has no client credentials to refresh its token with",
+                    t.app_id, self.name
+                ),
+            )
         })?;
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{}", client_secret.expose_secret()));
         let basic = SecretString::from(format!("Basic {basic}"));
@@ -412,7 +434,9 @@ impl SlackProvider {
             attempt += 1;
             let req = Request { form: Some(&form), ..Request::new(Method::POST, "/api/oauth.v2.access").secret(AUTHORIZATION, &basic) };
             let outcome = match self.http.send(op, &req).await {
-                Ok(a) if ok_of(&a).is_none() => Err((true, err(ErrorKind::Unavailable, op, format!("oauth.v2.access: HTTP {} JSON without Slack's `ok`", a.status)))),
+                Ok(a) if ok_of(&a).is_none() => {
+                    Err((true, err(ErrorKind::Unavailable, op, format!("oauth.v2.access: HTTP {} JSON without Slack's `ok`", a.status))))
+                }
                 Ok(a) if a.status == 429 || a.status >= 500 || (ok_of(&a) == Some(false) && transient_code(code(&a))) => {
                     // Slack's own "not now": it did not act.
                     let kind = if a.status == 429 || code(&a) == "ratelimited" { ErrorKind::RateLimited } else { ErrorKind::Unavailable };
@@ -525,7 +549,11 @@ impl Provider for SlackProvider {
     async fn mint_from(&self, target: &Target, old: &Handle, current: Option<&Delivered>, nonce: &str) -> Result<Minted, ProviderError> {
         let op = "slack.refresh";
         let K::Rotating(t) = kind_of(target, op)? else {
-            return Err(err(ErrorKind::Unsupported, op, "Slack has no API that issues a replacement for a non-rotating token: a person re-issues it (`manual:`)"));
+            return Err(err(
+                ErrorKind::Unsupported,
+                op,
+                "Slack has no API that issues a replacement for a non-rotating token: a person re-issues it (`manual:`)",
+            ));
         };
         let key = (t.app_id.clone(), t.user_id.clone());
         let held = self.newest_refresh.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
@@ -573,7 +601,11 @@ impl Provider for SlackProvider {
         };
         if let Some(what) = mismatch {
             let _ = self.revoke_value(&access, "a token minted for another installation", op).await;
-            return Err(err(ErrorKind::Conflict, op, format!("oauth.v2.access answered with tokens for {what}, not app {} / {}: revoked, not delivered", t.app_id, t.user_id)));
+            return Err(err(
+                ErrorKind::Conflict,
+                op,
+                format!("oauth.v2.access answered with tokens for {what}, not app {} / {}: revoked, not delivered", t.app_id, t.user_id),
+            ));
         }
         let fp = fingerprint(access.expose_secret());
         self.remember_minted(nonce, fp.clone(), &access);
@@ -645,7 +677,11 @@ impl Provider for SlackProvider {
             ));
         }
         if new.value.expose_secret().starts_with("xoxe.") {
-            return Err(err(ErrorKind::Config, op, "it is a rotating access token (xoxe.…): its refresh token would be needed too; such apps are `slack_rotating_token` entries"));
+            return Err(err(
+                ErrorKind::Config,
+                op,
+                "it is a rotating access token (xoxe.…): its refresh token would be needed too; such apps are `slack_rotating_token` entries",
+            ));
         }
         let fp = fingerprint(new.value.expose_secret());
         if fp_of(old) == Some(fp.as_str()) {
@@ -691,6 +727,10 @@ impl Provider for SlackProvider {
 
     async fn retire(&self, target: &Target, old: &Handle) -> Result<(), ProviderError> {
         self.retire_with(target, old, None).await
+    }
+
+    fn retire_needs_value(&self, _target: &Target) -> bool {
+        true
     }
 
     /// `auth.revoke` presented with the old token, after `auth.test` showed
@@ -797,7 +837,8 @@ impl Provider for SlackProvider {
             .http
             .pages(
                 "slack.users_list",
-                Request::new(Method::GET, "/api/users.list?limit=200").secret(AUTHORIZATION, &SecretString::from(format!("Bearer {}", login.expose_secret()))),
+                Request::new(Method::GET, "/api/users.list?limit=200")
+                    .secret(AUTHORIZATION, &SecretString::from(format!("Bearer {}", login.expose_secret()))),
                 Paging::Cursor { pointer: "/response_metadata/next_cursor", param: "cursor" },
             )
             .await?;
@@ -830,7 +871,15 @@ impl Provider for SlackProvider {
                 details.insert("privileged".into(), "false".into());
                 let kind = if self.apps.contains_key(&app) { "slack_rotating_token" } else { "slack_token" };
                 let created = installed.get(&app).cloned();
-                out.push(InventoryItem { kind: kind.into(), id, created: created.clone(), rotated: None, last_used: None, usage_tracked: false, details });
+                out.push(InventoryItem {
+                    kind: kind.into(),
+                    id,
+                    created: created.clone(),
+                    rotated: None,
+                    last_used: None,
+                    usage_tracked: false,
+                    details,
+                });
                 continue;
             }
             let own = id == self.own.user_id;
@@ -869,7 +918,11 @@ impl Provider for SlackProvider {
     async fn switch_login(&self, _target: &Target, new: &Delivered) -> Result<(), ProviderError> {
         let a = self.method("auth.test", &new.value, &[], "slack.switch_login", true).await?;
         if ok_of(&a) != Some(true) || str_at(&a.body, "user_id") != Some(self.own.user_id.as_str()) {
-            return Err(err(ErrorKind::Unauthenticated, "slack.switch_login", format!("the new token answered `{}` or acts as another member", code(&a))));
+            return Err(err(
+                ErrorKind::Unauthenticated,
+                "slack.switch_login",
+                format!("the new token answered `{}` or acts as another member", code(&a)),
+            ));
         }
         *self.login.write().unwrap_or_else(|e| e.into_inner()) = new.value.clone();
         *self.own_fp.write().unwrap_or_else(|e| e.into_inner()) = fingerprint(new.value.expose_secret());
@@ -974,7 +1027,14 @@ mod tests {
         assert!(matches!(v(200, serde_json::json!({"ok": false, "error": "token_revoked"})), Verdict::Dead(_)));
         assert!(matches!(v(200, serde_json::json!({"ok": false, "error": "account_inactive"})), Verdict::Dead(_)));
         assert!(matches!(v(200, serde_json::json!({"ok": true, "user_id": "U1"})), Verdict::Alive(_)));
-        for (s, c) in [(200, "invalid_auth"), (200, "not_authed"), (200, "internal_error"), (200, "fatal_error"), (429, "ratelimited"), (503, "service_unavailable")] {
+        for (s, c) in [
+            (200, "invalid_auth"),
+            (200, "not_authed"),
+            (200, "internal_error"),
+            (200, "fatal_error"),
+            (429, "ratelimited"),
+            (503, "service_unavailable"),
+        ] {
             assert!(matches!(v(s, serde_json::json!({"ok": false, "error": c})), Verdict::Unknown(_)), "{s} {c}");
         }
         // A refusal on a non-200 status is not Slack's documented shape of it.
