@@ -693,3 +693,69 @@ fn a_refreshed_pair_left_pending_is_adopted_by_a_later_run_never_withdrawn() {
     assert_eq!(token_rec(&sim, &app["token_id"])["revoked"], true, "the old access token is dead");
     assert_eq!(common::report_json(&dir.path().join("state-2"))["rows"][0]["outcome"], "rotated");
 }
+
+#[test]
+fn keysweeps_own_slack_login_is_reissued_worked_last_and_the_session_moves_end_to_end() {
+    let sim = sim::start("slack");
+    let b = common::bao();
+    let seeded = seed(&sim, json!({ "apps": [{ "name": "old-integration", "scopes": ["chat:write"] }] }));
+    let admin = seeded.user("keysweep-admin");
+    let bot = seeded.app("old-integration");
+    // keysweep logs in with the token the store holds, stored as a person first stores it.
+    let path = kv_path("keysweep");
+    b.kv_put(&path, json!({ "value": seeded.admin }));
+    let dir = tempfile::tempdir().unwrap();
+    let pb = dir.path().join("slack.yaml");
+    let head = playbook_head(&sim, &[]).replace("${env:SLACK_TOKEN}", &format!("\"${{store:bao:secret/{path}#value}}\""));
+    std::fs::write(
+        &pb,
+        format!(
+            "{head}  - id: slack/keysweep
+    provider: slack
+    target: {{ kind: slack_token, token_type: user, user_id: {} }}
+    deliver_to: [{{ provider: bao, path: \"{path}\" }}]
+    manual: |
+      Sign in to Slack as keysweep-admin and re-authorize the keysweep app; copy the User OAuth Token.
+  - id: old-integration
+    provider: slack
+    action: revoke
+    target: {{ kind: slack_token, token_type: bot, user_id: {}, app_id: {}, token: \"${{env:OLD_BOT_TOKEN}}\" }}
+",
+            s(&admin["id"]),
+            s(&bot["bot_user_id"]),
+            s(&bot["app_id"])
+        ),
+    )
+    .unwrap();
+    let state_dir = dir.path().join("state");
+    let ks = || {
+        let mut c = common::keysweep(&state_dir);
+        c.env("OLD_BOT_TOKEN", s(&bot["token"]));
+        c
+    };
+    let run = || {
+        let out = ks().args(["run", pb.to_str().unwrap()]).output().unwrap();
+        (out.status.code(), output(&out))
+    };
+    let (code, text) = run();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("AWAITING A HUMAN"), "{text}");
+    assert_eq!(token_rec(&sim, &bot["token_id"])["revoked"], true, "the other credential is done meanwhile");
+
+    let issued = sim.admin("POST", "issue_token", Some(json!({ "user": "keysweep-admin" })));
+    let new = s(&issued["token"]);
+    common::canary(&new);
+    supply(&ks, &pb, "slack/keysweep", &new);
+    let (code, text) = run();
+    assert_eq!(code, Some(0), "{text}");
+    // Slack's own view: keysweep's old token revoked (after its session moved: the run finished), the new one live.
+    let old_rec = token_rec(&sim, &admin["token_id"]);
+    assert_eq!((old_rec["revoked"].as_bool(), old_rec["revoked_by"].as_str()), (Some(true), Some("auth.revoke")), "{old_rec}");
+    assert_eq!(token_rec(&sim, &issued["token_id"])["revoked"], false);
+    assert_eq!(b.kv_get(&path).unwrap()["value"], new);
+    // A later command logs in with the new token, from the store.
+    let out = ks().args(["discover", pb.to_str().unwrap()]).output().unwrap();
+    let text2 = output(&out);
+    assert!(!text2.contains("refused keysweep's own login") && out.status.code() != Some(3), "{text2}");
+    no_secret_in(&(text + &text2), &[&seeded.admin, &new, &s(&bot["token"])]);
+}

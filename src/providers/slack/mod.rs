@@ -911,8 +911,19 @@ impl Provider for SlackProvider {
         Ok(out)
     }
 
+    /// keysweep's own token: by its fingerprint, or — stored without one —
+    /// a user token of keysweep's own member (worked last, and the session
+    /// moves only to a token `auth.test` shows acts as that member).
     fn is_own_login(&self, target: &Target, old: &Handle) -> bool {
-        matches!(target, Target::SlackToken(_)) && fp_of(old).is_some_and(|fp| fp == *self.own_fp.read().unwrap_or_else(|e| e.into_inner()))
+        let Target::SlackToken(t) = target else { return false };
+        match fp_of(old) {
+            Some(fp) => fp == *self.own_fp.read().unwrap_or_else(|e| e.into_inner()),
+            None => t.token_type == TokenType::User && t.user_id == self.own.user_id && old.get(TOKEN_FP).is_some(),
+        }
+    }
+
+    fn can_switch_login(&self, target: &Target) -> bool {
+        matches!(target, Target::SlackToken(_))
     }
 
     async fn switch_login(&self, _target: &Target, new: &Delivered) -> Result<(), ProviderError> {
