@@ -419,7 +419,7 @@ impl Loader<'_> {
         if let Some(g) = spec.target.generate_policy() {
             self.check_generate(file, base, g);
         }
-        let problems = spec.target.spec().check(&CheckCx { id: &spec.id, action });
+        let problems = spec.target.spec().check(&CheckCx { id: &spec.id, action, manual: manual.is_some() });
         self.report_problems(file, &base.key("target"), problems);
 
         // Verification, field by field over the defaults.

@@ -52,6 +52,8 @@ pub struct CheckCx<'a> {
     /// The credential's id.
     pub id: &'a str,
     pub action: Action,
+    /// The entry has `manual:` steps (a person re-issues the secret).
+    pub manual: bool,
 }
 
 /// Looks up a secret reference's value (environment, or a store read earlier).

@@ -239,8 +239,16 @@ impl Kind for RotatingTokenKind {
     fn capabilities() -> Capabilities {
         Capabilities { rotate: true, revoke: false, mints: true, verify_dead: true, needs_store: true }
     }
-    fn check(t: &SlackRotatingTokenTarget, _cx: &CheckCx) -> Vec<Problem> {
-        check_ids(&t.user_id, Some(&t.app_id))
+    fn check(t: &SlackRotatingTokenTarget, cx: &CheckCx) -> Vec<Problem> {
+        let mut out = check_ids(&t.user_id, Some(&t.app_id));
+        if cx.manual {
+            out.push(Problem::new(
+                &[],
+                format!("`{}` is refreshed by keysweep itself: `manual:` does not apply to `slack_rotating_token`", cx.id),
+                "remove `manual:`; a value a person re-issues would come without the refresh token keysweep needs (after a reinstall, store the new access and refresh tokens in the store yourself)",
+            ));
+        }
+        out
     }
     fn identity_in_store(_t: &SlackRotatingTokenTarget) -> bool {
         true
