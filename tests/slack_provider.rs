@@ -759,3 +759,36 @@ fn keysweeps_own_slack_login_is_reissued_worked_last_and_the_session_moves_end_t
     assert!(!text2.contains("refused keysweep's own login") && out.status.code() != Some(3), "{text2}");
     no_secret_in(&(text + &text2), &[&seeded.admin, &new, &s(&bot["token"])]);
 }
+
+#[test]
+fn discover_finds_unlisted_bot_and_program_tokens_and_drafts_entries_that_name_them() {
+    let sim = sim::start("slack");
+    let seeded = seed(&sim, json!({ "users": [{ "name": "svc-script" }], "apps": [{ "name": "forgotten-bot", "scopes": ["chat:write"] }] }));
+    let script = seeded.user("svc-script");
+    let (c, _) = sim.call(
+        "POST",
+        "/api/auth.test",
+        &[("Authorization", &format!("Bearer {}", s(&script["token"]))), ("User-Agent", "Go-http-client/2.0")],
+        None,
+    );
+    assert_eq!(c, 200);
+    let bot = seeded.app("forgotten-bot");
+    let dir = tempfile::tempdir().unwrap();
+    let pb = dir.path().join("slack.yaml");
+    std::fs::write(&pb, format!("{}  []\n", playbook_head(&sim, &[])).replace("credentials:\n  []", "credentials: []")).unwrap();
+    let drafts = dir.path().join("drafts.yaml");
+    let out = common::keysweep(&dir.path().join("state"))
+        .env("SLACK_TOKEN", &seeded.admin)
+        .args(["discover", pb.to_str().unwrap(), "--emit", drafts.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = output(&out);
+    assert_eq!(out.status.code(), Some(1), "unlisted tokens: {text}");
+    let d = std::fs::read_to_string(&drafts).unwrap();
+    let bot_draft = format!("kind: slack_token, user_id: \"{}\", token_type: bot, app_id: \"{}\"", s(&bot["bot_user_id"]), s(&bot["app_id"]));
+    assert!(d.contains(&bot_draft), "{d}");
+    let user_draft = format!("kind: slack_token, user_id: \"{}\", token_type: user", s(&script["id"]));
+    assert!(d.contains(&user_draft), "{d}");
+    assert!(!d.contains(&format!("user_id: \"{}\"", s(&seeded.user("keysweep-admin")["id"]))), "keysweep's own login is never drafted: {d}");
+    no_secret_in(&(text + &d), &[&seeded.admin, &s(&script["token"]), &s(&bot["token"])]);
+}

@@ -587,7 +587,9 @@ pub fn compare(pb: &Playbook, g: &Gathered, now: DateTime<Utc>) -> DiscoveryRepo
                 .details
                 .iter()
                 // What a draft entry names it by, and whose login it is.
-                .filter(|(k, _)| matches!(k.as_str(), "mount" | "role" | "user" | "name" | "login" | "label" | "keysweep_login"))
+                .filter(|(k, _)| {
+                    matches!(k.as_str(), "mount" | "role" | "user" | "name" | "login" | "label" | "keysweep_login" | "app_id" | "token_type")
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         };
