@@ -636,6 +636,10 @@ fn a_rotating_apps_tokens_are_refreshed_twice_and_a_lost_refresh_is_reported_end
     assert_eq!(token_rec(&sim, &previous.0)["revoked"], false, "the access token in service still works");
     let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     no_secret_in(&text, &secret_refs);
+    // Access and refresh tokens, client secret: in no journal, report or file
+    // of the state directory, raw or encoded.
+    let scanned = common::canary::Canary::new(&secrets).assert_clean(&[&state_dir], &[]);
+    assert!(scanned.files >= 2 && scanned.secrets >= 8, "the journal and the reports were scanned: {scanned:?}");
 }
 
 #[test]

@@ -1038,6 +1038,8 @@ mod tests {
         assert!(matches!(v(200, serde_json::json!({"ok": false, "error": "token_revoked"})), Verdict::Dead(_)));
         assert!(matches!(v(200, serde_json::json!({"ok": false, "error": "account_inactive"})), Verdict::Dead(_)));
         assert!(matches!(v(200, serde_json::json!({"ok": true, "user_id": "U1"})), Verdict::Alive(_)));
+        // An expired rotating access token: Slack's own refusal, and it never works again.
+        assert!(matches!(v(200, serde_json::json!({"ok": false, "error": "token_expired"})), Verdict::Dead(_)));
         for (s, c) in [
             (200, "invalid_auth"),
             (200, "not_authed"),
