@@ -78,6 +78,12 @@ Admin endpoints (besides simbase's /_sim/log, faults, rate, arrivals, reset, sta
   admins `admin,users:read`, others `users:read`). Apps get a bot token;
   `user_tokens` adds per-user tokens of that app (rotating when the app is).
 - `POST /_sim/deactivate {"user": name|id}`, `POST /_sim/clock {"advance": s}`.
+- `POST /_sim/issue_token {"user": name|id}`: what a person does in Slack's
+  UI to re-issue a non-rotating token → `{"token_id", "token"}`. For a bot
+  user: "Revoke tokens" then reinstall — the installation's one bot token is
+  revoked (`revoked_by: "reinstall"`), the bot user is active again and gets
+  a new bot token. For a person: a new user token with the same scopes as
+  their newest one (an app re-authorized); the old one stays valid.
 - `GET /_sim/state`: team, users, apps, tokens (id, kind, rotating, owner,
   app_id, revoked, revoked_by, expires, expired, created, last_used, scopes),
   refresh_tokens (id, app_id, owner, kind, used, used_at, uses, revoked),
@@ -793,6 +799,25 @@ class SlackSim(Sim):
                 u["deleted"] = True
                 u["updated"] = int(self.now())
                 return Resp.json(200, {"id": u["id"], "deleted": True})
+            if p == "/_sim/issue_token" and req.method == "POST":
+                who = (req.json() or {}).get("user")
+                u = self.users.get(who) or next((x for x in self.users.values() if x["name"] == who), None)
+                if u is None:
+                    return Resp.json(404, {"error": "no such user"})
+                mine = sorted((t for t in self.tokens.values() if t["owner"] == u["id"] and not t["rotating"]),
+                              key=lambda t: (t["created"], t["id"]))
+                if not mine:
+                    return Resp.json(400, {"error": "the member holds no non-rotating token to re-issue"})
+                last = mine[-1]
+                if u["is_bot"]:
+                    for t in mine:
+                        if not t["revoked"]:
+                            t["revoked"], t["revoked_by"] = True, "reinstall"
+                    u["deleted"] = False
+                    if u["bot_id"] in self.bots:
+                        self.bots[u["bot_id"]]["deleted"] = False
+                tid, value = self._issue_access(last["kind"], u["id"], last["app_id"], last["scopes"], False)
+                return Resp.json(200, {"token_id": tid, "token": value})
             if p == "/_sim/clock" and req.method == "POST":
                 self.clock += float((req.json() or {}).get("advance", 0))
                 return Resp.json(200, {"now": iso(self.now()), "offset": self.clock})

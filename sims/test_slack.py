@@ -300,6 +300,24 @@ class SlackTest(unittest.TestCase):
         self.assertEqual((b["app_id"], b["deleted"]), (self.apps["deploy-bot"]["app_id"], False))
         self.assertEqual(self.slack("bots.info", reader["token"], form={"bot": "BNOPE"})["error"], "bot_not_found")
 
+    def test_issue_token(self):
+        bot = self.apps["pagerduty-bot"]
+        new = self.sim.admin("issue_token", {"user": bot["bot_user_id"]})
+        # a bot's re-issue is revoke + reinstall: one bot token per installation
+        self.assertEqual(self.slack("auth.test", bot["token"])["error"], "token_revoked")
+        b = self.slack("auth.test", new["token"])
+        self.assertEqual((b["user_id"], b["app_id"]), (bot["bot_user_id"], bot["app_id"]))
+        st = self.sim.admin("state")
+        self.assertEqual(next(x for x in st["tokens"] if x["id"] == bot["token_id"])["revoked_by"], "reinstall")
+        # a person's re-issue leaves the old user token valid
+        alice = self.seed["users"][0]
+        mine = self.sim.admin("issue_token", {"user": "alice"})
+        self.assertTrue(mine["token"].startswith("xoxp-"))
+        self.assertEqual(self.slack("auth.test", mine["token"])["user_id"], alice["id"])
+        self.assertTrue(self.slack("auth.test", alice["token"])["ok"])
+        status, _, body = self.sim.request("POST", "/_sim/issue_token", body={"user": "nobody"})
+        self.assertEqual(status, 404)
+
     def test_faults(self):
         tok = self.apps["pagerduty-bot"]["token"]
         self.sim.admin("faults", {"rules": [{"path": "auth.test", "answer": "ip_allowlist", "times": 1}]})

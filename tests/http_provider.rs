@@ -276,17 +276,17 @@ async fn a_smartsheet_token_is_revoked_with_itself_and_proven_dead_by_1002() {
     let e = p.retire(&target, &old).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Config, "{e}");
     assert_eq!(ss_state(&s, id)["valid"], true);
-    p.retire_with(&target, &old, Some(&value)).await.unwrap();
+    p.retire_with(&target, &old, Some(&known(value.clone()))).await.unwrap();
     assert_eq!(ss_state(&s, id)["revoked"], true, "the simulator's own state: revoked");
     let v = p.verify_dead(&target, &old, Some(&value)).await;
     assert!(matches!(&v, Verdict::Dead(e) if e.contains("1002") && e.contains("Your Access Token is invalid.")), "{v:?}");
     // Already gone (401 1002) is success; no admin-side proof exists.
-    p.retire_with(&target, &old, Some(&value)).await.unwrap();
+    p.retire_with(&target, &old, Some(&known(value.clone()))).await.unwrap();
     assert!(matches!(p.verify_dead(&target, &old, None).await, Verdict::Unprovable(_)));
     // A value that is not the token named (another fingerprint) is never sent to be revoked.
     let (other_id, other, _) = ss_token(&s, false);
     let named = Handle::from([("fingerprint".to_string(), keysweep::providers::declarative::fingerprint(&value))]);
-    let e = p.retire_with(&target, &named, Some(&SecretString::from(other))).await.unwrap_err();
+    let e = p.retire_with(&target, &named, Some(&known(SecretString::from(other)))).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Conflict, "{e}");
     assert_eq!(ss_state(&s, other_id)["valid"], true);
 }
@@ -318,12 +318,12 @@ async fn a_pagerduty_key_deleted_by_a_person_is_proven_dead_by_2006() {
 
     // No API deletes a key: the retire step fails with the instructions until a person has.
     let value = SecretString::from(old_value);
-    let e = p.retire_with(&target, &old, Some(&value)).await.unwrap_err();
+    let e = p.retire_with(&target, &old, Some(&known(value.clone()))).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Conflict);
     assert!(e.message.contains("Integrations › Developer Tools › API Access Keys") && e.message.contains("still accepted"), "{e}");
     assert_eq!(pd_state(&s, &old_id)["valid"], true);
     s.admin("POST", "delete_key", Some(json!({ "id": old_id })));
-    p.retire_with(&target, &old, Some(&value)).await.unwrap();
+    p.retire_with(&target, &old, Some(&known(value.clone()))).await.unwrap();
     let v = p.verify_dead(&target, &old, Some(&value)).await;
     assert!(matches!(&v, Verdict::Dead(e) if e.contains("2006")), "{v:?}");
     assert_eq!(pd_state(&s, &old_id)["deleted"], true);
@@ -364,7 +364,7 @@ async fn ambiguous_refusals_429_storms_and_5xx_are_unknown_never_dead() {
     let target = token_target(None, None, Some(&email));
     let h = p.current_handle(&target, None).await.unwrap();
     let value = SecretString::from(value);
-    p.retire_with(&target, &h, Some(&value)).await.unwrap();
+    p.retire_with(&target, &h, Some(&known(value.clone()))).await.unwrap();
     for fault in ["sso_required", "gateway_401", "waf", "503", "429", "drop"] {
         s.faults(json!([{ "path": "^/2.0/users/me", "answer": fault }]));
         let v = p.verify_dead(&target, &h, Some(&value)).await;
@@ -746,4 +746,9 @@ credentials:
         assert_eq!(ss_state(&ss, id)["revoked"], true, "{point}");
         assert_eq!(common::report_json(&state_dir)["rows"][0]["outcome"], "revoked", "{point}");
     }
+}
+
+/// A value as the engine hands it to `retire_with`: no fields beside it.
+fn known(value: SecretString) -> keysweep::secret::Delivered {
+    keysweep::secret::Delivered { value, fields: Default::default() }
 }

@@ -29,7 +29,7 @@ use crate::playbook::{Credential, StoreLocation};
 use crate::provider::registry::Providers;
 use crate::provider::{capabilities, Claim, ClaimPhase, ErrorKind, Handle, Provider, ProviderError, Store, StoredValue, Verdict};
 use crate::report::{Outcome, Step};
-use crate::secret::Delivered;
+use crate::secret::{Delivered, ExposeSecret};
 use state::CredState;
 
 /// Told about progress as credentials finish.
@@ -380,7 +380,10 @@ impl Engine {
             let store = self.store(&primary, Step::Stage)?;
             let old = p.current_handle(&c.target, stored_handle.as_ref()).await.map_err(|e| fail(Step::Stage, e))?;
             let old_version = current.as_ref().map(|c| c.version.clone());
-            drop(current);
+            // The value in service, kept only as long as the stage needs it:
+            // a supplied value is compared with it, and a mint may need what
+            // is stored beside it (a refresh token).
+            let current: Option<Delivered> = current.map(|c| c.delivered);
             self.defer_own_login(c, p, &old)?;
             // Take the slot (check-and-set): from here no other run works this credential.
             self.claim(c, &nonce, ClaimPhase::Claimed, &old, old_version.as_deref(), foreign.as_ref().map(|f| f.nonce.as_str())).await?;
@@ -402,6 +405,13 @@ impl Engine {
                 // supply`): which secret it is, asked of the system; never
                 // the old one again, never one acting as another account.
                 Some((mut d, n)) if c.manual.is_some() && n == supplied_tag => {
+                    // The very value consumers read now is never taken for its replacement.
+                    if current.as_ref().is_some_and(|cur| cur.value.expose_secret() == d.value.expose_secret()) {
+                        return Err(fail(
+                            Step::Stage,
+                            format!("the value supplied for `{id}` is the secret in service (the value the store holds at {primary}), not a re-issued one; nothing changed: supply the new value"),
+                        ));
+                    }
                     let h = p.identify(&c.target, &d, &old).await.map_err(|e| fail(Step::Stage, format!("the value supplied for `{id}`: {e}")))?;
                     if !old.is_empty() && (h.is_empty() || same_secret(&h, &old)) {
                         return Err(fail(
@@ -469,7 +479,7 @@ impl Engine {
                         // so any later run finds its orphans if the answer is lost.
                         let mint_sent = chrono::Utc::now();
                         self.claim(c, &nonce, ClaimPhase::Minting, &old, old_version.as_deref(), None).await?;
-                        let minted = match p.mint(&c.target, &old, &nonce).await {
+                        let minted = match p.mint_from(&c.target, &old, current.as_ref(), &nonce).await {
                             Ok(m) => m,
                             // A refusal decided before or instead of minting (two IAM
                             // keys already, no such user, not allowed...) minted
@@ -503,7 +513,7 @@ impl Engine {
                         crate::journal::crash_point("mint");
                         if let Err(e) = self.stage_all(c, &minted.delivered, &nonce).await {
                             // Never leave a minted secret that no store holds.
-                            let _ = p.retire(&c.target, &minted.handle).await;
+                            let _ = p.retire_with(&c.target, &minted.handle, Some(&minted.delivered)).await;
                             return Err(e);
                         }
                         crate::journal::crash_point("staged");
@@ -565,9 +575,10 @@ impl Engine {
                         format!("the value supplied for `{id}` is refused by the system ({e}); it was discarded and the old secret left in service: supply a working one"),
                     ));
                 }
-                Verdict::Dead(e) if caps.mints => {
+                // (A mint that spent what the old secret needed is kept below.)
+                Verdict::Dead(e) if caps.mints && !p.mint_spends_old(&c.target) => {
                     // The new secret does not work: withdraw it, keep the old.
-                    let _ = p.retire(&c.target, &st.new_handle).await;
+                    let _ = p.retire_with(&c.target, &st.new_handle, Some(&d)).await;
                     for loc in &c.deliver_to {
                         let _ = self.store(loc, Step::Test)?.discard_pending(loc).await;
                     }
@@ -640,13 +651,12 @@ impl Engine {
                         format!("refused to retire {:?}: the store says it is the secret in service; nothing was retired", st.old_handle),
                     ));
                 }
-                // A system that revokes a token only when shown it gets the
-                // old value, read back from the store version that held it.
-                let value = match p.retire_needs_value(&c.target) {
+                // Its value, where the store still holds it: some systems revoke a secret only when it is presented.
+                let known = match p.retire_needs_value(&c.target) {
                     true => self.stored_old(c, p, store, &primary, st.old_version.as_deref(), &st.old_handle).await,
                     false => None,
                 };
-                p.retire_with(&c.target, &st.old_handle, value.as_ref().map(|d| &d.value)).await.map_err(|e| fail(Step::Retire, e))?;
+                p.retire_with(&c.target, &st.old_handle, known.as_ref()).await.map_err(|e| fail(Step::Retire, e))?;
             }
             self.rec(id, "retire", "done", json!({})).await?;
         }
@@ -665,8 +675,10 @@ impl Engine {
         let id = c.id.as_str();
         let primary = c.deliver_to.first();
         let (old, old_value) = if st.retire_done || !st.old_handle.is_empty() {
-            // Resumed. A system that needs the value to revoke gets the
-            // store's current one, if it is still the secret named.
+            // Resumed. A system that revokes a secret only when it is
+            // presented gets the store's current value (for the retire and
+            // the proof after it), if that is still the secret named: asked
+            // of the provider, never assumed from fields that may be empty.
             let value = match (primary, p.retire_needs_value(&c.target)) {
                 (Some(loc), true) => match self.store(loc, Step::Retire)?.read_current(loc).await.map_err(|e| fail(Step::Retire, e))? {
                     Some(cur) => {
@@ -691,8 +703,7 @@ impl Engine {
         if !st.retire_done {
             self.observer.step(&c.provider, id, Step::Retire);
             self.rec(id, "retire", "started", json!({ "old": handle_json(&old) })).await?;
-            let value = old_value.as_ref().filter(|_| p.retire_needs_value(&c.target)).map(|d| &d.value);
-            p.retire_with(&c.target, &old, value).await.map_err(|e| fail(Step::Retire, e))?;
+            p.retire_with(&c.target, &old, old_value.as_ref()).await.map_err(|e| fail(Step::Retire, e))?;
             self.rec(id, "retire", "done", json!({})).await?;
         }
         self.observer.step(&c.provider, id, Step::VerifyDead);
@@ -845,7 +856,9 @@ impl Engine {
         self.stored_old(c, p, store, loc, Some(v), old).await
     }
 
-    /// The value `version` of the store holds, if it belongs to the `old` handle.
+    /// The store's version `version` of the old secret (value and fields),
+    /// if it still holds it and it is that secret's — whatever `probe_old`
+    /// says: retiring may need the value presented (see `Provider::retire_with`).
     async fn stored_old(
         &self,
         c: &Credential,
@@ -898,15 +911,25 @@ impl Engine {
         in_service: &Handle,
     ) -> Result<Option<Delivered>, StepFail> {
         let caps = capabilities(c.target.kind()).expect("known kind");
-        if caps.mints {
+        // A mint that spent what the secret in service needs to be replaced
+        // (a single-use refresh token) left the only way forward: adopt it if
+        // it works, keep it otherwise; never withdraw it.
+        let spent = caps.mints && p.mint_spends_old(&c.target);
+        if caps.mints && !spent {
             let h: Handle = p.handle_from_fields(&c.target, &d.fields);
             // A leftover of a promotion is the secret in service: drop the entry only.
             if !h.is_empty() && !same_secret(&h, in_service) {
-                p.retire(&c.target, &h).await.map_err(|e| fail(Step::Stage, e))?;
+                p.retire_with(&c.target, &h, Some(&d)).await.map_err(|e| fail(Step::Stage, e))?;
             }
         } else {
             let h = p.handle_from_fields(&c.target, &d.fields);
             match p.test(&c.target, &d, &h).await {
+                Verdict::Dead(e) if spent => {
+                    return Err(fail(
+                        Step::Stage,
+                        format!("a pending value minted by run `{foreign}` is refused ({e}), and minting it spent what the secret in service needed to be replaced: it is kept, not withdrawn; settle it by hand"),
+                    ))
+                }
                 Verdict::Dead(_) => {}
                 // A stored secret's pending value is applied only by promotion.
                 Verdict::Alive(_) if !caps.needs_store => {}

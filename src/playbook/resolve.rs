@@ -419,7 +419,7 @@ impl Loader<'_> {
         if let Some(g) = spec.target.generate_policy() {
             self.check_generate(file, base, g);
         }
-        let problems = spec.target.spec().check(&CheckCx { id: &spec.id, action });
+        let problems = spec.target.spec().check(&CheckCx { id: &spec.id, action, manual: manual.is_some() });
         self.report_problems(file, &base.key("target"), problems);
         // The provider's rules for this credential (what its settings allow).
         let owned = providers.get(&spec.provider).filter(|p| kind::kind_info(kind).is_some_and(|k| k.provider == p.config.kind()));

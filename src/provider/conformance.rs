@@ -32,6 +32,12 @@ pub trait Fixture: Send + Sync {
     }
 }
 
+/// A fixture's secret as a store holds it: its value, and its handle standing
+/// for the fields kept beside it (what `retire_with` and `mint_from` are given).
+fn known(value: &SecretString, handle: &Handle) -> Delivered {
+    Delivered { value: SecretString::from(value.expose_secret().to_string()), fields: handle.clone() }
+}
+
 fn is_dead(v: &Verdict) -> bool {
     matches!(v, Verdict::Dead(_))
 }
@@ -182,7 +188,7 @@ async fn rotate_own_entry(p: &dyn Provider, f: &dyn Fixture, kind: &str) -> bool
     let t = p.test(&target, &cur.delivered, &new_handle).await;
     assert!(matches!(t, Verdict::Alive(_)), "{kind}: the new value must test Alive: {t:?}");
     if capabilities(kind).is_some_and(|c| c.revoke) {
-        p.retire(&target, &old).await.unwrap_or_else(|e| panic!("{kind}: retire: {e}"));
+        p.retire_with(&target, &old, Some(&known(&old_value, &old))).await.unwrap_or_else(|e| panic!("{kind}: retire: {e}"));
     }
     let after = p.verify_dead(&target, &old, Some(&old_value)).await;
     assert!(is_dead(&after), "{kind}: the old value is not proven dead after the rotation: {after:?}");
@@ -197,8 +203,9 @@ pub async fn revoke_and_prove_dead(p: &dyn Provider, f: &dyn Fixture, kind: &str
     assert!(matches!(before, Verdict::Alive(_)), "{kind}: a live secret must verify Alive, got {before:?}");
     let before_admin = p.verify_dead(&target, &handle, None).await;
     assert!(!is_dead(&before_admin), "{kind}: a live secret verified Dead admin-side: {before_admin:?}");
-    p.retire(&target, &handle).await.unwrap_or_else(|e| panic!("{kind}: retire: {e}"));
-    p.retire(&target, &handle).await.unwrap_or_else(|e| panic!("{kind}: retire is not idempotent: {e}"));
+    let k = known(&value, &handle);
+    p.retire_with(&target, &handle, Some(&k)).await.unwrap_or_else(|e| panic!("{kind}: retire: {e}"));
+    p.retire_with(&target, &handle, Some(&k)).await.unwrap_or_else(|e| panic!("{kind}: retire is not idempotent: {e}"));
     let after = p.verify_dead(&target, &handle, Some(&value)).await;
     assert!(is_dead(&after), "{kind}: retired secret not proven dead with its value: {after:?}");
     let after_admin = p.verify_dead(&target, &handle, None).await;
@@ -213,7 +220,8 @@ pub async fn mint_test_and_cleanup_orphans(p: &dyn Provider, f: &dyn Fixture, ki
     // Nonces look like the engine's: `<run-id>/<credential>`, the run id starting with its time.
     let nonce = format!("{}-conformance/{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), uuid::Uuid::new_v4().simple());
     // The process "died" after this mint: nothing stored it.
-    let orphan = p.mint(&target, &old, &nonce).await.unwrap_or_else(|e| panic!("{kind}: mint: {e}"));
+    let current = known(&old_value, &old);
+    let orphan = p.mint_from(&target, &old, Some(&current), &nonce).await.unwrap_or_else(|e| panic!("{kind}: mint: {e}"));
     assert_ne!(orphan.delivered.value.expose_secret(), old_value.expose_secret(), "{kind}: mint returned the old value");
     let n = p.cleanup_minted(&target, &old, &nonce, None).await.unwrap_or_else(|e| panic!("{kind}: cleanup_minted: {e}"));
     assert_eq!(n, 1, "{kind}: cleanup_minted should retire exactly the orphan");
@@ -223,7 +231,7 @@ pub async fn mint_test_and_cleanup_orphans(p: &dyn Provider, f: &dyn Fixture, ki
     assert!(matches!(v, Verdict::Alive(_)), "{kind}: orphan cleanup disturbed the old secret: {v:?}");
 
     // The resumed mint: kept, tested, and spared by cleanup.
-    let kept = p.mint(&target, &old, &nonce).await.unwrap_or_else(|e| panic!("{kind}: mint: {e}"));
+    let kept = p.mint_from(&target, &old, Some(&current), &nonce).await.unwrap_or_else(|e| panic!("{kind}: mint: {e}"));
     let t = p.test(&target, &kept.delivered, &kept.handle).await;
     assert!(matches!(t, Verdict::Alive(_)), "{kind}: a freshly minted secret must test Alive: {t:?}");
     let n = p.cleanup_minted(&target, &old, &nonce, Some(&kept.handle)).await.unwrap();
@@ -232,10 +240,10 @@ pub async fn mint_test_and_cleanup_orphans(p: &dyn Provider, f: &dyn Fixture, ki
     assert!(matches!(t, Verdict::Alive(_)), "{kind}: cleanup retired the kept secret: {t:?}");
     let v = p.verify_dead(&target, &old, Some(&old_value)).await;
     assert!(matches!(v, Verdict::Alive(_)), "{kind}: minting disturbed the old secret: {v:?}");
-    p.retire(&target, &kept.handle).await.unwrap();
+    p.retire_with(&target, &kept.handle, Some(&kept.delivered)).await.unwrap();
     // Clean-up only: a system may refuse to retire the last secret of an
     // account (Okta keeps an app's only active client secret).
-    let _ = p.retire(&target, &old).await;
+    let _ = p.retire_with(&target, &old, Some(&current)).await;
 }
 
 /// A generated secret: `new_fields` picks the account (the same one, or the
@@ -257,7 +265,7 @@ pub async fn apply_test_and_prove_old_dead(p: &dyn Provider, f: &dyn Fixture, ki
         // Alternating users: the old account stays valid until it is retired.
         let v = p.verify_dead(&target, &old, Some(&old_value)).await;
         assert!(matches!(v, Verdict::Alive(_)), "{kind}: the other account should still work before retire: {v:?}");
-        p.retire(&target, &old).await.unwrap_or_else(|e| panic!("{kind}: retire: {e}"));
+        p.retire_with(&target, &old, Some(&known(&old_value, &old))).await.unwrap_or_else(|e| panic!("{kind}: retire: {e}"));
     }
     let v = p.verify_dead(&target, &old, Some(&old_value)).await;
     assert!(is_dead(&v), "{kind}: the old secret is not proven dead: {v:?}");

@@ -52,6 +52,8 @@ pub struct CheckCx<'a> {
     /// The credential's id.
     pub id: &'a str,
     pub action: Action,
+    /// The entry has `manual:` steps (a person re-issues the secret).
+    pub manual: bool,
 }
 
 /// What a provider's rules for one credential may look at (see

@@ -119,6 +119,22 @@ pub trait Provider: Send + Sync {
     /// the secret being replaced, whose settings the new one copies.
     async fn mint(&self, target: &Target, old: &Handle, nonce: &str) -> Result<Minted, ProviderError>;
 
+    /// `mint`, given the primary store's current value (`current`: the secret
+    /// in service and the fields stored beside it), for systems that mint a
+    /// replacement from something held there, such as an OAuth refresh token
+    /// (Slack's token rotation). Default: [`Provider::mint`].
+    async fn mint_from(&self, target: &Target, old: &Handle, _current: Option<&Delivered>, nonce: &str) -> Result<Minted, ProviderError> {
+        self.mint(target, old, nonce).await
+    }
+
+    /// Whether minting a replacement spends what the secret in service needs
+    /// to be replaced again (a single-use refresh token). A minted pending
+    /// value another run left is then the only way forward: it is adopted
+    /// when it tests alive and kept otherwise, never withdrawn. Default: false.
+    fn mint_spends_old(&self, _target: &Target) -> bool {
+        false
+    }
+
     /// Retire every secret minted with `nonce` that is not `keep` (orphans of a
     /// crash between mint and store); never `old`, the secret in service.
     /// Returns how many were retired.
@@ -174,18 +190,21 @@ pub trait Provider: Send + Sync {
     /// Revoke / delete / disable the secret named by `old`. Already gone is success.
     async fn retire(&self, target: &Target, old: &Handle) -> Result<(), ProviderError>;
 
-    /// Whether retiring `target`'s secret needs its value: systems that revoke
-    /// a token only when presented with it (Smartsheet's `DELETE /token`,
-    /// OAuth 2.0 token revocation, RFC 7009). The engine then reads the old
-    /// value from the store, whatever `verify.probe_old` says.
-    fn retire_needs_value(&self, _target: &Target) -> bool {
-        false
+    /// `retire`, given the secret's value (and the fields stored beside it)
+    /// where keysweep holds it: the store's version of the old secret, a
+    /// pending value being withdrawn, a secret just minted. For systems that
+    /// revoke a secret only when it is presented (Slack's `auth.revoke`,
+    /// GitHub's token revocation). The engine always calls this; the default
+    /// ignores `known` and calls [`Provider::retire`].
+    async fn retire_with(&self, target: &Target, old: &Handle, _known: Option<&Delivered>) -> Result<(), ProviderError> {
+        self.retire(target, old).await
     }
 
-    /// [`Provider::retire`], given the old secret's value where a store still
-    /// holds it (only read when [`Provider::retire_needs_value`]).
-    async fn retire_with(&self, target: &Target, old: &Handle, _old_value: Option<&SecretString>) -> Result<(), ProviderError> {
-        self.retire(target, old).await
+    /// Whether retiring a secret of `target` needs its value (`retire_with`):
+    /// only then does the engine read the old value from the store for it,
+    /// so other systems see no extra store read. Default: false.
+    fn retire_needs_value(&self, _target: &Target) -> bool {
+        false
     }
 
     /// Prove the secret named by `old` dead; `old_value` is its value when a

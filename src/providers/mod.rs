@@ -12,6 +12,7 @@ pub mod mysql;
 pub mod okta;
 pub mod postgres;
 pub mod redis;
+pub mod slack;
 pub mod vault;
 
 crate::register_adapters! {
@@ -69,6 +70,13 @@ crate::register_adapters! {
     "http" => Http(declarative::config::HttpProviderConfig) {
         /// A token of a vendor described by an `http` recipe, known by its id, its name, or the account it acts as.
         "http_token" => HttpToken(declarative::config::TokenKind),
+    },
+    /// A Slack workspace: bot and user tokens (revoked by presenting them, re-issued by a person) and the access tokens of apps with token rotation on (refreshed).
+    "slack" => Slack(slack::config::SlackProviderConfig) {
+        /// A bot or user token that does not rotate, known by the member it acts as.
+        "slack_token" => SlackToken(slack::config::TokenKind),
+        /// The access token of an app with token rotation on, refreshed with its single-use refresh token.
+        "slack_rotating_token" => SlackRotatingToken(slack::config::RotatingTokenKind),
     },
     /// An in-process system and store, with injected faults (tests, demos, benchmarks).
     "memory" => Memory(memory::config::MemoryProviderConfig) { "memory_token" => MemoryToken(memory::config::TokenKind), "memory_password" => MemoryPassword(memory::config::PasswordKind) },

@@ -690,9 +690,9 @@ impl Provider for HttpProvider {
         self.cfg.retire_needs_value()
     }
 
-    async fn retire_with(&self, target: &Target, old: &Handle, old_value: Option<&SecretString>) -> Result<(), ProviderError> {
+    async fn retire_with(&self, target: &Target, old: &Handle, known: Option<&Delivered>) -> Result<(), ProviderError> {
         let t = target_of(target, "http.retire")?;
-        self.revoke(t, old, old_value).await
+        self.revoke(t, old, known.map(|d| &d.value)).await
     }
 
     async fn verify_dead(&self, target: &Target, old: &Handle, old_value: Option<&SecretString>) -> Verdict {
