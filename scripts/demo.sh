@@ -61,21 +61,31 @@ if [[ "${1:-}" == "--incident" ]]; then
   echo "==> starting the vendor simulators (sims/) and a local AWS (moto, authentication on)"
   OKTA="$(start_sim okta)"
   ATLASSIAN="$(start_sim atlassian)"
+  SLACK="$(start_sim slack)"
+  SMARTSHEET="$(start_sim smartsheet)"
+  MOVEWORKS="$(start_sim moveworks)"
   MOTO_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
   if [[ -f "$STACK/moto.pid" ]]; then kill "$(cat "$STACK/moto.pid")" 2>/dev/null || true; fi
   MOTO_IAM_LOAD_MANAGED_POLICIES=true "$KEYSWEEP_MOTO_BIN" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
   echo $! >"$STACK/moto.pid"
   MOTO="http://127.0.0.1:$MOTO_PORT"
   for _ in $(seq 300); do curl -fsS -o /dev/null "$MOTO/moto-api/" 2>/dev/null && break; sleep 0.1; done
-  python3 scripts/seed_incident.py --okta "$OKTA" --vault "$VAULT_ADDR" --moto "$MOTO" --atlassian "$ATLASSIAN" --env "$WORK/env"
+  python3 scripts/seed_incident.py --okta "$OKTA" --vault "$VAULT_ADDR" --moto "$MOTO" --atlassian "$ATLASSIAN" \
+    --slack "$SLACK" --smartsheet "$SMARTSHEET" --moveworks "$MOVEWORKS" --env "$WORK/env"
   # shellcheck disable=SC1091
   source "$WORK/env"
   PB="$WORK/incident.yaml"
   # The local OpenBao dev server's root token is the demo's own Vault login: not part of the incident.
-  IGNORE='discovery: { ignore: [{ provider: vault, kind: vault_token, id: "*", reason: "the demo OpenBao root token (keysweep login)" }] }'
+  # keysweep's own admin logins are not part of the incident.
+  IGNORE="discovery: { ignore: [
+    { provider: vault, kind: vault_token, id: \"*\", reason: \"the demo OpenBao root token (keysweep login)\" },
+    { provider: aws, kind: aws_iam_access_key, id: \"$AWS_ACCESS_KEY_ID\", reason: \"keysweep's AWS login (from the credential chain)\" },
+    { provider: slack, id: \"$SLACK_KEYSWEEP_USER\", reason: \"keysweep's Slack login (an admin's user token)\" },
+    { provider: smartsheet, id: \"admin@acme.example\", reason: \"keysweep's Smartsheet admin login account\" },
+    { provider: moveworks, id: \"$MOVEWORKS_KEYSWEEP_TOKEN_ID\", reason: \"keysweep's Moveworks-style admin token (its login)\" } ] }"
   printf 'version: 1\ninclude: [%s]\n%s\n' "$ROOT/playbooks/incident-okta.yaml" "$IGNORE" >"$PB"
 
-  echo "==> keysweep discover   (what does Okta hold that the playbook misses?)"
+  echo "==> keysweep discover   (what do the systems hold that the playbook misses?)"
   set +e
   "$KS" discover "$PB" --emit "$WORK/discovered.yaml"
   echo "==> discover exit status $? (1: unlisted credentials found)"
@@ -90,6 +100,9 @@ if [[ "${1:-}" == "--incident" ]]; then
   "$KS" run "$PB"
   echo "==> exit status $? (1: gaps — the API tokens await a human)"
   set -e
+  echo "==> a person generates a new Smartsheet access token for the Okta sync and gives it to keysweep supply"
+  curl -fsS -X POST -H 'Content-Type: application/json' -d '{"user":"svc-smartsheet@acme.example","name":"okta-sync"}' "$SMARTSHEET/_sim/issue_token" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])' | "$KS" supply "$PB" smartsheet/okta-sync
   for pair in "okta/moveworks:svc-moveworks@acme.example:moveworks" "okta/smartsheet-sync:svc-smartsheet@acme.example:smartsheet-sync" \
               "okta/keysweep:keysweep@acme.example:keysweep"; do
     IFS=: read -r id user name <<<"$pair"
@@ -109,7 +122,7 @@ if [[ "${1:-}" == "--incident" ]]; then
   code=$?
   set -e
   echo "==> exit status $code (0: every credential rotated or revoked and proven dead)"
-  echo "==> the systems' own state (independent of keysweep): curl $OKTA/_sim/state, $ATLASSIAN/_sim/state; stop with: scripts/stack.sh down"
+  echo "==> the systems' own state (independent of keysweep): curl <sim>/_sim/state for $OKTA $ATLASSIAN $SLACK $SMARTSHEET $MOVEWORKS; stop with: scripts/stack.sh down"
   exit $code
 fi
 

@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
 """Seeds the Cloudflare-shaped incident demo (playbooks/incident-okta.yaml):
-an Okta org in the Okta simulator and the Vault KV entries consumers read.
+the vendor simulators (Okta, Atlassian, Slack, Smartsheet, Moveworks-style),
+a fresh moto (AWS) and the Vault KV entries consumers read.
 
-Listed in the playbook: Okta API tokens of two integration service accounts
-(no API re-issues them: a person does), a service app's client secret, and a
-shared secret in Vault. Not listed — the "assumed unused" ones the Cloudflare
-responders missed: four API tokens of the same accounts, last used weeks ago
-(inside Okta's 30-day window, so still live). `keysweep discover` finds them.
+Listed in the playbook: Okta API tokens of integration service accounts and
+keysweep's own (no API re-issues them: a person does), an Okta service app's
+client secret, an Atlassian admin service account's OAuth credential, a Slack
+bot token, a Smartsheet token, a Moveworks-style service token, an IAM key
+and a shared secret in Vault. Not listed — the four "assumed unused" ones,
+shaped like the four Cloudflare's responders missed (one service token and
+three service accounts' credentials), each last used weeks ago and still
+live: the HR bot's Moveworks-style service token, two Okta API tokens of
+integration service accounts, and an Atlassian API token of the Smartsheet
+service user (an org admin). `keysweep discover` finds them.
 
-  seed_incident.py --okta URL --vault URL --env FILE
+  seed_incident.py --okta URL --atlassian URL --slack URL --smartsheet URL
+                   --moveworks URL --vault URL --moto URL --env FILE
 writes the environment the playbook needs to FILE (mode 0600) and prints
-nothing secret. keysweep's own Okta login goes to Vault (okta/keysweep).
+nothing secret. keysweep's own Okta and Slack logins go to Vault.
 """
 import argparse
 import json
@@ -78,6 +85,9 @@ def main():
     ap.add_argument("--vault", required=True)
     ap.add_argument("--moto", required=True, help="a fresh moto_server (authentication still off)")
     ap.add_argument("--atlassian", required=True)
+    ap.add_argument("--slack", required=True)
+    ap.add_argument("--smartsheet", required=True)
+    ap.add_argument("--moveworks", required=True)
     ap.add_argument("--vault-token", default="root")
     ap.add_argument("--env", required=True)
     a = ap.parse_args()
@@ -94,7 +104,6 @@ def main():
         {"user": "svc-moveworks@acme.example", "name": "moveworks", "created": ago(days=200), "last_used": ago(hours=1)},
         {"user": "svc-smartsheet@acme.example", "name": "smartsheet-sync", "created": ago(days=400), "last_used": ago(hours=3)},
         # Not listed, "assumed unused": still live (used within Okta's 30 days).
-        {"user": "svc-moveworks@acme.example", "name": "moveworks-legacy", "created": ago(days=500), "last_used": ago(days=19)},
         {"user": "svc-smartsheet@acme.example", "name": "smartsheet-2022", "created": ago(days=700), "last_used": ago(days=23)},
         {"user": "svc-workflows@acme.example", "name": "workflows-poc", "created": ago(days=60), "last_used": ago(days=17)},
     ]
@@ -124,6 +133,33 @@ def main():
     sa = next(x for x in atl["service_accounts"] if x["name"] == "smartsheet-integration")
     cred = sa["credentials"][0]
     kv("atlassian/smartsheet-integration", {"value": cred["client_secret"], "client_id": cred["client_id"]})
+    # Slack: keysweep's login (an admin's user token) and the PagerDuty app's
+    # bot token, which sat where the attacker could read it.
+    sl = call(a.slack + "/_sim/seed", {
+        "team": "acme",
+        "users": [{"name": "keysweep", "admin": True}],
+        "apps": [{"name": "pagerduty", "installed_by": "keysweep"}],
+    })
+    pd = next(x for x in sl["apps"] if x["name"] == "pagerduty")
+    kv("slack/keysweep", {"value": sl["users"][0]["token"]})
+    kv("slack/pagerduty-bot", {"value": pd["token"]})
+    # Smartsheet (an `http` recipe): keysweep's admin account and the Okta
+    # sync's service account, each with a token; a person re-issues it.
+    ss = call(a.smartsheet + "/_sim/seed", {
+        "users": [{"email": "admin@acme.example", "admin": True}, {"email": "svc-smartsheet@acme.example"}],
+        "tokens": [{"user": "admin@acme.example", "name": "keysweep"}, {"user": "svc-smartsheet@acme.example", "name": "okta-sync"}],
+    })
+    kv("smartsheet/okta-sync", {"value": ss["tokens"][1]["value"]})
+    # Moveworks-style service tokens (an `http` recipe): keysweep's admin
+    # token, the listed ITSM connector, and the HR bot's token nobody listed:
+    # "assumed unused", last used 40 days ago, still live.
+    mw = call(a.moveworks + "/_sim/seed", {
+        "principals": [{"id": "keysweep-admin", "role": "admin"}, {"id": "svc_itsm"}, {"id": "svc_hr"}],
+        "tokens": [{"principal": "keysweep-admin", "name": "keysweep"},
+                   {"principal": "svc_itsm", "name": "itsm-connector"},
+                   {"principal": "svc_hr", "name": "hr-bot", "created_at": ago(days=400), "last_used_at": ago(days=40)}],
+    })
+    kv("moveworks/itsm-connector", {"value": mw["tokens"][1]["value"], "token_id": mw["tokens"][1]["id"]})
     kv("aws/ci-deployer", {"secret_access_key": ci_secret, "access_key_id": ci_id})
 
     fd = os.open(a.env, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -140,7 +176,16 @@ def main():
         f.write(f"export ATLASSIAN_ADMIN_KEY={atl['admin_api_key']}\n")
         f.write(f"export ATLASSIAN_SMARTSHEET_SA_ID={sa['id']}\n")
         f.write(f"export ATLASSIAN_SMARTSHEET_SA_ACCOUNT={sa['account_id']}\n")
-    print(f"seeded Okta ({len(tokens)} API tokens, {len(apps)} service app), Atlassian (a service account, an API token), AWS IAM (2 users) and 7 Vault entries")
+        f.write(f"export SLACK_API_URL={a.slack}\n")
+        f.write(f"export SLACK_PAGERDUTY_BOT_USER={pd['bot_user_id']}\n")
+        f.write(f"export SLACK_KEYSWEEP_USER={sl['users'][0]['id']}\n")
+        f.write(f"export SLACK_PAGERDUTY_APP={pd['app_id']}\n")
+        f.write(f"export SMARTSHEET_URL={a.smartsheet}/2.0\n")
+        f.write(f"export SMARTSHEET_ADMIN_TOKEN={ss['tokens'][0]['value']}\n")
+        f.write(f"export MOVEWORKS_URL={a.moveworks}\n")
+        f.write(f"export MOVEWORKS_ADMIN_TOKEN={mw['tokens'][0]['value']}\n")
+        f.write(f"export MOVEWORKS_KEYSWEEP_TOKEN_ID={mw['tokens'][0]['id']}\n")
+    print(f"seeded Okta ({len(tokens)} API tokens, {len(apps)} service app), Atlassian (a service account, an API token), Slack (a bot), Smartsheet (2 tokens), Moveworks-style (3 tokens), AWS IAM (2 users) and 11 Vault entries")
 
 
 if __name__ == "__main__":

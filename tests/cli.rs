@@ -24,6 +24,13 @@ fn example_env(c: &mut std::process::Command) -> &mut std::process::Command {
         .env("ATLASSIAN_ADMIN_KEY", "x")
         .env("ATLASSIAN_URL", "https://acme.atlassian.net")
         .env("ATLASSIAN_SMARTSHEET_SA_ID", "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6")
+        .env("SLACK_API_URL", "https://slack.com")
+        .env("SLACK_PAGERDUTY_BOT_USER", "U0PAGERDTY")
+        .env("SLACK_PAGERDUTY_APP", "A0PAGERDTY")
+        .env("SMARTSHEET_URL", "https://api.smartsheet.com/2.0")
+        .env("SMARTSHEET_ADMIN_TOKEN", "x")
+        .env("MOVEWORKS_URL", "https://api.moveworks.example")
+        .env("MOVEWORKS_ADMIN_TOKEN", "x")
         .env("VAULT_ADDR", "http://127.0.0.1:1")
         .env("VAULT_TOKEN", "unused")
 }

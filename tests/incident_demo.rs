@@ -54,7 +54,7 @@ fn the_incident_demo_revokes_the_assumed_unused_and_ends_with_exit_0() {
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("discover exit status 1"), "discover reports the unlisted tokens: {text}");
-    assert!(text.contains("4 awaiting a human"), "{text}");
+    assert!(text.contains("5 awaiting a human"), "{text}");
     assert!(text.contains("no gaps"), "{text}");
 
     // Okta's own view.
@@ -63,7 +63,7 @@ fn the_incident_demo_revokes_the_assumed_unused_and_ends_with_exit_0() {
     for t in okta["tokens"].as_array().unwrap() {
         by_name.entry(t["name"].as_str().unwrap().to_string()).or_default().push(t);
     }
-    for unused in ["moveworks-legacy", "smartsheet-2022", "workflows-poc"] {
+    for unused in ["smartsheet-2022", "workflows-poc"] {
         let ts = &by_name[unused];
         assert!(ts.iter().all(|t| t["revoked"] == true), "the assumed-unused `{unused}` is revoked in Okta: {ts:?}");
     }
@@ -88,4 +88,29 @@ fn the_incident_demo_revokes_the_assumed_unused_and_ends_with_exit_0() {
     assert_eq!(live.len(), 1, "{clients:?}");
     assert_eq!(live[0]["name"], "smartsheet-2026-12", "the credential a person made is the one in service");
     assert_eq!(atl["bulk_revoke_calls"], serde_json::json!([]));
+
+    // The Moveworks-style service token nobody listed (the first of the
+    // four) is revoked; the ITSM connector's old token is revoked and one
+    // live token of its principal serves; keysweep's own is untouched.
+    let mw = get(&format!("{}/_sim/state", sim_url(&work, "moveworks")));
+    let tokens = mw["tokens"].as_array().unwrap();
+    let of = |name: &str| tokens.iter().filter(|t| t["name"] == name).collect::<Vec<_>>();
+    assert!(of("hr-bot").iter().all(|t| t["status"] == "revoked"), "{tokens:?}");
+    let itsm = of("itsm-connector");
+    assert_eq!(itsm.iter().filter(|t| t["status"] == "active").count(), 1, "{itsm:?}");
+    assert!(itsm.iter().any(|t| t["status"] == "revoked"), "{itsm:?}");
+    assert!(of("keysweep").iter().all(|t| t["status"] == "active"));
+
+    // Smartsheet: the old okta-sync token revoked, the one a person made in service.
+    let ss = get(&format!("{}/_sim/state", sim_url(&work, "smartsheet")));
+    let sync: Vec<&Value> = ss["tokens"].as_array().unwrap().iter().filter(|t| t["name"] == "okta-sync").collect();
+    assert_eq!(sync.iter().filter(|t| t["valid"] == true).count(), 1, "{sync:?}");
+    assert_eq!(sync.iter().filter(|t| t["revoked"] == true).count(), 1, "{sync:?}");
+
+    // Slack: the PagerDuty bot's token revoked by auth.revoke; keysweep's login live.
+    let sl = get(&format!("{}/_sim/state", sim_url(&work, "slack")));
+    for t in sl["tokens"].as_array().unwrap() {
+        let bot = t["kind"] == "bot";
+        assert_eq!(t["revoked"], bot, "the bot token revoked, keysweep's user token not: {t}");
+    }
 }

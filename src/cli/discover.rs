@@ -91,11 +91,12 @@ pub async fn run(a: Args, state_dir: &Path) -> Result<i32> {
         match discover::emit::draft(&pb, &report) {
             Some(text) if path.as_os_str() == "-" => print!("{text}"),
             Some(text) => {
-                std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+                // keysweep's own logins are left as comments, not drafted.
+                let n = text.lines().filter(|l| l.starts_with("  - id: ")).count();
                 eprintln!(
-                    "keysweep: wrote {} draft entr{} to {}; fill in every owner, then add it to the playbook's include:",
-                    report.totals.unlisted,
-                    if report.totals.unlisted == 1 { "y" } else { "ies" },
+                    "keysweep: wrote {n} draft entr{} to {}; fill in every owner, then add it to the playbook's include:",
+                    if n == 1 { "y" } else { "ies" },
                     path.display()
                 );
             }
