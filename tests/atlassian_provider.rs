@@ -11,8 +11,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -481,20 +479,6 @@ fn client_state(s: &Sim, id: &str) -> Value {
     s.state()["oauth_clients"].as_array().unwrap().iter().find(|c| c["client_id"] == id).cloned().unwrap_or(Value::Null)
 }
 
-fn supply(ks: &dyn Fn() -> std::process::Command, pb: &std::path::Path, id: &str, value: &str, fields: &[&str]) {
-    let mut args = vec!["supply".to_string(), pb.to_str().unwrap().to_string(), id.to_string()];
-    for f in fields {
-        args.push("--field".into());
-        args.push(f.to_string());
-    }
-    let mut child = ks().args(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(format!("{value}\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(!text.contains(value), "supply echoed the value");
-}
-
 fn run(ks: &dyn Fn() -> std::process::Command, pb: &std::path::Path) -> (Option<i32>, String) {
     let out = ks().args(["run", pb.to_str().unwrap()]).output().unwrap();
     (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
@@ -580,7 +564,7 @@ fn an_admin_service_accounts_credential_is_reissued_by_a_person_and_the_old_clie
     // A person creates the credential on the wrong service account and supplies it: refused, nothing deleted.
     let (wrong_cid, wrong_secret) = issue_credential(&s, org.sa("reporting")["account_id"].as_str().unwrap(), "oops");
     secrets.push(wrong_secret.clone());
-    supply(&ks, &pb, "atlassian/smartsheet-sa", &wrong_secret, &[&format!("client_id={wrong_cid}")]);
+    common::supply(ks(), &pb, "atlassian/smartsheet-sa", &wrong_secret, &[&format!("client_id={wrong_cid}")]);
     let (code, text) = run(&ks, &pb);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("not a credential of service account"), "{text}");
@@ -589,7 +573,7 @@ fn an_admin_service_accounts_credential_is_reissued_by_a_person_and_the_old_clie
     // The person creates it on the right service account and supplies it with its client id.
     let (new_cid, new_secret) = issue_credential(&s, &sa_acct, "smartsheet-2026-12");
     secrets.push(new_secret.clone());
-    supply(&ks, &pb, "atlassian/smartsheet-sa", &new_secret, &[&format!("client_id={new_cid}")]);
+    common::supply(ks(), &pb, "atlassian/smartsheet-sa", &new_secret, &[&format!("client_id={new_cid}")]);
     assert_eq!(b.kv_get(&path).unwrap()["value"], old_secret, "supply stages; consumers still read the old value");
     let (code, text) = run(&ks, &pb);
     assert_eq!(code, Some(0), "{text}");
@@ -671,7 +655,7 @@ fn an_api_token_is_reissued_by_a_person_then_revoked_and_proven_dead_end_to_end(
 
     // A token of another (admin) account supplied by mistake: refused, nothing revoked.
     let (_wid, wrong) = issue_token(&s, org.user("someone-else@acme.example")["account_id"].as_str().unwrap(), "smartsheet");
-    supply(&ks, &pb, "atlassian/smartsheet-token", &wrong, &[]);
+    common::supply(ks(), &pb, "atlassian/smartsheet-token", &wrong, &[]);
     let (code, text) = run(&ks, &pb);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("does not accept it as svc-smartsheet@acme.example"), "{text}");
@@ -679,7 +663,7 @@ fn an_api_token_is_reissued_by_a_person_then_revoked_and_proven_dead_end_to_end(
 
     // The person re-issues it as the right account and supplies it.
     let (new_id, new_value) = issue_token(&s, &acct, "smartsheet");
-    supply(&ks, &pb, "atlassian/smartsheet-token", &new_value, &[]);
+    common::supply(ks(), &pb, "atlassian/smartsheet-token", &new_value, &[]);
     let (code, text) = run(&ks, &pb);
     assert_eq!(code, Some(0), "{text}");
     let old = token_state(&s, &old_id);

@@ -10,9 +10,7 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -561,16 +559,6 @@ fn every_recipe_validates_and_plans_through_the_binary() {
     assert!(schema.contains("http_token") && schema.contains("WAF"), "the schema describes the http kind and its rules");
 }
 
-fn supply(ks: &dyn Fn() -> std::process::Command, pb: &Path, id: &str, value: &str) {
-    let mut child =
-        ks().args(["supply", pb.to_str().unwrap(), id]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(format!("{value}\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(!text.contains(value), "supply echoed the value");
-}
-
 #[test]
 fn smartsheet_and_moveworks_tokens_are_revoked_and_rotated_end_to_end_with_a_vault_store() {
     let ss = sim::start("smartsheet");
@@ -681,7 +669,7 @@ credentials:
     let issued = ss.admin("POST", "issue_token", Some(json!({ "user": ss_rot_user, "name": "integration 2" })));
     let new_value = issued["value"].as_str().unwrap().to_string();
     common::canary(&new_value);
-    supply(&ks, &pb, "ss-rotate", &new_value);
+    common::supply(ks(), &pb, "ss-rotate", &new_value, &[]);
     let out = ks().args(["run", pb.to_str().unwrap()]).output().unwrap();
     let text2 = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{text2}");

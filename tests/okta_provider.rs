@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -301,7 +299,7 @@ fn an_api_token_is_reissued_by_a_person_then_revoked_and_proven_dead_end_to_end(
     let other = s.admin("POST", "seed", Some(json!({ "users": [{ "login": "someone-else@example.com", "roles": ["SUPER_ADMIN"] }], "tokens": [{ "user": "someone-else@example.com", "name": "x" }] })));
     let wrong = other["tokens"][0]["value"].as_str().unwrap().to_string();
     common::canary(&wrong);
-    supply(&ks, &pb, &wrong);
+    common::supply(ks(), &pb, "moveworks", &wrong, &[]);
     let out = ks().args(["run", pb.to_str().unwrap()]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -312,7 +310,7 @@ fn an_api_token_is_reissued_by_a_person_then_revoked_and_proven_dead_end_to_end(
     let issued = s.admin("POST", "issue_token", Some(json!({ "user": "svc-moveworks@example.com", "name": "moveworks" })));
     let (new_id, new_value) = (issued["id"].as_str().unwrap().to_string(), issued["value"].as_str().unwrap().to_string());
     common::canary(&new_value);
-    supply(&ks, &pb, &new_value);
+    common::supply(ks(), &pb, "moveworks", &new_value, &[]);
     assert_eq!(b.kv_get(&path).unwrap()["value"], old_value, "supply stages; consumers still read the old value");
     let out = ks().args(["run", pb.to_str().unwrap()]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -328,20 +326,6 @@ fn an_api_token_is_reissued_by_a_person_then_revoked_and_proven_dead_end_to_end(
     for v in [&old_value, &new_value, &wrong, &a] {
         assert!(!text.contains(v.as_str()), "a secret value in keysweep's output");
     }
-}
-
-fn supply(ks: &dyn Fn() -> std::process::Command, pb: &std::path::Path, value: &str) {
-    supply_to(ks, pb, "moveworks", value)
-}
-
-fn supply_to(ks: &dyn Fn() -> std::process::Command, pb: &std::path::Path, id: &str, value: &str) {
-    let mut child =
-        ks().args(["supply", pb.to_str().unwrap(), id]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(format!("{value}\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(!text.contains(value), "supply echoed the value");
 }
 
 #[test]
@@ -429,7 +413,7 @@ fn keysweeps_own_api_token_reissued_in_the_same_second_is_rotated_last_and_the_s
     let issued = s.admin("POST", "issue_token", Some(json!({ "user": "keysweep-self@example.com", "name": "keysweep" })));
     let (new_id, new_value) = (issued["id"].as_str().unwrap().to_string(), issued["value"].as_str().unwrap().to_string());
     common::canary(&new_value);
-    supply_to(&ks, &pb, "okta/keysweep", &new_value);
+    common::supply(ks(), &pb, "okta/keysweep", &new_value, &[]);
     let out = ks().args(["run", pb.to_str().unwrap()]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{text}");

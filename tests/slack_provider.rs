@@ -13,8 +13,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -388,16 +386,6 @@ fn no_secret_in(text: &str, secrets: &[&str]) {
     }
 }
 
-fn supply(ks: &dyn Fn() -> std::process::Command, pb: &std::path::Path, id: &str, value: &str) {
-    let mut child =
-        ks().args(["supply", pb.to_str().unwrap(), id]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(format!("{value}\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = output(&out);
-    assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(!text.contains(value), "supply echoed the value");
-}
-
 fn kv_path(what: &str) -> String {
     format!("slack/{what}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
@@ -509,11 +497,11 @@ fn a_user_token_is_reissued_by_a_person_then_revoked_and_proven_dead_end_to_end(
 
     // Another person's token (an admin's: wider) is refused; so is the old one again.
     let other = s(&seeded.user("someone-else")["token"]);
-    supply(&ks, &pb, "moveworks-slack", &other);
+    common::supply(ks(), &pb, "moveworks-slack", &other, &[]);
     let (code, text) = run();
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("a replacement never acts as another identity"), "{text}");
-    supply(&ks, &pb, "moveworks-slack", &old);
+    common::supply(ks(), &pb, "moveworks-slack", &old, &[]);
     let (code, text) = run();
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("not a re-issued one"), "{text}");
@@ -523,7 +511,7 @@ fn a_user_token_is_reissued_by_a_person_then_revoked_and_proven_dead_end_to_end(
     let issued = sim.admin("POST", "issue_token", Some(json!({ "user": "svc-moveworks" })));
     let new = s(&issued["token"]);
     common::canary(&new);
-    supply(&ks, &pb, "moveworks-slack", &new);
+    common::supply(ks(), &pb, "moveworks-slack", &new, &[]);
     assert_eq!(b.kv_get(&path).unwrap()["value"], old, "supply stages; consumers still read the old value");
     let (code, text) = run();
     assert_eq!(code, Some(0), "{text}");
@@ -749,7 +737,7 @@ fn keysweeps_own_slack_login_is_reissued_worked_last_and_the_session_moves_end_t
     let issued = sim.admin("POST", "issue_token", Some(json!({ "user": "keysweep-admin" })));
     let new = s(&issued["token"]);
     common::canary(&new);
-    supply(&ks, &pb, "slack/keysweep", &new);
+    common::supply(ks(), &pb, "slack/keysweep", &new, &[]);
     let (code, text) = run();
     assert_eq!(code, Some(0), "{text}");
     // Slack's own view: keysweep's old token revoked (after its session moved: the run finished), the new one live.

@@ -405,3 +405,21 @@ pub fn run_resumes(mut cmd: Command, playbook: &std::path::Path, point: &str) {
     assert_eq!(out.status.code(), Some(0), "{point}: {err}\n{}", String::from_utf8_lossy(&out.stdout));
     assert!(err.contains("resuming interrupted run"), "{point}: {err}");
 }
+
+/// `keysweep supply <playbook> <id> [--field K=V]...` with `value` on standard
+/// input (as a person pipes it from a password manager): it must succeed and
+/// never echo the value.
+pub fn supply(mut cmd: Command, pb: &std::path::Path, id: &str, value: &str, fields: &[&str]) {
+    use std::io::Write;
+    use std::process::Stdio;
+    cmd.args(["supply", pb.to_str().unwrap(), id]);
+    for f in fields {
+        cmd.args(["--field", f]);
+    }
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(format!("{value}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains(value), "supply echoed the value");
+}
