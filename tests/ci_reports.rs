@@ -77,7 +77,8 @@ fn metrics(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
         })
         .map(|l| {
             let c = sample.captures(l).unwrap_or_else(|| panic!("malformed sample: {l:?}"));
-            let labels = c.get(2).map(|m| label.captures_iter(m.as_str()).map(|x| (x[1].to_string(), x[2].to_string())).collect()).unwrap_or_default();
+            let labels =
+                c.get(2).map(|m| label.captures_iter(m.as_str()).map(|x| (x[1].to_string(), x[2].to_string())).collect()).unwrap_or_default();
             (c[1].to_string(), labels, c[3].parse().unwrap())
         })
         .collect()
@@ -139,7 +140,8 @@ fn gaps_are_junit_failures_and_sarif_results_at_the_credential() {
     .unwrap();
     let state = dir.path().join("state");
     let prom = dir.path().join("m.prom");
-    let out = common::keysweep(&state).args(["run", pb.to_str().unwrap(), "--format", "junit", "--metrics-file", prom.to_str().unwrap()]).output().unwrap();
+    let out =
+        common::keysweep(&state).args(["run", pb.to_str().unwrap(), "--format", "junit", "--metrics-file", prom.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let (root, cases) = junit(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(root["failures"], "2");

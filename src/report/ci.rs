@@ -122,7 +122,8 @@ fn junit_unredacted(r: &Report) -> String {
             f.push_attribute(("type", x.outcome.name()));
             f.push_attribute(("message", msg.as_str()));
             ev(&mut w, Event::Start(f));
-            let mut body = format!("credential: {}\nprovider: {}\nkind: {}\naction: {}\noutcome: {}\n", x.id, x.provider, x.kind, x.action, x.outcome.name());
+            let mut body =
+                format!("credential: {}\nprovider: {}\nkind: {}\naction: {}\noutcome: {}\n", x.id, x.provider, x.kind, x.action, x.outcome.name());
             if let Some(s) = x.outcome.step() {
                 body.push_str(&format!("step: {}\n", s.as_str()));
             }
@@ -367,7 +368,10 @@ pub(crate) mod tests {
             e.attributes()
                 .map(|a| {
                     let a = a.unwrap();
-                    (String::from_utf8(a.key.as_ref().to_vec()).unwrap(), a.normalized_value(quick_xml::XmlVersion::Explicit1_0).unwrap().into_owned())
+                    (
+                        String::from_utf8(a.key.as_ref().to_vec()).unwrap(),
+                        a.normalized_value(quick_xml::XmlVersion::Explicit1_0).unwrap().into_owned(),
+                    )
                 })
                 .collect()
         };

@@ -105,7 +105,8 @@ mod tests {
     /// `# EOF` last and only there, every sample's family declared by `# TYPE`.
     pub(crate) fn parse(text: &str) -> Vec<Sample> {
         let name_re = regex::Regex::new(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$").unwrap();
-        let sample_re = regex::Regex::new(r#"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\})? (\S+)$"#).unwrap();
+        let sample_re =
+            regex::Regex::new(r#"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\})? (\S+)$"#).unwrap();
         let label_re = regex::Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)""#).unwrap();
         assert!(text.ends_with("# EOF\n"), "ends with # EOF and a newline");
         let lines: Vec<&str> = text.lines().collect();
@@ -126,7 +127,8 @@ mod tests {
             let c = sample_re.captures(l).unwrap_or_else(|| panic!("malformed sample line: {l:?}"));
             let name = c[1].to_string();
             assert!(typed.contains(&name), "sample before its # TYPE: {l}");
-            let labels = c.get(2).map(|m| label_re.captures_iter(m.as_str()).map(|x| (x[1].to_string(), x[2].to_string())).collect()).unwrap_or_default();
+            let labels =
+                c.get(2).map(|m| label_re.captures_iter(m.as_str()).map(|x| (x[1].to_string(), x[2].to_string())).collect()).unwrap_or_default();
             let v: f64 = c[3].parse().unwrap_or_else(|_| panic!("bad value in {l}"));
             out.push((name, labels, v));
         }
