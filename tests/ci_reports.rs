@@ -28,7 +28,10 @@ fn ok(out: &Output) -> String {
 
 /// JUnit XML read back: the `<testsuites>` attributes and, per test case, its
 /// name, classname and `failure`/`skipped`.
-fn junit(xml: &str) -> (BTreeMap<String, String>, Vec<(String, String, &'static str)>) {
+/// A test case read back: name, classname, and `passed`, `failure` or `skipped`.
+type Case = (String, String, &'static str);
+
+fn junit(xml: &str) -> (BTreeMap<String, String>, Vec<Case>) {
     let mut r = Reader::from_str(xml);
     let mut root = BTreeMap::new();
     let mut cases = vec![];
