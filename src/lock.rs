@@ -84,6 +84,30 @@ pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) -> std::io::Result
     f.flush()
 }
 
+/// Writes `path` atomically with `mode`: a new temporary file beside it
+/// (created with `mode`, never wider), synced, renamed over `path`. A reader
+/// sees the old contents or the new, never part of them.
+pub fn write_atomic(path: &Path, contents: impl AsRef<[u8]>, mode: u32) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), uuid::Uuid::new_v4().simple()));
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        // The umask may have narrowed it; set exactly `mode`.
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.write_all(contents.as_ref())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Who holds a state directory, as written into its lock file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Holder {

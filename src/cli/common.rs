@@ -64,6 +64,7 @@ pub fn row(w: &crate::plan::WorkItem, outcome: Outcome) -> Row {
         new: Default::default(),
         duration_ms: None,
         due: None,
+        defined_at: Some(crate::report::DefinedAt { file: w.cred.location.file.display().to_string(), line: w.cred.location.line }),
     }
 }
 

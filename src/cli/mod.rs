@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand.
 
 mod common;
+mod completions;
 mod discover;
 mod plan;
 mod report;
@@ -60,6 +61,12 @@ pub enum Command {
     History(report::HistoryArgs),
     /// Print the JSON Schema of the playbook format (for editors).
     Schema,
+    /// Print a shell completion script: bash, zsh, fish (also elvish, powershell).
+    Completions(completions::Args),
+    /// Print keysweep's man page (roff), generated from this command line: `keysweep man > keysweep.1`,
+    /// or every page with `--out-dir`.
+    #[command(hide = true)]
+    Man(completions::ManArgs),
 }
 
 /// Runs the command; returns the process exit code.
@@ -74,6 +81,8 @@ pub async fn main(cli: Cli) -> i32 {
         Command::Report(a) => report::run(a, &cli.state_dir),
         Command::History(a) => report::history(a, &cli.state_dir),
         Command::Schema => schema::run(),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => completions::man(a),
     };
     match r {
         Ok(code) => code,

@@ -20,7 +20,7 @@ pub struct Args {
     /// Do not contact providers (no coverage comparison, no stuck-pending check).
     #[arg(long)]
     pub offline: bool,
-    /// text (default), markdown, json, html.
+    /// text (default), markdown, json, html, junit (JUnit XML), sarif (SARIF 2.1.0).
     #[arg(long, default_value = "text")]
     pub format: render::Format,
     /// Also list every selected credential with its steps (text format).

@@ -12,7 +12,7 @@ use crate::report::{render, Report};
 pub struct Args {
     /// Run id (default: the latest run).
     pub run_id: Option<String>,
-    /// text (default), markdown, json, html.
+    /// text (default), markdown, json, html, junit (JUnit XML), sarif (SARIF 2.1.0).
     #[arg(long, default_value = "text")]
     pub format: render::Format,
 }
@@ -42,6 +42,10 @@ pub fn run(a: Args, state_dir: &Path) -> Result<i32> {
         match a.format {
             render::Format::Json => println!("{}", crate::discover::render::json(&d)),
             render::Format::Markdown => print!("{}", crate::discover::render::markdown(&d)),
+            f @ (render::Format::Junit | render::Format::Sarif) => {
+                eprintln!("keysweep: {} is a discovery; its report has no {f} form (text, markdown, json)", record.id);
+                return Ok(exit::INVALID);
+            }
             _ => print!("{}", crate::discover::render::text(&d, 0)),
         }
         return Ok(if d.clean() { exit::OK } else { exit::GAPS });

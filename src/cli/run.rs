@@ -53,12 +53,18 @@ pub struct ExecArgs {
     /// Credentials worked on at once across all providers.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
-    /// Terminal report format: text, markdown, json, html.
+    /// Report format on standard output: text, markdown, json, html, junit (JUnit XML), sarif (SARIF 2.1.0).
     #[arg(long, default_value = "text")]
     pub format: render::Format,
-    /// Only print gaps and the totals line (for cron).
+    /// Only print gaps and the totals line (for cron). A JUnit or SARIF report
+    /// is printed whole all the same: a CI reads it.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Also write the run's metrics (OpenMetrics text: credentials per outcome
+    /// and provider, gaps, duration, end time) to this file, atomically, for the
+    /// node exporter's textfile collector (name it `*.prom`).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 pub async fn run(a: RunArgs, state_dir: &Path) -> Result<i32> {
@@ -307,8 +313,12 @@ async fn execute(
         journal.finish_run(&run_id, &finished, &serde_json::to_value(&report)?).await?;
     }
     let dir = common::write_reports(state_dir, &report).context("writing the report")?;
+    if let Some(m) = &exec.metrics_file {
+        crate::report::metrics::write(m, &report).with_context(|| format!("writing the metrics file {}", m.display()))?;
+    }
     let color = std::io::stdout().is_terminal();
-    if exec.quiet && report.complete() {
+    let whole = matches!(exec.format, render::Format::Junit | render::Format::Sarif);
+    if exec.quiet && report.complete() && !whole {
         println!("{}", render::totals_line(&report.totals));
     } else {
         println!("{}", render::render(&report, exec.format, color));

@@ -82,6 +82,42 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
     Err(Diagnostics(diags))
 }
 
+/// An `${env:VAR}` reference that [`load_structure`] did not check because
+/// `VAR` is not set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unchecked {
+    pub var: String,
+    pub location: Location,
+}
+
+/// The text an unset variable stands for when only the structure is checked.
+pub const NO_ENV_PLACEHOLDER: &str = "keysweep-no-env-placeholder";
+
+/// Loads and validates the playbook's structure without needing its
+/// environment (`validate --no-env`): an unset `${env:VAR}` is not an error
+/// but an [`Unchecked`] reference, and what a value made from one would be
+/// checked for (an address's shape, an id's form) is not checked. Every other
+/// error still is one. `${store:...}` references are never read here, as in
+/// [`load`].
+pub fn load_structure(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<(Playbook, Vec<Unchecked>), Diagnostics> {
+    let mut loader = Loader::new(env);
+    loader.no_env = true;
+    loader.load_file(path.to_path_buf(), None);
+    let playbook = loader.resolve(path);
+    let unchecked = std::mem::take(&mut loader.unchecked);
+    let mut diags = loader.diags;
+    // Errors about a value an unset variable would have given are not the structure's.
+    diags.retain(|d| !d.location.as_ref().is_some_and(|l| loader.placeholder_at.contains(l)));
+    let mut unchecked: Vec<Unchecked> = unchecked.into_iter().map(|(var, location)| Unchecked { var, location }).collect();
+    unchecked.sort_by(|a, b| (&a.location.file, a.location.line, a.location.column).cmp(&(&b.location.file, b.location.line, b.location.column)));
+    unchecked.dedup();
+    if diags.is_empty() {
+        return Ok((playbook, unchecked));
+    }
+    sort_diagnostics(&mut diags);
+    Err(Diagnostics(diags))
+}
+
 fn sort_diagnostics(diags: &mut Vec<Diagnostic>) {
     diags.sort_by(|a, b| {
         let key = |d: &Diagnostic| d.location.as_ref().map(|l| (l.file.clone(), l.line, l.column));
@@ -137,6 +173,12 @@ pub(super) struct Loader<'e> {
     pub(super) total_bytes: u64,
     /// Per provider name: `allow_link_local: true` was set (taken out before deserializing).
     pub(super) allow_link_local: HashMap<String, bool>,
+    /// `validate --no-env`: an unset variable is recorded, not an error.
+    pub(super) no_env: bool,
+    /// Unset variables met in that mode, with where they are referenced.
+    pub(super) unchecked: Vec<(String, Location)>,
+    /// Locations (value and key) of nodes whose value holds a placeholder.
+    pub(super) placeholder_at: HashSet<Location>,
 }
 
 impl<'e> Loader<'e> {
@@ -152,6 +194,9 @@ impl<'e> Loader<'e> {
             ids: Vec::new(),
             total_bytes: 0,
             allow_link_local: HashMap::new(),
+            no_env: false,
+            unchecked: Vec::new(),
+            placeholder_at: HashSet::new(),
         }
     }
 
@@ -356,7 +401,10 @@ impl<'e> Loader<'e> {
             let key = key.unwrap_or_default();
             match SecretRef::parse(s) {
                 Ok(SecretRef::Env(var)) => {
-                    if (self.env)(&var).is_none() {
+                    if (self.env)(&var).is_none() && self.no_env {
+                        let at = self.at(file, path);
+                        self.unchecked.push((var, at));
+                    } else if (self.env)(&var).is_none() {
                         let d = InterpError::Missing(var).diagnostic(self.at(file, path));
                         self.sources[file].reported.insert(path.to_string());
                         self.diags.push(d);
@@ -387,7 +435,23 @@ impl<'e> Loader<'e> {
             }
             return;
         }
-        match interpolate(s, self.env) {
+        let missing = std::cell::RefCell::new(Vec::new());
+        let no_env_lookup = |k: &str| {
+            (self.env)(k).or_else(|| {
+                missing.borrow_mut().push(k.to_string());
+                Some(NO_ENV_PLACEHOLDER.to_string())
+            })
+        };
+        let env: &dyn Fn(&str) -> Option<String> = if self.no_env { &no_env_lookup } else { self.env };
+        let result = interpolate(s, env);
+        let missing = missing.into_inner();
+        if !missing.is_empty() {
+            let (at, key_at) = (self.at(file, path), self.at_key(file, path));
+            self.placeholder_at.insert(at.clone());
+            self.placeholder_at.insert(key_at);
+            self.unchecked.extend(missing.into_iter().map(|v| (v, at.clone())));
+        }
+        match result {
             Ok(out) => *s = out,
             Err(errors) => {
                 let at = self.at(file, path);

@@ -15,10 +15,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use loader::load;
+pub use loader::{load_structure, Unchecked, NO_ENV_PLACEHOLDER};
 use model::{Action, Delivery, ProviderConfig, Target};
 
 /// A place in a playbook file (1-based line and column).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Location {
     pub file: PathBuf,
     pub line: usize,

@@ -2,6 +2,8 @@
 //! totals that add up, in JSON (stable, documented shape), Markdown (for an
 //! incident ticket) and a terminal summary.
 
+pub mod ci;
+pub mod metrics;
 pub mod render;
 
 use std::collections::BTreeMap;
@@ -35,6 +37,24 @@ pub struct Row {
     /// In a hygiene run (`run --due`): why it was due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due: Option<String>,
+    /// Where the playbook defines it (SARIF points there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defined_at: Option<DefinedAt>,
+}
+
+/// A credential's place in the playbook: the file (as the loader read it) and
+/// the 1-based line of its entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefinedAt {
+    pub file: String,
+    pub line: usize,
+}
+
+impl Row {
+    /// A gap: selected and not rotated/revoked, in a real run (a dry run has none).
+    pub fn is_gap(&self, mode: &str) -> bool {
+        mode != "dry_run" && self.selected && !self.outcome.is_verified()
+    }
 }
 
 /// Counts per outcome; `total` equals their sum, always.
@@ -149,6 +169,9 @@ impl Changes {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
 }
+
+/// Every outcome's name, in the report's order.
+pub const SECTION_OUTCOMES: [&str; 6] = ["rotated", "revoked", "unverified", "failed", "skipped", "awaiting_human"];
 
 pub const REPORT_SCHEMA: &str = "keysweep.report/v1";
 

@@ -21,6 +21,10 @@ pub enum Format {
     Markdown,
     Text,
     Html,
+    /// JUnit XML, for a CI's test view.
+    Junit,
+    /// SARIF 2.1.0, for code scanning.
+    Sarif,
 }
 
 impl Format {
@@ -30,6 +34,8 @@ impl Format {
             Format::Markdown => "markdown",
             Format::Text => "text",
             Format::Html => "html",
+            Format::Junit => "junit",
+            Format::Sarif => "sarif",
         }
     }
 }
@@ -48,7 +54,9 @@ impl FromStr for Format {
             "markdown" | "md" => Ok(Format::Markdown),
             "text" | "txt" => Ok(Format::Text),
             "html" => Ok(Format::Html),
-            _ => Err(format!("unknown report format `{}`; accepted: text (or txt), markdown (or md), json, html", s.escape_debug())),
+            "junit" | "junit-xml" => Ok(Format::Junit),
+            "sarif" => Ok(Format::Sarif),
+            _ => Err(format!("unknown report format `{}`; accepted: text (or txt), markdown (or md), json, html, junit, sarif", s.escape_debug())),
         }
     }
 }
@@ -61,6 +69,8 @@ pub fn render(r: &Report, f: Format, color: bool) -> String {
         Format::Markdown => markdown(r),
         Format::Text => text(r, color),
         Format::Html => html(r),
+        Format::Junit => super::ci::junit(r),
+        Format::Sarif => super::ci::sarif(r),
     }
 }
 
@@ -527,6 +537,7 @@ mod tests {
             new: Default::default(),
             duration_ms: Some(5),
             due: None,
+            defined_at: None,
         }
     }
 
@@ -726,7 +737,7 @@ mod tests {
         let mut r = sample();
         r.rows[3].outcome = Outcome::Failed { step: Step::Test, reason: format!("HTTP 500 echo: {v}") };
         r.warnings.push(format!("pending holds {v}"));
-        for f in [Format::Text, Format::Markdown, Format::Json, Format::Html] {
+        for f in [Format::Text, Format::Markdown, Format::Json, Format::Html, Format::Junit, Format::Sarif] {
             let out = render(&r, f, false);
             assert!(!out.contains("rep0rt"), "{f}: {out}");
             assert!(out.contains("[REDACTED]"), "{f}: {out}");
@@ -742,8 +753,8 @@ mod tests {
         assert_eq!("TXT".parse::<Format>(), Ok(Format::Text));
         assert_eq!("html".parse::<Format>(), Ok(Format::Html));
         let e = "pdf".parse::<Format>().unwrap_err();
-        assert!(e.contains("`pdf`") && e.contains("text (or txt), markdown (or md), json, html"), "{e}");
-        for f in [Format::Json, Format::Markdown, Format::Text, Format::Html] {
+        assert!(e.contains("`pdf`") && e.contains("text (or txt), markdown (or md), json, html, junit, sarif"), "{e}");
+        for f in [Format::Json, Format::Markdown, Format::Text, Format::Html, Format::Junit, Format::Sarif] {
             assert_eq!(f.to_string().parse::<Format>(), Ok(f));
         }
         let r = sample();
