@@ -111,7 +111,7 @@ fn a_run_writes_junit_and_metrics_and_report_renders_sarif() {
     assert!(sum("keysweep_last_run_timestamp_seconds") > 1.7e9);
     assert!(sum("keysweep_run_duration_seconds") >= 0.0);
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&prom).unwrap().permissions().mode() & 0o777, 0o640);
+    assert_eq!(std::fs::metadata(&prom).unwrap().permissions().mode() & 0o777, 0o600);
 
     let out = bare(&state).args(["report", "--format", "sarif"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();

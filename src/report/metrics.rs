@@ -77,10 +77,11 @@ pub fn openmetrics(r: &Report, now: chrono::DateTime<chrono::Utc>) -> String {
     crate::secret::redact(&s)
 }
 
-/// Mode of the metrics file: owner read-write, group read. It holds counts and
-/// provider names only; the node exporter reads it as its own user, through
-/// the group of the textfile directory (see the README).
-pub const METRICS_FILE_MODE: u32 = 0o640;
+/// Mode of the metrics file: owner-only, like every file keysweep writes
+/// (counts and names are not secrets, but the rule has no exceptions). A
+/// collector running as another user is given a copy by the job (see the
+/// README), which is that operator's explicit choice.
+pub const METRICS_FILE_MODE: u32 = 0o600;
 
 /// Writes the metrics to `path` atomically: a temporary file in the same
 /// directory, synced, then renamed over `path` (the collector never reads a
