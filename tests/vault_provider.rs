@@ -21,6 +21,8 @@ async fn provider() -> VaultProvider {
         auth: VaultAuth::Token { token: SecretRef::Env("KS_TEST_TOKEN".into()) },
         pending_prefix: "keysweep-pending".into(),
         limits: Default::default(),
+        tls: Default::default(),
+        allow_plaintext: false,
     };
     VaultProvider::connect("bao", &cfg, &|_| Ok(SecretString::from(common::ROOT_TOKEN.to_string()))).await.unwrap()
 }
@@ -34,6 +36,8 @@ async fn down() -> VaultProvider {
         auth: VaultAuth::Token { token: SecretRef::Env("KS_TEST_TOKEN".into()) },
         pending_prefix: "keysweep-pending".into(),
         limits: keysweep::playbook::model::Limits { max_attempts: Some(1), ..Default::default() },
+        tls: Default::default(),
+        allow_plaintext: false,
     };
     VaultProvider::connect("bao", &cfg, &|_| Ok(SecretString::from(common::ROOT_TOKEN.to_string()))).await.unwrap()
 }
@@ -164,6 +168,8 @@ async fn keysweep_logs_in_with_approle() {
         auth: VaultAuth::Approle { mount: "approle".into(), role_id: SecretRef::Env("R".into()), secret_id: SecretRef::Env("S".into()) },
         pending_prefix: "keysweep-pending".into(),
         limits: Default::default(),
+        tls: Default::default(),
+        allow_plaintext: false,
     };
     let (rid, sid) = role_id_and_secret;
     let p =
@@ -201,6 +207,8 @@ async fn the_declared_rate_limit_is_never_exceeded() {
         auth: VaultAuth::Token { token: SecretRef::Env("T".into()) },
         pending_prefix: "keysweep-pending".into(),
         limits: keysweep::playbook::model::Limits { rate_per_second: Some(20), ..Default::default() },
+        tls: Default::default(),
+        allow_plaintext: false,
     };
     let p = VaultProvider::connect("bao", &cfg, &|_| Ok(SecretString::from(common::ROOT_TOKEN.to_string()))).await.unwrap();
     let start = std::time::Instant::now();
@@ -286,4 +294,115 @@ async fn use_limited_secrets_are_tested_without_spending_a_use() {
     })
     .await
     .unwrap();
+}
+
+mod tls {
+    use super::*;
+    use keysweep::providers::vault::config::VaultTls;
+    use keysweep::providers::vault::http::VaultHttp;
+
+    fn cfg(address: &str, tls: VaultTls) -> VaultProviderConfig {
+        VaultProviderConfig {
+            address: address.to_string(),
+            namespace: None,
+            auth: VaultAuth::Token { token: SecretRef::Env("T".into()) },
+            pending_prefix: "keysweep-pending".into(),
+            limits: keysweep::playbook::model::Limits { max_attempts: Some(1), ..Default::default() },
+            tls,
+            allow_plaintext: false,
+        }
+    }
+
+    fn root() -> SecretString {
+        SecretString::from(common::ROOT_TOKEN.to_string())
+    }
+
+    fn ca() -> String {
+        common::bao_tls().1.join("vault-ca.pem").display().to_string()
+    }
+
+    async fn lookup_self(h: &VaultHttp) -> Result<u16, keysweep::provider::ProviderError> {
+        h.send("vault.lookup_self", reqwest::Method::GET, "auth/token/lookup-self", Some(&root()), None).await.map(|r| r.status)
+    }
+
+    #[tokio::test]
+    async fn the_servers_certificate_is_verified_against_the_named_ca() {
+        let (addr, _) = tokio::task::spawn_blocking(common::bao_tls).await.unwrap().clone();
+        // `ca_cert` named: logs in and works.
+        let p = VaultProvider::connect("bao", &cfg(&addr, VaultTls { ca_cert: Some(ca()), ..Default::default() }), &|_| Ok(root())).await.unwrap();
+        p.check_login().await.unwrap();
+        keysweep::provider::Provider::inventory(&p).await.unwrap();
+
+        // No CA named (and no VAULT_CACERT): the test CA is no system root, so
+        // the connection is refused, with the fix named, and not retried as temporary.
+        let h = VaultHttp::with_tls(&addr, None, root(), &Default::default(), &VaultTls::default(), &|_| None).unwrap();
+        let e = lookup_self(&h).await.unwrap_err();
+        assert_eq!(e.kind, keysweep::provider::ErrorKind::Config, "{e}");
+        assert!(!e.is_temporary(), "{e}");
+        assert!(e.message.contains("certificate") && e.message.contains("tls.ca_cert") && e.message.contains("VAULT_CACERT"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn vault_cacert_and_vault_capath_are_honoured_when_the_playbook_names_no_ca() {
+        let (addr, dir) = tokio::task::spawn_blocking(common::bao_tls).await.unwrap().clone();
+        let ca = ca();
+        let env = move |k: &str| (k == "VAULT_CACERT").then(|| ca.clone());
+        let h = VaultHttp::with_tls(&addr, None, root(), &Default::default(), &VaultTls::default(), &env).unwrap();
+        assert_eq!(lookup_self(&h).await.unwrap(), 200);
+
+        // VAULT_CAPATH: a directory of PEM files.
+        let capath = tempfile::tempdir().unwrap();
+        std::fs::copy(dir.join("vault-ca.pem"), capath.path().join("test-ca.pem")).unwrap();
+        let cp = capath.path().display().to_string();
+        let env = move |k: &str| (k == "VAULT_CAPATH").then(|| cp.clone());
+        let h = VaultHttp::with_tls(&addr, None, root(), &Default::default(), &VaultTls::default(), &env).unwrap();
+        assert_eq!(lookup_self(&h).await.unwrap(), 200);
+
+        // A missing CA file is a configuration error naming the file.
+        let env = |k: &str| (k == "VAULT_CACERT").then(|| "/nonexistent/ca.pem".to_string());
+        let e = VaultHttp::with_tls(&addr, None, root(), &Default::default(), &VaultTls::default(), &env).err().unwrap();
+        assert!(e.message.contains("VAULT_CACERT") && e.message.contains("/nonexistent/ca.pem"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_server_name_is_verified_and_can_be_set() {
+        let (addr, _) = tokio::task::spawn_blocking(common::bao_tls).await.unwrap().clone();
+        // The certificate names `localhost`: checked against that name while
+        // connecting to the address's 127.0.0.1.
+        let good = VaultTls { ca_cert: Some(ca()), server_name: Some("localhost".into()), ..Default::default() };
+        let h = VaultHttp::with_tls(&addr, None, root(), &Default::default(), &good, &|_| None).unwrap();
+        assert_eq!(lookup_self(&h).await.unwrap(), 200);
+        // A name the certificate does not carry is refused, with the fix named.
+        let wrong = VaultTls { ca_cert: Some(ca()), server_name: Some("vault.example.com".into()), ..Default::default() };
+        let h = VaultHttp::with_tls(&addr, None, root(), &Default::default(), &wrong, &|_| None).unwrap();
+        let e = lookup_self(&h).await.unwrap_err();
+        assert_eq!(e.kind, keysweep::provider::ErrorKind::Config, "{e}");
+        assert!(e.message.contains("tls.server_name"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn insecure_skip_verify_connects_without_a_ca_and_says_so() {
+        let (addr, _) = tokio::task::spawn_blocking(common::bao_tls).await.unwrap().clone();
+        let c = cfg(&addr, VaultTls { insecure_skip_verify: true, ..Default::default() });
+        let p = VaultProvider::connect("bao", &c, &|_| Ok(root())).await.unwrap();
+        p.check_login().await.unwrap();
+        use keysweep::provider::kind::ProviderKind;
+        let w = c.warnings();
+        assert!(w.iter().any(|w| w.contains("verification is OFF")), "{w:?}");
+        assert!(cfg(&addr, VaultTls { ca_cert: Some(ca()), ..Default::default() }).warnings().is_empty());
+    }
+
+    #[test]
+    fn plaintext_to_a_remote_host_and_half_a_client_certificate_are_refused() {
+        use keysweep::provider::kind::ProviderKind;
+        let msgs = |c: &VaultProviderConfig| c.check(false).into_iter().map(|p| p.message).collect::<Vec<_>>().join(" | ");
+        assert_eq!(msgs(&cfg("http://127.0.0.1:8200", VaultTls::default())), "");
+        assert!(msgs(&cfg("http://vault.internal:8200", VaultTls::default())).contains("not loopback"));
+        let mut allowed = cfg("http://vault.internal:8200", VaultTls::default());
+        allowed.allow_plaintext = true;
+        assert_eq!(msgs(&allowed), "");
+        assert!(allowed.warnings().iter().any(|w| w.contains("unencrypted")));
+        let half = cfg("https://vault.internal:8200", VaultTls { client_cert: Some("c.pem".into()), ..Default::default() });
+        assert!(msgs(&half).contains("without `client_key`"));
+    }
 }
