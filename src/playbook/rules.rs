@@ -177,7 +177,8 @@ pub fn plaintext_address_problem(address: &str, allow_plaintext: bool) -> Option
         return None;
     }
     let url = reqwest::Url::parse(address.trim()).ok()?;
-    if url.scheme() != "http" {
+    // (A URL prefix, not the `http` provider kind: the core names no kind.)
+    if !url.as_str().starts_with("http://") {
         return None;
     }
     let host = url.host_str()?;
