@@ -392,6 +392,71 @@ mod tls {
         assert!(cfg(&addr, VaultTls { ca_cert: Some(ca()), ..Default::default() }).warnings().is_empty());
     }
 
+    /// A CA and a client certificate signed by it (`openssl` CLI) in `dir`.
+    fn client_cert(dir: &std::path::Path, cn: &str) -> (String, String, String) {
+        let script = format!(
+            "set -e; cd '{}'; \
+             openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 \
+               -subj /CN=client-ca -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign; \
+             openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout client.key -out client.csr -subj /CN={cn}; \
+             printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\nkeyUsage=critical,digitalSignature\\n' > client.ext; \
+             openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 -extfile client.ext",
+            dir.display()
+        );
+        let out = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let f = |n: &str| dir.join(n).display().to_string();
+        (f("ca.pem"), f("client.pem"), f("client.key"))
+    }
+
+    #[tokio::test]
+    async fn keysweep_logs_in_with_a_client_certificate() {
+        let (addr, _) = tokio::task::spawn_blocking(common::bao_tls).await.unwrap().clone();
+        let d = tempfile::tempdir().unwrap();
+        let (client_ca, cert, key) = client_cert(d.path(), "keysweep");
+        // As root: a `cert` auth mount trusting the client CA.
+        let mount = format!("cert-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let admin = VaultHttp::with_tls(&addr, None, root(), &Default::default(), &VaultTls { ca_cert: Some(ca()), ..Default::default() }, &|_| None)
+            .unwrap();
+        let r =
+            admin.send("setup", reqwest::Method::POST, &format!("sys/auth/{mount}"), Some(&root()), Some(&json!({ "type": "cert" }))).await.unwrap();
+        assert!(r.ok(), "{}", r.describe());
+        let pem = std::fs::read_to_string(&client_ca).unwrap();
+        let r = admin
+            .send(
+                "setup",
+                reqwest::Method::POST,
+                &format!("auth/{mount}/certs/keysweep"),
+                Some(&root()),
+                Some(&json!({ "certificate": pem, "token_policies": "default" })),
+            )
+            .await
+            .unwrap();
+        assert!(r.ok(), "{}", r.describe());
+
+        let mut c = cfg(&addr, VaultTls { ca_cert: Some(ca()), client_cert: Some(cert), client_key: Some(key), ..Default::default() });
+        c.auth = VaultAuth::Cert { mount: mount.clone(), name: Some("keysweep".into()) };
+        use keysweep::provider::kind::ProviderKind;
+        assert!(c.check(false).is_empty(), "{:?}", c.check(false).iter().map(|p| &p.message).collect::<Vec<_>>());
+        let p = VaultProvider::connect("bao", &c, &|_| unreachable!("cert auth resolves no secret")).await.unwrap_or_else(|e| panic!("{e}"));
+        p.check_login().await.unwrap();
+
+        // A certificate from a CA the mount does not trust is refused.
+        let other = tempfile::tempdir().unwrap();
+        let (_, cert2, key2) = client_cert(other.path(), "intruder");
+        let mut bad = c.clone();
+        bad.tls.client_cert = Some(cert2);
+        bad.tls.client_key = Some(key2);
+        let e = VaultProvider::connect("bao", &bad, &|_| unreachable!()).await.err().expect("an untrusted client certificate must be refused");
+        assert_eq!(e.kind, keysweep::provider::ErrorKind::Unauthenticated, "{e}");
+
+        // `method: cert` without a client certificate does not load.
+        let mut none = c.clone();
+        none.tls.client_cert = None;
+        none.tls.client_key = None;
+        assert!(none.check(false).iter().any(|p| p.message.contains("tls.client_cert")));
+    }
+
     #[test]
     fn plaintext_to_a_remote_host_and_half_a_client_certificate_are_refused() {
         use keysweep::provider::kind::ProviderKind;

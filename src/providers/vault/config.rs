@@ -88,6 +88,18 @@ pub enum VaultAuth {
         role_id: SecretRef,
         secret_id: SecretRef,
     },
+    /// TLS certificate login (the `cert` auth method) with the provider's
+    /// `tls.client_cert`/`client_key`; no secret in the playbook.
+    Cert {
+        #[serde(default = "default_cert_mount")]
+        mount: String,
+        /// The certificate role to log in against (default: any that matches).
+        name: Option<String>,
+    },
+}
+
+fn default_cert_mount() -> String {
+    "cert".into()
 }
 
 fn default_approle_mount() -> String {
@@ -175,6 +187,7 @@ impl ProviderKind for VaultProviderConfig {
         match &self.auth {
             VaultAuth::Token { token } => vec![token],
             VaultAuth::Approle { role_id, secret_id, .. } => vec![role_id, secret_id],
+            VaultAuth::Cert { .. } => vec![],
         }
     }
     fn check(&self, allow_link_local: bool) -> Vec<Problem> {
@@ -215,10 +228,17 @@ impl ProviderKind for VaultProviderConfig {
         } else if self.pending_prefix.trim().is_empty() {
             out.push(Problem::new(&["pending_prefix"], "`pending_prefix` is empty", "remove it to use `keysweep-pending`"));
         }
-        if let VaultAuth::Approle { mount, .. } = &self.auth {
+        if let VaultAuth::Approle { mount, .. } | VaultAuth::Cert { mount, .. } = &self.auth {
             if let Some(m) = store_path_problem("mount", mount) {
-                out.push(Problem::new(&["auth", "mount"], m, "write the auth mount's name, e.g. `approle`"));
+                out.push(Problem::new(&["auth", "mount"], m, "write the auth mount's name, e.g. `approle` or `cert`"));
             }
+        }
+        if matches!(self.auth, VaultAuth::Cert { .. }) && self.tls.client_cert.is_none() {
+            out.push(Problem::new(
+                &["auth"],
+                "`method: cert` logs in with a TLS client certificate, and `tls.client_cert` is not set",
+                "add `tls: { client_cert: …, client_key: … }` (PEM files) to the provider",
+            ));
         }
         out
     }

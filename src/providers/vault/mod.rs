@@ -84,15 +84,16 @@ impl VaultProvider {
                 let secret_id = resolve(secret_id)?;
                 approle_login(&http, mount, &role_id, &secret_id).await?
             }
+            VaultAuth::Cert { mount, name } => cert_login(&http, mount, name.as_deref()).await?,
         };
         http.switch_admin_token(token);
-        let session = matches!(cfg.auth, VaultAuth::Approle { .. });
+        let session = matches!(cfg.auth, VaultAuth::Approle { .. } | VaultAuth::Cert { .. });
         let (own, approle) = match &cfg.auth {
             VaultAuth::Approle { mount, role_id, .. } => (
                 OwnLogin { approle_mount: Some(mount.trim_matches('/').to_string()), ..Default::default() },
                 Some((mount.clone(), resolve(role_id)?)),
             ),
-            VaultAuth::Token { .. } => (OwnLogin::default(), None),
+            VaultAuth::Token { .. } | VaultAuth::Cert { .. } => (OwnLogin::default(), None),
         };
         Ok(VaultProvider {
             name: name.to_string(),
@@ -263,24 +264,41 @@ impl VaultProvider {
     }
 }
 
-/// AppRole login over the provider's own client (its TLS settings apply).
-async fn approle_login(http: &VaultHttp, mount: &str, role_id: &SecretString, secret_id: &SecretString) -> Result<SecretString, ProviderError> {
-    const OP: &str = "vault.approle_login";
-    let body = json!({ "role_id": role_id.expose_secret(), "secret_id": secret_id.expose_secret() });
+/// TLS certificate login (`cert` auth) with the client's certificate.
+async fn cert_login(http: &VaultHttp, mount: &str, name: Option<&str>) -> Result<SecretString, ProviderError> {
+    const OP: &str = "vault.cert_login";
+    let body = match name {
+        Some(n) => json!({ "name": n }),
+        None => json!({}),
+    };
     let path = format!("auth/{}/login", mount.trim_matches('/'));
     let r = http.send(OP, Method::POST, &path, None, Some(&body)).await?;
+    login_token(OP, &path, r)
+}
+
+/// The token of a login answer, or the refusal as an error of its kind.
+fn login_token(op: &'static str, path: &str, r: http::Resp) -> Result<SecretString, ProviderError> {
     if !r.ok() {
         let kind = match r.status {
             429 => ErrorKind::RateLimited,
             s if s >= 500 => ErrorKind::Unavailable,
             _ => ErrorKind::Unauthenticated,
         };
-        return Err(ProviderError::new(kind, OP, format!("{path}: {}", r.describe())));
+        return Err(ProviderError::new(kind, op, format!("{path}: {}", r.describe())));
     }
     match r.body["auth"]["client_token"].as_str().filter(|t| !t.is_empty()) {
         Some(t) => Ok(SecretString::from(t.to_string())),
-        None => Err(ProviderError::new(ErrorKind::Unavailable, OP, format!("{path}: HTTP {} without `auth.client_token`", r.status))),
+        None => Err(ProviderError::new(ErrorKind::Unavailable, op, format!("{path}: HTTP {} without `auth.client_token`", r.status))),
     }
+}
+
+/// AppRole login over the provider's own client (its TLS settings apply).
+async fn approle_login(http: &VaultHttp, mount: &str, role_id: &SecretString, secret_id: &SecretString) -> Result<SecretString, ProviderError> {
+    const OP: &str = "vault.approle_login";
+    let body = json!({ "role_id": role_id.expose_secret(), "secret_id": secret_id.expose_secret() });
+    let path = format!("auth/{}/login", mount.trim_matches('/'));
+    let r = http.send(OP, Method::POST, &path, None, Some(&body)).await?;
+    login_token(OP, &path, r)
 }
 
 fn unsupported(op: &'static str, target: &Target) -> ProviderError {
