@@ -69,7 +69,7 @@ struct OwnLogin {
 }
 
 impl VaultProvider {
-    /// Connects and logs in (token, or AppRole through vaultrs).
+    /// Connects and logs in (a token, AppRole, or a TLS client certificate), all through the provider's own client and its TLS settings.
     pub async fn connect(name: &str, cfg: &VaultProviderConfig, resolve: &crate::provider::kind::Resolve<'_>) -> Result<Self, ProviderError> {
         let limits = &cfg.limits;
         if cfg.tls.insecure_skip_verify {
