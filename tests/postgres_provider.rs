@@ -528,23 +528,36 @@ mod tls {
         Some(postgres().ca_cert.display().to_string())
     }
 
-    /// Connections of keysweep (application_name) that the server sees over TLS.
-    fn tls_sessions() -> usize {
-        postgres()
-            .query_one_text("SELECT count(*)::text FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name = 'keysweep'")
-            .unwrap()
-            .parse()
-            .unwrap()
+    /// Sessions of `role` the server sees, (over TLS, in plaintext).
+    fn sessions_of(role: &str) -> (usize, usize) {
+        let n = |ssl: bool| -> usize {
+            postgres()
+                .query_one_text(&format!(
+                    "SELECT count(*)::text FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl = {ssl} AND usename = {}",
+                    quote_literal(role)
+                ))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        (n(true), n(false))
     }
 
     #[tokio::test]
     async fn verify_full_with_the_right_ca_connects_over_tls() {
-        blocking(postgres).await;
-        let before = blocking(tls_sessions).await;
-        let p = connect(tls_cfg("localhost", Some(SslMode::VerifyFull), ca())).await.unwrap_or_else(|e| panic!("{e}"));
-        p.inventory().await.unwrap();
-        assert!(blocking(tls_sessions).await > before, "keysweep's admin session is not over TLS");
-        // And a password login (a proof of death's probe) goes over it too.
+        // keysweep logs in as a role of its own here, so the server's view
+        // of that role's sessions is this test's alone.
+        let admin = unique("tls_admin");
+        let admin_pw = secret();
+        let (a, w) = (admin.clone(), admin_pw.clone());
+        blocking(move || postgres().create_role(&a, &w)).await;
+        let mut c = tls_cfg("localhost", Some(SslMode::VerifyFull), ca());
+        c.admin.user = admin.clone();
+        let pw = admin_pw.clone();
+        let p = PostgresProvider::connect("pg", &c, &move |_| Ok(SecretString::from(pw.clone()))).await.unwrap_or_else(|e| panic!("{e}"));
+        let a = admin.clone();
+        assert_eq!(blocking(move || sessions_of(&a)).await, (1, 0), "keysweep's admin session is not (only) over TLS");
+        // A password login (a proof of death's probe, through the same TLS settings) works too.
         let role = unique("tls_probe");
         let pw = secret();
         let (r, w) = (role.clone(), pw.clone());
@@ -599,5 +612,10 @@ mod tls {
         c.allow_plaintext = true;
         assert!(c.check(false).is_empty());
         assert!(c.warnings().iter().any(|w| w.contains("unencrypted")));
+        // `require` with a CA named would check nothing: refused, not silently unverified.
+        let mut r = cfg("keysweep_admin", "db.internal", 5432, None);
+        r.sslmode = Some(SslMode::Require);
+        r.sslrootcert = Some("/etc/ca.pem".into());
+        assert!(r.check(false).iter().any(|p| p.message.contains("verifies nothing")));
     }
 }

@@ -133,9 +133,9 @@ impl PostgresProvider {
         let limits = &cfg.limits;
         let gate = crate::provider::limits::Gate::new(limits);
         let mode = cfg.effective_sslmode();
-        if mode == SslMode::Require {
-            eprintln!("keysweep: WARNING: provider `{name}`: {REQUIRE_WARNING}");
-            tracing::warn!(provider = name, "{REQUIRE_WARNING}");
+        // Verification off, plaintext allowed: said at every connection (and by `plan`).
+        for w in config_warnings(cfg) {
+            eprintln!("keysweep: WARNING: provider `{name}`: {w}");
         }
         let tls = match mode {
             SslMode::Disable => None,
@@ -857,6 +857,13 @@ fn check_config(c: &PostgresProviderConfig, allow_link_local: bool) -> Vec<crate
         }
         (None, Some(_)) => out.push(Problem::new(&["sslkey"], "`sslkey` without `sslcert`", "add `sslcert:` (the PEM certificate of the key)")),
         _ => {}
+    }
+    if mode == SslMode::Require && c.sslrootcert.is_some() {
+        out.push(Problem::new(
+            &["sslmode"],
+            "`sslrootcert` is set but `sslmode: require` verifies nothing: the CA would not be checked",
+            "write `sslmode: verify-full` (or `verify-ca`) to have the server's certificate checked against it",
+        ));
     }
     if mode == SslMode::Disable {
         for (field, v) in [("sslrootcert", &c.sslrootcert), ("sslcert", &c.sslcert)] {

@@ -364,7 +364,7 @@ fn configure_tls(
         builder = builder.identity(id?);
     }
     if tls.insecure_skip_verify {
-        tracing::warn!("{}", super::INSECURE_WARNING);
+        // Said at connect (`VaultProvider::connect`) and by `plan`.
         builder = builder.tls_danger_accept_invalid_certs(true);
     }
     if let Some(name) = tls.server_name.as_deref().filter(|n| !n.is_empty()) {
