@@ -226,6 +226,11 @@ pub fn build(playbook: &Playbook, selection: &Selection) -> Plan {
     }
 
     let mut warnings = vec![];
+    for (name, p) in &playbook.providers {
+        for w in p.config.spec().warnings() {
+            warnings.push(format!("provider `{name}`: {w}"));
+        }
+    }
     let no_probe: Vec<&str> = items.iter().filter(|w| w.selected() && !w.cred.verify.probe_old).map(|w| w.cred.id.as_str()).collect();
     if !no_probe.is_empty() {
         warnings.push(format!(

@@ -180,3 +180,20 @@ fn the_memory_playbook_runs_with_no_server() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     assert_eq!(report["totals"]["rotated"], 4, "{report}");
 }
+
+#[test]
+fn plan_reports_tls_verification_turned_off_and_plaintext_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = dir.path().join("p.yaml");
+    std::fs::write(
+        &pb,
+        "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: https://vault.internal:8200\n    tls: { insecure_skip_verify: true }\n    auth: { method: token, token: \"${env:VAULT_TOKEN}\" }\n  lab:\n    kind: vault\n    address: http://vault.lab:8200\n    allow_plaintext: true\n    auth: { method: token, token: \"${env:VAULT_TOKEN}\" }\n  pg:\n    kind: postgres\n    host: db.internal\n    sslmode: require\n    admin: { user: keysweep_admin, password: \"${env:VAULT_TOKEN}\" }\ncredentials:\n  - id: t\n    provider: bao\n    action: revoke\n    target: { kind: vault_token, accessor: acc }\n",
+    )
+    .unwrap();
+    let out = example_env(&mut keysweep(dir.path())).args(["plan", "--offline", pb.to_str().unwrap()]).output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{s}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(s.contains("provider `bao`: TLS certificate verification is OFF (tls.insecure_skip_verify: true)"), "{s}");
+    assert!(s.contains("provider `lab`: plaintext `http://`"), "{s}");
+    assert!(s.contains("provider `pg`: TLS certificate verification is OFF (sslmode: require)"), "{s}");
+}

@@ -286,7 +286,7 @@ fn a_byte_order_mark_is_accepted_and_positions_are_unchanged() {
 #[test]
 fn link_local_addresses_pass_only_with_the_opt_in() {
     let dir = tempfile::tempdir().unwrap();
-    let text = "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: http://169.254.10.1:8200\n    allow_link_local: true\n    auth: { method: token, token: \"${env:VAULT_TOKEN}\" }\n";
+    let text = "version: 1\nproviders:\n  bao:\n    kind: vault\n    address: http://169.254.10.1:8200\n    allow_link_local: true\n    allow_plaintext: true\n    auth: { method: token, token: \"${env:VAULT_TOKEN}\" }\n";
     let root = write(dir.path(), "p.yaml", text);
     load_with_env(&root, &env).unwrap_or_else(|d| panic!("{d}"));
     std::fs::write(&root, text.replace("    allow_link_local: true\n", "")).unwrap();

@@ -26,6 +26,11 @@ fn cfg(user: &str, host: &str, port: u16, timeout: Option<Duration>) -> Postgres
         database: "postgres".into(),
         admin: AdminLogin { user: user.to_string(), password: SecretRef::Env("KS_TEST_PG_ADMIN".into()) },
         limits: Limits { timeout: timeout.map(HumanDuration), concurrency: Some(8), ..Default::default() },
+        sslmode: None,
+        sslrootcert: None,
+        sslcert: None,
+        sslkey: None,
+        allow_plaintext: false,
     }
 }
 
@@ -498,4 +503,119 @@ fn server_text_echoing_a_password_is_redacted() {
     assert!(!out.contains(pw.expose_secret()), "{out}");
     let e = keysweep::provider::ProviderError::new(ErrorKind::Other, "postgres.apply", out);
     assert!(!e.to_string().contains("s3cr"), "{e}");
+}
+
+mod tls {
+    use super::*;
+    use keysweep::provider::kind::ProviderKind;
+    use keysweep::providers::pg_tls::SslMode;
+
+    fn tls_cfg(host: &str, mode: Option<SslMode>, rootcert: Option<String>) -> PostgresProviderConfig {
+        let pg = postgres();
+        let mut c = cfg(&pg.admin_user, host, pg.port, Some(Duration::from_secs(10)));
+        c.limits.max_attempts = Some(1);
+        c.sslmode = mode;
+        c.sslrootcert = rootcert;
+        c
+    }
+
+    async fn connect(c: PostgresProviderConfig) -> Result<PostgresProvider, keysweep::provider::ProviderError> {
+        let pw = postgres().admin_password.clone();
+        PostgresProvider::connect("pg", &c, &move |_| Ok(SecretString::from(pw.clone()))).await
+    }
+
+    fn ca() -> Option<String> {
+        Some(postgres().ca_cert.display().to_string())
+    }
+
+    /// Sessions of `role` the server sees, (over TLS, in plaintext).
+    fn sessions_of(role: &str) -> (usize, usize) {
+        let n = |ssl: bool| -> usize {
+            postgres()
+                .query_one_text(&format!(
+                    "SELECT count(*)::text FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl = {ssl} AND usename = {}",
+                    quote_literal(role)
+                ))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        (n(true), n(false))
+    }
+
+    #[tokio::test]
+    async fn verify_full_with_the_right_ca_connects_over_tls() {
+        // keysweep logs in as a role of its own here, so the server's view
+        // of that role's sessions is this test's alone.
+        let admin = unique("tls_admin");
+        let admin_pw = secret();
+        let (a, w) = (admin.clone(), admin_pw.clone());
+        blocking(move || postgres().create_role(&a, &w)).await;
+        let mut c = tls_cfg("localhost", Some(SslMode::VerifyFull), ca());
+        c.admin.user = admin.clone();
+        let pw = admin_pw.clone();
+        let p = PostgresProvider::connect("pg", &c, &move |_| Ok(SecretString::from(pw.clone()))).await.unwrap_or_else(|e| panic!("{e}"));
+        let a = admin.clone();
+        assert_eq!(blocking(move || sessions_of(&a)).await, (1, 0), "keysweep's admin session is not (only) over TLS");
+        // A password login (a proof of death's probe, through the same TLS settings) works too.
+        let role = unique("tls_probe");
+        let pw = secret();
+        let (r, w) = (role.clone(), pw.clone());
+        blocking(move || postgres().create_role(&r, &w)).await;
+        let t = target(&role, None, false);
+        let v = p.verify_dead(&t, &Handle::new(), Some(&SecretString::from(pw))).await;
+        assert!(matches!(v, Verdict::Alive(_)), "{v:?}");
+    }
+
+    #[tokio::test]
+    async fn verify_full_refuses_a_certificate_for_another_host_name() {
+        blocking(postgres).await;
+        // The certificate names `localhost`; the address is 127.0.0.1.
+        let e = connect(tls_cfg("127.0.0.1", Some(SslMode::VerifyFull), ca())).await.err().expect("a wrong host name must be refused");
+        assert_eq!(e.kind, ErrorKind::Config, "{e}");
+        assert!(!e.is_temporary(), "{e}");
+        assert!(e.message.contains("does not name this host"), "{e}");
+        // verify-ca checks the chain only: the same address connects.
+        connect(tls_cfg("127.0.0.1", Some(SslMode::VerifyCa), ca())).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[tokio::test]
+    async fn a_server_certificate_from_an_unknown_ca_is_refused() {
+        blocking(postgres).await;
+        // No sslrootcert: the system's roots, which do not hold the test CA.
+        let e = connect(tls_cfg("localhost", Some(SslMode::VerifyFull), None)).await.err().expect("an unknown CA must be refused");
+        assert_eq!(e.kind, ErrorKind::Config, "{e}");
+        assert!(e.message.contains("sslrootcert"), "{e}");
+        // A missing CA file is named.
+        let e = connect(tls_cfg("localhost", Some(SslMode::VerifyFull), Some("/nonexistent/ca.pem".into()))).await.err().unwrap();
+        assert!(e.message.contains("/nonexistent/ca.pem"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn require_connects_unverified_and_is_reported() {
+        blocking(postgres).await;
+        let c = tls_cfg("127.0.0.1", Some(SslMode::Require), None);
+        connect(c.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.warnings().iter().any(|w| w.contains("verification is OFF")), "{:?}", c.warnings());
+        assert!(tls_cfg("localhost", Some(SslMode::VerifyFull), ca()).warnings().is_empty());
+    }
+
+    #[test]
+    fn the_default_is_verify_full_for_a_remote_host_and_plaintext_there_is_refused() {
+        let mut c = cfg("keysweep_admin", "db.internal", 5432, None);
+        assert_eq!(c.effective_sslmode(), SslMode::VerifyFull);
+        assert!(c.check(false).is_empty());
+        assert_eq!(cfg("keysweep_admin", "127.0.0.1", 5432, None).effective_sslmode(), SslMode::Disable);
+        c.sslmode = Some(SslMode::Disable);
+        let msgs: Vec<String> = c.check(false).into_iter().map(|p| p.message).collect();
+        assert!(msgs.iter().any(|m| m.contains("not loopback")), "{msgs:?}");
+        c.allow_plaintext = true;
+        assert!(c.check(false).is_empty());
+        assert!(c.warnings().iter().any(|w| w.contains("unencrypted")));
+        // `require` with a CA named would check nothing: refused, not silently unverified.
+        let mut r = cfg("keysweep_admin", "db.internal", 5432, None);
+        r.sslmode = Some(SslMode::Require);
+        r.sslrootcert = Some("/etc/ca.pem".into());
+        assert!(r.check(false).iter().any(|p| p.message.contains("verifies nothing")));
+    }
 }

@@ -28,6 +28,8 @@ async fn proxied() -> (FaultProxy, VaultProvider) {
         auth: VaultAuth::Token { token: SecretRef::Env("KS_TEST_TOKEN".into()) },
         pending_prefix: "keysweep-pending".into(),
         limits: Limits { max_attempts: Some(3), timeout: Some(HumanDuration(Duration::from_secs(3))), ..Default::default() },
+        tls: Default::default(),
+        allow_plaintext: false,
     };
     let p = VaultProvider::connect("bao", &cfg, &|_| Ok(SecretString::from(common::ROOT_TOKEN.to_string()))).await.unwrap();
     (proxy, p)

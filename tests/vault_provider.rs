@@ -21,6 +21,8 @@ async fn provider() -> VaultProvider {
         auth: VaultAuth::Token { token: SecretRef::Env("KS_TEST_TOKEN".into()) },
         pending_prefix: "keysweep-pending".into(),
         limits: Default::default(),
+        tls: Default::default(),
+        allow_plaintext: false,
     };
     VaultProvider::connect("bao", &cfg, &|_| Ok(SecretString::from(common::ROOT_TOKEN.to_string()))).await.unwrap()
 }
@@ -34,6 +36,8 @@ async fn down() -> VaultProvider {
         auth: VaultAuth::Token { token: SecretRef::Env("KS_TEST_TOKEN".into()) },
         pending_prefix: "keysweep-pending".into(),
         limits: keysweep::playbook::model::Limits { max_attempts: Some(1), ..Default::default() },
+        tls: Default::default(),
+        allow_plaintext: false,
     };
     VaultProvider::connect("bao", &cfg, &|_| Ok(SecretString::from(common::ROOT_TOKEN.to_string()))).await.unwrap()
 }
@@ -164,6 +168,8 @@ async fn keysweep_logs_in_with_approle() {
         auth: VaultAuth::Approle { mount: "approle".into(), role_id: SecretRef::Env("R".into()), secret_id: SecretRef::Env("S".into()) },
         pending_prefix: "keysweep-pending".into(),
         limits: Default::default(),
+        tls: Default::default(),
+        allow_plaintext: false,
     };
     let (rid, sid) = role_id_and_secret;
     let p =
@@ -201,6 +207,8 @@ async fn the_declared_rate_limit_is_never_exceeded() {
         auth: VaultAuth::Token { token: SecretRef::Env("T".into()) },
         pending_prefix: "keysweep-pending".into(),
         limits: keysweep::playbook::model::Limits { rate_per_second: Some(20), ..Default::default() },
+        tls: Default::default(),
+        allow_plaintext: false,
     };
     let p = VaultProvider::connect("bao", &cfg, &|_| Ok(SecretString::from(common::ROOT_TOKEN.to_string()))).await.unwrap();
     let start = std::time::Instant::now();
@@ -286,4 +294,180 @@ async fn use_limited_secrets_are_tested_without_spending_a_use() {
     })
     .await
     .unwrap();
+}
+
+mod tls {
+    use super::*;
+    use keysweep::providers::vault::config::VaultTls;
+    use keysweep::providers::vault::http::VaultHttp;
+
+    fn cfg(address: &str, tls: VaultTls) -> VaultProviderConfig {
+        VaultProviderConfig {
+            address: address.to_string(),
+            namespace: None,
+            auth: VaultAuth::Token { token: SecretRef::Env("T".into()) },
+            pending_prefix: "keysweep-pending".into(),
+            limits: keysweep::playbook::model::Limits { max_attempts: Some(1), ..Default::default() },
+            tls,
+            allow_plaintext: false,
+        }
+    }
+
+    fn root() -> SecretString {
+        SecretString::from(common::ROOT_TOKEN.to_string())
+    }
+
+    fn ca() -> String {
+        common::bao_tls().1.join("vault-ca.pem").display().to_string()
+    }
+
+    async fn lookup_self(h: &VaultHttp) -> Result<u16, keysweep::provider::ProviderError> {
+        h.send("vault.lookup_self", reqwest::Method::GET, "auth/token/lookup-self", Some(&root()), None).await.map(|r| r.status)
+    }
+
+    #[tokio::test]
+    async fn the_servers_certificate_is_verified_against_the_named_ca() {
+        let (addr, _) = tokio::task::spawn_blocking(common::bao_tls).await.unwrap().clone();
+        // `ca_cert` named: logs in and works.
+        let p = VaultProvider::connect("bao", &cfg(&addr, VaultTls { ca_cert: Some(ca()), ..Default::default() }), &|_| Ok(root())).await.unwrap();
+        p.check_login().await.unwrap();
+        keysweep::provider::Provider::inventory(&p).await.unwrap();
+
+        // No CA named (and no VAULT_CACERT): the test CA is no system root, so
+        // the connection is refused, with the fix named, and not retried as temporary.
+        let h = VaultHttp::with_tls(&addr, None, root(), &Default::default(), &VaultTls::default(), &|_| None).unwrap();
+        let e = lookup_self(&h).await.unwrap_err();
+        assert_eq!(e.kind, keysweep::provider::ErrorKind::Config, "{e}");
+        assert!(!e.is_temporary(), "{e}");
+        assert!(e.message.contains("certificate") && e.message.contains("tls.ca_cert") && e.message.contains("VAULT_CACERT"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn vault_cacert_and_vault_capath_are_honoured_when_the_playbook_names_no_ca() {
+        let (addr, dir) = tokio::task::spawn_blocking(common::bao_tls).await.unwrap().clone();
+        let ca = ca();
+        let env = move |k: &str| (k == "VAULT_CACERT").then(|| ca.clone());
+        let h = VaultHttp::with_tls(&addr, None, root(), &Default::default(), &VaultTls::default(), &env).unwrap();
+        assert_eq!(lookup_self(&h).await.unwrap(), 200);
+
+        // VAULT_CAPATH: a directory of PEM files.
+        let capath = tempfile::tempdir().unwrap();
+        std::fs::copy(dir.join("vault-ca.pem"), capath.path().join("test-ca.pem")).unwrap();
+        let cp = capath.path().display().to_string();
+        let env = move |k: &str| (k == "VAULT_CAPATH").then(|| cp.clone());
+        let h = VaultHttp::with_tls(&addr, None, root(), &Default::default(), &VaultTls::default(), &env).unwrap();
+        assert_eq!(lookup_self(&h).await.unwrap(), 200);
+
+        // A missing CA file is a configuration error naming the file.
+        let env = |k: &str| (k == "VAULT_CACERT").then(|| "/nonexistent/ca.pem".to_string());
+        let e = VaultHttp::with_tls(&addr, None, root(), &Default::default(), &VaultTls::default(), &env).err().unwrap();
+        assert!(e.message.contains("VAULT_CACERT") && e.message.contains("/nonexistent/ca.pem"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_server_name_is_verified_and_can_be_set() {
+        let (addr, _) = tokio::task::spawn_blocking(common::bao_tls).await.unwrap().clone();
+        // The certificate names `localhost`: checked against that name while
+        // connecting to the address's 127.0.0.1.
+        let good = VaultTls { ca_cert: Some(ca()), server_name: Some("localhost".into()), ..Default::default() };
+        let h = VaultHttp::with_tls(&addr, None, root(), &Default::default(), &good, &|_| None).unwrap();
+        assert_eq!(lookup_self(&h).await.unwrap(), 200);
+        // A name the certificate does not carry is refused, with the fix named.
+        let wrong = VaultTls { ca_cert: Some(ca()), server_name: Some("vault.example.com".into()), ..Default::default() };
+        let h = VaultHttp::with_tls(&addr, None, root(), &Default::default(), &wrong, &|_| None).unwrap();
+        let e = lookup_self(&h).await.unwrap_err();
+        assert_eq!(e.kind, keysweep::provider::ErrorKind::Config, "{e}");
+        assert!(e.message.contains("tls.server_name"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn insecure_skip_verify_connects_without_a_ca_and_says_so() {
+        let (addr, _) = tokio::task::spawn_blocking(common::bao_tls).await.unwrap().clone();
+        let c = cfg(&addr, VaultTls { insecure_skip_verify: true, ..Default::default() });
+        let p = VaultProvider::connect("bao", &c, &|_| Ok(root())).await.unwrap();
+        p.check_login().await.unwrap();
+        use keysweep::provider::kind::ProviderKind;
+        let w = c.warnings();
+        assert!(w.iter().any(|w| w.contains("verification is OFF")), "{w:?}");
+        assert!(cfg(&addr, VaultTls { ca_cert: Some(ca()), ..Default::default() }).warnings().is_empty());
+    }
+
+    /// A CA and a client certificate signed by it (`openssl` CLI) in `dir`.
+    fn client_cert(dir: &std::path::Path, cn: &str) -> (String, String, String) {
+        let script = format!(
+            "set -e; cd '{}'; \
+             openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 \
+               -subj /CN=client-ca -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign; \
+             openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout client.key -out client.csr -subj /CN={cn}; \
+             printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\nkeyUsage=critical,digitalSignature\\n' > client.ext; \
+             openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 -extfile client.ext",
+            dir.display()
+        );
+        let out = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let f = |n: &str| dir.join(n).display().to_string();
+        (f("ca.pem"), f("client.pem"), f("client.key"))
+    }
+
+    #[tokio::test]
+    async fn keysweep_logs_in_with_a_client_certificate() {
+        let (addr, _) = tokio::task::spawn_blocking(common::bao_tls).await.unwrap().clone();
+        let d = tempfile::tempdir().unwrap();
+        let (client_ca, cert, key) = client_cert(d.path(), "keysweep");
+        // As root: a `cert` auth mount trusting the client CA.
+        let mount = format!("cert-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let admin = VaultHttp::with_tls(&addr, None, root(), &Default::default(), &VaultTls { ca_cert: Some(ca()), ..Default::default() }, &|_| None)
+            .unwrap();
+        let r =
+            admin.send("setup", reqwest::Method::POST, &format!("sys/auth/{mount}"), Some(&root()), Some(&json!({ "type": "cert" }))).await.unwrap();
+        assert!(r.ok(), "{}", r.describe());
+        let pem = std::fs::read_to_string(&client_ca).unwrap();
+        let r = admin
+            .send(
+                "setup",
+                reqwest::Method::POST,
+                &format!("auth/{mount}/certs/keysweep"),
+                Some(&root()),
+                Some(&json!({ "certificate": pem, "token_policies": "default" })),
+            )
+            .await
+            .unwrap();
+        assert!(r.ok(), "{}", r.describe());
+
+        let mut c = cfg(&addr, VaultTls { ca_cert: Some(ca()), client_cert: Some(cert), client_key: Some(key), ..Default::default() });
+        c.auth = VaultAuth::Cert { mount: mount.clone(), name: Some("keysweep".into()) };
+        use keysweep::provider::kind::ProviderKind;
+        assert!(c.check(false).is_empty(), "{:?}", c.check(false).iter().map(|p| &p.message).collect::<Vec<_>>());
+        let p = VaultProvider::connect("bao", &c, &|_| unreachable!("cert auth resolves no secret")).await.unwrap_or_else(|e| panic!("{e}"));
+        p.check_login().await.unwrap();
+
+        // A certificate from a CA the mount does not trust is refused.
+        let other = tempfile::tempdir().unwrap();
+        let (_, cert2, key2) = client_cert(other.path(), "intruder");
+        let mut bad = c.clone();
+        bad.tls.client_cert = Some(cert2);
+        bad.tls.client_key = Some(key2);
+        let e = VaultProvider::connect("bao", &bad, &|_| unreachable!()).await.err().expect("an untrusted client certificate must be refused");
+        assert_eq!(e.kind, keysweep::provider::ErrorKind::Unauthenticated, "{e}");
+
+        // `method: cert` without a client certificate does not load.
+        let mut none = c.clone();
+        none.tls.client_cert = None;
+        none.tls.client_key = None;
+        assert!(none.check(false).iter().any(|p| p.message.contains("tls.client_cert")));
+    }
+
+    #[test]
+    fn plaintext_to_a_remote_host_and_half_a_client_certificate_are_refused() {
+        use keysweep::provider::kind::ProviderKind;
+        let msgs = |c: &VaultProviderConfig| c.check(false).into_iter().map(|p| p.message).collect::<Vec<_>>().join(" | ");
+        assert_eq!(msgs(&cfg("http://127.0.0.1:8200", VaultTls::default())), "");
+        assert!(msgs(&cfg("http://vault.internal:8200", VaultTls::default())).contains("not loopback"));
+        let mut allowed = cfg("http://vault.internal:8200", VaultTls::default());
+        allowed.allow_plaintext = true;
+        assert_eq!(msgs(&allowed), "");
+        assert!(allowed.warnings().iter().any(|w| w.contains("unencrypted")));
+        let half = cfg("https://vault.internal:8200", VaultTls { client_cert: Some("c.pem".into()), ..Default::default() });
+        assert!(msgs(&half).contains("without `client_key`"));
+    }
 }

@@ -148,3 +148,72 @@ pub fn glob_match(pattern: &str, s: &str) -> bool {
     }
     true
 }
+
+/// Whether `host` (a name or an IP address, brackets allowed) is this machine:
+/// `localhost` (or a name under `.localhost`), 127.0.0.0/8, `::1`, or an
+/// IPv4-mapped loopback address. Names are not resolved: a name that happens
+/// to resolve to 127.0.0.1 is not loopback here.
+pub fn is_loopback_host(host: &str) -> bool {
+    use std::net::IpAddr;
+    let h = host.trim().trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
+    if h == "localhost" || h.ends_with(".localhost") {
+        return true;
+    }
+    match h.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.is_loopback(),
+        Ok(IpAddr::V6(v6)) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        Err(_) => false,
+    }
+}
+
+/// The hint of every "plaintext to a remote host" refusal.
+pub const PLAINTEXT_HINT: &str = "use TLS (see the provider's TLS settings); if this network path really is trusted, set `allow_plaintext: true` on the provider, which `plan` then reports";
+
+/// A plaintext (`http://`) address to a host that is not loopback, unless
+/// `allow_plaintext`. Other schemes and unparsable addresses are
+/// `address_problem`'s to judge.
+pub fn plaintext_address_problem(address: &str, allow_plaintext: bool) -> Option<(String, String)> {
+    if allow_plaintext {
+        return None;
+    }
+    let url = reqwest::Url::parse(address.trim()).ok()?;
+    // (A URL prefix, not the `http` provider kind: the core names no kind.)
+    if !url.as_str().starts_with("http://") {
+        return None;
+    }
+    let host = url.host_str()?;
+    if is_loopback_host(host) {
+        return None;
+    }
+    Some((
+        format!("`http://` to `{host}`, which is not loopback: keysweep's login and every secret it handles would cross the network unencrypted"),
+        format!("write `https://{}`; {PLAINTEXT_HINT}", &address.trim()["http://".len()..]),
+    ))
+}
+
+#[cfg(test)]
+mod plaintext_tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in ["localhost", "LOCALHOST.", "db.localhost", "127.0.0.1", "127.9.8.7", "::1", "[::1]", "::ffff:127.0.0.1"] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in ["10.0.0.1", "vault.internal", "localhost.example.com", "::2", "0.0.0.0", "128.0.0.1"] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn plaintext_to_a_remote_host_is_refused_unless_allowed() {
+        assert!(plaintext_address_problem("http://127.0.0.1:8200", false).is_none());
+        assert!(plaintext_address_problem("http://localhost:8200", false).is_none());
+        assert!(plaintext_address_problem("http://[::1]:8200", false).is_none());
+        assert!(plaintext_address_problem("https://vault.internal:8200", false).is_none());
+        let (m, h) = plaintext_address_problem("http://vault.internal:8200", false).unwrap();
+        assert!(m.contains("vault.internal") && m.contains("not loopback"), "{m}");
+        assert!(h.contains("https://vault.internal:8200") && h.contains("allow_plaintext: true"), "{h}");
+        assert!(plaintext_address_problem("http://vault.internal:8200", true).is_none());
+    }
+}

@@ -273,6 +273,13 @@ pub trait ProviderKind: Send + Sync + 'static {
         vec![]
     }
 
+    /// What `plan` and every connection report about this provider's
+    /// settings: certificate verification turned off, plaintext allowed to a
+    /// remote host.
+    fn warnings(&self) -> Vec<String> {
+        vec![]
+    }
+
     /// Rules a credential of this provider keeps that depend on the
     /// provider's settings (a recipe that issues no token by API needs
     /// `manual:` steps for a rotation); pure. `at` is below the credential's

@@ -203,6 +203,9 @@ pub fn host_problems(host: &str, allow_link_local: bool) -> Vec<Problem> {
 #[macro_export]
 macro_rules! account_provider_kind {
     ($Cfg:ty, $Prov:ty, check: $check:expr) => {
+        $crate::account_provider_kind!($Cfg, $Prov, check: $check, warnings: |_| vec![]);
+    };
+    ($Cfg:ty, $Prov:ty, check: $check:expr, warnings: $warnings:expr) => {
         #[async_trait::async_trait]
         impl $crate::provider::kind::ProviderKind for $Cfg {
             fn limits(&self) -> &$crate::playbook::model::Limits {
@@ -214,6 +217,10 @@ macro_rules! account_provider_kind {
             fn check(&self, allow_link_local: bool) -> Vec<$crate::provider::kind::Problem> {
                 let check: fn(&$Cfg, bool) -> Vec<$crate::provider::kind::Problem> = $check;
                 check(self, allow_link_local)
+            }
+            fn warnings(&self) -> Vec<String> {
+                let warnings: fn(&$Cfg) -> Vec<String> = $warnings;
+                warnings(self)
             }
             async fn connect(
                 &self,

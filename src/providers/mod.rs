@@ -10,6 +10,7 @@ pub mod ldap;
 pub mod memory;
 pub mod mysql;
 pub mod okta;
+pub mod pg_tls;
 pub mod postgres;
 pub mod redis;
 pub mod slack;

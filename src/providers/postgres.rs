@@ -74,6 +74,7 @@ use zeroize::Zeroize;
 
 use super::account::DbAccountTarget;
 use super::account::{check_in_pair, missing, one, USERNAME};
+use super::pg_tls::{self, SslMode};
 use crate::playbook::model::Target;
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Verdict};
 use crate::secret::{redact_all, scrub, Delivered, ExposeSecret, SecretString};
@@ -104,6 +105,8 @@ pub struct PostgresProvider {
     /// The server hashes passwords with SCRAM-SHA-256 (`password_encryption`):
     /// keysweep sends verifiers it computed rather than passwords.
     scram: bool,
+    /// TLS for every connection (admin and probes); `None`: `sslmode: disable`.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Why a connection attempt got nowhere.
@@ -129,6 +132,18 @@ impl PostgresProvider {
         let password = resolve(&cfg.admin.password)?;
         let limits = &cfg.limits;
         let gate = crate::provider::limits::Gate::new(limits);
+        let mode = cfg.effective_sslmode();
+        // Verification off, plaintext allowed: said at every connection (and by `plan`).
+        for w in config_warnings(cfg) {
+            eprintln!("keysweep: WARNING: provider `{name}`: {w}");
+        }
+        let tls = match mode {
+            SslMode::Disable => None,
+            m => Some(pg_tls::client_config(
+                m,
+                &pg_tls::TlsFiles { root_cert: cfg.sslrootcert.clone(), cert: cfg.sslcert.clone(), key: cfg.sslkey.clone() },
+            )?),
+        };
         let mut p = PostgresProvider {
             name: name.to_string(),
             host: cfg.host.clone(),
@@ -140,6 +155,7 @@ impl PostgresProvider {
             admin: tokio::sync::Mutex::new(None),
             gate,
             scram: true,
+            tls,
         };
         let op = "postgres.connect";
         p.admin_client(op).await?;
@@ -177,19 +193,41 @@ impl PostgresProvider {
             .application_name("keysweep")
             .connect_timeout(self.timeout);
         self.permit().await;
-        let (client, conn) = match tokio::time::timeout(self.timeout, c.connect(NoTls)).await {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => return Err(ConnectFail::Pg(e)),
-            Err(_) => return Err(ConnectFail::Timeout),
-        };
-        drop(c);
         let addr = self.addr();
-        let h = tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(server = %addr, error = %describe(&e, &[]), "a postgres connection ended with an error");
+        let h = match &self.tls {
+            None => {
+                c.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                let (client, conn) = match tokio::time::timeout(self.timeout, c.connect(NoTls)).await {
+                    Ok(Ok(x)) => x,
+                    Ok(Err(e)) => return Err(ConnectFail::Pg(e)),
+                    Err(_) => return Err(ConnectFail::Timeout),
+                };
+                drop(c);
+                let h = tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(server = %addr, error = %describe(&e, &[]), "a postgres connection ended with an error");
+                    }
+                });
+                (client, h)
             }
-        });
-        Ok((client, h))
+            Some(tls) => {
+                // Never falls back to plaintext: TLS or no connection.
+                c.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let (client, conn) = match tokio::time::timeout(self.timeout, c.connect(pg_tls::MakeRustls(tls.clone()))).await {
+                    Ok(Ok(x)) => x,
+                    Ok(Err(e)) => return Err(ConnectFail::Pg(e)),
+                    Err(_) => return Err(ConnectFail::Timeout),
+                };
+                drop(c);
+                let h = tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(server = %addr, error = %describe(&e, &[]), "a postgres connection ended with an error");
+                    }
+                });
+                (client, h)
+            }
+        };
+        Ok(h)
     }
 
     /// The admin connection, logging in (again) if there is none or it closed.
@@ -231,7 +269,12 @@ impl PostgresProvider {
 
     /// A `ProviderError` from a tokio-postgres error, its text redacted of `secrets`.
     fn err(&self, op: &'static str, e: &tokio_postgres::Error, secrets: &[&SecretString]) -> ProviderError {
-        ProviderError::new(kind_of(e), op, format!("{}: {}", self.addr(), describe(e, secrets)))
+        let text = describe(e, secrets);
+        match pg_tls::tls_refusal(&text) {
+            // Not temporary: retrying does not change a certificate.
+            Some(hint) => ProviderError::new(ErrorKind::Config, op, format!("{}: {text}; {hint}", self.addr())),
+            None => ProviderError::new(kind_of(e), op, format!("{}: {text}", self.addr())),
+        }
     }
 
     /// Awaits one call on the admin connection within the timeout; forgets
@@ -765,7 +808,94 @@ pub struct PostgresProviderConfig {
     pub admin: crate::providers::account::AdminLogin,
     #[serde(default)]
     pub limits: crate::playbook::model::Limits,
+    /// TLS, as libpq's `sslmode`: `disable`, `require` (encrypted, the
+    /// server not verified: reported by `plan`), `verify-ca`, `verify-full`.
+    /// Default: `verify-full` for a host that is not loopback, `disable` for
+    /// loopback (127.0.0.0/8, `::1`, `localhost`) and Unix sockets.
+    pub sslmode: Option<SslMode>,
+    /// PEM file of the CA that signed the server's certificate (`verify-ca`,
+    /// `verify-full`); `system` or unset: the system's roots.
+    pub sslrootcert: Option<String>,
+    /// PEM client certificate presented to the server; needs `sslkey`.
+    pub sslcert: Option<String>,
+    /// PEM private key of `sslcert`.
+    pub sslkey: Option<String>,
+    /// Allow `sslmode: disable` to a host that is not loopback. Without it
+    /// such a playbook does not load: the admin login would cross the network
+    /// unencrypted. `plan` reports it.
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
+
+impl PostgresProviderConfig {
+    /// The `sslmode` in force: as written, else `verify-full` for a host that
+    /// is not loopback and `disable` for loopback and Unix sockets.
+    pub fn effective_sslmode(&self) -> SslMode {
+        self.sslmode.unwrap_or(if is_local(&self.host) { SslMode::Disable } else { SslMode::VerifyFull })
+    }
+}
+
+/// Loopback, or a Unix socket directory.
+fn is_local(host: &str) -> bool {
+    host.starts_with('/') || crate::playbook::rules::is_loopback_host(host)
+}
+
+fn check_config(c: &PostgresProviderConfig, allow_link_local: bool) -> Vec<crate::provider::kind::Problem> {
+    use crate::provider::kind::Problem;
+    let mut out = crate::providers::account::host_problems(&c.host, allow_link_local);
+    let mode = c.effective_sslmode();
+    if mode == SslMode::Disable && !is_local(&c.host) && !c.allow_plaintext {
+        out.push(Problem::new(
+            &["sslmode"],
+            format!("`sslmode: disable` to `{}`, which is not loopback: keysweep's admin login and every password it sets would cross the network unencrypted", c.host),
+            "remove `sslmode` (`verify-full` is the default for a remote host) and name the server's CA in `sslrootcert`; if this network path really is trusted, set `allow_plaintext: true` on the provider, which `plan` then reports",
+        ));
+    }
+    match (&c.sslcert, &c.sslkey) {
+        (Some(_), None) => {
+            out.push(Problem::new(&["sslcert"], "`sslcert` without `sslkey`", "add `sslkey:` (the PEM private key of the certificate)"))
+        }
+        (None, Some(_)) => out.push(Problem::new(&["sslkey"], "`sslkey` without `sslcert`", "add `sslcert:` (the PEM certificate of the key)")),
+        _ => {}
+    }
+    if mode == SslMode::Require && c.sslrootcert.is_some() {
+        out.push(Problem::new(
+            &["sslmode"],
+            "`sslrootcert` is set but `sslmode: require` verifies nothing: the CA would not be checked",
+            "write `sslmode: verify-full` (or `verify-ca`) to have the server's certificate checked against it",
+        ));
+    }
+    if mode == SslMode::Disable {
+        for (field, v) in [("sslrootcert", &c.sslrootcert), ("sslcert", &c.sslcert)] {
+            if v.is_some() {
+                out.push(Problem::new(
+                    &[field],
+                    format!("`{field}` is set but TLS is off (`sslmode: disable`): nothing would use it"),
+                    "set `sslmode: verify-full`, or remove it",
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn config_warnings(c: &PostgresProviderConfig) -> Vec<String> {
+    match c.effective_sslmode() {
+        SslMode::Require => vec![REQUIRE_WARNING.into()],
+        SslMode::Disable if !is_local(&c.host) => {
+            vec![format!(
+                "plaintext to `{}` (sslmode: disable, allow_plaintext: true): the admin login and every password set cross the network unencrypted",
+                c.host
+            )]
+        }
+        _ => vec![],
+    }
+}
+
+/// Reported by `plan` and at every connection with `sslmode: require`.
+pub const REQUIRE_WARNING: &str =
+    "TLS certificate verification is OFF (sslmode: require): anyone on the network path can pose as the server and read the admin login; use `verify-full` with `sslrootcert`";
+
 fn pg_port() -> u16 {
     5432
 }
@@ -773,7 +903,7 @@ fn pg_db() -> String {
     "postgres".into()
 }
 
-crate::account_provider_kind!(PostgresProviderConfig, PostgresProvider, check: |c: &PostgresProviderConfig, allow| crate::providers::account::host_problems(&c.host, allow));
+crate::account_provider_kind!(PostgresProviderConfig, PostgresProvider, check: check_config, warnings: config_warnings);
 
 crate::account_kind!(RoleKind, host_allowed: false, host_kind: "mysql_user", name: |_t, u| u.to_string(), match_key: |id| id.to_string(), draft: |id| format!("user: {}", crate::provider::kind::yaml_str(id)));
 

@@ -65,6 +65,47 @@ pub fn bao() -> &'static Bao {
     })
 }
 
+/// An OpenBao dev server of this test binary with its own TLS listener
+/// (`-dev-tls`): its address (`https://127.0.0.1:PORT`) and the directory
+/// holding the CA it generated (`vault-ca.pem`; the certificate names
+/// `localhost` and 127.0.0.1, not other names).
+pub fn bao_tls() -> &'static (String, PathBuf) {
+    static BAO_TLS: OnceLock<(String, PathBuf)> = OnceLock::new();
+    BAO_TLS.get_or_init(|| {
+        let port = free_port();
+        let addr = format!("https://127.0.0.1:{port}");
+        let dir = std::env::temp_dir().join(format!("keysweep-bao-tls-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let me = std::process::id();
+        let script = format!(
+            "'{}' server -dev -dev-tls -dev-tls-cert-dir='{}' -dev-root-token-id={ROOT_TOKEN} -dev-listen-address=127.0.0.1:{port} >/dev/null 2>&1 & b=$!; \
+             while kill -0 {me} 2>/dev/null; do sleep 1; done; kill $b",
+            bao_bin().display(),
+            dir.display()
+        );
+        #[allow(clippy::zombie_processes)]
+        Command::new("sh").arg("-c").arg(script).stdin(Stdio::null()).spawn().expect("start openbao with TLS");
+        let ca = dir.join("vault-ca.pem");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if ca.exists() {
+                let out = Command::new("curl")
+                    .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+                    .arg(&ca)
+                    .arg(format!("{addr}/v1/sys/health"))
+                    .output()
+                    .unwrap();
+                if out.stdout == b"200" {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "openbao with TLS did not start on {addr}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (addr, dir)
+    })
+}
+
 /// A tiny blocking HTTP client (curl), so test setup needs no runtime.
 fn ureq_get(url: &str) -> Result<(u16, String), String> {
     let out = Command::new("curl").args(["-s", "-o", "-", "-w", "\n%{http_code}", url]).output().map_err(|e| e.to_string())?;

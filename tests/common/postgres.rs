@@ -36,6 +36,27 @@ pub struct Pg {
     pub socket_dir: PathBuf,
     /// The server's log (statements logged with `log_statement` land here).
     pub log_path: PathBuf,
+    /// The test CA (PEM) that signed the server's certificate. The server runs
+    /// with `ssl = on` (TLS offered, not required: loopback tests connect in
+    /// plaintext too); its certificate names `localhost` only, not 127.0.0.1.
+    pub ca_cert: PathBuf,
+}
+
+/// A test CA and a server certificate for `localhost` (only) signed by it,
+/// made with the `openssl` CLI in `dir`: `ca.pem`, `server.pem`, `server.key`.
+fn make_certs(dir: &Path) {
+    let d = sh_quote(&dir.display().to_string());
+    let script = format!(
+        "set -e; cd {d}; \
+         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 \
+           -subj /CN=keysweep-test-ca -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign; \
+         openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr -subj /CN=localhost; \
+         printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n' > server.ext; \
+         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext; \
+         chmod 600 server.key"
+    );
+    let out = Command::new("sh").arg("-c").arg(&script).output().expect("run openssl");
+    assert!(out.status.success(), "making the test certificates failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn has_server(dir: &Path) -> bool {
@@ -138,6 +159,12 @@ pub fn postgres() -> &'static Pg {
         };
         let data = dir.join("data");
         let log = dir.join("postgres.log");
+        make_certs(&dir);
+        if let Some((_, uid, gid)) = &run_as {
+            for f in ["server.key", "server.pem", "ca.pem"] {
+                std::os::unix::fs::chown(dir.join(f), Some(*uid), Some(*gid)).expect("chown the server's certificate");
+            }
+        }
 
         // initdb: trust on the socket (setup only), scram-sha-256 over TCP.
         let init = format!(
@@ -160,7 +187,8 @@ pub fn postgres() -> &'static Pg {
         let script = format!(
             "cd {d} && {prefix}{postgres} -D {data} -p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={d} \
                -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 \
-               -c password_encryption=scram-sha-256 >{log} 2>&1 & \
+               -c password_encryption=scram-sha-256 \
+               -c ssl=on -c ssl_cert_file={d}/server.pem -c ssl_key_file={d}/server.key >{log} 2>&1 & \
              while kill -0 {me} 2>/dev/null; do sleep 1; done; \
              kill -INT $(head -1 {data}/postmaster.pid 2>/dev/null) 2>/dev/null; \
              i=0; while [ -f {data}/postmaster.pid ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
@@ -202,6 +230,7 @@ pub fn postgres() -> &'static Pg {
             admin_password: PG_ADMIN_PASSWORD.into(),
             socket_dir: socket,
             log_path: log.clone(),
+            ca_cert: dir.join("ca.pem"),
         };
         pg.socket_exec(&format!("CREATE ROLE {} WITH LOGIN SUPERUSER PASSWORD {}", quote_ident(PG_ADMIN_USER), quote_literal(PG_ADMIN_PASSWORD)));
         assert!(pg.login_works(PG_ADMIN_USER, PG_ADMIN_PASSWORD), "the fixture's admin cannot log in over TCP");

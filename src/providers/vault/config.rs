@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::playbook::model::{default_field, default_mount, Delivery, HumanDuration, Limits, SecretRef};
-use crate::playbook::rules::{address_problem, duration_problem, store_path_problem, MAX_LONG_DURATION};
+use crate::playbook::rules::{address_problem, duration_problem, plaintext_address_problem, store_path_problem, MAX_LONG_DURATION};
 use crate::playbook::StoreLocation;
 use crate::provider::kind::yaml_str as q;
 use crate::provider::kind::{claimed_by_id, CheckCx, Fields, Kind, Problem, ProviderKind, Resolve, StoreKind};
@@ -29,6 +29,47 @@ pub struct VaultProviderConfig {
     pub pending_prefix: String,
     #[serde(default)]
     pub limits: Limits,
+    /// TLS to the server (an `https://` address): verified by default,
+    /// against `ca_cert`/`ca_path`, else `VAULT_CACERT`/`VAULT_CAPATH`, else
+    /// the system's roots.
+    #[serde(default)]
+    pub tls: VaultTls,
+    /// Allow an `http://` address to a host that is not loopback (127.0.0.0/8,
+    /// `::1`, `localhost`). Without it such a playbook does not load: the
+    /// login token would cross the network unencrypted. `plan` reports it.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+}
+
+/// TLS settings of a `vault` provider. Paths are read when keysweep connects.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VaultTls {
+    /// PEM file of the CA certificate(s) to trust (only these; the system's
+    /// roots are then not used). Default: `VAULT_CACERT`.
+    pub ca_cert: Option<String>,
+    /// Directory of PEM CA certificates to trust (every `*.pem`/`*.crt`).
+    /// Default: `VAULT_CAPATH`.
+    pub ca_path: Option<String>,
+    /// PEM client certificate presented to the server (for `cert` auth or a
+    /// listener that requires client certificates); needs `client_key`.
+    pub client_cert: Option<String>,
+    /// PEM private key of `client_cert` (PKCS#8, RSA or SEC1).
+    pub client_key: Option<String>,
+    /// The name the server's certificate is checked against (and sent as
+    /// SNI), when it differs from the address's host, e.g. an address by IP.
+    pub server_name: Option<String>,
+    /// Do not verify the server's certificate. Anyone on the path can then
+    /// read keysweep's token and every secret: only for a test server.
+    /// Reported by `plan` and at every connection.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+impl VaultTls {
+    fn is_set(&self) -> bool {
+        *self != VaultTls::default()
+    }
 }
 
 fn default_pending_prefix() -> String {
@@ -47,6 +88,18 @@ pub enum VaultAuth {
         role_id: SecretRef,
         secret_id: SecretRef,
     },
+    /// TLS certificate login (the `cert` auth method) with the provider's
+    /// `tls.client_cert`/`client_key`; no secret in the playbook.
+    Cert {
+        #[serde(default = "default_cert_mount")]
+        mount: String,
+        /// The certificate role to log in against (default: any that matches).
+        name: Option<String>,
+    },
+}
+
+fn default_cert_mount() -> String {
+    "cert".into()
 }
 
 fn default_approle_mount() -> String {
@@ -134,22 +187,68 @@ impl ProviderKind for VaultProviderConfig {
         match &self.auth {
             VaultAuth::Token { token } => vec![token],
             VaultAuth::Approle { role_id, secret_id, .. } => vec![role_id, secret_id],
+            VaultAuth::Cert { .. } => vec![],
         }
     }
     fn check(&self, allow_link_local: bool) -> Vec<Problem> {
         let mut out = vec![];
         if let Some((m, h)) = address_problem(&self.address, &["http", "https"], allow_link_local) {
             out.push(Problem::new(&["address"], m, h));
+        } else if let Some((m, h)) = plaintext_address_problem(&self.address, self.allow_plaintext) {
+            out.push(Problem::new(&["address"], m, h));
+        } else if self.address.trim().starts_with("http://") && self.tls.is_set() {
+            out.push(Problem::new(
+                &["tls"],
+                "`tls` is set but the address is `http://`: nothing would use it",
+                "write the address as `https://…`, or remove `tls:`",
+            ));
+        }
+        match (&self.tls.client_cert, &self.tls.client_key) {
+            (Some(_), None) => out.push(Problem::new(
+                &["tls", "client_cert"],
+                "`client_cert` without `client_key`",
+                "add `client_key:` (the PEM private key of the certificate)",
+            )),
+            (None, Some(_)) => out.push(Problem::new(
+                &["tls", "client_key"],
+                "`client_key` without `client_cert`",
+                "add `client_cert:` (the PEM certificate of the key)",
+            )),
+            _ => {}
+        }
+        if self.tls.server_name.as_deref().is_some_and(|n| n.trim().is_empty() || n.contains(['/', ':', ' ', '@'])) {
+            out.push(Problem::new(
+                &["tls", "server_name"],
+                "`server_name` is not a host name",
+                "write the name the server's certificate carries, e.g. `vault.internal`",
+            ));
         }
         if let Some(m) = store_path_problem("pending_prefix", &self.pending_prefix) {
             out.push(Problem::new(&["pending_prefix"], m, "write a relative prefix such as `keysweep-pending`"));
         } else if self.pending_prefix.trim().is_empty() {
             out.push(Problem::new(&["pending_prefix"], "`pending_prefix` is empty", "remove it to use `keysweep-pending`"));
         }
-        if let VaultAuth::Approle { mount, .. } = &self.auth {
+        if let VaultAuth::Approle { mount, .. } | VaultAuth::Cert { mount, .. } = &self.auth {
             if let Some(m) = store_path_problem("mount", mount) {
-                out.push(Problem::new(&["auth", "mount"], m, "write the auth mount's name, e.g. `approle`"));
+                out.push(Problem::new(&["auth", "mount"], m, "write the auth mount's name, e.g. `approle` or `cert`"));
             }
+        }
+        if matches!(self.auth, VaultAuth::Cert { .. }) && self.tls.client_cert.is_none() {
+            out.push(Problem::new(
+                &["auth"],
+                "`method: cert` logs in with a TLS client certificate, and `tls.client_cert` is not set",
+                "add `tls: { client_cert: …, client_key: … }` (PEM files) to the provider",
+            ));
+        }
+        out
+    }
+    fn warnings(&self) -> Vec<String> {
+        let mut out = vec![];
+        if self.tls.insecure_skip_verify {
+            out.push(super::INSECURE_WARNING.to_string());
+        }
+        if self.allow_plaintext && plaintext_address_problem(&self.address, false).is_some() {
+            out.push("plaintext `http://` to a host that is not loopback (allow_plaintext: true): the login token and every secret cross the network unencrypted".into());
         }
         out
     }

@@ -40,6 +40,10 @@ use crate::secret::{Delivered, ExposeSecret, SecretString};
 use config::{VaultAuth, VaultProviderConfig};
 use http::{list_method, VaultHttp};
 
+/// Reported by `plan` and at every connection when `tls.insecure_skip_verify` is set.
+pub const INSECURE_WARNING: &str =
+    "TLS certificate verification is OFF (tls.insecure_skip_verify: true): anyone on the network path can read keysweep's token and every secret; only for a test server";
+
 pub const NONCE_KEY: &str = "keysweep_nonce";
 
 pub struct VaultProvider {
@@ -65,25 +69,32 @@ struct OwnLogin {
 }
 
 impl VaultProvider {
-    /// Connects and logs in (token, or AppRole through vaultrs).
+    /// Connects and logs in (a token, AppRole, or a TLS client certificate), all through the provider's own client and its TLS settings.
     pub async fn connect(name: &str, cfg: &VaultProviderConfig, resolve: &crate::provider::kind::Resolve<'_>) -> Result<Self, ProviderError> {
         let limits = &cfg.limits;
+        // Verification off, plaintext allowed: said at every connection (and by `plan`).
+        for w in crate::provider::kind::ProviderKind::warnings(cfg) {
+            eprintln!("keysweep: WARNING: provider `{name}`: {w}");
+        }
+        let env = |k: &str| std::env::var(k).ok();
+        let http = VaultHttp::with_tls(&cfg.address, cfg.namespace.clone(), SecretString::from(String::new()), limits, &cfg.tls, &env)?;
         let token = match &cfg.auth {
             VaultAuth::Token { token } => resolve(token)?,
             VaultAuth::Approle { mount, role_id, secret_id } => {
                 let role_id = resolve(role_id)?;
                 let secret_id = resolve(secret_id)?;
-                approle_login(&cfg.address, cfg.namespace.clone(), mount, &role_id, &secret_id).await?
+                approle_login(&http, mount, &role_id, &secret_id).await?
             }
+            VaultAuth::Cert { mount, name } => cert_login(&http, mount, name.as_deref()).await?,
         };
-        let http = VaultHttp::new(&cfg.address, cfg.namespace.clone(), token, limits)?;
-        let session = matches!(cfg.auth, VaultAuth::Approle { .. });
+        http.switch_admin_token(token);
+        let session = matches!(cfg.auth, VaultAuth::Approle { .. } | VaultAuth::Cert { .. });
         let (own, approle) = match &cfg.auth {
             VaultAuth::Approle { mount, role_id, .. } => (
                 OwnLogin { approle_mount: Some(mount.trim_matches('/').to_string()), ..Default::default() },
                 Some((mount.clone(), resolve(role_id)?)),
             ),
-            VaultAuth::Token { .. } => (OwnLogin::default(), None),
+            VaultAuth::Token { .. } | VaultAuth::Cert { .. } => (OwnLogin::default(), None),
         };
         Ok(VaultProvider {
             name: name.to_string(),
@@ -254,32 +265,41 @@ impl VaultProvider {
     }
 }
 
-async fn approle_login(
-    address: &str,
-    namespace: Option<String>,
-    mount: &str,
-    role_id: &SecretString,
-    secret_id: &SecretString,
-) -> Result<SecretString, ProviderError> {
-    let mut b = vaultrs::client::VaultClientSettingsBuilder::default();
-    b.address(address);
-    if let Some(ns) = namespace {
-        b.set_namespace(ns);
-    }
-    // Never Debug-print the settings or the client: they carry the token.
-    let settings = b.build().map_err(|e| ProviderError::new(ErrorKind::Config, "vault.approle_login", e.to_string()))?;
-    let client =
-        vaultrs::client::VaultClient::new(settings).map_err(|e| ProviderError::new(ErrorKind::Config, "vault.approle_login", e.to_string()))?;
-    let auth = vaultrs::auth::approle::login(&client, mount, role_id.expose_secret(), secret_id.expose_secret()).await.map_err(|e| {
-        let kind = match &e {
-            vaultrs::error::ClientError::APIError { code, .. } if *code == 429 => ErrorKind::RateLimited,
-            vaultrs::error::ClientError::APIError { code, .. } if *code >= 500 => ErrorKind::Unavailable,
-            vaultrs::error::ClientError::APIError { .. } => ErrorKind::Unauthenticated,
-            _ => ErrorKind::Unavailable,
+/// TLS certificate login (`cert` auth) with the client's certificate.
+async fn cert_login(http: &VaultHttp, mount: &str, name: Option<&str>) -> Result<SecretString, ProviderError> {
+    const OP: &str = "vault.cert_login";
+    let body = match name {
+        Some(n) => json!({ "name": n }),
+        None => json!({}),
+    };
+    let path = format!("auth/{}/login", mount.trim_matches('/'));
+    let r = http.send(OP, Method::POST, &path, None, Some(&body)).await?;
+    login_token(OP, &path, r)
+}
+
+/// The token of a login answer, or the refusal as an error of its kind.
+fn login_token(op: &'static str, path: &str, r: http::Resp) -> Result<SecretString, ProviderError> {
+    if !r.ok() {
+        let kind = match r.status {
+            429 => ErrorKind::RateLimited,
+            s if s >= 500 => ErrorKind::Unavailable,
+            _ => ErrorKind::Unauthenticated,
         };
-        ProviderError::new(kind, "vault.approle_login", e.to_string())
-    })?;
-    Ok(SecretString::from(auth.client_token))
+        return Err(ProviderError::new(kind, op, format!("{path}: {}", r.describe())));
+    }
+    match r.body["auth"]["client_token"].as_str().filter(|t| !t.is_empty()) {
+        Some(t) => Ok(SecretString::from(t.to_string())),
+        None => Err(ProviderError::new(ErrorKind::Unavailable, op, format!("{path}: HTTP {} without `auth.client_token`", r.status))),
+    }
+}
+
+/// AppRole login over the provider's own client (its TLS settings apply).
+async fn approle_login(http: &VaultHttp, mount: &str, role_id: &SecretString, secret_id: &SecretString) -> Result<SecretString, ProviderError> {
+    const OP: &str = "vault.approle_login";
+    let body = json!({ "role_id": role_id.expose_secret(), "secret_id": secret_id.expose_secret() });
+    let path = format!("auth/{}/login", mount.trim_matches('/'));
+    let r = http.send(OP, Method::POST, &path, None, Some(&body)).await?;
+    login_token(OP, &path, r)
 }
 
 fn unsupported(op: &'static str, target: &Target) -> ProviderError {
@@ -1038,7 +1058,7 @@ impl Provider for VaultProvider {
             }
             Target::VaultApproleSecretId(_) => {
                 let Some((mount, role_id)) = &self.approle else { return Err(unsupported("switch_login", target)) };
-                let token = approle_login(self.http.base(), self.http.namespace(), mount, role_id, &new.value).await?;
+                let token = approle_login(&self.http, mount, role_id, &new.value).await?;
                 // The session opened with the old secret-id ends now; the new one is keysweep's.
                 if let Err(e) = self.http.admin_ok("vault.revoke_self", Method::POST, "auth/token/revoke-self", None).await {
                     tracing::warn!(provider = %self.name, error = %e, "could not revoke the session opened with the old secret-id");
