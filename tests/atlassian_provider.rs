@@ -70,6 +70,7 @@ fn config(s: &Sim, org: &Org, limits: Limits) -> AtlassianProviderConfig {
         site_url: s.base.clone(),
         admin_url: s.base.clone(),
         auth_url: s.base.clone(),
+        allow_plaintext: false,
         limits,
     }
 }

@@ -21,7 +21,7 @@ async fn provider_at(endpoint: &str, limits: Limits) -> AwsProvider {
     // The provider reads credentials from the standard chain: the environment.
     moto().set_admin_env();
     let cfg =
-        AwsProviderConfig { region: Some(moto().region.clone()), endpoint_url: Some(endpoint.to_string()), profile: None, limits, claims_in: None };
+        AwsProviderConfig { region: Some(moto().region.clone()), endpoint_url: Some(endpoint.to_string()), profile: None, allow_plaintext: false, limits, claims_in: None };
     AwsProvider::connect("aws", &cfg).await.unwrap()
 }
 

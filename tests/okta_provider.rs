@@ -36,7 +36,7 @@ fn admin(s: &Sim) -> String {
 }
 
 async fn connect(s: &Sim, token: &str, limits: Limits) -> Arc<dyn Provider> {
-    let cfg = OktaProviderConfig { org_url: s.base.clone(), api_token: SecretRef::Env("OKTA_API_TOKEN".into()), limits };
+    let cfg = OktaProviderConfig { org_url: s.base.clone(), api_token: SecretRef::Env("OKTA_API_TOKEN".into()), allow_plaintext: false, limits };
     let token = token.to_string();
     cfg.connect("okta", &move |_r: &SecretRef| Ok(SecretString::from(token.clone()))).await.unwrap_or_else(|e| panic!("connect: {e}"))
 }

@@ -509,3 +509,22 @@ pub fn claimed_by_id(stored: Option<&Fields>, key: &str, listed: Option<&String>
 pub fn yaml_str(s: &str) -> String {
     serde_json::to_string(s).expect("a string serializes")
 }
+
+/// The load-time refusals of plaintext (`http://`) URLs to hosts that are not
+/// loopback, one per URL setting (`(path, url)`), unless the provider says
+/// `allow_plaintext: true`.
+pub fn plaintext_problems(urls: &[(&[&str], &str)], allow_plaintext: bool) -> Vec<Problem> {
+    urls.iter()
+        .filter_map(|(at, u)| crate::playbook::rules::plaintext_address_problem(u, allow_plaintext).map(|(m, h)| Problem::new(at, m, h)))
+        .collect()
+}
+
+/// The warning `plan` and every connection give when `allow_plaintext: true`
+/// lets one of `urls` cross the network unencrypted.
+pub fn plaintext_warnings(urls: &[&str], allow_plaintext: bool, what: &str) -> Vec<String> {
+    let remote: Vec<&str> = urls.iter().copied().filter(|u| crate::playbook::rules::plaintext_address_problem(u, false).is_some()).collect();
+    if !allow_plaintext || remote.is_empty() {
+        return vec![];
+    }
+    vec![format!("plaintext `http://` to a host that is not loopback ({}; allow_plaintext: true): {what} cross the network unencrypted", remote.join(", "))]
+}

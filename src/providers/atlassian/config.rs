@@ -38,6 +38,11 @@ pub struct AtlassianProviderConfig {
     /// The OAuth 2.0 authorization server (`/oauth/token`). Default `https://auth.atlassian.com`.
     #[serde(default = "default_auth_url")]
     pub auth_url: String,
+    /// Allow `http://` to a host that is not loopback (keysweep's login and
+    /// every secret then cross the network unencrypted; `plan` and every
+    /// connection say so). Default: refused when the playbook loads.
+    #[serde(default)]
+    pub allow_plaintext: bool,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -62,12 +67,17 @@ impl ProviderKind for AtlassianProviderConfig {
         for (key, url) in [("admin_url", &self.admin_url), ("site_url", &self.site_url), ("auth_url", &self.auth_url)] {
             if let Some((m, h)) = address_problem(url, &["https", "http"], allow_link_local) {
                 out.push(Problem::new(&[key], m, h));
+            } else {
+                out.extend(crate::provider::kind::plaintext_problems(&[(&[key], url)], self.allow_plaintext));
             }
         }
         if !safe_id(&self.org_id) {
             out.push(Problem::new(&["org_id"], "`org_id` is not an organization id", "copy it from Atlassian Administration › Settings › API keys"));
         }
         out
+    }
+    fn warnings(&self) -> Vec<String> {
+        crate::provider::kind::plaintext_warnings(&[&self.admin_url, &self.site_url, &self.auth_url], self.allow_plaintext, "the admin key, API tokens and client secrets")
     }
     async fn connect(&self, name: &str, resolve: &Resolve<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
         Ok(Arc::new(super::AtlassianProvider::connect(name, self, resolve).await?))

@@ -27,6 +27,11 @@ pub struct AwsProviderConfig {
     pub endpoint_url: Option<String>,
     /// Named profile from ~/.aws/config.
     pub profile: Option<String>,
+    /// Allow `http://` to a host that is not loopback (keysweep's login and
+    /// every secret then cross the network unencrypted; `plan` and every
+    /// connection say so). Default: refused when the playbook loads.
+    #[serde(default)]
+    pub allow_plaintext: bool,
     #[serde(default)]
     pub limits: Limits,
     /// Where to keep the claims (per-credential leases, written with
@@ -73,8 +78,14 @@ impl ProviderKind for AwsProviderConfig {
         &self.limits
     }
     fn check(&self, allow_link_local: bool) -> Vec<Problem> {
-        let bad = self.endpoint_url.as_deref().and_then(|u| address_problem(u, &["http", "https"], allow_link_local));
-        bad.map(|(m, h)| vec![Problem::new(&["endpoint_url"], m, h)]).unwrap_or_default()
+        let Some(u) = self.endpoint_url.as_deref() else { return vec![] };
+        match address_problem(u, &["http", "https"], allow_link_local) {
+            Some((m, h)) => vec![Problem::new(&["endpoint_url"], m, h)],
+            None => crate::provider::kind::plaintext_problems(&[(&["endpoint_url"], u)], self.allow_plaintext),
+        }
+    }
+    fn warnings(&self) -> Vec<String> {
+        crate::provider::kind::plaintext_warnings(&self.endpoint_url.iter().map(String::as_str).collect::<Vec<_>>(), self.allow_plaintext, "signed requests and every secret value")
     }
     fn claims_in(&self) -> Option<&ClaimsIn> {
         self.claims_in.as_ref()

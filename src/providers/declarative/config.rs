@@ -109,6 +109,11 @@ pub struct HttpProviderConfig {
     /// An admin-side proof (a request by the token's id with keysweep's own
     /// login), used when no old value may be probed (`verify.probe_old: false`).
     pub lookup: Option<Box<Lookup>>,
+    /// Allow `http://` to a host that is not loopback (keysweep's login and
+    /// every secret then cross the network unencrypted; `plan` and every
+    /// connection say so). Default: refused when the playbook loads.
+    #[serde(default)]
+    pub allow_plaintext: bool,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -559,11 +564,15 @@ impl ProviderKind for HttpProviderConfig {
         }
         if let Some((m, h)) = address_problem(&self.base_url, &["https", "http"], allow_link_local) {
             out.push(Problem::new(&["base_url"], m, h));
+        } else {
+            out.extend(crate::provider::kind::plaintext_problems(&[(&["base_url"], &self.base_url)], self.allow_plaintext));
         }
         for (i, a) in self.allowed_hosts.iter().enumerate() {
             let idx = format!("[{i}]");
             let at = ["allowed_hosts", idx.as_str()];
             if let Some((m, h)) = address_problem(a, &["https", "http"], allow_link_local) {
+                out.push(Problem::new(&at, m, h));
+            } else if let Some((m, h)) = crate::playbook::rules::plaintext_address_problem(a, self.allow_plaintext) {
                 out.push(Problem::new(&at, m, h));
             } else if reqwest::Url::parse(a.trim()).is_ok_and(|u| !u.path().trim_matches('/').is_empty() || u.query().is_some()) {
                 out.push(Problem::new(&at, format!("`{a}` is not an origin: it has a path or query"), "write `https://host[:port]` only"));
@@ -872,6 +881,9 @@ impl ProviderKind for HttpProviderConfig {
         out
     }
 
+    fn warnings(&self) -> Vec<String> {
+        crate::provider::kind::plaintext_warnings(&std::iter::once(self.base_url.as_str()).chain(self.allowed_hosts.iter().map(String::as_str)).collect::<Vec<_>>(), self.allow_plaintext, "keysweep's login and every token")
+    }
     async fn connect(&self, name: &str, resolve: &Resolve<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
         Ok(Arc::new(super::HttpProvider::connect(name, self, resolve).await?))
     }

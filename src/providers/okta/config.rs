@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::playbook::model::{Limits, SecretRef};
 use crate::playbook::rules::address_problem;
 use crate::provider::kind::yaml_str as q;
-use crate::provider::kind::{claimed_by_id, CheckCx, Fields, Kind, Problem, ProviderKind, Resolve};
+use crate::provider::kind::{plaintext_problems, plaintext_warnings, claimed_by_id, CheckCx, Fields, Kind, Problem, ProviderKind, Resolve};
 use crate::provider::{Capabilities, InventoryItem, Provider, ProviderError};
 
 /// An Okta org (the management API and its authorization servers).
@@ -24,6 +24,11 @@ pub struct OktaProviderConfig {
     /// keysweep's own login: an API token of an admin allowed to list and
     /// revoke API tokens and manage apps (`${env:OKTA_API_TOKEN}`), sent as `SSWS`.
     pub api_token: SecretRef,
+    /// Allow `http://` to a host that is not loopback (keysweep's login and
+    /// every secret then cross the network unencrypted; `plan` and every
+    /// connection say so). Default: refused when the playbook loads.
+    #[serde(default)]
+    pub allow_plaintext: bool,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -39,8 +44,11 @@ impl ProviderKind for OktaProviderConfig {
     fn check(&self, allow_link_local: bool) -> Vec<Problem> {
         match address_problem(&self.org_url, &["http", "https"], allow_link_local) {
             Some((m, h)) => vec![Problem::new(&["org_url"], m, h)],
-            None => vec![],
+            None => plaintext_problems(&[(&["org_url"], &self.org_url)], self.allow_plaintext),
         }
+    }
+    fn warnings(&self) -> Vec<String> {
+        plaintext_warnings(&[&self.org_url], self.allow_plaintext, "the API tokens keysweep logs in with and probes")
     }
     async fn connect(&self, name: &str, resolve: &Resolve<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
         Ok(Arc::new(super::OktaProvider::connect(name, self, resolve).await?))

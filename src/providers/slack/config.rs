@@ -39,6 +39,11 @@ pub struct SlackProviderConfig {
     /// (`slack_rotating_token`): their OAuth client credentials.
     #[serde(default)]
     pub rotating_apps: Vec<SlackRotatingApp>,
+    /// Allow `http://` to a host that is not loopback (keysweep's login and
+    /// every secret then cross the network unencrypted; `plan` and every
+    /// connection say so). Default: refused when the playbook loads.
+    #[serde(default)]
+    pub allow_plaintext: bool,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -69,6 +74,8 @@ impl ProviderKind for SlackProviderConfig {
         let mut out = vec![];
         if let Some((m, h)) = address_problem(&self.api_url, &["http", "https"], allow_link_local) {
             out.push(Problem::new(&["api_url"], m, h));
+        } else {
+            out.extend(crate::provider::kind::plaintext_problems(&[(&["api_url"], &self.api_url)], self.allow_plaintext));
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, a) in self.rotating_apps.iter().enumerate() {
@@ -85,6 +92,9 @@ impl ProviderKind for SlackProviderConfig {
             }
         }
         out
+    }
+    fn warnings(&self) -> Vec<String> {
+        crate::provider::kind::plaintext_warnings(&[&self.api_url], self.allow_plaintext, "the tokens keysweep logs in with, revokes and probes")
     }
     async fn connect(&self, name: &str, resolve: &Resolve<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
         Ok(Arc::new(super::SlackProvider::connect(name, self, resolve).await?))
