@@ -194,40 +194,17 @@ impl PostgresProvider {
             .connect_timeout(self.timeout);
         self.permit().await;
         let addr = self.addr();
-        let h = match &self.tls {
+        // Never falls back to plaintext: with TLS settings, TLS or no connection.
+        match &self.tls {
             None => {
                 c.ssl_mode(tokio_postgres::config::SslMode::Disable);
-                let (client, conn) = match tokio::time::timeout(self.timeout, c.connect(NoTls)).await {
-                    Ok(Ok(x)) => x,
-                    Ok(Err(e)) => return Err(ConnectFail::Pg(e)),
-                    Err(_) => return Err(ConnectFail::Timeout),
-                };
-                drop(c);
-                let h = tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(server = %addr, error = %describe(&e, &[]), "a postgres connection ended with an error");
-                    }
-                });
-                (client, h)
+                connect_with(c, NoTls, self.timeout, addr).await
             }
             Some(tls) => {
-                // Never falls back to plaintext: TLS or no connection.
                 c.ssl_mode(tokio_postgres::config::SslMode::Require);
-                let (client, conn) = match tokio::time::timeout(self.timeout, c.connect(pg_tls::MakeRustls(tls.clone()))).await {
-                    Ok(Ok(x)) => x,
-                    Ok(Err(e)) => return Err(ConnectFail::Pg(e)),
-                    Err(_) => return Err(ConnectFail::Timeout),
-                };
-                drop(c);
-                let h = tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(server = %addr, error = %describe(&e, &[]), "a postgres connection ended with an error");
-                    }
-                });
-                (client, h)
+                connect_with(c, pg_tls::MakeRustls(tls.clone()), self.timeout, addr).await
             }
-        };
-        Ok(h)
+        }
     }
 
     /// The admin connection, logging in (again) if there is none or it closed.
@@ -927,3 +904,29 @@ impl PostgresProvider {
         Ok(())
     }
 }
+/// Connects with `tls` (plaintext or TLS) within `timeout` and spawns the
+/// connection task. `c` (which holds the password) is dropped once connected.
+async fn connect_with<T>(
+    c: Config,
+    tls: T,
+    timeout: Duration,
+    addr: String,
+) -> Result<(Client, tokio::task::JoinHandle<()>), ConnectFail>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, conn) = match tokio::time::timeout(timeout, c.connect(tls)).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return Err(ConnectFail::Pg(e)),
+        Err(_) => return Err(ConnectFail::Timeout),
+    };
+    drop(c);
+    let h = tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(server = %addr, error = %describe(&e, &[]), "a postgres connection ended with an error");
+        }
+    });
+    Ok((client, h))
+}
+
