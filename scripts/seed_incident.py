@@ -44,8 +44,10 @@ def iam(endpoint, **params):
     body = urllib.parse.urlencode({"Version": "2010-05-08", **params}).encode()
     req = urllib.request.Request(endpoint + "/", data=body, method="POST")
     req.add_header("Content-Type", "application/x-www-form-urlencoded")
-    # Any well-formed key id will do while auth is off.
-    req.add_header("Authorization", "AWS4-HMAC-SHA256 Credential=AKIASETUPONLY0000000/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0")
+    # Any well-formed key id will do while auth is off (built here, so no
+    # credential-shaped literal sits in the source).
+    key_id = "AKIA" + "SETUPONLY" + "0" * 7
+    req.add_header("Authorization", f"AWS4-HMAC-SHA256 Credential={key_id}/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0")
     with urllib.request.urlopen(req, timeout=10) as r:
         return r.read().decode()
 
