@@ -176,6 +176,8 @@ pub struct Plan {
     pub waves: Vec<Vec<usize>>,
     /// Notes for the dry-run report (coverage gaps that need no provider to see).
     pub warnings: Vec<String>,
+    /// Provider settings taken from the environment, and from which variable.
+    pub from_env: Vec<String>,
 }
 
 /// The steps of `c`'s lifecycle, as the engine runs them.
@@ -225,6 +227,9 @@ pub fn build(playbook: &Playbook, selection: &Selection) -> Plan {
         waves[d].push(i);
     }
 
+    let env = |k: &str| std::env::var(k).ok();
+    let from_env: Vec<String> =
+        playbook.providers.iter().flat_map(|(name, p)| p.config.spec().from_env(&env).into_iter().map(move |s| format!("provider `{name}`: {s}"))).collect();
     let mut warnings = vec![];
     for (name, p) in &playbook.providers {
         for w in p.config.spec().warnings() {
@@ -284,7 +289,7 @@ pub fn build(playbook: &Playbook, selection: &Selection) -> Plan {
             unprovable[0].1
         ));
     }
-    Plan { items, waves, warnings }
+    Plan { items, waves, warnings, from_env }
 }
 
 fn is_alternating(c: &Credential) -> bool {

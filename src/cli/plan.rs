@@ -113,6 +113,7 @@ pub async fn run(a: Args, state_dir: &std::path::Path) -> Result<i32> {
     let mut report =
         Report::new("dry-run", "dry_run", &a.playbook.display().to_string(), &chrono::Utc::now().to_rfc3339(), selection.describe(), rows);
     report.warnings = warnings;
+    report.from_env = plan.from_env.clone();
     report.discovery = discovery;
 
     match a.format {
@@ -158,6 +159,12 @@ fn text(plan: &plan::Plan, report: &Report, verbose: bool) -> String {
         for w in &selected {
             let steps: Vec<&str> = w.steps.iter().map(|s| s.as_str()).collect();
             let _ = writeln!(s, "  {}  {}/{}  {}", w.cred.id, w.cred.provider, w.cred.target.kind(), steps.join(" → "));
+        }
+    }
+    if !report.from_env.is_empty() {
+        let _ = writeln!(s, "\nsettings from the environment:");
+        for f in &report.from_env {
+            let _ = writeln!(s, "  - {f}");
         }
     }
     if !report.warnings.is_empty() {

@@ -302,6 +302,7 @@ async fn execute(
     let rows = common::rows(&plan, &states, &run_id).into_iter().map(|r| Row { due: due_notes.get(&r.id).cloned(), ..r }).collect();
     let mut report = Report::new(&run_id, "run", &record.playbook, &started_at, selection.describe(), rows);
     report.warnings = plan.warnings.clone();
+    report.from_env = plan.from_env.clone();
     if let Some(prev) = journal.previous_finished(&record.playbook, &[MODE_RUN, MODE_DUE], &run_id)? {
         if let Some(p) = prev.report.and_then(|v| serde_json::from_value::<Report>(v).ok()) {
             report.changes = Some(Changes::between(&p, &report));

@@ -346,6 +346,7 @@ impl<'e> Loader<'e> {
         }
         self.check_strings(file, &YamlPath::root(), &mut root, None);
         self.take_allow_link_local(file, &mut root);
+        self.rebase_tls_paths(file, &mut root);
         self.deserialize_file(file, &root);
         // Includes are read from the value itself, so a mistake elsewhere at
         // the top level does not hide the included files.
@@ -488,6 +489,16 @@ impl<'e> Loader<'e> {
                     Some("write true or false, without quotes".into()),
                 ),
             }
+        }
+    }
+
+    /// Makes relative TLS file paths in each provider's settings relative to
+    /// this file's folder (not to wherever keysweep is run from).
+    pub(super) fn rebase_tls_paths(&mut self, file: usize, root: &mut Value) {
+        let Some(dir) = self.sources[file].canonical.parent().map(std::path::Path::to_path_buf) else { return };
+        let Some(Value::Mapping(providers)) = root.as_mapping_mut().and_then(|m| m.get_mut("providers")) else { return };
+        for (_, v) in providers.iter_mut() {
+            crate::provider::tls::rebase_paths(v, &dir, 0);
         }
     }
 

@@ -280,6 +280,13 @@ pub trait ProviderKind: Send + Sync + 'static {
         vec![]
     }
 
+    /// Settings the playbook leaves out that connecting takes from the
+    /// owning system's standard environment (read through `env`), each as
+    /// "`setting` from VAR", for `plan`. Pure apart from `env`.
+    fn from_env(&self, _env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+        vec![]
+    }
+
     /// Rules a credential of this provider keeps that depend on the
     /// provider's settings (a recipe that issues no token by API needs
     /// `manual:` steps for a rotation); pure. `at` is below the credential's

@@ -7,6 +7,7 @@ pub mod error;
 pub mod http;
 pub mod kind;
 pub mod limits;
+pub mod tls;
 pub mod registry;
 
 use std::collections::BTreeMap;

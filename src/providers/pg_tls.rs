@@ -17,16 +17,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 
-use crate::provider::{ErrorKind, ProviderError};
+use crate::provider::ProviderError;
 
 /// libpq's `sslmode`, the modes keysweep supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -62,65 +59,21 @@ pub struct TlsFiles {
     pub key: Option<String>,
 }
 
-fn cfg_err(msg: String) -> ProviderError {
-    ProviderError::new(ErrorKind::Config, "postgres.tls", msg)
-}
-
 /// The rustls client configuration for `mode` (not `Disable`).
 pub fn client_config(mode: SslMode, files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>, ProviderError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| cfg_err(format!("TLS setup: {e}")))?;
-    let verifier: Arc<dyn ServerCertVerifier> = if mode == SslMode::Require {
-        Arc::new(NoVerify(provider))
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        match files.root_cert.as_deref().filter(|r| *r != "system") {
-            Some(path) => {
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| cfg_err(format!("`sslrootcert` `{path}`: {e}")))?
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| cfg_err(format!("`sslrootcert` `{path}`: not PEM certificates: {e}")))?;
-                if certs.is_empty() {
-                    return Err(cfg_err(format!("`sslrootcert` `{path}` holds no PEM certificate")));
-                }
-                for c in certs {
-                    roots.add(c).map_err(|e| cfg_err(format!("`sslrootcert` `{path}`: {e}")))?;
-                }
-            }
-            None => {
-                let found = rustls_native_certs::load_native_certs();
-                roots.add_parsable_certificates(found.certs);
-                if roots.is_empty() {
-                    return Err(cfg_err(
-                        "`sslrootcert` is not set and the system has no root certificates: name the server's CA in `sslrootcert`".into(),
-                    ));
-                }
-            }
-        }
-        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .map_err(|e| cfg_err(format!("TLS setup: {e}")))?;
-        if mode == SslMode::VerifyCa {
-            Arc::new(ChainOnly(webpki))
-        } else {
-            webpki
-        }
+    use crate::provider::tls::{rustls_config, Material, Verify};
+    let verify = match mode {
+        SslMode::Require => Verify::Nothing,
+        SslMode::VerifyCa => Verify::ChainOnly,
+        _ => Verify::Full,
     };
-    let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
-    let config = match (&files.cert, &files.key) {
-        (Some(cert), Some(key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| cfg_err(format!("`sslcert` `{cert}`: {e}")))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| cfg_err(format!("`sslcert` `{cert}`: not PEM certificates: {e}")))?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| cfg_err(format!("`sslkey` `{key}`: {e}")))?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| cfg_err(format!("`sslcert`/`sslkey`: {e}")))?
-        }
-        _ => builder.with_no_client_auth(),
+    let named = |f: &str, v: &Option<String>| v.clone().map(|p| (f.to_string(), p));
+    let material = Material {
+        ca_cert: named("sslrootcert", &files.root_cert.clone().filter(|r| r != "system")),
+        ca_path: None,
+        client: named("sslcert", &files.cert).zip(named("sslkey", &files.key)),
     };
-    Ok(Arc::new(config))
+    rustls_config("postgres.tls", verify, &material)
 }
 
 /// The fix for a refused server certificate, if `text` is one.
@@ -133,63 +86,6 @@ pub fn tls_refusal(text: &str) -> Option<&'static str> {
         Some("the server does not offer TLS: turn `ssl = on` on the server, or (loopback, or with `allow_plaintext: true`) set `sslmode: disable`")
     } else {
         None
-    }
-}
-
-/// `verify-ca`: the chain must verify; a certificate for another name is accepted.
-#[derive(Debug)]
-struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
-            Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. })) => {
-                Ok(ServerCertVerified::assertion())
-            }
-            other => other,
-        }
-    }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(m, c, d)
-    }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(m, c, d)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `require`: any certificate (the handshake's signatures are still checked).
-#[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -115,6 +115,10 @@ pub struct Report {
     /// Warnings that are not per-credential (stuck pending values found, coverage notes).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Provider settings the playbook leaves out, taken from the owning
+    /// system's standard environment (`VAULT_ADDR`, `PGHOST`, …): where each came from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_env: Vec<String>,
     /// A dry run's comparison of the playbook with what the providers hold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovery: Option<crate::discover::DiscoveryReport>,
@@ -216,6 +220,7 @@ impl Report {
             totals,
             rows,
             warnings: vec![],
+            from_env: vec![],
             discovery: None,
             changes: None,
         }

@@ -41,36 +41,9 @@ pub struct VaultProviderConfig {
     pub allow_plaintext: bool,
 }
 
-/// TLS settings of a `vault` provider. Paths are read when keysweep connects.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VaultTls {
-    /// PEM file of the CA certificate(s) to trust (only these; the system's
-    /// roots are then not used). Default: `VAULT_CACERT`.
-    pub ca_cert: Option<String>,
-    /// Directory of PEM CA certificates to trust (every `*.pem`/`*.crt`).
-    /// Default: `VAULT_CAPATH`.
-    pub ca_path: Option<String>,
-    /// PEM client certificate presented to the server (for `cert` auth or a
-    /// listener that requires client certificates); needs `client_key`.
-    pub client_cert: Option<String>,
-    /// PEM private key of `client_cert` (PKCS#8, RSA or SEC1).
-    pub client_key: Option<String>,
-    /// The name the server's certificate is checked against (and sent as
-    /// SNI), when it differs from the address's host, e.g. an address by IP.
-    pub server_name: Option<String>,
-    /// Do not verify the server's certificate. Anyone on the path can then
-    /// read keysweep's token and every secret: only for a test server.
-    /// Reported by `plan` and at every connection.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-}
-
-impl VaultTls {
-    fn is_set(&self) -> bool {
-        *self != VaultTls::default()
-    }
-}
+/// TLS settings of a `vault` provider (the shared `tls:` block; the CA
+/// defaults to `VAULT_CACERT`/`VAULT_CAPATH`).
+pub type VaultTls = crate::provider::tls::TlsConfig;
 
 fn default_pending_prefix() -> String {
     "keysweep-pending".into()
@@ -203,26 +176,7 @@ impl ProviderKind for VaultProviderConfig {
                 "write the address as `https://…`, or remove `tls:`",
             ));
         }
-        match (&self.tls.client_cert, &self.tls.client_key) {
-            (Some(_), None) => out.push(Problem::new(
-                &["tls", "client_cert"],
-                "`client_cert` without `client_key`",
-                "add `client_key:` (the PEM private key of the certificate)",
-            )),
-            (None, Some(_)) => out.push(Problem::new(
-                &["tls", "client_key"],
-                "`client_key` without `client_cert`",
-                "add `client_cert:` (the PEM certificate of the key)",
-            )),
-            _ => {}
-        }
-        if self.tls.server_name.as_deref().is_some_and(|n| n.trim().is_empty() || n.contains(['/', ':', ' ', '@'])) {
-            out.push(Problem::new(
-                &["tls", "server_name"],
-                "`server_name` is not a host name",
-                "write the name the server's certificate carries, e.g. `vault.internal`",
-            ));
-        }
+        out.extend(self.tls.check(&["tls"]));
         if let Some(m) = store_path_problem("pending_prefix", &self.pending_prefix) {
             out.push(Problem::new(&["pending_prefix"], m, "write a relative prefix such as `keysweep-pending`"));
         } else if self.pending_prefix.trim().is_empty() {
@@ -244,9 +198,7 @@ impl ProviderKind for VaultProviderConfig {
     }
     fn warnings(&self) -> Vec<String> {
         let mut out = vec![];
-        if self.tls.insecure_skip_verify {
-            out.push(super::INSECURE_WARNING.to_string());
-        }
+        out.extend(self.tls.warnings());
         if self.allow_plaintext && plaintext_address_problem(&self.address, false).is_some() {
             out.push("plaintext `http://` to a host that is not loopback (allow_plaintext: true): the login token and every secret cross the network unencrypted".into());
         }

@@ -23,7 +23,6 @@ use crate::provider::http::{not_from_vendor, VendorShape};
 use crate::provider::limits::retry;
 use crate::provider::{ErrorKind, ProviderError};
 use crate::secret::{ExposeSecret, SecretString};
-use zeroize::Zeroize;
 
 /// A KV v2 version's data and its version number.
 pub type KvData = (serde_json::Map<String, Value>, u64);
@@ -165,7 +164,11 @@ impl VaultHttp {
         let timeout = gate.timeout();
         let builder = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout.min(Duration::from_secs(10))).pool_max_idle_per_host(64);
         let mut base = base.trim_end_matches('/').to_string();
-        let builder = if base.starts_with("https://") { configure_tls(builder, &mut base, tls, env)? } else { builder };
+        let builder = if base.starts_with("https://") {
+            crate::provider::tls::reqwest_tls("vault.tls", builder, &mut base, tls, Some(("VAULT_CACERT", "VAULT_CAPATH")), env)?
+        } else {
+            builder
+        };
         let http = builder.build().map_err(|e| ProviderError::new(ErrorKind::Config, "vault.client", error_chain(&e)))?;
         let admin_token = std::sync::RwLock::new(std::sync::Arc::new(admin_token));
         Ok(VaultHttp { base, namespace, http, admin_token, gate, requests: AtomicU64::new(0) })
@@ -276,20 +279,7 @@ impl VaultHttp {
     }
 }
 
-/// An error with its causes (reqwest's own text is only "error sending
-/// request"; the certificate's refusal is a cause). Names no header or body.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        cur = c.source();
-    }
-    parts.join(": ")
-}
+pub use crate::provider::tls::error_chain;
 
 /// The fix for a refused server certificate, if `text` is one.
 pub fn tls_refusal(text: &str) -> Option<&'static str> {
@@ -302,83 +292,6 @@ pub fn tls_refusal(text: &str) -> Option<&'static str> {
     } else {
         None
     }
-}
-
-fn read_pem(field: &str, path: &str) -> Result<Vec<u8>, ProviderError> {
-    std::fs::read(path).map_err(|e| ProviderError::new(ErrorKind::Config, "vault.tls", format!("`tls.{field}` `{path}`: {e}")))
-}
-
-fn certs_in(field: &str, path: &str, pem: &[u8]) -> Result<Vec<reqwest::Certificate>, ProviderError> {
-    let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-        ProviderError::new(ErrorKind::Config, "vault.tls", format!("`tls.{field}` `{path}`: not PEM certificates: {}", error_chain(&e)))
-    })?;
-    if certs.is_empty() {
-        return Err(ProviderError::new(ErrorKind::Config, "vault.tls", format!("`tls.{field}` `{path}` holds no PEM certificate")));
-    }
-    Ok(certs)
-}
-
-/// The CA, client certificate and server name of `tls` on `builder`. A
-/// `server_name` becomes the URL's host, resolved to the address's own host's
-/// addresses, so that it is both the SNI and the name verified.
-fn configure_tls(
-    mut builder: reqwest::ClientBuilder,
-    base: &mut String,
-    tls: &super::config::VaultTls,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<reqwest::ClientBuilder, ProviderError> {
-    let mut roots = vec![];
-    let ca_cert =
-        tls.ca_cert.clone().map(|p| ("ca_cert", p)).or_else(|| env("VAULT_CACERT").filter(|p| !p.is_empty()).map(|p| ("ca_cert (VAULT_CACERT)", p)));
-    if let Some((field, path)) = ca_cert {
-        roots.extend(certs_in(field, &path, &read_pem(field, &path)?)?);
-    }
-    let ca_path =
-        tls.ca_path.clone().map(|p| ("ca_path", p)).or_else(|| env("VAULT_CAPATH").filter(|p| !p.is_empty()).map(|p| ("ca_path (VAULT_CAPATH)", p)));
-    if let Some((field, dir)) = ca_path {
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| ProviderError::new(ErrorKind::Config, "vault.tls", format!("`tls.{field}` `{dir}`: {e}")))?;
-        let mut files: Vec<std::path::PathBuf> =
-            entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "pem" || x == "crt")).collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(ProviderError::new(ErrorKind::Config, "vault.tls", format!("`tls.{field}` `{dir}` holds no `*.pem` or `*.crt` file")));
-        }
-        for f in files {
-            let shown = f.display().to_string();
-            roots.extend(certs_in(field, &shown, &read_pem(field, &shown)?)?);
-        }
-    }
-    if !roots.is_empty() {
-        // Only the CA named: the system's roots are not trusted for Vault.
-        builder = builder.tls_certs_only(roots);
-    }
-    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
-        let mut pem = read_pem("client_cert", cert)?;
-        pem.push(b'\n');
-        pem.extend(read_pem("client_key", key)?);
-        let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
-            ProviderError::new(ErrorKind::Config, "vault.tls", format!("`tls.client_cert`/`client_key` (`{cert}`, `{key}`): {}", error_chain(&e)))
-        });
-        pem.zeroize();
-        builder = builder.identity(id?);
-    }
-    if tls.insecure_skip_verify {
-        // Said at connect (`VaultProvider::connect`) and by `plan`.
-        builder = builder.tls_danger_accept_invalid_certs(true);
-    }
-    if let Some(name) = tls.server_name.as_deref().filter(|n| !n.is_empty()) {
-        let mut url = reqwest::Url::parse(base).map_err(|e| ProviderError::new(ErrorKind::Config, "vault.tls", format!("address: {e}")))?;
-        let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
-        let port = url.port_or_known_default().unwrap_or(443);
-        let addrs: Vec<std::net::SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
-            .map_err(|e| ProviderError::new(ErrorKind::Unavailable, "vault.tls", format!("resolving `{host}`: {e}")))?
-            .collect();
-        url.set_host(Some(name)).map_err(|e| ProviderError::new(ErrorKind::Config, "vault.tls", format!("`tls.server_name` `{name}`: {e}")))?;
-        builder = builder.resolve_to_addrs(name, &addrs);
-        *base = url.as_str().trim_end_matches('/').to_string();
-    }
-    Ok(builder)
 }
 
 /// The error for an answer that is not Vault's (see the module doc): never a

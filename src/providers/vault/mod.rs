@@ -40,10 +40,6 @@ use crate::secret::{Delivered, ExposeSecret, SecretString};
 use config::{VaultAuth, VaultProviderConfig};
 use http::{list_method, VaultHttp};
 
-/// Reported by `plan` and at every connection when `tls.insecure_skip_verify` is set.
-pub const INSECURE_WARNING: &str =
-    "TLS certificate verification is OFF (tls.insecure_skip_verify: true): anyone on the network path can read keysweep's token and every secret; only for a test server";
-
 pub const NONCE_KEY: &str = "keysweep_nonce";
 
 pub struct VaultProvider {
