@@ -418,6 +418,7 @@ pub fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 pub mod canary;
+pub mod certs;
 pub mod echo_proxy;
 pub mod faultproxy;
 pub mod independent;

@@ -43,20 +43,9 @@ pub struct Pg {
 }
 
 /// A test CA and a server certificate for `localhost` (only) signed by it,
-/// made with the `openssl` CLI in `dir`: `ca.pem`, `server.pem`, `server.key`.
+/// in `dir`: `ca.pem`, `server.pem`, `server.key`.
 fn make_certs(dir: &Path) {
-    let d = sh_quote(&dir.display().to_string());
-    let script = format!(
-        "set -e; cd {d}; \
-         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 \
-           -subj /CN=keysweep-test-ca -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign; \
-         openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr -subj /CN=localhost; \
-         printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n' > server.ext; \
-         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext; \
-         chmod 600 server.key"
-    );
-    let out = Command::new("sh").arg("-c").arg(&script).output().expect("run openssl");
-    assert!(out.status.success(), "making the test certificates failed: {}", String::from_utf8_lossy(&out.stderr));
+    super::certs::server(dir, &["localhost"]);
 }
 
 fn has_server(dir: &Path) -> bool {
