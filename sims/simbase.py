@@ -24,6 +24,7 @@ Run a simulator as `python3 sims/<vendor>.py [--port N]`: it prints
 """
 
 import argparse
+import ssl
 import json
 import re
 import sys
@@ -243,7 +244,11 @@ class Sim:
         ap = argparse.ArgumentParser(description=f"{self.name} simulator")
         ap.add_argument("--port", type=int, default=0)
         ap.add_argument("--host", default="127.0.0.1")
+        # HTTPS with this certificate and key (PEM), as the vendor serves it.
+        ap.add_argument("--tls-cert")
+        ap.add_argument("--tls-key")
         args = ap.parse_args(argv)
+        scheme = "https" if args.tls_cert else "http"
         sim = self
 
         class H(BaseHTTPRequestHandler):
@@ -259,7 +264,7 @@ class Sim:
                 body = self.rfile.read(n) if n else b""
                 req = Req(self.command, u.path, query, self.headers, body)
                 req.raw_query = u.query
-                req.base = f"http://{self.headers.get('Host', f'{args.host}:{sim.port}')}"
+                req.base = f"{scheme}://{self.headers.get('Host', f'{args.host}:{sim.port}')}"
                 try:
                     resp = sim.handle(req)
                 except Drop:
@@ -284,6 +289,10 @@ class Sim:
 
         httpd = ThreadingHTTPServer((args.host, args.port), H)
         httpd.daemon_threads = True
+        if args.tls_cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(args.tls_cert, args.tls_key)
+            httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
         self.port = httpd.server_address[1]
         print(f"listening on {args.host}:{self.port}", flush=True)
         try:

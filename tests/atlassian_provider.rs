@@ -71,6 +71,7 @@ fn config(s: &Sim, org: &Org, limits: Limits) -> AtlassianProviderConfig {
         admin_url: s.base.clone(),
         auth_url: s.base.clone(),
         allow_plaintext: false,
+        tls: Default::default(),
         limits,
     }
 }

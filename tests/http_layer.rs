@@ -110,7 +110,7 @@ async fn pages_are_read_to_the_end_through_a_rate_limit() {
     }))
     .await;
     *base.lock().unwrap() = s.base.clone();
-    let c = HttpClient::new("Okta", &s.base, &[], &limits(3), OKTA).unwrap();
+    let c = HttpClient::new("Okta", &s.base, &[], &limits(3), OKTA, &Default::default()).unwrap();
     let token = SecretString::from("00-test-api-token-value-aaaaaaaaaaaaaaaa".to_string());
     let started = Instant::now();
     let pages =
@@ -140,7 +140,7 @@ async fn a_link_to_another_host_gets_no_secret() {
         _ => (404, json(), r#"{"errorCode":"E0000007"}"#.into()),
     }))
     .await;
-    let c = HttpClient::new("Okta", &s.base, &[], &limits(2), OKTA).unwrap();
+    let c = HttpClient::new("Okta", &s.base, &[], &limits(2), OKTA, &Default::default()).unwrap();
     let token = SecretString::from("00-test-api-token-value-bbbbbbbbbbbbbbbb".to_string());
     let e = c.pages("okta.list", Request::new(Method::GET, "/api/v1/users?limit=1").secret(AUTHORIZATION, &token), Paging::Link).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Config);
@@ -157,7 +157,7 @@ async fn a_waf_page_is_temporary_retried_within_the_bound_and_never_quoted() {
         (403, vec![("content-type".into(), "text/html".into())], format!("<html>Request blocked. Authorization: {echoed}</html>"))
     }))
     .await;
-    let c = HttpClient::new("Okta", &s.base, &[], &limits(3), OKTA).unwrap();
+    let c = HttpClient::new("Okta", &s.base, &[], &limits(3), OKTA, &Default::default()).unwrap();
     let e = c.call("okta.me", &Request::new(Method::GET, "/api/v1/users/me").secret(AUTHORIZATION, &token)).await.unwrap_err();
     assert!(e.is_temporary(), "{e}");
     assert!(e.message.contains("not an answer from Okta"), "{}", e.message);
@@ -169,7 +169,7 @@ async fn a_waf_page_is_temporary_retried_within_the_bound_and_never_quoted() {
 #[tokio::test]
 async fn the_vendors_own_refusal_is_an_answer() {
     let s = serve(Arc::new(|_, _| (401, json(), r#"{"errorCode":"E0000011","errorSummary":"Invalid token provided"}"#.into()))).await;
-    let c = HttpClient::new("Okta", &s.base, &[], &limits(3), OKTA).unwrap();
+    let c = HttpClient::new("Okta", &s.base, &[], &limits(3), OKTA, &Default::default()).unwrap();
     let token = SecretString::from("00-test-api-token-value-dddddddddddddddd".to_string());
     let a = c.call("okta.me", &Request::new(Method::GET, "/api/v1/users/me").secret(AUTHORIZATION, &token)).await.unwrap();
     assert_eq!((a.status, a.body["errorCode"].as_str()), (401, Some("E0000011")));

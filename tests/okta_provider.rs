@@ -36,7 +36,13 @@ fn admin(s: &Sim) -> String {
 }
 
 async fn connect(s: &Sim, token: &str, limits: Limits) -> Arc<dyn Provider> {
-    let cfg = OktaProviderConfig { org_url: s.base.clone(), api_token: SecretRef::Env("OKTA_API_TOKEN".into()), allow_plaintext: false, limits };
+    let cfg = OktaProviderConfig {
+        org_url: s.base.clone(),
+        api_token: SecretRef::Env("OKTA_API_TOKEN".into()),
+        allow_plaintext: false,
+        tls: Default::default(),
+        limits,
+    };
     let token = token.to_string();
     cfg.connect("okta", &move |_r: &SecretRef| Ok(SecretString::from(token.clone()))).await.unwrap_or_else(|e| panic!("connect: {e}"))
 }
@@ -427,4 +433,57 @@ fn keysweeps_own_api_token_reissued_in_the_same_second_is_rotated_last_and_the_s
     for v in [&old_value, &new_value] {
         assert!(!text.contains(v.as_str()), "a secret value in keysweep's output");
     }
+}
+
+/// TLS to an HTTP API with a private CA (a gateway or proxy in front of the
+/// vendor): trusted only through `tls.ca_cert`; the system's roots or another
+/// CA refuse it with the fix in the message, as a configuration error (not
+/// retried); verification off connects and is reported.
+#[tokio::test]
+async fn tls_with_a_private_ca() {
+    use keysweep::provider::tls::TlsConfig;
+    use keysweep::provider::ErrorKind;
+    let dir = tempfile::tempdir().unwrap();
+    common::certs::server(dir.path(), &["localhost"]);
+    let other = tempfile::tempdir().unwrap();
+    common::certs::server(other.path(), &["localhost"]);
+    let s = sim::start_tls("okta", dir.path());
+    let t = admin(&s);
+    let (id, _) = seed_token(&s, "svc-tls@example.com", json!(["READ_ONLY_ADMIN"]), "svc-tls");
+    let cfg = |tls: TlsConfig| OktaProviderConfig {
+        org_url: s.base.clone(),
+        api_token: SecretRef::Env("OKTA_API_TOKEN".into()),
+        allow_plaintext: false,
+        tls,
+        limits: Limits { max_attempts: Some(2), ..Default::default() },
+    };
+    let conn = |c: OktaProviderConfig| {
+        let t = t.clone();
+        async move { c.connect("okta", &move |_r: &SecretRef| Ok(SecretString::from(t.clone()))).await }
+    };
+
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let good = cfg(TlsConfig { ca_cert: Some(ca), ..Default::default() });
+    assert!(good.check(false).is_empty() && good.warnings().is_empty());
+    let p = conn(good).await.unwrap_or_else(|e| panic!("connect over TLS with the CA: {e}"));
+    let items = p.inventory().await.unwrap();
+    assert!(items.iter().any(|i| i.id == id), "the seeded token is listed over TLS: {items:?}");
+    // Every request reached the simulator over TLS (a plaintext request to its port fails).
+    let plain = std::process::Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]).arg(format!("http://127.0.0.1:{}/api/v1/users", s.port)).output().unwrap();
+    assert_ne!(plain.stdout, b"200", "the simulator serves HTTPS only");
+
+    for (what, tls) in [
+        ("the system's roots", TlsConfig::default()),
+        ("another CA", TlsConfig { ca_cert: Some(other.path().join("ca.pem").display().to_string()), ..Default::default() }),
+    ] {
+        let e = conn(cfg(tls)).await.err().unwrap_or_else(|| panic!("{what}: a certificate from an unknown CA was accepted"));
+        assert_eq!(e.kind, ErrorKind::Config, "{what}: a refused certificate is not temporary: {e}");
+        assert!(e.to_string().contains("tls.ca_cert"), "{what}: the message names the fix: {e}");
+    }
+
+    let insecure = cfg(TlsConfig { insecure_skip_verify: true, ..Default::default() });
+    assert!(insecure.warnings().iter().any(|w| w.contains("verification is OFF")), "{:?}", insecure.warnings());
+    conn(insecure).await.unwrap_or_else(|e| panic!("verification off connects: {e}"));
+    let named = cfg(TlsConfig { server_name: Some("okta.internal".into()), ..Default::default() });
+    assert!(named.check(false).iter().any(|p| p.at.iter().any(|a| a == "server_name")), "server_name is refused for an HTTP API at load");
 }

@@ -255,7 +255,16 @@ fn origin(u: &Url) -> String {
 impl HttpClient {
     /// `base` is the provider's address; `also_allowed` other origins the
     /// vendor documents (e.g. a token endpoint on another host).
-    pub fn new(vendor: &'static str, base: &str, also_allowed: &[&str], limits: &Limits, shape: VendorShape) -> Result<Self, ProviderError> {
+    /// `tls` names the CA and client certificate of an `https://` base (the
+    /// system's roots otherwise).
+    pub fn new(
+        vendor: &'static str,
+        base: &str,
+        also_allowed: &[&str],
+        limits: &Limits,
+        shape: VendorShape,
+        tls: &crate::provider::tls::TlsConfig,
+    ) -> Result<Self, ProviderError> {
         let parse = |s: &str| Url::parse(s).map_err(|e| ProviderError::new(ErrorKind::Config, "http.client", format!("`{s}` is not a URL: {e}")));
         let base = parse(base.trim_end_matches('/'))?;
         let mut allowed = vec![origin(&base)];
@@ -263,11 +272,18 @@ impl HttpClient {
             allowed.push(origin(&parse(a)?));
         }
         let gate = Gate::new(limits);
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(gate.timeout())
             .connect_timeout(gate.timeout().min(Duration::from_secs(10)))
             // A redirect could carry the secret header to another host: never follow.
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(reqwest::redirect::Policy::none());
+        if tls.server_name.is_some() {
+            // The allowed hosts are the addresses as written; see `TlsConfig::check_http`.
+            return Err(ProviderError::new(ErrorKind::Config, "http.tls", "`tls.server_name` is not supported by this provider"));
+        }
+        let mut unused = base.to_string();
+        let builder = crate::provider::tls::reqwest_tls("http.tls", builder, &mut unused, tls, None, &|_| None)?;
+        let http = builder
             .build()
             .map_err(|e| ProviderError::new(ErrorKind::Config, "http.client", e.to_string()))?;
         Ok(HttpClient { vendor, base, allowed, http, gate, shape, requests: AtomicU64::new(0), max_pages: 10_000 })
@@ -339,8 +355,16 @@ impl HttpClient {
         }
         // reqwest's error text names the URL (no secret: secrets go in headers or bodies).
         let resp = r.send().await.map_err(|e| {
-            let kind = if e.is_builder() { ErrorKind::Config } else { ErrorKind::Unavailable };
-            ProviderError::new(kind, operation, format!("{what}: {}", e.without_url()))
+            let e = e.without_url();
+            let text = crate::provider::tls::error_chain(&e);
+            match crate::provider::tls::refusal(&text, "tls.ca_cert") {
+                // Not temporary: retrying does not change a certificate.
+                Some(fix) => ProviderError::new(ErrorKind::Config, operation, format!("{what}: {text}; {fix}")),
+                None => {
+                    let kind = if e.is_builder() { ErrorKind::Config } else { ErrorKind::Unavailable };
+                    ProviderError::new(kind, operation, format!("{what}: {text}"))
+                }
+            }
         })?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
@@ -529,7 +553,7 @@ mod tests {
 
     #[test]
     fn a_secret_goes_only_to_the_providers_host() {
-        let c = HttpClient::new("Okta", "https://example.okta.com", &[], &Limits::default(), OKTA_LIKE).unwrap();
+        let c = HttpClient::new("Okta", "https://example.okta.com", &[], &Limits::default(), OKTA_LIKE, &Default::default()).unwrap();
         assert!(c.url("t", "/api/v1/users/me").is_ok());
         assert_eq!(c.url("t", "/api/v1/users?limit=2").unwrap().as_str(), "https://example.okta.com/api/v1/users?limit=2");
         assert!(c.url("t", "https://example.okta.com:443/api/v1/users?after=x").is_ok());

@@ -187,6 +187,10 @@ async fn connect_one(playbook: &Playbook, name: &String, out: &mut Providers) ->
                 None => resolve_secret(r),
             }
         };
+        // Verification off, plaintext allowed: said at every connection (and by `plan`).
+        for w in entry.config.spec().warnings() {
+            eprintln!("keysweep: WARNING: provider `{name}`: {w}");
+        }
         let p = entry.config.spec().connect(name, &resolve).await.map_err(|e| connect_error(name, entry.config.kind(), &entry.location, e))?;
         out.map.insert(name.clone(), p);
     }

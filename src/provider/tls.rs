@@ -99,6 +99,18 @@ impl TlsConfig {
         out
     }
 
+    /// [`check`](Self::check) for an HTTP API provider, which is addressed by
+    /// the name its certificate carries (no `server_name`).
+    pub fn check_http(&self, at: &[&str]) -> Vec<Problem> {
+        let mut out = self.check(at);
+        if self.server_name.is_some() {
+            let mut p = at.to_vec();
+            p.push("server_name");
+            out.push(Problem::new(&p, "`server_name` is not supported for an HTTP API provider", "address the API by the name its certificate carries, and remove `server_name`"));
+        }
+        out
+    }
+
     /// The warning `plan` and every connection give, if verification is off.
     pub fn warnings(&self) -> Vec<String> {
         if self.insecure_skip_verify {

@@ -133,10 +133,6 @@ impl PostgresProvider {
         let limits = &cfg.limits;
         let gate = crate::provider::limits::Gate::new(limits);
         let mode = cfg.effective_sslmode();
-        // Verification off, plaintext allowed: said at every connection (and by `plan`).
-        for w in config_warnings(cfg) {
-            eprintln!("keysweep: WARNING: provider `{name}`: {w}");
-        }
         let tls = match mode {
             SslMode::Disable => None,
             m => Some(pg_tls::client_config(

@@ -15,6 +15,8 @@ pub struct Sim {
     /// `http://127.0.0.1:PORT`
     pub base: String,
     pub port: u16,
+    /// The CA `curl` trusts for an HTTPS simulator.
+    ca: Option<PathBuf>,
 }
 
 pub fn sims_dir() -> PathBuf {
@@ -23,11 +25,26 @@ pub fn sims_dir() -> PathBuf {
 
 /// Starts `sims/<vendor>.py` on a free port and waits until it listens.
 pub fn start(vendor: &str) -> Sim {
+    start_with(vendor, &[])
+}
+
+/// Like [`start`], serving HTTPS with the `server.pem`/`server.key` of `dir`
+/// (see `certs::server`); `base` is then `https://localhost:PORT`.
+pub fn start_tls(vendor: &str, dir: &std::path::Path) -> Sim {
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    let mut s = start_with(vendor, &["--tls-cert", &cert.display().to_string(), "--tls-key", &key.display().to_string()]);
+    s.base = format!("https://localhost:{}", s.port);
+    s.ca = Some(dir.join("ca.pem"));
+    s
+}
+
+fn start_with(vendor: &str, extra: &[&str]) -> Sim {
     let script = sims_dir().join(format!("{vendor}.py"));
     let mut child = Command::new("python3")
         .arg("-u")
         .arg(&script)
         .args(["--port", "0"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .stdin(Stdio::null())
@@ -47,7 +64,7 @@ pub fn start(vendor: &str) -> Sim {
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("simulator output");
     let port: u16 =
         line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("simulator {vendor} did not start: {line:?}"));
-    Sim { child, base: format!("http://127.0.0.1:{port}"), port }
+    Sim { child, base: format!("http://127.0.0.1:{port}"), port, ca: None }
 }
 
 impl Sim {
@@ -55,6 +72,9 @@ impl Sim {
     pub fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, Value) {
         let mut cmd = Command::new("curl");
         cmd.args(["-s", "-X", method, "-w", "\n%{http_code}"]);
+        if let Some(ca) = &self.ca {
+            cmd.arg("--cacert").arg(ca);
+        }
         for (k, v) in headers {
             cmd.args(["-H", &format!("{k}: {v}")]);
         }

@@ -43,6 +43,11 @@ pub struct AtlassianProviderConfig {
     /// connection say so). Default: refused when the playbook loads.
     #[serde(default)]
     pub allow_plaintext: bool,
+    /// TLS to the API: the CA to trust (a proxy or gateway with a private
+    /// CA), a client certificate, or verification off (reported loudly).
+    /// Default: the system's roots.
+    #[serde(default)]
+    pub tls: crate::provider::tls::TlsConfig,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -71,13 +76,20 @@ impl ProviderKind for AtlassianProviderConfig {
                 out.extend(crate::provider::kind::plaintext_problems(&[(&[key], url)], self.allow_plaintext));
             }
         }
+        out.extend(self.tls.check_http(&["tls"]));
         if !safe_id(&self.org_id) {
             out.push(Problem::new(&["org_id"], "`org_id` is not an organization id", "copy it from Atlassian Administration › Settings › API keys"));
         }
         out
     }
     fn warnings(&self) -> Vec<String> {
-        crate::provider::kind::plaintext_warnings(&[&self.admin_url, &self.site_url, &self.auth_url], self.allow_plaintext, "the admin key, API tokens and client secrets")
+        let mut out = crate::provider::kind::plaintext_warnings(
+            &[&self.admin_url, &self.site_url, &self.auth_url],
+            self.allow_plaintext,
+            "the admin key, API tokens and client secrets",
+        );
+        out.extend(self.tls.warnings());
+        out
     }
     async fn connect(&self, name: &str, resolve: &Resolve<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
         Ok(Arc::new(super::AtlassianProvider::connect(name, self, resolve).await?))

@@ -172,7 +172,7 @@ impl AtlassianProvider {
         let key = resolve(&cfg.api_key)?;
         let trim = |u: &str| u.trim().trim_end_matches('/').to_string();
         let (site, auth) = (trim(&cfg.site_url), trim(&cfg.auth_url));
-        let http = HttpClient::new(VENDOR, &trim(&cfg.admin_url), &[&site, &auth], &cfg.limits, shape())?;
+        let http = HttpClient::new(VENDOR, &trim(&cfg.admin_url), &[&site, &auth], &cfg.limits, shape(), &cfg.tls)?;
         let org = seg(&cfg.org_id, "org_id", "atlassian.connect")?.to_string();
         let p =
             AtlassianProvider { name: name.to_string(), http, key: SecretString::from(format!("Bearer {}", key.expose_secret())), org, site, auth };

@@ -114,6 +114,11 @@ pub struct HttpProviderConfig {
     /// connection say so). Default: refused when the playbook loads.
     #[serde(default)]
     pub allow_plaintext: bool,
+    /// TLS to the API: the CA to trust (a proxy or gateway with a private
+    /// CA), a client certificate, or verification off (reported loudly).
+    /// Default: the system's roots.
+    #[serde(default)]
+    pub tls: crate::provider::tls::TlsConfig,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -567,6 +572,7 @@ impl ProviderKind for HttpProviderConfig {
         } else {
             out.extend(crate::provider::kind::plaintext_problems(&[(&["base_url"], &self.base_url)], self.allow_plaintext));
         }
+        out.extend(self.tls.check_http(&["tls"]));
         for (i, a) in self.allowed_hosts.iter().enumerate() {
             let idx = format!("[{i}]");
             let at = ["allowed_hosts", idx.as_str()];
@@ -882,7 +888,10 @@ impl ProviderKind for HttpProviderConfig {
     }
 
     fn warnings(&self) -> Vec<String> {
-        crate::provider::kind::plaintext_warnings(&std::iter::once(self.base_url.as_str()).chain(self.allowed_hosts.iter().map(String::as_str)).collect::<Vec<_>>(), self.allow_plaintext, "keysweep's login and every token")
+        let hosts: Vec<&str> = std::iter::once(self.base_url.as_str()).chain(self.allowed_hosts.iter().map(String::as_str)).collect();
+        let mut out = crate::provider::kind::plaintext_warnings(&hosts, self.allow_plaintext, "keysweep's login and every token");
+        out.extend(self.tls.warnings());
+        out
     }
     async fn connect(&self, name: &str, resolve: &Resolve<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
         Ok(Arc::new(super::HttpProvider::connect(name, self, resolve).await?))

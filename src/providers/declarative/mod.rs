@@ -114,7 +114,7 @@ impl HttpProvider {
         // layer only asks for whole JSON here.
         let shape = VendorShape { error_body: |_, _| true, arrays: true };
         let also: Vec<&str> = cfg.allowed_hosts.iter().map(String::as_str).collect();
-        let http = HttpClient::new(vendor, &cfg.base_url, &also, &cfg.limits, shape)?;
+        let http = HttpClient::new(vendor, &cfg.base_url, &also, &cfg.limits, shape, &cfg.tls)?;
         let login_header = HeaderName::from_bytes(cfg.auth.header.as_bytes())
             .map_err(|_| err(ErrorKind::Config, "http.connect", format!("`{}` is not an HTTP header name", cfg.auth.header)))?;
         let value = render(&cfg.auth.template, &|n| (n == "secret").then(|| token.expose_secret().to_string()), false)

@@ -29,6 +29,11 @@ pub struct OktaProviderConfig {
     /// connection say so). Default: refused when the playbook loads.
     #[serde(default)]
     pub allow_plaintext: bool,
+    /// TLS to the API: the CA to trust (a proxy or gateway with a private
+    /// CA), a client certificate, or verification off (reported loudly).
+    /// Default: the system's roots.
+    #[serde(default)]
+    pub tls: crate::provider::tls::TlsConfig,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -42,13 +47,17 @@ impl ProviderKind for OktaProviderConfig {
         vec![&self.api_token]
     }
     fn check(&self, allow_link_local: bool) -> Vec<Problem> {
-        match address_problem(&self.org_url, &["http", "https"], allow_link_local) {
+        let mut out = match address_problem(&self.org_url, &["http", "https"], allow_link_local) {
             Some((m, h)) => vec![Problem::new(&["org_url"], m, h)],
             None => plaintext_problems(&[(&["org_url"], &self.org_url)], self.allow_plaintext),
-        }
+        };
+        out.extend(self.tls.check_http(&["tls"]));
+        out
     }
     fn warnings(&self) -> Vec<String> {
-        plaintext_warnings(&[&self.org_url], self.allow_plaintext, "the API tokens keysweep logs in with and probes")
+        let mut out = plaintext_warnings(&[&self.org_url], self.allow_plaintext, "the API tokens keysweep logs in with and probes");
+        out.extend(self.tls.warnings());
+        out
     }
     async fn connect(&self, name: &str, resolve: &Resolve<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
         Ok(Arc::new(super::OktaProvider::connect(name, self, resolve).await?))

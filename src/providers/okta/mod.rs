@@ -127,7 +127,7 @@ fn kind_of<'a>(t: &'a Target, op: &'static str) -> Result<K<'a>, ProviderError> 
 impl OktaProvider {
     pub async fn connect(name: &str, cfg: &OktaProviderConfig, resolve: &crate::provider::kind::Resolve<'_>) -> Result<Self, ProviderError> {
         let token = resolve(&cfg.api_token)?;
-        let http = HttpClient::new(VENDOR, &cfg.org_url, &[], &cfg.limits, shape())?;
+        let http = HttpClient::new(VENDOR, &cfg.org_url, &[], &cfg.limits, shape(), &cfg.tls)?;
         let mut p =
             OktaProvider { name: name.to_string(), http, login: RwLock::new(ssws(&token)), own_user: String::new(), own_tokens: BTreeSet::new() };
         let me = p.admin(Method::GET, "/api/v1/users/me", "okta.connect").await?;

@@ -44,6 +44,11 @@ pub struct SlackProviderConfig {
     /// connection say so). Default: refused when the playbook loads.
     #[serde(default)]
     pub allow_plaintext: bool,
+    /// TLS to the API: the CA to trust (a proxy or gateway with a private
+    /// CA), a client certificate, or verification off (reported loudly).
+    /// Default: the system's roots.
+    #[serde(default)]
+    pub tls: crate::provider::tls::TlsConfig,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -77,6 +82,7 @@ impl ProviderKind for SlackProviderConfig {
         } else {
             out.extend(crate::provider::kind::plaintext_problems(&[(&["api_url"], &self.api_url)], self.allow_plaintext));
         }
+        out.extend(self.tls.check_http(&["tls"]));
         let mut seen = std::collections::BTreeSet::new();
         for (i, a) in self.rotating_apps.iter().enumerate() {
             let at = i.to_string();
@@ -94,7 +100,9 @@ impl ProviderKind for SlackProviderConfig {
         out
     }
     fn warnings(&self) -> Vec<String> {
-        crate::provider::kind::plaintext_warnings(&[&self.api_url], self.allow_plaintext, "the tokens keysweep logs in with, revokes and probes")
+        let mut out = crate::provider::kind::plaintext_warnings(&[&self.api_url], self.allow_plaintext, "the tokens keysweep logs in with, revokes and probes");
+        out.extend(self.tls.warnings());
+        out
     }
     async fn connect(&self, name: &str, resolve: &Resolve<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
         Ok(Arc::new(super::SlackProvider::connect(name, self, resolve).await?))

@@ -208,7 +208,7 @@ impl SlackProvider {
         for a in &cfg.rotating_apps {
             apps.insert(a.app_id.clone(), (a.client_id.clone(), resolve(&a.client_secret)?));
         }
-        let http = HttpClient::new(VENDOR, &cfg.api_url, &[], &cfg.limits, shape())?;
+        let http = HttpClient::new(VENDOR, &cfg.api_url, &[], &cfg.limits, shape(), &cfg.tls)?;
         let mut p = SlackProvider {
             name: name.to_string(),
             http,

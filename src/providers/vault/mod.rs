@@ -68,10 +68,6 @@ impl VaultProvider {
     /// Connects and logs in (a token, AppRole, or a TLS client certificate), all through the provider's own client and its TLS settings.
     pub async fn connect(name: &str, cfg: &VaultProviderConfig, resolve: &crate::provider::kind::Resolve<'_>) -> Result<Self, ProviderError> {
         let limits = &cfg.limits;
-        // Verification off, plaintext allowed: said at every connection (and by `plan`).
-        for w in crate::provider::kind::ProviderKind::warnings(cfg) {
-            eprintln!("keysweep: WARNING: provider `{name}`: {w}");
-        }
         let env = |k: &str| std::env::var(k).ok();
         let http = VaultHttp::with_tls(&cfg.address, cfg.namespace.clone(), SecretString::from(String::new()), limits, &cfg.tls, &env)?;
         let token = match &cfg.auth {
