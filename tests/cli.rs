@@ -197,3 +197,35 @@ fn plan_reports_tls_verification_turned_off_and_plaintext_allowed() {
     assert!(s.contains("provider `lab`: plaintext `http://`"), "{s}");
     assert!(s.contains("provider `pg`: TLS certificate verification is OFF (sslmode: require)"), "{s}");
 }
+
+#[test]
+fn plan_says_which_settings_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = dir.path().join("p.yaml");
+    std::fs::write(
+        &pb,
+        "version: 1\nproviders:\n  pg:\n    kind: postgres\n    admin: { user: keysweep_admin, password: \"${env:PG_ADMIN_PW}\" }\ncredentials:\n  - id: app\n    provider: pg\n    action: revoke\n    target: { kind: postgres_role, user: app }\n",
+    )
+    .unwrap();
+    let run = |extra: &[(&str, &str)], format: &str| {
+        let mut c = keysweep(dir.path());
+        c.env("PG_ADMIN_PW", "x").env_remove("PGHOST").env_remove("PGSSLMODE").env_remove("PGSSLROOTCERT");
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        let out = c.args(["plan", "--offline", pb.to_str().unwrap(), "--format", format]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let s = run(&[("PGHOST", "db.internal"), ("PGSSLROOTCERT", "/etc/ssl/db-ca.pem")], "text");
+    assert!(s.contains("settings from the environment:"), "{s}");
+    assert!(s.contains("provider `pg`: `host` from PGHOST (db.internal)"), "{s}");
+    assert!(s.contains("provider `pg`: `sslrootcert` from PGSSLROOTCERT (/etc/ssl/db-ca.pem)"), "{s}");
+    let j: serde_json::Value = serde_json::from_str(&run(&[("PGHOST", "db.internal")], "json")).unwrap();
+    assert_eq!(j["from_env"][0], "provider `pg`: `host` from PGHOST (db.internal)", "{j}");
+    // A remote PGHOST with PGSSLMODE=disable: plan says connecting will refuse it.
+    let s = run(&[("PGHOST", "db.internal"), ("PGSSLMODE", "disable")], "text");
+    assert!(s.contains("refused at connect") && s.contains("not loopback"), "{s}");
+    // Nothing from the environment: no such section.
+    assert!(!run(&[], "text").contains("settings from the environment"));
+}

@@ -21,9 +21,9 @@ use keysweep::secret::{Delivered, ExposeSecret, SecretString};
 
 fn cfg(user: &str, host: &str, port: u16, timeout: Option<Duration>) -> PostgresProviderConfig {
     PostgresProviderConfig {
-        host: host.to_string(),
-        port,
-        database: "postgres".into(),
+        host: Some(host.to_string()),
+        port: Some(port),
+        database: Some("postgres".into()),
         admin: AdminLogin { user: user.to_string(), password: SecretRef::Env("KS_TEST_PG_ADMIN".into()) },
         limits: Limits { timeout: timeout.map(HumanDuration), concurrency: Some(8), ..Default::default() },
         sslmode: None,
@@ -617,5 +617,75 @@ mod tls {
         r.sslmode = Some(SslMode::Require);
         r.sslrootcert = Some("/etc/ca.pem".into());
         assert!(r.check(false).iter().any(|p| p.message.contains("verifies nothing")));
+    }
+
+    /// A role that must present a client certificate (`hostssl …
+    /// clientcert=verify-full`): keysweep logs in with `sslcert`/`sslkey`;
+    /// without them the server refuses the same password.
+    #[tokio::test]
+    async fn a_client_certificate_is_presented() {
+        use common::postgres::CERT_USER;
+        blocking(postgres).await;
+        let pg = postgres();
+        let mut c = tls_cfg("localhost", Some(SslMode::VerifyFull), ca());
+        c.admin.user = CERT_USER.into();
+        let e = connect(c.clone()).await.err().expect("the server requires the certificate");
+        assert_eq!(e.kind, ErrorKind::Unauthenticated, "{e}");
+        c.sslcert = Some(pg.client_cert.display().to_string());
+        c.sslkey = Some(pg.client_key.display().to_string());
+        assert!(c.check(false).is_empty());
+        let p = connect(c).await.unwrap_or_else(|e| panic!("with the client certificate: {e}"));
+        let role = unique("cert_probe");
+        let pw = secret();
+        let (r, w) = (role.clone(), pw.clone());
+        blocking(move || postgres().create_role(&r, &w)).await;
+        let v = p.verify_dead(&target(&role, None, false), &Handle::new(), Some(&SecretString::from(pw))).await;
+        assert!(matches!(v, Verdict::Alive(_)), "a probe through the same TLS settings: {v:?}");
+    }
+
+    /// libpq's environment fills in what the playbook leaves out, says so,
+    /// and is held to the same TLS rules; what the playbook says wins.
+    #[tokio::test]
+    async fn libpq_environment_fills_in_what_the_playbook_leaves_out() {
+        blocking(postgres).await;
+        let pg = postgres();
+        let mut c = cfg(&pg.admin_user, "unused", 1, Some(Duration::from_secs(10)));
+        c.host = None;
+        c.port = None;
+        c.database = None;
+        c.limits.max_attempts = Some(1);
+        let ca = pg.ca_cert.display().to_string();
+        let port = pg.port.to_string();
+        let vars: Vec<(&str, &str)> = vec![("PGHOST", "localhost"), ("PGPORT", &port), ("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", &ca)];
+        let env = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+        let (filled, from) = c.with_env(&env).unwrap();
+        assert_eq!(from.len(), 4, "{from:?}");
+        assert!(from.iter().any(|f| f == "`host` from PGHOST (localhost)"), "{from:?}");
+        assert!(from.iter().any(|f| f.starts_with("`sslmode` from PGSSLMODE")), "{from:?}");
+        assert_eq!(c.from_env(&env), from, "plan shows the same");
+        // verify-full against the test CA from PGSSLROOTCERT (the system's roots would refuse it).
+        connect(filled).await.unwrap_or_else(|e| panic!("from the environment: {e}"));
+
+        // The playbook's own values win.
+        let mut written = c.clone();
+        written.host = Some("127.0.0.1".into());
+        written.sslmode = Some(SslMode::VerifyCa);
+        let (w, from) = written.with_env(&env).unwrap();
+        assert_eq!((w.host.as_deref(), w.sslmode), (Some("127.0.0.1"), Some(SslMode::VerifyCa)));
+        assert!(!from.iter().any(|f| f.contains("PGHOST") || f.contains("PGSSLMODE")), "{from:?}");
+
+        // Plaintext to a remote PGHOST is refused like the same playbook would be;
+        // libpq's silent fallbacks are refused outright.
+        for (vars, says) in [
+            (vec![("PGHOST", "db.example.com"), ("PGSSLMODE", "disable")], "not loopback"),
+            (vec![("PGSSLMODE", "prefer")], "does not fall back to plaintext"),
+            (vec![("PGPORT", "fifty")], "not a port number"),
+        ] {
+            let env = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+            let e = c.with_env(&env).err().unwrap_or_else(|| panic!("{vars:?} accepted"));
+            assert_eq!(e.kind, ErrorKind::Config, "{e}");
+            assert!(e.message.contains(says), "{vars:?}: {e}");
+            assert!(c.from_env(&env).iter().any(|l| l.contains(says)), "plan says it is refused");
+        }
     }
 }

@@ -206,6 +206,9 @@ macro_rules! account_provider_kind {
         $crate::account_provider_kind!($Cfg, $Prov, check: $check, warnings: |_| vec![]);
     };
     ($Cfg:ty, $Prov:ty, check: $check:expr, warnings: $warnings:expr) => {
+        $crate::account_provider_kind!($Cfg, $Prov, check: $check, warnings: $warnings, from_env: |_, _| vec![]);
+    };
+    ($Cfg:ty, $Prov:ty, check: $check:expr, warnings: $warnings:expr, from_env: $from_env:expr) => {
         #[async_trait::async_trait]
         impl $crate::provider::kind::ProviderKind for $Cfg {
             fn limits(&self) -> &$crate::playbook::model::Limits {
@@ -221,6 +224,10 @@ macro_rules! account_provider_kind {
             fn warnings(&self) -> Vec<String> {
                 let warnings: fn(&$Cfg) -> Vec<String> = $warnings;
                 warnings(self)
+            }
+            fn from_env(&self, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+                let from_env: fn(&$Cfg, &dyn Fn(&str) -> Option<String>) -> Vec<String> = $from_env;
+                from_env(self, env)
             }
             async fn connect(
                 &self,

@@ -129,6 +129,8 @@ impl PostgresProvider {
     /// `Unauthenticated`; a server that cannot be reached (refused, timed
     /// out, starting up, out of connections) is `Unavailable`.
     pub async fn connect(name: &str, cfg: &PostgresProviderConfig, resolve: &crate::provider::kind::Resolve<'_>) -> Result<Self, ProviderError> {
+        let (cfg, _) = cfg.with_env(&|k| std::env::var(k).ok())?;
+        let cfg = &cfg;
         let password = resolve(&cfg.admin.password)?;
         let limits = &cfg.limits;
         let gate = crate::provider::limits::Gate::new(limits);
@@ -142,9 +144,9 @@ impl PostgresProvider {
         };
         let mut p = PostgresProvider {
             name: name.to_string(),
-            host: cfg.host.clone(),
-            port: cfg.port,
-            database: cfg.database.clone(),
+            host: cfg.host().to_string(),
+            port: cfg.port.unwrap_or(5432),
+            database: cfg.database.clone().unwrap_or_else(|| "postgres".into()),
             timeout: gate.timeout(),
             admin_user: cfg.admin.user.clone(),
             admin_password: StdMutex::new(password),
@@ -771,27 +773,29 @@ impl Provider for PostgresProvider {
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresProviderConfig {
-    #[serde(default = "crate::providers::account::localhost")]
-    pub host: String,
-    #[serde(default = "pg_port")]
-    pub port: u16,
-    /// Database to connect to (default `postgres`).
-    #[serde(default = "pg_db")]
-    pub database: String,
+    /// Default: `PGHOST`, else `localhost`.
+    pub host: Option<String>,
+    /// Default: `PGPORT`, else 5432.
+    pub port: Option<u16>,
+    /// Database to connect to. Default: `PGDATABASE`, else `postgres`.
+    pub database: Option<String>,
     pub admin: crate::providers::account::AdminLogin,
     #[serde(default)]
     pub limits: crate::playbook::model::Limits,
     /// TLS, as libpq's `sslmode`: `disable`, `require` (encrypted, the
     /// server not verified: reported by `plan`), `verify-ca`, `verify-full`.
-    /// Default: `verify-full` for a host that is not loopback, `disable` for
-    /// loopback (127.0.0.0/8, `::1`, `localhost`) and Unix sockets.
+    /// Default: `PGSSLMODE`, else `verify-full` for a host that is not
+    /// loopback and `disable` for loopback (127.0.0.0/8, `::1`, `localhost`)
+    /// and Unix sockets.
     pub sslmode: Option<SslMode>,
     /// PEM file of the CA that signed the server's certificate (`verify-ca`,
-    /// `verify-full`); `system` or unset: the system's roots.
+    /// `verify-full`); `system`: the system's roots. Default: `PGSSLROOTCERT`,
+    /// else the system's roots.
     pub sslrootcert: Option<String>,
     /// PEM client certificate presented to the server; needs `sslkey`.
+    /// Default: `PGSSLCERT`.
     pub sslcert: Option<String>,
-    /// PEM private key of `sslcert`.
+    /// PEM private key of `sslcert`. Default: `PGSSLKEY`.
     pub sslkey: Option<String>,
     /// Allow `sslmode: disable` to a host that is not loopback. Without it
     /// such a playbook does not load: the admin login would cross the network
@@ -801,10 +805,71 @@ pub struct PostgresProviderConfig {
 }
 
 impl PostgresProviderConfig {
+    /// The host: as written (or filled in by [`with_env`](Self::with_env)), else `localhost`.
+    pub fn host(&self) -> &str {
+        self.host.as_deref().unwrap_or("localhost")
+    }
+
     /// The `sslmode` in force: as written, else `verify-full` for a host that
     /// is not loopback and `disable` for loopback and Unix sockets.
     pub fn effective_sslmode(&self) -> SslMode {
-        self.sslmode.unwrap_or(if is_local(&self.host) { SslMode::Disable } else { SslMode::VerifyFull })
+        self.sslmode.unwrap_or(if is_local(self.host()) { SslMode::Disable } else { SslMode::VerifyFull })
+    }
+
+    /// These settings with what the playbook leaves out taken from libpq's
+    /// environment (`PGHOST`, `PGPORT`, `PGDATABASE`, `PGSSLMODE`,
+    /// `PGSSLROOTCERT`, `PGSSLCERT`, `PGSSLKEY`), read through `env`, and
+    /// one line per value taken ("`host` from PGHOST (db.internal)"). The
+    /// TLS rules are checked again on the result: a `PGSSLMODE=disable` to a
+    /// remote `PGHOST` is refused like the same playbook would be. libpq's
+    /// `allow` and `prefer`, which fall back to plaintext without a word,
+    /// are refused.
+    pub fn with_env(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<(PostgresProviderConfig, Vec<String>), ProviderError> {
+        let mut c = self.clone();
+        let mut from = vec![];
+        let mut take = |field: &str, var: &str, slot: &mut Option<String>| {
+            if slot.is_none() {
+                if let Some(v) = env(var).filter(|v| !v.trim().is_empty()) {
+                    from.push(format!("`{field}` from {var} ({v})"));
+                    *slot = Some(v);
+                }
+            }
+        };
+        take("host", "PGHOST", &mut c.host);
+        take("database", "PGDATABASE", &mut c.database);
+        take("sslrootcert", "PGSSLROOTCERT", &mut c.sslrootcert);
+        take("sslcert", "PGSSLCERT", &mut c.sslcert);
+        take("sslkey", "PGSSLKEY", &mut c.sslkey);
+        // Typed settings: taken as text only where the playbook leaves them out.
+        let (mut port, mut mode) = (c.port.map(|p| p.to_string()), c.sslmode.map(|m| m.as_str().to_string()));
+        take("port", "PGPORT", &mut port);
+        take("sslmode", "PGSSLMODE", &mut mode);
+        let bad = |var: &str, v: &str, fix: &str| ProviderError::new(ErrorKind::Config, "postgres.env", format!("{var}={v}: {fix}"));
+        if let Some(p) = port {
+            c.port = Some(p.trim().parse().map_err(|_| bad("PGPORT", &p, "not a port number"))?);
+        }
+        if let Some(m) = mode {
+            c.sslmode = Some(match m.trim() {
+                "disable" => SslMode::Disable,
+                "require" => SslMode::Require,
+                "verify-ca" => SslMode::VerifyCa,
+                "verify-full" => SslMode::VerifyFull,
+                "allow" | "prefer" => {
+                    return Err(bad(
+                        "PGSSLMODE",
+                        &m,
+                        "keysweep does not fall back to plaintext silently: set `sslmode` in the playbook (verify-full, verify-ca, require or disable), or PGSSLMODE to one of those",
+                    ))
+                }
+                _ => return Err(bad("PGSSLMODE", &m, "not an sslmode: write verify-full, verify-ca, require or disable")),
+            });
+        }
+        if let Some(p) = check_tls(&c).into_iter().next() {
+            let hint = p.hint.clone().unwrap_or_default();
+            let msg = if from.is_empty() { p.message.clone() } else { format!("{} (with {})", p.message, from.join(", ")) };
+            return Err(ProviderError::new(ErrorKind::Config, "postgres.env", format!("{msg}; {hint}")));
+        }
+        Ok((c, from))
     }
 }
 
@@ -814,13 +879,23 @@ fn is_local(host: &str) -> bool {
 }
 
 fn check_config(c: &PostgresProviderConfig, allow_link_local: bool) -> Vec<crate::provider::kind::Problem> {
+    let mut out = match &c.host {
+        Some(h) => crate::providers::account::host_problems(h, allow_link_local),
+        None => vec![],
+    };
+    out.extend(check_tls(c));
+    out
+}
+
+/// The TLS rules (also checked at connect, on the settings taken from the environment).
+fn check_tls(c: &PostgresProviderConfig) -> Vec<crate::provider::kind::Problem> {
     use crate::provider::kind::Problem;
-    let mut out = crate::providers::account::host_problems(&c.host, allow_link_local);
+    let mut out = vec![];
     let mode = c.effective_sslmode();
-    if mode == SslMode::Disable && !is_local(&c.host) && !c.allow_plaintext {
+    if mode == SslMode::Disable && !is_local(c.host()) && !c.allow_plaintext {
         out.push(Problem::new(
             &["sslmode"],
-            format!("`sslmode: disable` to `{}`, which is not loopback: keysweep's admin login and every password it sets would cross the network unencrypted", c.host),
+            format!("`sslmode: disable` to `{}`, which is not loopback: keysweep's admin login and every password it sets would cross the network unencrypted", c.host()),
             "remove `sslmode` (`verify-full` is the default for a remote host) and name the server's CA in `sslrootcert`; if this network path really is trusted, set `allow_plaintext: true` on the provider, which `plan` then reports",
         ));
     }
@@ -855,10 +930,10 @@ fn check_config(c: &PostgresProviderConfig, allow_link_local: bool) -> Vec<crate
 fn config_warnings(c: &PostgresProviderConfig) -> Vec<String> {
     match c.effective_sslmode() {
         SslMode::Require => vec![REQUIRE_WARNING.into()],
-        SslMode::Disable if !is_local(&c.host) => {
+        SslMode::Disable if !is_local(c.host()) => {
             vec![format!(
                 "plaintext to `{}` (sslmode: disable, allow_plaintext: true): the admin login and every password set cross the network unencrypted",
-                c.host
+                c.host()
             )]
         }
         _ => vec![],
@@ -869,14 +944,14 @@ fn config_warnings(c: &PostgresProviderConfig) -> Vec<String> {
 pub const REQUIRE_WARNING: &str =
     "TLS certificate verification is OFF (sslmode: require): anyone on the network path can pose as the server and read the admin login; use `verify-full` with `sslrootcert`";
 
-fn pg_port() -> u16 {
-    5432
-}
-fn pg_db() -> String {
-    "postgres".into()
+fn from_env(c: &PostgresProviderConfig, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    match c.with_env(env) {
+        Ok((_, from)) => from,
+        Err(e) => vec![format!("refused at connect: {}", e.message)],
+    }
 }
 
-crate::account_provider_kind!(PostgresProviderConfig, PostgresProvider, check: check_config, warnings: config_warnings);
+crate::account_provider_kind!(PostgresProviderConfig, PostgresProvider, check: check_config, warnings: config_warnings, from_env: from_env);
 
 crate::account_kind!(RoleKind, host_allowed: false, host_kind: "mysql_user", name: |_t, u| u.to_string(), match_key: |id| id.to_string(), draft: |id| format!("user: {}", crate::provider::kind::yaml_str(id)));
 

@@ -40,7 +40,15 @@ pub struct Pg {
     /// with `ssl = on` (TLS offered, not required: loopback tests connect in
     /// plaintext too); its certificate names `localhost` only, not 127.0.0.1.
     pub ca_cert: PathBuf,
+    /// A client certificate (CN [`CERT_USER`]) and its key, signed by the
+    /// test CA: [`CERT_USER`] logs in over TLS only, with its password and
+    /// this certificate (`hostssl … clientcert=verify-full`).
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
+
+/// A superuser that must present a client certificate (see [`Pg::client_cert`]).
+pub const CERT_USER: &str = "keysweep_certadmin";
 
 /// A test CA and a server certificate for `localhost` (only) signed by it,
 /// in `dir`: `ca.pem`, `server.pem`, `server.key`.
@@ -149,6 +157,7 @@ pub fn postgres() -> &'static Pg {
         let data = dir.join("data");
         let log = dir.join("postgres.log");
         make_certs(&dir);
+        super::certs::client(&dir, "client", CERT_USER);
         if let Some((_, uid, gid)) = &run_as {
             for f in ["server.key", "server.pem", "ca.pem"] {
                 std::os::unix::fs::chown(dir.join(f), Some(*uid), Some(*gid)).expect("chown the server's certificate");
@@ -170,6 +179,15 @@ pub fn postgres() -> &'static Pg {
             std::fs::read_to_string(dir.join("initdb.log")).unwrap_or_default()
         );
 
+        // CERT_USER: TLS with a verified client certificate naming it, and its password.
+        let hba = data.join("pg_hba.conf");
+        let rest = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        std::fs::write(
+            &hba,
+            format!("hostssl all {CERT_USER} 127.0.0.1/32 scram-sha-256 clientcert=verify-full\nhost all {CERT_USER} all reject\n{rest}"),
+        )
+        .expect("write pg_hba.conf");
+
         // The watchdog stops the server (fast shutdown) when this test process
         // is gone, then removes its directory.
         let q = |p: &Path| sh_quote(&p.display().to_string());
@@ -177,7 +195,7 @@ pub fn postgres() -> &'static Pg {
             "cd {d} && {prefix}{postgres} -D {data} -p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={d} \
                -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 \
                -c password_encryption=scram-sha-256 \
-               -c ssl=on -c ssl_cert_file={d}/server.pem -c ssl_key_file={d}/server.key >{log} 2>&1 & \
+               -c ssl=on -c ssl_cert_file={d}/server.pem -c ssl_key_file={d}/server.key -c ssl_ca_file={d}/ca.pem >{log} 2>&1 & \
              while kill -0 {me} 2>/dev/null; do sleep 1; done; \
              kill -INT $(head -1 {data}/postmaster.pid 2>/dev/null) 2>/dev/null; \
              i=0; while [ -f {data}/postmaster.pid ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
@@ -220,7 +238,10 @@ pub fn postgres() -> &'static Pg {
             socket_dir: socket,
             log_path: log.clone(),
             ca_cert: dir.join("ca.pem"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
         };
+        pg.socket_exec(&format!("CREATE ROLE {} WITH LOGIN SUPERUSER PASSWORD {}", quote_ident(CERT_USER), quote_literal(PG_ADMIN_PASSWORD)));
         pg.socket_exec(&format!("CREATE ROLE {} WITH LOGIN SUPERUSER PASSWORD {}", quote_ident(PG_ADMIN_USER), quote_literal(PG_ADMIN_PASSWORD)));
         assert!(pg.login_works(PG_ADMIN_USER, PG_ADMIN_PASSWORD), "the fixture's admin cannot log in over TCP");
         assert_eq!(pg.login_error(PG_ADMIN_USER, "not-the-password").as_deref(), Some("28P01"), "TCP logins are not password-checked");
