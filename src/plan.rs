@@ -228,8 +228,11 @@ pub fn build(playbook: &Playbook, selection: &Selection) -> Plan {
     }
 
     let env = |k: &str| std::env::var(k).ok();
-    let from_env: Vec<String> =
-        playbook.providers.iter().flat_map(|(name, p)| p.config.spec().from_env(&env).into_iter().map(move |s| format!("provider `{name}`: {s}"))).collect();
+    let from_env: Vec<String> = playbook
+        .providers
+        .iter()
+        .flat_map(|(name, p)| p.config.spec().from_env(&env).into_iter().map(move |s| format!("provider `{name}`: {s}")))
+        .collect();
     let mut warnings = vec![];
     for (name, p) in &playbook.providers {
         for w in p.config.spec().warnings() {

@@ -15,8 +15,15 @@ use keysweep::secret::{Delivered, SecretString};
 async fn provider_at(endpoint: &str) -> AwsProvider {
     moto().set_admin_env();
     let limits = Limits { max_attempts: Some(2), ..Default::default() };
-    let cfg =
-        AwsProviderConfig { region: Some(moto().region.clone()), endpoint_url: Some(endpoint.to_string()), profile: None, allow_plaintext: false, limits, claims_in: None };
+    let cfg = AwsProviderConfig {
+        region: Some(moto().region.clone()),
+        endpoint_url: Some(endpoint.to_string()),
+        profile: None,
+        ca_bundle: None,
+        allow_plaintext: false,
+        limits,
+        claims_in: None,
+    };
     AwsProvider::connect("aws", &cfg).await.unwrap()
 }
 

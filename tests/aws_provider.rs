@@ -20,8 +20,15 @@ use keysweep::secret::{ExposeSecret, SecretString};
 async fn provider_at(endpoint: &str, limits: Limits) -> AwsProvider {
     // The provider reads credentials from the standard chain: the environment.
     moto().set_admin_env();
-    let cfg =
-        AwsProviderConfig { region: Some(moto().region.clone()), endpoint_url: Some(endpoint.to_string()), profile: None, allow_plaintext: false, limits, claims_in: None };
+    let cfg = AwsProviderConfig {
+        region: Some(moto().region.clone()),
+        endpoint_url: Some(endpoint.to_string()),
+        profile: None,
+        ca_bundle: None,
+        allow_plaintext: false,
+        limits,
+        claims_in: None,
+    };
     AwsProvider::connect("aws", &cfg).await.unwrap()
 }
 
@@ -228,4 +235,62 @@ async fn orphan_cleanup_spares_a_key_made_outside_the_mint_window() {
     assert_eq!(n, 1);
     let keys = ids(iam.list_access_keys().user_name(&t.user).send().await.unwrap());
     assert_eq!(keys, vec![old["access_key_id"].clone()], "only the old key is left");
+}
+
+/// An AWS endpoint behind a private CA (a VPC endpoint or an inspecting
+/// proxy): trusted through `ca_bundle` only; without it the certificate is
+/// refused as a configuration error that names the fix, not retried as a
+/// temporary failure. `AWS_CA_BUNDLE` stands in when the playbook has none.
+#[tokio::test]
+async fn a_private_ca_is_trusted_through_ca_bundle() {
+    use keysweep::provider::kind::ProviderKind;
+    use keysweep::provider::ErrorKind;
+    let dir = tempfile::tempdir().unwrap();
+    common::certs::server(dir.path(), &["localhost"]);
+    let port = common::free_port();
+    let me = std::process::id();
+    let script = format!(
+        "'{}' -H 127.0.0.1 -p {port} -c '{d}/server.pem' -k '{d}/server.key' >/dev/null 2>&1 & m=$!; while kill -0 {me} 2>/dev/null; do sleep 1; done; kill $m",
+        common::moto::moto_bin().display(),
+        d = dir.path().display()
+    );
+    #[allow(clippy::zombie_processes)]
+    std::process::Command::new("sh").arg("-c").arg(script).stdin(std::process::Stdio::null()).spawn().unwrap();
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let endpoint = format!("https://localhost:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::process::Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", "--cacert", &ca])
+        .arg(format!("{endpoint}/moto-api/"))
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(Instant::now() < deadline, "moto with TLS did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    moto().set_admin_env();
+    let cfg = |ca_bundle: Option<String>| AwsProviderConfig {
+        region: Some(moto().region.clone()),
+        endpoint_url: Some(endpoint.clone()),
+        profile: None,
+        ca_bundle,
+        allow_plaintext: false,
+        limits: Limits { max_attempts: Some(1), ..Default::default() },
+        claims_in: None,
+    };
+    let p = AwsProvider::connect("aws", &cfg(Some(ca.clone()))).await.unwrap();
+    p.check_login().await.unwrap_or_else(|e| panic!("over TLS with the CA bundle: {e}"));
+
+    let p = AwsProvider::connect("aws", &cfg(None)).await.unwrap();
+    let e = p.check_login().await.expect_err("a certificate from an unknown CA was accepted");
+    assert_eq!(e.kind, ErrorKind::Config, "not temporary: {e}");
+    assert!(e.message.contains("ca_bundle"), "names the fix: {e}");
+
+    let e = AwsProvider::connect("aws", &cfg(Some("/nonexistent/ca.pem".into()))).await.err().expect("a missing bundle");
+    assert!(e.message.contains("/nonexistent/ca.pem"), "{e}");
+
+    let env = |k: &str| (k == "AWS_CA_BUNDLE").then(|| ca.clone());
+    assert_eq!(cfg(None).from_env(&env), vec![format!("`ca_bundle` from AWS_CA_BUNDLE ({ca})")]);
+    assert!(cfg(Some(ca.clone())).from_env(&env).is_empty(), "the playbook's own value wins");
 }

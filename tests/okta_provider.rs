@@ -469,7 +469,11 @@ async fn tls_with_a_private_ca() {
     let items = p.inventory().await.unwrap();
     assert!(items.iter().any(|i| i.id == id), "the seeded token is listed over TLS: {items:?}");
     // Every request reached the simulator over TLS (a plaintext request to its port fails).
-    let plain = std::process::Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]).arg(format!("http://127.0.0.1:{}/api/v1/users", s.port)).output().unwrap();
+    let plain = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{}/api/v1/users", s.port))
+        .output()
+        .unwrap();
     assert_ne!(plain.stdout, b"200", "the simulator serves HTTPS only");
 
     for (what, tls) in [

@@ -85,7 +85,14 @@ async fn connect(sim: &Sim, seeded: &Seeded, limits: Limits) -> Arc<dyn Provider
         env.insert(var.clone(), s(&a["client_secret"]));
         apps.push(SlackRotatingApp { app_id: s(&a["app_id"]), client_id: s(&a["client_id"]), client_secret: SecretRef::Env(var) });
     }
-    let cfg = SlackProviderConfig { api_url: sim.base.clone(), token: SecretRef::Env("SLACK_TOKEN".into()), rotating_apps: apps, allow_plaintext: false, tls: Default::default(), limits };
+    let cfg = SlackProviderConfig {
+        api_url: sim.base.clone(),
+        token: SecretRef::Env("SLACK_TOKEN".into()),
+        rotating_apps: apps,
+        allow_plaintext: false,
+        tls: Default::default(),
+        limits,
+    };
     cfg.connect("slack", &move |r: &SecretRef| match r {
         SecretRef::Env(v) => Ok(SecretString::from(env[v].clone())),
         other => panic!("unexpected {other}"),

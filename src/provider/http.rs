@@ -283,9 +283,7 @@ impl HttpClient {
         }
         let mut unused = base.to_string();
         let builder = crate::provider::tls::reqwest_tls("http.tls", builder, &mut unused, tls, None, &|_| None)?;
-        let http = builder
-            .build()
-            .map_err(|e| ProviderError::new(ErrorKind::Config, "http.client", e.to_string()))?;
+        let http = builder.build().map_err(|e| ProviderError::new(ErrorKind::Config, "http.client", e.to_string()))?;
         Ok(HttpClient { vendor, base, allowed, http, gate, shape, requests: AtomicU64::new(0), max_pages: 10_000 })
     }
 

@@ -283,6 +283,7 @@ pub trait ProviderKind: Send + Sync + 'static {
     /// Settings the playbook leaves out that connecting takes from the
     /// owning system's standard environment (read through `env`), each as
     /// "`setting` from VAR", for `plan`. Pure apart from `env`.
+    #[allow(clippy::wrong_self_convention)] // "settings from the environment", not a constructor
     fn from_env(&self, _env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
         vec![]
     }
@@ -533,5 +534,8 @@ pub fn plaintext_warnings(urls: &[&str], allow_plaintext: bool, what: &str) -> V
     if !allow_plaintext || remote.is_empty() {
         return vec![];
     }
-    vec![format!("plaintext `http://` to a host that is not loopback ({}; allow_plaintext: true): {what} cross the network unencrypted", remote.join(", "))]
+    vec![format!(
+        "plaintext `http://` to a host that is not loopback ({}; allow_plaintext: true): {what} cross the network unencrypted",
+        remote.join(", ")
+    )]
 }

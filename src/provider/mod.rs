@@ -7,8 +7,8 @@ pub mod error;
 pub mod http;
 pub mod kind;
 pub mod limits;
-pub mod tls;
 pub mod registry;
+pub mod tls;
 
 use std::collections::BTreeMap;
 

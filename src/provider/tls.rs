@@ -23,7 +23,7 @@ use crate::provider::{ErrorKind, ProviderError};
 
 /// The keys, in any provider's settings, that name a file or directory of
 /// TLS material: a relative value is relative to the playbook file.
-pub const PATH_KEYS: &[&str] = &["ca_cert", "ca_path", "client_cert", "client_key", "sslrootcert", "sslcert", "sslkey"];
+pub const PATH_KEYS: &[&str] = &["ca_cert", "ca_path", "client_cert", "client_key", "sslrootcert", "sslcert", "sslkey", "ca_bundle"];
 
 /// TLS settings of a provider. Paths are read when keysweep connects; a
 /// relative path is relative to the playbook file that names it.
@@ -106,7 +106,11 @@ impl TlsConfig {
         if self.server_name.is_some() {
             let mut p = at.to_vec();
             p.push("server_name");
-            out.push(Problem::new(&p, "`server_name` is not supported for an HTTP API provider", "address the API by the name its certificate carries, and remove `server_name`"));
+            out.push(Problem::new(
+                &p,
+                "`server_name` is not supported for an HTTP API provider",
+                "address the API by the name its certificate carries, and remove `server_name`",
+            ));
         }
         out
     }
@@ -270,9 +274,12 @@ pub fn rustls_config(op: &'static str, verify: Verify, material: &Material) -> R
     Ok(Arc::new(config))
 }
 
+/// A client certificate chain and its private key, PEM.
+pub type ClientPem = (Vec<u8>, zeroize::Zeroizing<Vec<u8>>);
+
 /// The client certificate and key of `material` as PEM bytes (for clients
 /// that take bytes); the key is zeroized by the caller's `Zeroizing`.
-pub fn client_pem(op: &'static str, material: &Material) -> Result<Option<(Vec<u8>, zeroize::Zeroizing<Vec<u8>>)>, ProviderError> {
+pub fn client_pem(op: &'static str, material: &Material) -> Result<Option<ClientPem>, ProviderError> {
     let Some(((cf, cert), (kf, key))) = &material.client else { return Ok(None) };
     let c = std::fs::read(cert).map_err(|e| cfg_err(op, format!("`{cf}` `{cert}`: {e}")))?;
     let k = zeroize::Zeroizing::new(std::fs::read(key).map_err(|e| cfg_err(op, format!("`{kf}` `{key}`: {e}")))?);

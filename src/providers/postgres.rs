@@ -977,12 +977,7 @@ impl PostgresProvider {
 }
 /// Connects with `tls` (plaintext or TLS) within `timeout` and spawns the
 /// connection task. `c` (which holds the password) is dropped once connected.
-async fn connect_with<T>(
-    c: Config,
-    tls: T,
-    timeout: Duration,
-    addr: String,
-) -> Result<(Client, tokio::task::JoinHandle<()>), ConnectFail>
+async fn connect_with<T>(c: Config, tls: T, timeout: Duration, addr: String) -> Result<(Client, tokio::task::JoinHandle<()>), ConnectFail>
 where
     T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
     T::Stream: Send + 'static,
@@ -1000,4 +995,3 @@ where
     });
     Ok((client, h))
 }
-

@@ -43,7 +43,7 @@ pub struct Moto {
     pub admin_secret: String,
 }
 
-fn moto_bin() -> PathBuf {
+pub fn moto_bin() -> PathBuf {
     if let Ok(p) = std::env::var("KEYSWEEP_MOTO_BIN") {
         return PathBuf::from(p);
     }

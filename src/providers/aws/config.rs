@@ -27,6 +27,10 @@ pub struct AwsProviderConfig {
     pub endpoint_url: Option<String>,
     /// Named profile from ~/.aws/config.
     pub profile: Option<String>,
+    /// PEM file of the CA certificate(s) to trust for AWS's endpoints (only
+    /// these; a VPC endpoint or a proxy with a private CA). Default:
+    /// `AWS_CA_BUNDLE`, else the system's roots.
+    pub ca_bundle: Option<String>,
     /// Allow `http://` to a host that is not loopback (keysweep's login and
     /// every secret then cross the network unencrypted; `plan` and every
     /// connection say so). Default: refused when the playbook loads.
@@ -85,7 +89,17 @@ impl ProviderKind for AwsProviderConfig {
         }
     }
     fn warnings(&self) -> Vec<String> {
-        crate::provider::kind::plaintext_warnings(&self.endpoint_url.iter().map(String::as_str).collect::<Vec<_>>(), self.allow_plaintext, "signed requests and every secret value")
+        crate::provider::kind::plaintext_warnings(
+            &self.endpoint_url.iter().map(String::as_str).collect::<Vec<_>>(),
+            self.allow_plaintext,
+            "signed requests and every secret value",
+        )
+    }
+    fn from_env(&self, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+        match (&self.ca_bundle, env("AWS_CA_BUNDLE").filter(|v| !v.is_empty())) {
+            (None, Some(v)) => vec![format!("`ca_bundle` from AWS_CA_BUNDLE ({v})")],
+            _ => vec![],
+        }
     }
     fn claims_in(&self) -> Option<&ClaimsIn> {
         self.claims_in.as_ref()

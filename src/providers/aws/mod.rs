@@ -62,6 +62,14 @@ impl AwsProvider {
         if let Some(p) = &cfg.profile {
             loader = loader.profile_name(p.clone());
         }
+        let bundle = cfg
+            .ca_bundle
+            .clone()
+            .map(|p| ("ca_bundle".to_string(), p))
+            .or_else(|| std::env::var("AWS_CA_BUNDLE").ok().filter(|p| !p.is_empty()).map(|p| ("ca_bundle (AWS_CA_BUNDLE)".to_string(), p)));
+        if let Some(named) = bundle {
+            loader = loader.http_client(http_client_trusting(named)?);
+        }
         let sdk = loader.load().await;
         // keysweep's own AWS secrets, so an echoed signature context never prints them.
         for var in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
@@ -199,6 +207,24 @@ pub(crate) fn code_of<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) ->
     (!code.is_empty() && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')).then(|| code.to_string())
 }
 
+/// An HTTPS client that trusts only the CA certificates of the PEM file
+/// `named` (setting, path): read and checked now, so a wrong file is a
+/// configuration error at connect, not a failed request later.
+fn http_client_trusting(named: (String, String)) -> Result<aws_smithy_runtime_api::client::http::SharedHttpClient, ProviderError> {
+    use aws_smithy_http_client::tls;
+    let material = crate::provider::tls::Material { ca_cert: Some(named), ..Default::default() };
+    let pem = material.ca_pem("aws.tls")?.unwrap_or_default();
+    let store = tls::TrustStore::empty().with_native_roots(false).with_pem_certificate(pem);
+    let ctx = tls::TlsContext::builder()
+        .with_trust_store(store)
+        .build()
+        .map_err(|e| ProviderError::new(ErrorKind::Config, "aws.tls", format!("CA bundle: {e}")))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+        .tls_context(ctx)
+        .build_https())
+}
+
 /// Maps an SDK error to a provider error: throttling and 5xx/timeouts are
 /// temporary; the message carries AWS's code and message, scrubbed.
 pub(crate) fn map_err<E>(op: &'static str, e: SdkError<E, HttpResponse>) -> ProviderError
@@ -232,6 +258,11 @@ where
         (false, true) => code,
         _ => format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&e)),
     };
+    // A refused certificate is not temporary: retrying does not change it.
+    if let Some(fix) = crate::provider::tls::refusal(&text, "ca_bundle") {
+        // The fix first: the SDK's own text is long and the message is cut.
+        return ProviderError::new(ErrorKind::Config, op, format!("{fix} (AWS_CA_BUNDLE is read when `ca_bundle` is not set); {text}"));
+    }
     ProviderError::new(kind, op, text)
 }
 

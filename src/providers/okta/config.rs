@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::playbook::model::{Limits, SecretRef};
 use crate::playbook::rules::address_problem;
 use crate::provider::kind::yaml_str as q;
-use crate::provider::kind::{plaintext_problems, plaintext_warnings, claimed_by_id, CheckCx, Fields, Kind, Problem, ProviderKind, Resolve};
+use crate::provider::kind::{claimed_by_id, plaintext_problems, plaintext_warnings, CheckCx, Fields, Kind, Problem, ProviderKind, Resolve};
 use crate::provider::{Capabilities, InventoryItem, Provider, ProviderError};
 
 /// An Okta org (the management API and its authorization servers).

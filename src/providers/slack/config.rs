@@ -100,7 +100,8 @@ impl ProviderKind for SlackProviderConfig {
         out
     }
     fn warnings(&self) -> Vec<String> {
-        let mut out = crate::provider::kind::plaintext_warnings(&[&self.api_url], self.allow_plaintext, "the tokens keysweep logs in with, revokes and probes");
+        let mut out =
+            crate::provider::kind::plaintext_warnings(&[&self.api_url], self.allow_plaintext, "the tokens keysweep logs in with, revokes and probes");
         out.extend(self.tls.warnings());
         out
     }
