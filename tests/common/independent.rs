@@ -1,7 +1,8 @@
 //! Independent checks for the fault matrix (tests/fault_matrix.rs): clients
 //! of their own, talking to the real servers directly — never through the
-//! fault proxy, never from keysweep's report. Vault through reqwest with the
-//! root token, AWS through a fresh SDK client per check (moto), PostgreSQL
+//! fault proxy, never from keysweep's report. Vault through the `vaultrs`
+//! client library (a Vault client written by others: token lookups, AppRole
+//! logins and KV reads) and reqwest with the root token for the rest, AWS through a fresh SDK client per check (moto), PostgreSQL
 //! through new TCP logins (tests/common/postgres.rs).
 //!
 //! Every function answers a question about the real server's state; the
@@ -16,6 +17,20 @@ use serde_json::{json, Value};
 pub struct Vd {
     addr: String,
     http: reqwest::Client,
+}
+
+/// A `vaultrs` client for `addr` presenting `token`.
+fn vaultrs_client(addr: &str, token: &str) -> vaultrs::client::VaultClient {
+    let settings = vaultrs::client::VaultClientSettingsBuilder::default().address(addr).token(token).build().expect("vaultrs settings");
+    vaultrs::client::VaultClient::new(settings).expect("vaultrs client")
+}
+
+/// The HTTP status of a `vaultrs` error that is Vault's own answer.
+fn vaultrs_status(e: &vaultrs::error::ClientError) -> Option<u16> {
+    match e {
+        vaultrs::error::ClientError::APIError { code, .. } => Some(*code),
+        _ => None,
+    }
 }
 
 impl Vd {
@@ -41,11 +56,11 @@ impl Vd {
 
     /// Is this token alive? (admin-side `auth/token/lookup` by value.)
     pub async fn token_alive(&self, token: &str) -> bool {
-        let (s, b) = self.call("POST", "auth/token/lookup", Some(json!({ "token": token }))).await;
-        match s {
-            200 => true,
-            400 | 403 => false,
-            _ => panic!("auth/token/lookup: unexpected HTTP {s}: {b}"),
+        let root = vaultrs_client(&self.addr, super::ROOT_TOKEN);
+        match vaultrs::token::lookup(&root, token).await {
+            Ok(_) => true,
+            Err(e) if matches!(vaultrs_status(&e), Some(400 | 403)) => false,
+            Err(e) => panic!("vaultrs token lookup: unexpected answer: {e}"),
         }
     }
 
@@ -77,14 +92,15 @@ impl Vd {
 
     /// Does this secret-id log in? (The token it gets is revoked at once.)
     pub async fn secret_id_works(&self, role_id: &str, secret_id: &str) -> bool {
-        let (s, b) = self.call_as("", "POST", "auth/approle/login", Some(json!({ "role_id": role_id, "secret_id": secret_id }))).await;
-        if s == 200 {
-            let t = b["auth"]["client_token"].as_str().unwrap_or_default().to_string();
-            self.call_as(&t, "POST", "auth/token/revoke-self", None).await;
-            return true;
+        let anon = vaultrs_client(&self.addr, "");
+        match vaultrs::auth::approle::login(&anon, "approle", role_id, secret_id).await {
+            Ok(auth) => {
+                self.call_as(&auth.client_token, "POST", "auth/token/revoke-self", None).await;
+                true
+            }
+            Err(e) if matches!(vaultrs_status(&e), Some(400 | 403)) => false,
+            Err(e) => panic!("vaultrs approle login: unexpected answer: {e}"),
         }
-        assert!(s == 400 || s == 403, "approle login: unexpected HTTP {s}: {b}");
-        false
     }
 
     /// Accessors of every live secret-id of `role`.
@@ -102,8 +118,13 @@ impl Vd {
 
     /// The current data of a KV v2 secret (None: absent, deleted or destroyed).
     pub async fn kv_get(&self, path: &str) -> Option<Value> {
-        let (s, b) = self.call("GET", &format!("secret/data/{path}"), None).await;
-        (s == 200 && b["data"]["data"].is_object()).then(|| b["data"]["data"].clone())
+        let root = vaultrs_client(&self.addr, super::ROOT_TOKEN);
+        match vaultrs::kv2::read::<Value>(&root, "secret", path).await {
+            Ok(v) => v.is_object().then_some(v),
+            // 404: absent, or its latest version deleted or destroyed.
+            Err(e) if vaultrs_status(&e) == Some(404) => None,
+            Err(e) => panic!("vaultrs kv2 read {path}: unexpected answer: {e}"),
+        }
     }
 
     pub async fn kv_meta(&self, path: &str) -> Option<Value> {
