@@ -1175,8 +1175,16 @@ impl Provider for VaultProvider {
         } else {
             None
         };
-        // Tokens.
-        let r = self.http.admin_ok("vault.list_accessors", list_method(), "auth/token/accessors", None).await?;
+        // Tokens. Vault answers a LIST with nothing in it with its 404 (a
+        // namespace whose tokens were all made elsewhere).
+        let r = self.http.admin("vault.list_accessors", list_method(), "auth/token/accessors", None).await?;
+        if !r.ok() && !r.is_vendor_not_found() {
+            return Err(ProviderError::new(
+                if r.status == 403 { ErrorKind::PermissionDenied } else { ErrorKind::Other },
+                "vault.list_accessors",
+                format!("auth/token/accessors: {}", r.describe()),
+            ));
+        }
         for acc in r.body["data"]["keys"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
             let l = self.token_lookup_accessor(acc).await?;
             if !l.ok() {
