@@ -129,7 +129,7 @@ fn the_good_playbook_resolves_defaults_includes_and_interpolation() {
     assert_eq!((bao.location.line, bao.location.column), (4, 3));
     assert!(bao.location.file.ends_with("main.yaml"));
     let keysweep::playbook::model::ProviderConfig::Vault(v) = &bao.config else { panic!("not a vault provider") };
-    assert_eq!(v.address, "http://127.0.0.1:8200");
+    assert_eq!(v.address.as_deref(), Some("http://127.0.0.1:8200"));
     assert_eq!(v.namespace.as_deref(), Some("${literal}/ops"), "$${{ writes a literal ${{");
     assert_eq!(pb.providers["bao-eu"].config.limits().concurrency, Some(2));
 
@@ -203,7 +203,7 @@ fn secret_references_stay_references_and_env_values_are_not_flagged() {
     };
     let pb = load_with_env(&path, &real).unwrap_or_else(|d| panic!("{d}"));
     let keysweep::playbook::model::ProviderConfig::Vault(v) = &pb.providers["bao"].config else { panic!("not a vault provider") };
-    assert!(matches!(&v.auth, keysweep::providers::vault::config::VaultAuth::Token { token } if token.to_string() == "${env:REAL}"));
+    assert!(matches!(&v.auth, Some(keysweep::providers::vault::config::VaultAuth::Token { token }) if token.to_string() == "${env:REAL}"));
 }
 
 // ---------------------------------------------------------------------------

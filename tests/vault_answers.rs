@@ -23,9 +23,9 @@ async fn proxied() -> (FaultProxy, VaultProvider) {
     let b = tokio::task::spawn_blocking(common::bao).await.unwrap();
     let proxy = FaultProxy::start(&b.addr).await;
     let cfg = VaultProviderConfig {
-        address: proxy.endpoint.clone(),
+        address: Some(proxy.endpoint.clone()),
         namespace: None,
-        auth: VaultAuth::Token { token: SecretRef::Env("KS_TEST_TOKEN".into()) },
+        auth: Some(VaultAuth::Token { token: SecretRef::Env("KS_TEST_TOKEN".into()) }),
         pending_prefix: "keysweep-pending".into(),
         limits: Limits { max_attempts: Some(3), timeout: Some(HumanDuration(Duration::from_secs(3))), ..Default::default() },
         tls: Default::default(),

@@ -507,6 +507,16 @@ impl<'e> Loader<'e> {
         let allow = self.allow_link_local.get(name).copied().unwrap_or(false);
         let problems = config.spec().check(allow);
         self.report_problems(file, path, problems);
+        // Settings left to the environment (VAULT_ADDR, ...): checked with it,
+        // or, with `--no-env`, listed as not checked when it lacks them.
+        let unset: Vec<&str> = config.spec().env_vars().into_iter().filter(|v| (self.env)(v).is_none()).collect();
+        if self.no_env && !unset.is_empty() {
+            let at = self.at_key(file, path);
+            self.unchecked.extend(unset.into_iter().map(|v| (v.to_string(), at.clone())));
+            return;
+        }
+        let problems = config.spec().check_env(allow, self.env);
+        self.report_problems(file, path, problems);
     }
 
     /// Problems an adapter found, each at its path below `base`.

@@ -273,6 +273,21 @@ pub trait ProviderKind: Send + Sync + 'static {
         vec![]
     }
 
+    /// Rules for the settings the playbook leaves to the owning system's
+    /// standard environment (see [`ProviderKind::from_env`]): a value found
+    /// there is checked like one written in the playbook, and a missing one
+    /// is an error naming both fixes. The loader calls it with the
+    /// playbook's environment; `validate --no-env` does not, and lists the
+    /// unset [`ProviderKind::env_vars`] as not checked instead. Pure apart from `env`.
+    fn check_env(&self, _allow_link_local: bool, _env: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
+        vec![]
+    }
+
+    /// The environment variables [`ProviderKind::check_env`] reads.
+    fn env_vars(&self) -> Vec<&'static str> {
+        vec![]
+    }
+
     /// What `plan` and every connection report about this provider's
     /// settings: certificate verification turned off, plaintext allowed to a
     /// remote host.

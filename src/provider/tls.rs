@@ -21,9 +21,10 @@ use zeroize::Zeroize;
 use crate::provider::kind::Problem;
 use crate::provider::{ErrorKind, ProviderError};
 
-/// The keys, in any provider's settings, that name a file or directory of
-/// TLS material: a relative value is relative to the playbook file.
-pub const PATH_KEYS: &[&str] = &["ca_cert", "ca_path", "client_cert", "client_key", "sslrootcert", "sslcert", "sslkey", "ca_bundle"];
+/// The keys, in any provider's settings, that name a file or directory
+/// keysweep reads when it connects (TLS material, a login's token file): a
+/// relative value is relative to the playbook file.
+pub const PATH_KEYS: &[&str] = &["ca_cert", "ca_path", "client_cert", "client_key", "sslrootcert", "sslcert", "sslkey", "ca_bundle", "jwt_path"];
 
 /// TLS settings of a provider. Paths are read when keysweep connects; a
 /// relative path is relative to the playbook file that names it.
@@ -461,7 +462,7 @@ mod tests {
     #[test]
     fn relative_tls_paths_follow_the_playbook_file() {
         let mut v: serde_yaml::Value = serde_yaml::from_str(
-            "kind: vault\naddress: https://v:8200\ntls: { ca_cert: certs/ca.pem, client_key: /abs/k.pem, client_cert: \"${env:CERT}\" }\nsslrootcert: system\nnot_a_path: rel/x",
+            "kind: vault\naddress: https://v:8200\ntls: { ca_cert: certs/ca.pem, client_key: /abs/k.pem, client_cert: \"${env:CERT}\" }\nsslrootcert: system\nnot_a_path: rel/x\nauth: { method: jwt, jwt_path: ci/id-token }",
         )
         .unwrap();
         rebase_paths(&mut v, std::path::Path::new("/etc/keysweep"), 0);
@@ -470,6 +471,7 @@ mod tests {
         assert_eq!(v["tls"]["client_cert"].as_str(), Some("${env:CERT}"));
         assert_eq!(v["sslrootcert"].as_str(), Some("system"));
         assert_eq!(v["not_a_path"].as_str(), Some("rel/x"));
+        assert_eq!(v["auth"]["jwt_path"].as_str(), Some("/etc/keysweep/ci/id-token"));
     }
 
     #[test]

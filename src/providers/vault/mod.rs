@@ -24,6 +24,7 @@
 //! secret-id keeps the old one's `num_uses`, `ttl` and CIDR bindings and is
 //! checked the same way.
 
+pub mod aws_login;
 pub mod config;
 pub mod http;
 mod store;
@@ -46,7 +47,8 @@ pub struct VaultProvider {
     name: String,
     pub(crate) http: VaultHttp,
     pending_prefix: String,
-    /// Logged in through AppRole: the token is keysweep's own session, revoked by `close`.
+    /// Logged in through a login method (AppRole, cert, Kubernetes, JWT,
+    /// AWS): the token is keysweep's own session, revoked by `close`.
     session: bool,
     /// What keysweep's own login is, as read at `check_login`.
     own: std::sync::RwLock<OwnLogin>,
@@ -65,28 +67,65 @@ struct OwnLogin {
 }
 
 impl VaultProvider {
-    /// Connects and logs in (a token, AppRole, or a TLS client certificate), all through the provider's own client and its TLS settings.
+    /// Connects and logs in, reading what the playbook leaves out from the
+    /// process environment (see [`VaultProvider::connect_with_env`]).
     pub async fn connect(name: &str, cfg: &VaultProviderConfig, resolve: &crate::provider::kind::Resolve<'_>) -> Result<Self, ProviderError> {
+        Self::connect_with_env(name, cfg, resolve, &|k| std::env::var(k).ok()).await
+    }
+
+    /// Connects and logs in — a token (the playbook's, else `VAULT_TOKEN`,
+    /// else `~/.vault-token`), AppRole, a TLS client certificate, a
+    /// Kubernetes service-account token, a JWT, or AWS IAM — all through the
+    /// provider's own client and its TLS settings. `address` and `namespace`
+    /// left out of the playbook come from `VAULT_ADDR` and `VAULT_NAMESPACE`,
+    /// read through `env` (as are `VAULT_CACERT`/`VAULT_CAPATH`).
+    pub async fn connect_with_env(
+        name: &str,
+        cfg: &VaultProviderConfig,
+        resolve: &crate::provider::kind::Resolve<'_>,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<Self, ProviderError> {
         let limits = &cfg.limits;
-        let env = |k: &str| std::env::var(k).ok();
-        let http = VaultHttp::with_tls(&cfg.address, cfg.namespace.clone(), SecretString::from(String::new()), limits, &cfg.tls, &env)?;
+        let address = cfg.resolve_address(env)?;
+        // The registry says the settings' warnings at every connection; this
+        // one depends on the environment, so it is said here.
+        if cfg.address.is_none() && cfg.allow_plaintext && crate::playbook::rules::plaintext_address_problem(&address, false).is_some() {
+            eprintln!("keysweep: WARNING: provider `{name}`: plaintext `http://` (from VAULT_ADDR) to a host that is not loopback (allow_plaintext: true): the login token and every secret cross the network unencrypted");
+        }
+        let http = VaultHttp::with_tls(&address, cfg.resolve_namespace(env), SecretString::from(String::new()), limits, &cfg.tls, env)?;
         let token = match &cfg.auth {
-            VaultAuth::Token { token } => resolve(token)?,
-            VaultAuth::Approle { mount, role_id, secret_id } => {
+            None => config::implicit_token(env)?.0,
+            Some(VaultAuth::Token { token }) => resolve(token)?,
+            Some(VaultAuth::Approle { mount, role_id, secret_id }) => {
                 let role_id = resolve(role_id)?;
                 let secret_id = resolve(secret_id)?;
                 approle_login(&http, mount, &role_id, &secret_id).await?
             }
-            VaultAuth::Cert { mount, name } => cert_login(&http, mount, name.as_deref()).await?,
+            Some(VaultAuth::Cert { mount, name }) => cert_login(&http, mount, name.as_deref()).await?,
+            Some(VaultAuth::Kubernetes { mount, role, jwt_path }) => {
+                let jwt = read_jwt("vault.kubernetes_login", "jwt_path", jwt_path)?;
+                jwt_login(&http, "vault.kubernetes_login", mount, Some(role), &jwt).await?
+            }
+            Some(VaultAuth::Jwt { mount, role, jwt, jwt_path }) => {
+                let jwt = match (jwt, jwt_path) {
+                    (Some(r), _) => resolve(r)?,
+                    (None, Some(p)) => read_jwt("vault.jwt_login", "jwt_path", p)?,
+                    (None, None) => return Err(ProviderError::new(ErrorKind::Config, "vault.jwt_login", "`method: jwt` needs `jwt` or `jwt_path`")),
+                };
+                jwt_login(&http, "vault.jwt_login", mount, role.as_deref(), &jwt).await?
+            }
+            Some(VaultAuth::Aws { mount, role, header_value, region }) => {
+                aws_login::login(&http, mount, role.as_deref(), header_value.as_deref(), region.as_deref(), limits).await?
+            }
         };
         http.switch_admin_token(token);
-        let session = matches!(cfg.auth, VaultAuth::Approle { .. } | VaultAuth::Cert { .. });
+        let session = cfg.auth.as_ref().is_some_and(VaultAuth::opens_session);
         let (own, approle) = match &cfg.auth {
-            VaultAuth::Approle { mount, role_id, .. } => (
+            Some(VaultAuth::Approle { mount, role_id, .. }) => (
                 OwnLogin { approle_mount: Some(mount.trim_matches('/').to_string()), ..Default::default() },
                 Some((mount.clone(), resolve(role_id)?)),
             ),
-            VaultAuth::Token { .. } | VaultAuth::Cert { .. } => (OwnLogin::default(), None),
+            _ => (OwnLogin::default(), None),
         };
         Ok(VaultProvider {
             name: name.to_string(),
@@ -99,16 +138,17 @@ impl VaultProvider {
     }
 
     /// Checks that keysweep's own token is accepted, and notes what that
-    /// login is (so a playbook that lists it is worked safely).
+    /// login is (so a playbook that lists it is worked safely): the token's
+    /// accessor (a token it was given, or the session token a login opened),
+    /// and for AppRole the role.
     pub async fn check_login(&self) -> Result<(), ProviderError> {
         let r = self.http.admin_ok("vault.lookup_self", Method::GET, "auth/token/lookup-self", None).await?;
         let d = &r.body["data"];
         let mut own = self.own.write().unwrap_or_else(|e| e.into_inner());
         if self.approle.is_some() {
             own.approle_role = d["meta"]["role_name"].as_str().map(str::to_string);
-        } else {
-            own.token_accessor = d["accessor"].as_str().filter(|a| !a.is_empty()).map(str::to_string);
         }
+        own.token_accessor = d["accessor"].as_str().filter(|a| !a.is_empty()).map(str::to_string);
         Ok(())
     }
 
@@ -269,6 +309,37 @@ async fn cert_login(http: &VaultHttp, mount: &str, name: Option<&str>) -> Result
     login_token(OP, &path, r)
 }
 
+/// Reads a JWT from `path` (the `field` setting): at each login, so a token
+/// file Kubernetes or a CI runner refreshes is followed. Errors name the file,
+/// never its content.
+fn read_jwt(op: &'static str, field: &str, path: &str) -> Result<SecretString, ProviderError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound && path == config::KUBERNETES_JWT_PATH {
+            " (keysweep is not running in a Kubernetes pod with a service-account token mounted; set `jwt_path`)"
+        } else {
+            ""
+        };
+        ProviderError::new(ErrorKind::Config, op, format!("`{field}` `{path}`: {e}{hint}"))
+    })?;
+    let jwt = SecretString::from(text.trim().to_string());
+    if jwt.expose_secret().is_empty() {
+        return Err(ProviderError::new(ErrorKind::Config, op, format!("`{field}` `{path}` is empty")));
+    }
+    Ok(jwt)
+}
+
+/// Login with a JWT (`kubernetes` and `jwt` auth: `POST auth/<mount>/login
+/// {role, jwt}`), over the provider's own client.
+async fn jwt_login(http: &VaultHttp, op: &'static str, mount: &str, role: Option<&str>, jwt: &SecretString) -> Result<SecretString, ProviderError> {
+    let mut body = json!({ "jwt": jwt.expose_secret() });
+    if let Some(r) = role {
+        body["role"] = json!(r);
+    }
+    let path = format!("auth/{}/login", mount.trim_matches('/'));
+    let r = http.send(op, Method::POST, &path, None, Some(&body)).await?;
+    login_token(op, &path, r)
+}
+
 /// The token of a login answer, or the refusal as an error of its kind.
 fn login_token(op: &'static str, path: &str, r: http::Resp) -> Result<SecretString, ProviderError> {
     if !r.ok() {
@@ -277,7 +348,14 @@ fn login_token(op: &'static str, path: &str, r: http::Resp) -> Result<SecretStri
             s if s >= 500 => ErrorKind::Unavailable,
             _ => ErrorKind::Unauthenticated,
         };
-        return Err(ProviderError::new(kind, op, format!("{path}: {}", r.describe())));
+        // Logins need no token: Vault's bare `permission denied` to one means
+        // nothing answers at that path (or the login was refused without a reason).
+        let hint = if r.status == 403 && r.error_text().trim() == "permission denied" {
+            " (Vault answers this to a login at a path where no auth method is enabled: check the auth method is enabled at this `mount`)"
+        } else {
+            ""
+        };
+        return Err(ProviderError::new(kind, op, format!("{path}: {}{hint}", r.describe())));
     }
     match r.body["auth"]["client_token"].as_str().filter(|t| !t.is_empty()) {
         Some(t) => Ok(SecretString::from(t.to_string())),
@@ -1028,7 +1106,14 @@ impl Provider for VaultProvider {
     }
 
     fn can_switch_login(&self, target: &Target) -> bool {
-        matches!(target, Target::VaultToken(_)) || (matches!(target, Target::VaultApproleSecretId(_)) && self.approle.is_some())
+        match target {
+            // A token keysweep was given can be replaced by a new one; a
+            // session token a login opened cannot (it is revoked by `close`,
+            // and the next run logs in afresh): rotating it is refused.
+            Target::VaultToken(_) => !self.session,
+            Target::VaultApproleSecretId(_) => self.approle.is_some(),
+            _ => false,
+        }
     }
 
     async fn switch_login(&self, target: &Target, new: &Delivered) -> Result<(), ProviderError> {
@@ -1056,8 +1141,12 @@ impl Provider for VaultProvider {
                     tracing::warn!(provider = %self.name, error = %e, "could not revoke the session opened with the old secret-id");
                 }
                 self.http.switch_admin_token(token);
-                let mut own = self.own.write().unwrap_or_else(|e| e.into_inner());
-                own.secret_id_accessor = handle_get(&self.handle_from_fields(target, &new.fields), "accessor").map(str::to_string);
+                self.own.write().unwrap_or_else(|e| e.into_inner()).secret_id_accessor =
+                    handle_get(&self.handle_from_fields(target, &new.fields), "accessor").map(str::to_string);
+                // The session token is a new one too: note its accessor.
+                if let Err(e) = self.check_login().await {
+                    tracing::warn!(provider = %self.name, error = %e, "could not look up the session opened with the new secret-id");
+                }
                 Ok(())
             }
             other => Err(unsupported("switch_login", other)),
@@ -1083,8 +1172,16 @@ impl Provider for VaultProvider {
         } else {
             None
         };
-        // Tokens.
-        let r = self.http.admin_ok("vault.list_accessors", list_method(), "auth/token/accessors", None).await?;
+        // Tokens. Vault answers a LIST with nothing in it with its 404 (a
+        // namespace whose tokens were all made elsewhere).
+        let r = self.http.admin("vault.list_accessors", list_method(), "auth/token/accessors", None).await?;
+        if !r.ok() && !r.is_vendor_not_found() {
+            return Err(ProviderError::new(
+                if r.status == 403 { ErrorKind::PermissionDenied } else { ErrorKind::Other },
+                "vault.list_accessors",
+                format!("auth/token/accessors: {}", r.describe()),
+            ));
+        }
         for acc in r.body["data"]["keys"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
             let l = self.token_lookup_accessor(acc).await?;
             if !l.ok() {
