@@ -46,6 +46,7 @@ fn ca(l: &Ld) -> TlsConfig {
 
 async fn connect_as(c: &LdapProviderConfig, l: &Ld) -> Result<LdapProvider, ProviderError> {
     let pw = l.admin_password.clone();
+    common::canary(&pw);
     LdapProvider::connect("dir", c, &move |_| Ok(SecretString::from(pw.clone()))).await
 }
 
@@ -163,6 +164,7 @@ async fn rotate_and_check(p: &LdapProvider) {
     assert!(matches!(p.verify_dead(&t, &h, Some(&old)).await, Verdict::Alive(_)), "the live password does not probe alive");
     let fields = p.new_fields(&t, &h).await.unwrap();
     let new = Delivered { value: SecretString::from(format!("New-{}", uuid::Uuid::new_v4().simple())), fields };
+    common::canary(new.value.expose_secret());
     p.apply(&t, &new).await.unwrap_or_else(|e| panic!("apply: {e}"));
     let v = p.test(&t, &new, &h).await;
     assert!(matches!(v, Verdict::Alive(_)), "the new password does not test alive: {v:?}");
