@@ -20,6 +20,9 @@ fn cfg(url: &str) -> LdapProviderConfig {
     let l = ldap();
     LdapProviderConfig {
         url: url.to_string(),
+        starttls: false,
+        tls: Default::default(),
+        allow_plaintext: false,
         admin: AdminLogin { user: l.admin_dn.clone(), password: SecretRef::Env("KS_LDAP_ADMIN".into()) },
         limits: Limits { timeout: Some(keysweep::playbook::model::HumanDuration(std::time::Duration::from_secs(5))), ..Default::default() },
     }

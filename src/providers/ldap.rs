@@ -47,8 +47,18 @@
 //! present without reading it). keysweep never reads a password value: searches
 //! ask for attribute names or non-secret attributes only.
 //!
-//! TLS: use an `ldaps://` URL (certificates are checked against the system's
-//! roots). An empty password is never sent: a simple bind with a DN and no
+//! TLS: an `ldaps://` URL (TLS from the first byte) or `starttls: true` on an
+//! `ldap://` URL (upgraded before the bind; a server that refuses StartTLS
+//! is an error, never a plaintext connection), with the shared `tls:` block
+//! (`crate::provider::tls`): the server's certificate is verified against
+//! `tls.ca_cert`/`ca_path` (else the system's roots) and the URL's host (or
+//! `tls.server_name`). Every connection, the admin's and each probe bind, is
+//! secured the same way. Plaintext (`ldap://` without `starttls`) to a host
+//! that is not loopback does not load unless `allow_plaintext: true`;
+//! `insecure_skip_verify` and allowed plaintext are reported by `plan` and at
+//! every connection. A refused certificate or StartTLS is a configuration
+//! error; a probe that cannot connect is `Unknown`, never proof of death.
+//! An empty password is never sent: a simple bind with a DN and no
 //! password is an "unauthenticated bind" that some servers accept.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -401,6 +411,8 @@ struct Dse {
 pub struct LdapProvider {
     name: String,
     url: String,
+    /// How every connection (admin and probes) is secured.
+    transport: Transport,
     admin_dn: String,
     // Kept to reconnect when the admin connection drops; never printed.
     admin_password: SecretString,
@@ -419,12 +431,22 @@ impl LdapProvider {
         if cfg.admin.user.trim().is_empty() {
             return Err(ProviderError::new(ErrorKind::Config, "ldap.connect", "admin.user (the admin bind DN) is empty"));
         }
+        // Verification off, plaintext allowed: said at every connection (and by `plan`).
+        for w in config_warnings(cfg) {
+            eprintln!("keysweep: WARNING: provider `{name}`: {w}");
+        }
+        // The load refuses it; a configuration built in code is held to the same rule.
+        if let Some(p) = cfg.plaintext_problem() {
+            return Err(ProviderError::new(ErrorKind::Config, "ldap.connect", format!("{}; {}", p.message, p.hint.unwrap_or_default())));
+        }
+        let transport = Transport::of(cfg)?;
         let password = resolve(&cfg.admin.password)?;
-        let mut ldap = admin_bind(&cfg.url, &cfg.admin.user, &password, timeout).await?;
+        let mut ldap = admin_bind(&cfg.url, &transport, &cfg.admin.user, &password, timeout).await?;
         let dse = read_dse(&mut ldap, timeout).await?;
         Ok(LdapProvider {
             name: name.to_string(),
             url: cfg.url.clone(),
+            transport,
             admin_dn: cfg.admin.user.clone(),
             admin_password: password,
             timeout,
@@ -443,7 +465,7 @@ impl LdapProvider {
         self.permit().await;
         let mut guard = self.admin.lock().await;
         if guard.is_closed() {
-            *guard = admin_bind(&self.url, &self.admin_dn, &self.admin_password, self.timeout).await?;
+            *guard = admin_bind(&self.url, &self.transport, &self.admin_dn, &self.admin_password, self.timeout).await?;
         }
         let mut l = guard.clone();
         l.with_timeout(self.timeout);
@@ -528,14 +550,11 @@ impl LdapProvider {
         }
         self.permit().await;
         let work = async {
-            let settings = LdapConnSettings::new().set_conn_timeout(self.timeout);
-            let (conn, mut ldap) = match LdapConnAsync::with_settings(settings, &self.url).await {
-                Ok(c) => c,
-                Err(e) => return Probe::Failed(map_err("ldap.probe_connect", e).to_string()),
+            // The same TLS as the admin's: a probe never falls back to plaintext either.
+            let mut ldap = match open(&self.url, &self.transport, self.timeout, "ldap.probe_connect").await {
+                Ok(l) => l,
+                Err(e) => return Probe::Failed(e.to_string()),
             };
-            tokio::spawn(async move {
-                let _ = conn.drive().await;
-            });
             let ctrl = RawControl { ctype: PPOLICY_OID.to_string(), crit: false, val: None };
             let r = ldap.with_controls(ctrl).with_timeout(self.timeout).simple_bind(dn, password.expose_secret()).await;
             let out = match r {
@@ -753,19 +772,113 @@ fn first_value(attrs: &BTreeMap<String, Vec<Vec<u8>>>, name: &str) -> Option<Str
     attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.first()).map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
+/// How connections to the directory are secured: from the URL's scheme,
+/// `starttls` and the `tls:` block. There is no fallback: with TLS settings,
+/// TLS or no connection.
+#[derive(Clone)]
+struct Transport {
+    /// `None`: plaintext (`ldap://` without `starttls`).
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Upgrade an `ldap://` connection with StartTLS (mandatory).
+    starttls: bool,
+    /// The name the certificate is checked against (and sent as SNI) instead
+    /// of the URL's host.
+    server_name: Option<String>,
+}
+
+impl Transport {
+    fn of(cfg: &LdapProviderConfig) -> Result<Transport, ProviderError> {
+        use crate::provider::tls;
+        if !cfg.uses_tls() {
+            return Ok(Transport { tls: None, starttls: false, server_name: None });
+        }
+        let config = tls::rustls_config("ldap.tls", cfg.tls.verify(), &tls::Material::of(&cfg.tls))?;
+        Ok(Transport {
+            tls: Some(config),
+            starttls: cfg.starttls && !cfg.is_ldaps(),
+            server_name: cfg.tls.server_name.clone().filter(|n| !n.trim().is_empty()),
+        })
+    }
+}
+
+/// Opens a connection to `url`, secured as `t` says, and spawns its driver.
+async fn open(url: &str, t: &Transport, timeout: Duration, op: &'static str) -> Result<Ldap, ProviderError> {
+    let mut settings = LdapConnSettings::new().set_conn_timeout(timeout);
+    let mut dial = url.to_string();
+    if let Some(config) = &t.tls {
+        settings = settings.set_config(config.clone()).set_starttls(t.starttls);
+        if let Some(name) = &t.server_name {
+            // ldap3 verifies (and sends as SNI) the URL's host: connect to the
+            // URL's address here, and give ldap3 the URL with the name as host.
+            let (stream, renamed) = dial_as(url, name, timeout, op).await?;
+            settings = settings.set_std_stream(ldap3::StdStream::Tcp(stream));
+            dial = renamed;
+        }
+    }
+    let (conn, ldap) = LdapConnAsync::with_settings(settings, &dial).await.map_err(|e| connect_err(op, url, t, e))?;
+    tokio::spawn(async move {
+        let _ = conn.drive().await;
+    });
+    Ok(ldap)
+}
+
+/// A TCP connection to the host and port of `url`, and `url` with its host
+/// replaced by `name`.
+async fn dial_as(url: &str, name: &str, timeout: Duration, op: &'static str) -> Result<(std::net::TcpStream, String), ProviderError> {
+    let mut u = reqwest::Url::parse(url.trim()).map_err(|e| ProviderError::new(ErrorKind::Config, op, format!("url: {e}")))?;
+    let ldaps = u.scheme().eq_ignore_ascii_case("ldaps");
+    let port = u.port().unwrap_or(if ldaps { 636 } else { 389 });
+    let host = u.host_str().unwrap_or_default().to_string();
+    let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(format!("{host}:{port}"))).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(ProviderError::new(ErrorKind::Unavailable, op, format!("{url}: {e}"))),
+        Err(_) => return Err(ProviderError::new(ErrorKind::Unavailable, op, format!("{url}: no connection within {timeout:?}"))),
+    };
+    let stream = stream.into_std().map_err(|e| ProviderError::new(ErrorKind::Unavailable, op, format!("{url}: {e}")))?;
+    u.set_host(Some(name)).map_err(|e| ProviderError::new(ErrorKind::Config, op, format!("`tls.server_name` `{name}`: {e}")))?;
+    if u.port().is_none() {
+        let _ = u.set_port(Some(port));
+    }
+    Ok((stream, u.to_string()))
+}
+
+/// A failed connection attempt as an error: a refused certificate or a
+/// refused StartTLS is a configuration error (retrying changes neither), with
+/// the fix; anything else is `map_err`'s.
+fn connect_err(op: &'static str, url: &str, t: &Transport, e: LdapError) -> ProviderError {
+    if t.tls.is_some() {
+        let text = crate::provider::tls::error_chain(&e);
+        if let Some(fix) = crate::provider::tls::refusal(&text, "tls.ca_cert") {
+            return ProviderError::new(ErrorKind::Config, op, format!("{url}: TLS: {text}; {fix}"));
+        }
+        // Before the bind, the only operation on the connection is StartTLS.
+        if let (true, LdapError::LdapResult { result }) = (t.starttls, &e) {
+            return ProviderError::new(
+                ErrorKind::Config,
+                op,
+                format!(
+                    "{url}: the server refused StartTLS: result {} ({}): {}; keysweep does not continue in plaintext: turn TLS on in the directory server (a certificate and key), or use an `ldaps://` URL",
+                    result.rc,
+                    rc_name(result.rc),
+                    result.text
+                ),
+            );
+        }
+    }
+    let mut err = map_err(op, e);
+    err.message = format!("{url}: {}", err.message);
+    err
+}
+
 /// Opens a connection and binds as the admin.
-async fn admin_bind(url: &str, dn: &str, password: &SecretString, timeout: Duration) -> Result<Ldap, ProviderError> {
+async fn admin_bind(url: &str, t: &Transport, dn: &str, password: &SecretString, timeout: Duration) -> Result<Ldap, ProviderError> {
     const OP: &str = "ldap.connect";
     if password.expose_secret().is_empty() {
         // An empty simple bind is an unauthenticated (anonymous) bind.
         return Err(ProviderError::new(ErrorKind::Config, OP, "the admin password is empty"));
     }
     let work = async {
-        let settings = LdapConnSettings::new().set_conn_timeout(timeout);
-        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, url).await.map_err(|e| map_err(OP, e))?;
-        tokio::spawn(async move {
-            let _ = conn.drive().await;
-        });
+        let mut ldap = open(url, t, timeout, OP).await?;
         let r = ldap.with_timeout(timeout).simple_bind(dn, password.expose_secret()).await.map_err(|e| map_err(OP, e))?;
         match r.rc {
             0 => Ok(ldap),
@@ -773,6 +886,16 @@ async fn admin_bind(url: &str, dn: &str, password: &SecretString, timeout: Durat
                 ErrorKind::Unauthenticated,
                 OP,
                 format!("the directory refused the admin bind as `{dn}`: result 49 (invalidCredentials)"),
+            )),
+            8 | 13 if t.tls.is_none() => Err(ProviderError::new(
+                ErrorKind::Unauthenticated,
+                OP,
+                format!(
+                    "the directory refused the admin bind as `{dn}` over plaintext: result {} ({}): {}; it requires a secured connection: use an `ldaps://` URL or `starttls: true`",
+                    r.rc,
+                    rc_name(r.rc),
+                    r.text
+                ),
             )),
             53 | 48 | 8 | 13 => Err(ProviderError::new(
                 ErrorKind::Unauthenticated,
@@ -1029,18 +1152,108 @@ impl Provider for LdapProvider {
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LdapProviderConfig {
-    /// e.g. `ldap://127.0.0.1:389`
+    /// `ldaps://ldap.internal` (TLS from the first byte, port 636 by
+    /// default) or `ldap://ldap.internal` (port 389: with `starttls: true`
+    /// upgraded to TLS before anything is sent; without it plaintext, which
+    /// is refused to a host that is not loopback unless `allow_plaintext`).
     pub url: String,
+    /// Upgrade the `ldap://` connection with the StartTLS extended operation
+    /// before the bind. Mandatory once set: a server that refuses StartTLS is
+    /// an error, never a plaintext connection.
+    #[serde(default)]
+    pub starttls: bool,
+    /// TLS (`ldaps://` or `starttls: true`): verified by default against
+    /// `ca_cert`/`ca_path`, else the system's roots, and against the URL's
+    /// host (or `server_name`).
+    #[serde(default)]
+    pub tls: crate::provider::tls::TlsConfig,
+    /// Allow a plaintext `ldap://` URL (no `starttls`) to a host that is not
+    /// loopback (127.0.0.0/8, `::1`, `localhost`). Without it such a playbook
+    /// does not load: the admin bind and every password set would cross the
+    /// network unencrypted. `plan` and every connection report it.
+    #[serde(default)]
+    pub allow_plaintext: bool,
     /// The admin bind: `user` is a DN here.
     pub admin: crate::providers::account::AdminLogin,
     #[serde(default)]
     pub limits: crate::playbook::model::Limits,
 }
 
-crate::account_provider_kind!(LdapProviderConfig, LdapProvider, check: |c: &LdapProviderConfig, allow| {
-    let bad = crate::playbook::rules::address_problem(&c.url, &["ldap", "ldaps"], allow);
-    bad.map(|(m, h)| vec![crate::provider::kind::Problem::new(&["url"], m, h)]).unwrap_or_default()
-});
+impl LdapProviderConfig {
+    /// Whether connections are TLS (`ldaps://`, or `ldap://` with `starttls`).
+    pub fn uses_tls(&self) -> bool {
+        self.is_ldaps() || self.starttls
+    }
+
+    fn is_ldaps(&self) -> bool {
+        self.url.trim().get(..8).is_some_and(|s| s.eq_ignore_ascii_case("ldaps://"))
+    }
+
+    /// The host of a plaintext URL that is not loopback (what
+    /// `allow_plaintext` must allow), if the connection is one.
+    fn remote_plaintext_host(&self) -> Option<String> {
+        if self.uses_tls() {
+            return None;
+        }
+        let url = reqwest::Url::parse(self.url.trim()).ok()?;
+        let host = url.host_str()?.to_string();
+        (!crate::playbook::rules::is_loopback_host(&host)).then_some(host)
+    }
+
+    /// The refusal of plaintext to a remote host (at load, and again at connect).
+    fn plaintext_problem(&self) -> Option<crate::provider::kind::Problem> {
+        if self.allow_plaintext {
+            return None;
+        }
+        let host = self.remote_plaintext_host()?;
+        Some(crate::provider::kind::Problem::new(
+            &["url"],
+            format!("`ldap://` without `starttls` to `{host}`, which is not loopback: keysweep's admin bind and every password it sets would cross the network unencrypted"),
+            format!(
+                "write the URL as `ldaps://{host}` (TLS from the first byte, port 636) or add `starttls: true`, and name the server's CA in `tls.ca_cert`; if this network path really is trusted, set `allow_plaintext: true` on the provider, which `plan` then reports"
+            ),
+        ))
+    }
+}
+
+fn check_config(c: &LdapProviderConfig, allow_link_local: bool) -> Vec<crate::provider::kind::Problem> {
+    use crate::provider::kind::Problem;
+    if let Some((m, h)) = crate::playbook::rules::address_problem(&c.url, &["ldap", "ldaps"], allow_link_local) {
+        return vec![Problem::new(&["url"], m, h)];
+    }
+    let mut out: Vec<Problem> = c.plaintext_problem().into_iter().collect();
+    if c.is_ldaps() && c.starttls {
+        out.push(Problem::new(
+            &["starttls"],
+            "`starttls: true` with an `ldaps://` URL: that connection is TLS from its first byte, there is nothing to upgrade",
+            "remove `starttls` (keep `ldaps://`), or write the URL as `ldap://…` to upgrade the connection with StartTLS",
+        ));
+    }
+    if !c.uses_tls() && c.tls.is_set() {
+        out.push(Problem::new(
+            &["tls"],
+            "`tls` is set but the connection is plaintext (`ldap://` without `starttls`): nothing would use it",
+            "write the URL as `ldaps://…` or add `starttls: true`; or remove `tls:`",
+        ));
+    }
+    out.extend(c.tls.check(&["tls"]));
+    out
+}
+
+fn config_warnings(c: &LdapProviderConfig) -> Vec<String> {
+    let mut out = vec![];
+    if c.uses_tls() {
+        out.extend(c.tls.warnings());
+    }
+    if let Some(host) = c.remote_plaintext_host() {
+        out.push(format!(
+            "plaintext `ldap://` to `{host}` (no `starttls`; allow_plaintext: true): the admin bind and every password set cross the network unencrypted"
+        ));
+    }
+    out
+}
+
+crate::account_provider_kind!(LdapProviderConfig, LdapProvider, check: check_config, warnings: config_warnings);
 
 crate::account_kind!(AccountKind, host_allowed: false, host_kind: "mysql_user", name: |_t, u| u.to_string(), match_key: norm_dn, draft: |id| format!("user: {}", crate::provider::kind::yaml_str(id)));
 

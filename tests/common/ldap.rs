@@ -7,6 +7,15 @@
 //! accounts created with `create_strict_account`. `lastbind` is on, so a
 //! successful bind records `pwdLastSuccess` (what `discover` reads as last use). Setup uses the ldap-utils client tools (installed with
 //! slapd by scripts/install/ldap.sh), so it needs no async runtime.
+//!
+//! TLS: [`ldap`] offers it (an `ldaps://` listener and StartTLS on the
+//! `ldap://` port, with a test certificate naming `localhost` only, signed
+//! by the test CA in `ca_cert`) without requiring it. [`ldap_tls_required`]
+//! is a second server that refuses every operation but StartTLS over a
+//! connection without TLS (`security tls=1`: a plaintext bind answers 13,
+//! confidentialityRequired), so a bind it accepts went over TLS; its setup
+//! tools connect over `ldaps://`. [`ldap_without_tls`] offers no TLS at all
+//! (StartTLS is refused).
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -16,11 +25,31 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub struct Ld {
+    /// `ldap://127.0.0.1:<port>` (plaintext, or StartTLS).
     pub url: String,
     pub base: String,
     pub admin_dn: String,
     pub admin_password: String,
     pub dir: PathBuf,
+    pub port: u16,
+    /// The `ldaps://` port (0: no TLS).
+    pub tls_port: u16,
+    /// The test CA that signed the server's certificate (TLS servers only).
+    pub ca_cert: PathBuf,
+    /// The URL and environment the ldap-utils setup tools use.
+    tool_url: String,
+    tool_env: Vec<(&'static str, String)>,
+}
+
+/// How a test slapd offers TLS.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    /// None: no `ldaps://` listener, StartTLS refused.
+    Off,
+    /// `ldaps://` and StartTLS offered; plaintext binds accepted.
+    Offered,
+    /// Offered, and required for everything (`security tls=1`).
+    Required,
 }
 
 /// The base entries: the suffix, `ou=services`, `ou=groups`, and the default password policy.
@@ -50,22 +79,52 @@ fn sbin(name: &str, env: &str) -> PathBuf {
     panic!("no `{name}`: install OpenLDAP with scripts/install/ldap.sh (or set {env})");
 }
 
-/// The slapd of this test binary (started on first use).
+/// The slapd of this test binary (started on first use); TLS offered, not required.
 pub fn ldap() -> &'static Ld {
     static LD: OnceLock<Ld> = OnceLock::new();
-    LD.get_or_init(|| {
-        let slapd = sbin("slapd", "KEYSWEEP_SLAPD_BIN");
-        let dir = tempfile::Builder::new().prefix("keysweep-slapd-").tempdir().expect("tempdir").keep();
-        std::fs::create_dir_all(dir.join("db")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let base = "dc=keysweep,dc=test".to_string();
-        let admin_dn = format!("cn=admin,{base}");
-        let admin_password = format!("admin-{}", uuid::Uuid::new_v4().simple());
-        let schema = std::env::var("KEYSWEEP_LDAP_SCHEMA_DIR").unwrap_or_else(|_| "/etc/ldap/schema".into());
-        let modules = std::env::var("KEYSWEEP_LDAP_MODULE_DIR").unwrap_or_else(|_| "/usr/lib/ldap".into());
-        let d = dir.display();
-        let conf = format!(
-            "include {schema}/core.schema\n\
+    LD.get_or_init(|| start(Tls::Offered))
+}
+
+/// A slapd that refuses any operation (a bind included) over a connection
+/// without TLS: `ldaps://` or StartTLS only.
+pub fn ldap_tls_required() -> &'static Ld {
+    static LD: OnceLock<Ld> = OnceLock::new();
+    LD.get_or_init(|| start(Tls::Required))
+}
+
+/// A slapd without TLS: no `ldaps://` listener, StartTLS refused.
+pub fn ldap_without_tls() -> &'static Ld {
+    static LD: OnceLock<Ld> = OnceLock::new();
+    LD.get_or_init(|| start(Tls::Off))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start(tls: Tls) -> Ld {
+    let slapd = sbin("slapd", "KEYSWEEP_SLAPD_BIN");
+    let dir = tempfile::Builder::new().prefix("keysweep-slapd-").tempdir().expect("tempdir").keep();
+    std::fs::create_dir_all(dir.join("db")).unwrap();
+    let port = free_port();
+    let tls_port = if tls == Tls::Off { 0 } else { free_port() };
+    let base = "dc=keysweep,dc=test".to_string();
+    let admin_dn = format!("cn=admin,{base}");
+    let admin_password = format!("admin-{}", uuid::Uuid::new_v4().simple());
+    let schema = std::env::var("KEYSWEEP_LDAP_SCHEMA_DIR").unwrap_or_else(|_| "/etc/ldap/schema".into());
+    let modules = std::env::var("KEYSWEEP_LDAP_MODULE_DIR").unwrap_or_else(|_| "/usr/lib/ldap".into());
+    let d = dir.display();
+    // slapd runs as this process's user, which owns the key (0600).
+    let tls_conf = match tls {
+        Tls::Off => String::new(),
+        Tls::Offered | Tls::Required => {
+            super::certs::server(&dir, &["localhost"]);
+            let required = if tls == Tls::Required { "security tls=1\n" } else { "" };
+            format!("TLSCACertificateFile {d}/ca.pem\nTLSCertificateFile {d}/server.pem\nTLSCertificateKeyFile {d}/server.key\n{required}")
+        }
+    };
+    let conf = format!(
+        "include {schema}/core.schema\n\
              include {schema}/cosine.schema\n\
              include {schema}/inetorgperson.schema\n\
              include {schema}/nis.schema\n\
@@ -74,6 +133,7 @@ pub fn ldap() -> &'static Ld {
              moduleload ppolicy\n\
              pidfile {d}/slapd.pid\n\
              argsfile {d}/slapd.args\n\
+             {tls_conf}\
              password-hash {{SSHA}}\n\
              database mdb\n\
              maxsize 67108864\n\
@@ -89,49 +149,85 @@ pub fn ldap() -> &'static Ld {
              ppolicy_hash_cleartext\n\
              access to attrs=userPassword by self =xw by anonymous auth by * none\n\
              access to * by self read by users read by * none\n"
-        );
-        let conf_path = dir.join("slapd.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&conf_path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
-        let url = format!("ldap://127.0.0.1:{port}");
-        let me = std::process::id();
-        // The watchdog ends slapd, and removes its directory, when this test process is gone.
-        let script = format!(
-            "'{}' -f '{d}/slapd.conf' -h '{url}/' -d 0 >'{d}/slapd.log' 2>&1 & s=$!; \
+    );
+    let conf_path = dir.join("slapd.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&conf_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let url = format!("ldap://127.0.0.1:{port}");
+    let listeners = if tls == Tls::Off { format!("{url}/") } else { format!("{url}/ ldaps://127.0.0.1:{tls_port}/") };
+    let me = std::process::id();
+    // The watchdog ends slapd, and removes its directory, when this test process is gone.
+    let script = format!(
+        "'{}' -f '{d}/slapd.conf' -h '{listeners}' -d 0 >'{d}/slapd.log' 2>&1 & s=$!; \
              while kill -0 {me} 2>/dev/null && kill -0 $s 2>/dev/null; do sleep 1; done; kill $s 2>/dev/null; \
              for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 $s 2>/dev/null || break; sleep 0.5; done; kill -9 $s 2>/dev/null; rm -rf '{d}'",
-            slapd.display()
-        );
-        // Not waited for: the watchdog outlives this call by design and ends with the process.
-        #[allow(clippy::zombie_processes)]
-        Command::new("sh").arg("-c").arg(script).stdin(Stdio::null()).spawn().expect("start slapd");
-        let ld = Ld { url, base: base.clone(), admin_dn, admin_password, dir: dir.clone() };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ok = Command::new("ldapsearch")
-                .args(["-x", "-H", &ld.url, "-s", "base", "-b", "", "-LLL", "namingContexts"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if ok {
-                break;
-            }
-            let log = std::fs::read_to_string(dir.join("slapd.log")).unwrap_or_default();
-            assert!(Instant::now() < deadline, "slapd did not start on {}: {log}", ld.url);
-            std::thread::sleep(Duration::from_millis(100));
+        slapd.display()
+    );
+    // Not waited for: the watchdog outlives this call by design and ends with the process.
+    #[allow(clippy::zombie_processes)]
+    Command::new("sh").arg("-c").arg(script).stdin(Stdio::null()).spawn().expect("start slapd");
+    let (tool_url, tool_env) = if tls == Tls::Required {
+        // libldap checks a certificate for `localhost` against the
+        // machine's own host name, which the test certificate does not
+        // carry: the setup tools check the chain only. (keysweep's own
+        // connections are what the tests verify.)
+        (
+            format!("ldaps://127.0.0.1:{tls_port}"),
+            vec![("LDAPTLS_CACERT", dir.join("ca.pem").display().to_string()), ("LDAPTLS_REQCERT", "allow".to_string())],
+        )
+    } else {
+        (url.clone(), vec![])
+    };
+    let ld =
+        Ld { url, base: base.clone(), admin_dn, admin_password, dir: dir.clone(), port, tls_port, ca_cert: dir.join("ca.pem"), tool_url, tool_env };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = ld
+            .tool("ldapsearch")
+            .args(["-x", "-s", "base", "-b", "", "-LLL", "namingContexts"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            break;
         }
-        ld.ldif("ldapadd", &base_ldif(&base));
-        ld
-    })
+        let log = std::fs::read_to_string(dir.join("slapd.log")).unwrap_or_default();
+        assert!(Instant::now() < deadline, "slapd did not start on {}: {log}", ld.url);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ld.ldif("ldapadd", &base_ldif(&base));
+    ld
 }
 
 impl Ld {
+    /// An ldap-utils command (`-H` and the TLS environment set) on this server.
+    fn tool(&self, name: &str) -> Command {
+        let mut c = Command::new(name);
+        c.envs(self.tool_env.iter().map(|(k, v)| (*k, v.as_str()))).args(["-H", &self.tool_url]);
+        c
+    }
+
+    /// `ldaps://localhost:<tls port>`: the name the certificate carries.
+    pub fn ldaps_url(&self) -> String {
+        format!("ldaps://localhost:{}", self.tls_port)
+    }
+
+    /// `ldap://localhost:<port>` (for StartTLS): the name the certificate carries.
+    pub fn starttls_url(&self) -> String {
+        format!("ldap://localhost:{}", self.port)
+    }
+
+    /// The server's log (slapd `-d 0`: errors only).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("slapd.log")).unwrap_or_default()
+    }
+
     /// Runs `tool` (ldapadd/ldapmodify/ldapdelete) as the admin with `input` on stdin.
     pub fn ldif(&self, tool: &str, input: &str) {
         let (code, out) = self.ldif_status(tool, input);
@@ -140,8 +236,9 @@ impl Ld {
 
     /// Like `ldif`, returning the exit code (the LDAP result code) and output.
     pub fn ldif_status(&self, tool: &str, input: &str) -> (i32, String) {
-        let mut child = Command::new(tool)
-            .args(["-x", "-H", &self.url, "-D", &self.admin_dn, "-w", &self.admin_password])
+        let mut child = self
+            .tool(tool)
+            .args(["-x", "-D", &self.admin_dn, "-w", &self.admin_password])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -180,7 +277,7 @@ impl Ld {
     /// Does a simple bind as `dn` with `password` succeed? False only on
     /// invalidCredentials (49); any other failure panics.
     pub fn bind_works(&self, dn: &str, password: &str) -> bool {
-        let out = Command::new("ldapwhoami").args(["-x", "-H", &self.url, "-D", dn, "-w", password]).output().expect("ldapwhoami");
+        let out = self.tool("ldapwhoami").args(["-x", "-D", dn, "-w", password]).output().expect("ldapwhoami");
         match out.status.code() {
             Some(0) => true,
             Some(49) => false,
@@ -190,24 +287,8 @@ impl Ld {
 
     /// Searches as the admin; returns the LDIF (`-LLL`, values base64 where needed).
     pub fn search(&self, base: &str, scope: &str, filter: &str, attrs: &[&str]) -> String {
-        let mut cmd = Command::new("ldapsearch");
-        cmd.args([
-            "-x",
-            "-H",
-            &self.url,
-            "-D",
-            &self.admin_dn,
-            "-w",
-            &self.admin_password,
-            "-LLL",
-            "-o",
-            "ldif-wrap=no",
-            "-s",
-            scope,
-            "-b",
-            base,
-            filter,
-        ]);
+        let mut cmd = self.tool("ldapsearch");
+        cmd.args(["-x", "-D", &self.admin_dn, "-w", &self.admin_password, "-LLL", "-o", "ldif-wrap=no", "-s", scope, "-b", base, filter]);
         cmd.args(attrs);
         let out = cmd.output().expect("ldapsearch");
         String::from_utf8_lossy(&out.stdout).into_owned()
