@@ -72,7 +72,16 @@ impl Providers {
 }
 
 fn connect_error(name: &str, kind: &str, at: &crate::playbook::Location, e: ProviderError) -> anyhow::Error {
-    let what = if e.is_temporary() { "cannot be reached" } else { "refused keysweep's own login" };
+    let what = if e.is_temporary() {
+        "cannot be reached"
+    } else {
+        match e.kind {
+            // A certificate refused, a setting missing: keysweep's side, not the login.
+            ErrorKind::Config => "cannot be used as configured",
+            ErrorKind::Unauthenticated | ErrorKind::PermissionDenied => "refused keysweep's own login",
+            _ => "failed",
+        }
+    };
     anyhow::anyhow!("connecting to provider `{name}` (kind {kind}, {at}): it {what}: {e}")
 }
 

@@ -431,10 +431,6 @@ impl LdapProvider {
         if cfg.admin.user.trim().is_empty() {
             return Err(ProviderError::new(ErrorKind::Config, "ldap.connect", "admin.user (the admin bind DN) is empty"));
         }
-        // Verification off, plaintext allowed: said at every connection (and by `plan`).
-        for w in config_warnings(cfg) {
-            eprintln!("keysweep: WARNING: provider `{name}`: {w}");
-        }
         // The load refuses it; a configuration built in code is held to the same rule.
         if let Some(p) = cfg.plaintext_problem() {
             return Err(ProviderError::new(ErrorKind::Config, "ldap.connect", format!("{}; {}", p.message, p.hint.unwrap_or_default())));
