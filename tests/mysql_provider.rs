@@ -25,6 +25,9 @@ fn config(port: u16, limits: Limits) -> MysqlProviderConfig {
         port,
         admin: AdminLogin { user: m.admin_user.clone(), password: SecretRef::Env("KS_TEST_MYSQL_ADMIN".into()) },
         limits,
+        ssl_mode: None,
+        tls: Default::default(),
+        allow_plaintext: false,
     }
 }
 
@@ -500,3 +503,4 @@ async fn connect_errors_are_classified_and_secret_free() {
     assert_eq!(p.cleanup_minted(&t, &Handle::new(), "n", None).await.unwrap(), 0);
     assert_eq!(p.kind(), "mysql");
 }
+
