@@ -27,10 +27,13 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce(&'static Rd) -> T + Send + '
 
 fn config(rd: &Rd, user: &str) -> RedisProviderConfig {
     RedisProviderConfig {
-        host: rd.host.clone(),
-        port: rd.port,
+        url: None,
+        host: Some(rd.host.clone()),
+        port: Some(rd.port),
         admin: AdminLogin { user: user.to_string(), password: SecretRef::Env("KS_REDIS_ADMIN".into()) },
         limits: Default::default(),
+        tls: Default::default(),
+        allow_plaintext: false,
     }
 }
 
@@ -66,7 +69,7 @@ async fn down() -> RedisProvider {
     let rd = rd().await;
     common::faultproxy::behind_a_dead_proxy(&format!("{}:{}", rd.host, rd.port), async |host: &str, port: u16| {
         let mut c = config(rd, &rd.admin_user);
-        (c.host, c.port) = (host.to_string(), port);
+        (c.host, c.port) = (Some(host.to_string()), Some(port));
         c.limits.timeout = Some(keysweep::playbook::model::HumanDuration(std::time::Duration::from_secs(2)));
         RedisProvider::connect("cache", &c, &|_| Ok(SecretString::from(rd.admin_password.clone()))).await.unwrap()
     })
@@ -334,7 +337,7 @@ async fn connect_errors_are_classified_and_carry_no_password() {
     assert!(!e.to_string().contains(wrong), "{e}");
 
     let mut cfg = config(rd, &rd.admin_user);
-    cfg.port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    cfg.port = Some(std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
     let e = RedisProvider::connect("cache", &cfg, &|_| Ok(SecretString::from(rd.admin_password.clone()))).await.err().unwrap();
     assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
     assert!(e.is_temporary());
@@ -365,3 +368,4 @@ async fn keysweep_rotating_its_own_admin_login_stays_logged_in() {
     }
     assert!(ok, "the provider did not log in again after its connection dropped");
 }
+
