@@ -2,6 +2,8 @@
 //! provider against a real MariaDB server (one per test binary, see
 //! `tests/common/mysql.rs`). Logins are checked from a separate client (the
 //! `mariadb` command-line tool), never only through the code under test.
+//! The `tls` module connects over TLS (`ssl_mode`, the `tls:` block) to the
+//! same server, whose certificate names `localhost` only.
 
 mod common;
 
@@ -25,6 +27,9 @@ fn config(port: u16, limits: Limits) -> MysqlProviderConfig {
         port,
         admin: AdminLogin { user: m.admin_user.clone(), password: SecretRef::Env("KS_TEST_MYSQL_ADMIN".into()) },
         limits,
+        ssl_mode: None,
+        tls: Default::default(),
+        allow_plaintext: false,
     }
 }
 
@@ -499,4 +504,241 @@ async fn connect_errors_are_classified_and_secret_free() {
     assert_eq!(e.kind, ErrorKind::Unsupported);
     assert_eq!(p.cleanup_minted(&t, &Handle::new(), "n", None).await.unwrap(), 0);
     assert_eq!(p.kind(), "mysql");
+}
+
+mod tls {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use keysweep::playbook::model::HumanDuration;
+    use keysweep::provider::kind::ProviderKind;
+    use keysweep::provider::ProviderError;
+    use keysweep::providers::mysql_tls::SslMode;
+
+    fn tls_cfg(host: &str, mode: SslMode, ca: Option<&Path>) -> MysqlProviderConfig {
+        let m = mysql();
+        let limits =
+            Limits { timeout: Some(HumanDuration(Duration::from_secs(10))), max_attempts: Some(1), concurrency: Some(4), ..Default::default() };
+        let mut c = config(m.port, limits);
+        c.host = host.to_string();
+        c.ssl_mode = Some(mode);
+        c.tls.ca_cert = ca.map(|p| p.display().to_string());
+        c
+    }
+
+    fn ca() -> Option<&'static Path> {
+        Some(mysql().ca_cert.as_path())
+    }
+
+    async fn connect_as(c: &MysqlProviderConfig, user: &str, password: &str) -> Result<MysqlProvider, ProviderError> {
+        let mut c = c.clone();
+        c.admin.user = user.to_string();
+        let pw = password.to_string();
+        MysqlProvider::connect("maria", &c, &move |_| Ok(SecretString::from(pw.clone()))).await
+    }
+
+    async fn connect(c: &MysqlProviderConfig) -> Result<MysqlProvider, ProviderError> {
+        let m = blocking(mysql).await;
+        connect_as(c, &m.admin_user, &m.admin_password).await
+    }
+
+    /// An admin account of this test's own that may log in over TLS only
+    /// (`REQUIRE SSL`, or `require` as written), checked from outside: a
+    /// plaintext login with its right password is refused.
+    async fn tls_only_admin(require: &'static str) -> (String, String) {
+        let (user, pw) = (uniq("ks_tlsadm"), format!("Adm-{}", uuid::Uuid::new_v4().simple()));
+        let (u, p) = (user.clone(), pw.clone());
+        blocking(move || {
+            let m = mysql();
+            m.create_user(&u, &p);
+            m.sql(&format!("GRANT ALL PRIVILEGES ON *.* TO {}@'%' WITH GRANT OPTION; ALTER USER {}@'%' REQUIRE {require}", lit(&u), lit(&u)));
+            assert_eq!(m.login(&u, &p), Err(1045), "a plaintext login of a REQUIRE {require} account must be refused");
+        })
+        .await;
+        (user, pw)
+    }
+
+    #[tokio::test]
+    async fn verify_identity_rotates_over_tls_proven_by_an_independent_client() {
+        // keysweep's admin may log in over TLS only: connecting proves the pool's TLS.
+        let (admin, admin_pw) = tls_only_admin("SSL").await;
+        let c = tls_cfg("localhost", SslMode::VerifyIdentity, ca());
+        assert!(c.check(false).is_empty(), "{:?}", c.check(false));
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        let p = connect_as(&c, &admin, &admin_pw).await.unwrap_or_else(|e| panic!("{e}"));
+
+        // An application account that logs in over TLS only, rotated in place.
+        let user = uniq("ks_tlsapp");
+        let old = format!("Old-{}", uuid::Uuid::new_v4().simple());
+        let (u, o) = (user.clone(), old.clone());
+        blocking(move || {
+            let m = mysql();
+            m.create_user(&u, &o);
+            m.sql(&format!("ALTER USER {}@'%' REQUIRE SSL", lit(&u)));
+            assert!(!m.login_tls(&u, &o).unwrap().is_empty(), "the independent client's session is not over TLS");
+        })
+        .await;
+        let t = target(&user, None, false);
+        let h = p.current_handle(&t, None).await.unwrap();
+        let new =
+            Delivered { value: SecretString::from(format!("New-{}", uuid::Uuid::new_v4().simple())), fields: p.new_fields(&t, &h).await.unwrap() };
+        p.apply(&t, &new).await.unwrap_or_else(|e| panic!("{e}"));
+        // The probes log in as a REQUIRE SSL account: accepted only over TLS.
+        let v = p.test(&t, &new, &h).await;
+        assert!(matches!(v, Verdict::Alive(_)), "{v:?}");
+        let v = p.verify_dead(&t, &h, Some(&SecretString::from(old.clone()))).await;
+        assert!(matches!(v, Verdict::Dead(_)), "{v:?}");
+
+        // The server itself, from a client of its own.
+        let new_pw = keysweep::secret::ExposeSecret::expose_secret(&new.value).to_string();
+        blocking(move || {
+            let m = mysql();
+            let cipher = m.login_tls(&user, &new_pw).unwrap_or_else(|code| panic!("the new password does not log in over TLS: {code}"));
+            assert!(!cipher.is_empty(), "no TLS cipher on the independent session");
+            assert_eq!(m.login_tls(&user, &old), Err(1045), "the old password still logs in");
+            assert_eq!(m.login(&user, &new_pw), Err(1045), "the account must stay TLS-only");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn verify_identity_refuses_an_address_the_certificate_does_not_name_and_verify_ca_accepts_it() {
+        // The certificate names `localhost`; the address is 127.0.0.1.
+        let e = connect(&tls_cfg("127.0.0.1", SslMode::VerifyIdentity, ca())).await.err().expect("a certificate for another name must be refused");
+        assert_eq!(e.kind, ErrorKind::Config, "{e}");
+        assert!(!e.is_temporary(), "{e}");
+        assert!(e.message.contains("does not name this host") && e.message.contains("verify_ca"), "{e}");
+        // `tls.server_name` names what the certificate carries: accepted.
+        let mut named = tls_cfg("127.0.0.1", SslMode::VerifyIdentity, ca());
+        named.tls.server_name = Some("localhost".into());
+        connect(&named).await.unwrap_or_else(|e| panic!("{e}"));
+        // verify_ca checks the chain only: the same address connects, over TLS
+        // (the admin may log in over TLS only).
+        let (admin, admin_pw) = tls_only_admin("SSL").await;
+        let p = connect_as(&tls_cfg("127.0.0.1", SslMode::VerifyCa, ca()), &admin, &admin_pw).await.unwrap_or_else(|e| panic!("{e}"));
+        p.inventory().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_certificate_from_another_ca_is_refused_with_the_setting_to_fix() {
+        let other = blocking(|| mysql().certs.join("other/ca.pem")).await;
+        for mode in [SslMode::VerifyIdentity, SslMode::VerifyCa] {
+            // verify_ca too: skipping the name never skips the chain.
+            let e = connect(&tls_cfg("localhost", mode, Some(&other))).await.err().unwrap_or_else(|| panic!("{mode:?}: a wrong CA must be refused"));
+            assert_eq!(e.kind, ErrorKind::Config, "{mode:?}: {e}");
+            assert!(e.message.contains("`tls.ca_cert`"), "{mode:?}: {e}");
+        }
+        // No CA named: the system's roots, which do not hold the test CA.
+        let e = connect(&tls_cfg("localhost", SslMode::VerifyIdentity, None)).await.err().expect("an unknown CA must be refused");
+        assert!(e.message.contains("`tls.ca_cert`"), "{e}");
+        // A missing CA file is named, with its setting.
+        let e = connect(&tls_cfg("localhost", SslMode::VerifyIdentity, Some(Path::new("/nonexistent/ca.pem")))).await.err().unwrap();
+        assert_eq!(e.kind, ErrorKind::Config, "{e}");
+        assert!(e.message.contains("tls.ca_cert") && e.message.contains("/nonexistent/ca.pem"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn required_connects_unverified_over_tls_and_is_reported() {
+        let (admin, admin_pw) = tls_only_admin("SSL").await;
+        let c = tls_cfg("127.0.0.1", SslMode::Required, None);
+        connect_as(&c, &admin, &admin_pw).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.warnings().iter().any(|w| w.contains("verification is OFF") && w.contains("ssl_mode: required")), "{:?}", c.warnings());
+        // Plaintext to a TLS-only account is refused: the connection above was TLS.
+        let plain = tls_cfg("127.0.0.1", SslMode::Disabled, None);
+        let e = connect_as(&plain, &admin, &admin_pw).await.err().expect("a plaintext login of a REQUIRE SSL admin must be refused");
+        assert_eq!(e.kind, ErrorKind::Unauthenticated, "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_client_certificate_is_presented_when_named() {
+        // An admin that must present a certificate with this subject.
+        let (admin, admin_pw) = tls_only_admin("SUBJECT '/CN=keysweep-client'").await;
+        let certs = blocking(|| mysql().certs.clone()).await;
+        let without = tls_cfg("localhost", SslMode::VerifyIdentity, ca());
+        let e = connect_as(&without, &admin, &admin_pw).await.err().expect("no client certificate: refused");
+        assert_eq!(e.kind, ErrorKind::Unauthenticated, "{e}");
+        let mut with = without.clone();
+        with.tls.client_cert = Some(certs.join("client.pem").display().to_string());
+        with.tls.client_key = Some(certs.join("client.key").display().to_string());
+        assert!(with.check(false).is_empty(), "{:?}", with.check(false));
+        connect_as(&with, &admin, &admin_pw).await.unwrap_or_else(|e| panic!("{e}"));
+        // A missing key file is named by its setting.
+        with.tls.client_key = Some("/nonexistent/client.key".into());
+        let e = connect_as(&with, &admin, &admin_pw).await.err().unwrap();
+        assert!(e.message.contains("tls.client_key"), "{e}");
+    }
+
+    fn problems(c: &MysqlProviderConfig) -> Vec<String> {
+        c.check(false).into_iter().map(|p| format!("{} ({})", p.message, p.hint.unwrap_or_default())).collect()
+    }
+
+    #[test]
+    fn ssl_mode_defaults_and_load_time_refusals() {
+        let remote = |mode: Option<SslMode>| {
+            let mut c = config(3306, Limits::default());
+            c.host = "db.internal".into();
+            c.ssl_mode = mode;
+            c
+        };
+        // The default: verify_identity for a remote host, disabled for loopback.
+        assert_eq!(remote(None).effective_ssl_mode(), SslMode::VerifyIdentity);
+        assert!(problems(&remote(None)).is_empty());
+        assert!(remote(None).warnings().is_empty());
+        for h in ["127.0.0.1", "localhost", "::1"] {
+            let mut c = remote(None);
+            c.host = h.into();
+            assert_eq!(c.effective_ssl_mode(), SslMode::Disabled, "{h}");
+            assert!(problems(&c).is_empty() && c.warnings().is_empty(), "{h}");
+        }
+        // Plaintext to a remote host: refused, unless allowed, and then reported.
+        let mut c = remote(Some(SslMode::Disabled));
+        let p = problems(&c);
+        assert!(
+            p.iter().any(|m| m.contains("`ssl_mode: disabled` to `db.internal`, which is not loopback") && m.contains("allow_plaintext: true")),
+            "{p:?}"
+        );
+        c.allow_plaintext = true;
+        assert!(problems(&c).is_empty());
+        assert!(c.warnings().iter().any(|w| w.contains("unencrypted")), "{:?}", c.warnings());
+        // `tls` with TLS off.
+        c.tls.ca_cert = Some("/etc/ca.pem".into());
+        assert!(problems(&c).iter().any(|m| m.contains("TLS is off")), "{:?}", problems(&c));
+        // A CA that `required` would not check.
+        let mut c = remote(Some(SslMode::Required));
+        c.tls.ca_cert = Some("/etc/ca.pem".into());
+        assert!(problems(&c).iter().any(|m| m.contains("verifies nothing") && m.contains("verify_identity")), "{:?}", problems(&c));
+        // A server name that verify_ca would not check.
+        let mut c = remote(Some(SslMode::VerifyCa));
+        c.tls.server_name = Some("db".into());
+        assert!(problems(&c).iter().any(|m| m.contains("checks no name")), "{:?}", problems(&c));
+        // MySQL's way to turn verification off is `ssl_mode: required`.
+        let mut c = remote(None);
+        c.tls.insecure_skip_verify = true;
+        assert!(problems(&c).iter().any(|m| m.contains("ssl_mode: required")), "{:?}", problems(&c));
+        // The shared `tls:` rules apply.
+        let mut c = remote(None);
+        c.tls.client_cert = Some("/etc/c.pem".into());
+        assert!(problems(&c).iter().any(|m| m.contains("without `client_key`")), "{:?}", problems(&c));
+        // `required` is reported.
+        assert!(remote(Some(SslMode::Required)).warnings().iter().any(|w| w.contains("verification is OFF")));
+    }
+
+    #[test]
+    fn ssl_mode_is_read_in_mysql_s_own_spellings() {
+        for (text, mode) in [
+            ("disabled", SslMode::Disabled),
+            ("REQUIRED", SslMode::Required),
+            ("verify_ca", SslMode::VerifyCa),
+            ("VERIFY_CA", SslMode::VerifyCa),
+            ("VERIFY_IDENTITY", SslMode::VerifyIdentity),
+        ] {
+            let c: MysqlProviderConfig =
+                serde_yaml::from_str(&format!("host: db.internal\nssl_mode: {text}\nadmin: {{ user: a, password: \"${{env:P}}\" }}")).unwrap();
+            assert_eq!(c.ssl_mode, Some(mode), "{text}");
+        }
+        // PREFERRED (plaintext when the server offers no TLS) is not offered.
+        let e = serde_yaml::from_str::<MysqlProviderConfig>("ssl_mode: preferred\nadmin: { user: a, password: \"${env:P}\" }").unwrap_err();
+        assert!(e.to_string().contains("unknown variant"), "{e}");
+    }
 }

@@ -2,7 +2,9 @@
 //! redis-server with ACLs (single user, and alternating users with and without
 //! creating the clone), plus Redis-specific cases: awkward passwords, the
 //! inventory, revocation proven with and without the old value, disabled
-//! users, and keysweep's own login.
+//! users, and keysweep's own login. The `tls` module connects to the same
+//! server's TLS-only port (`rediss://`, the `tls:` block), whose certificate
+//! names `localhost` only.
 
 mod common;
 
@@ -27,10 +29,13 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce(&'static Rd) -> T + Send + '
 
 fn config(rd: &Rd, user: &str) -> RedisProviderConfig {
     RedisProviderConfig {
-        host: rd.host.clone(),
-        port: rd.port,
+        url: None,
+        host: Some(rd.host.clone()),
+        port: Some(rd.port),
         admin: AdminLogin { user: user.to_string(), password: SecretRef::Env("KS_REDIS_ADMIN".into()) },
         limits: Default::default(),
+        tls: Default::default(),
+        allow_plaintext: false,
     }
 }
 
@@ -66,7 +71,7 @@ async fn down() -> RedisProvider {
     let rd = rd().await;
     common::faultproxy::behind_a_dead_proxy(&format!("{}:{}", rd.host, rd.port), async |host: &str, port: u16| {
         let mut c = config(rd, &rd.admin_user);
-        (c.host, c.port) = (host.to_string(), port);
+        (c.host, c.port) = (Some(host.to_string()), Some(port));
         c.limits.timeout = Some(keysweep::playbook::model::HumanDuration(std::time::Duration::from_secs(2)));
         RedisProvider::connect("cache", &c, &|_| Ok(SecretString::from(rd.admin_password.clone()))).await.unwrap()
     })
@@ -334,7 +339,7 @@ async fn connect_errors_are_classified_and_carry_no_password() {
     assert!(!e.to_string().contains(wrong), "{e}");
 
     let mut cfg = config(rd, &rd.admin_user);
-    cfg.port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    cfg.port = Some(std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
     let e = RedisProvider::connect("cache", &cfg, &|_| Ok(SecretString::from(rd.admin_password.clone()))).await.err().unwrap();
     assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
     assert!(e.is_temporary());
@@ -364,4 +369,216 @@ async fn keysweep_rotating_its_own_admin_login_stays_logged_in() {
         }
     }
     assert!(ok, "the provider did not log in again after its connection dropped");
+}
+
+mod tls {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use ::redis::Value;
+
+    use super::*;
+    use keysweep::playbook::model::HumanDuration;
+    use keysweep::provider::kind::ProviderKind;
+    use keysweep::provider::ProviderError;
+    use keysweep::providers::redis::Endpoint;
+
+    /// The provider's settings for `url`, with `ca` as `tls.ca_cert`.
+    fn url_cfg(url: &str, ca: Option<&Path>) -> RedisProviderConfig {
+        let rd = redis();
+        let mut c = config(rd, &rd.admin_user);
+        (c.url, c.host, c.port) = (Some(url.to_string()), None, None);
+        c.tls.ca_cert = ca.map(|p| p.display().to_string());
+        c.limits.timeout = Some(HumanDuration(Duration::from_secs(10)));
+        c
+    }
+
+    fn tls_url(host: &str) -> String {
+        format!("rediss://{host}:{}", redis().tls_port)
+    }
+
+    fn ca() -> Option<&'static Path> {
+        Some(redis().ca_cert.as_path())
+    }
+
+    async fn connect_as(c: &RedisProviderConfig, user: &str, password: &str) -> Result<RedisProvider, ProviderError> {
+        let mut c = c.clone();
+        c.admin.user = user.to_string();
+        let pw = password.to_string();
+        RedisProvider::connect("cache", &c, &move |_| Ok(SecretString::from(pw.clone()))).await
+    }
+
+    async fn connect(c: &RedisProviderConfig) -> Result<RedisProvider, ProviderError> {
+        let rd = rd().await;
+        connect_as(c, &rd.admin_user, &rd.admin_password).await
+    }
+
+    /// The server-side port of every session of `user` (`CLIENT LIST`'s `laddr`).
+    fn session_ports(r: &Rd, user: &str) -> Vec<u16> {
+        let list = match r.admin(&["CLIENT", "LIST"]) {
+            Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            Value::VerbatimString { text, .. } => text,
+            other => panic!("CLIENT LIST: {other:?}"),
+        };
+        list.lines()
+            .filter(|l| l.split(' ').any(|f| f == format!("user={user}")))
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("laddr=")).and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| p.parse().ok()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn rediss_rotates_over_verified_tls_proven_by_an_independent_client() {
+        let rd = rd().await;
+        // keysweep logs in as an admin of this test's own, so the server's
+        // view of that user's sessions is this test's alone.
+        let admin = format!("tls-admin-{}", uid());
+        let admin_pw = format!("adm-{}", uid());
+        let (a, w) = (admin.clone(), admin_pw.clone());
+        blocking(move |r| r.create_user_with(&a, &w, &["~*", "&*", "+@all"])).await;
+        let c = url_cfg(&tls_url("localhost"), ca());
+        assert!(c.check(false).is_empty(), "{:?}", c.check(false));
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        let p = connect_as(&c, &admin, &admin_pw).await.unwrap_or_else(|e| panic!("{e}"));
+        let (a, tls_port) = (admin.clone(), rd.tls_port);
+        let ports = blocking(move |r| session_ports(r, &a)).await;
+        assert!(
+            !ports.is_empty() && ports.iter().all(|p| *p == tls_port),
+            "keysweep's admin session is not (only) on the TLS port {tls_port}: {ports:?}"
+        );
+
+        // A rotation in place. The probes can reach the server only through
+        // the TLS port (the URL's), which speaks nothing but TLS.
+        let user = format!("tls-app-{}", uid());
+        let old = format!("old-{}", uid());
+        let (u, o) = (user.clone(), old.clone());
+        blocking(move |r| r.create_user(&u, &o)).await;
+        let t = target(&user, None, false);
+        let h = p.current_handle(&t, None).await.unwrap();
+        let new = delivered(&user, &format!("new-{}", uid()));
+        p.apply(&t, &new).await.unwrap_or_else(|e| panic!("{e}"));
+        let v = p.test(&t, &new, &h).await;
+        assert!(matches!(v, Verdict::Alive(_)), "{v:?}");
+        let v = p.verify_dead(&t, &h, Some(&SecretString::from(old.clone()))).await;
+        assert!(matches!(v, Verdict::Dead(_)), "{v:?}");
+        // The server itself, from a client of its own.
+        let new_pw = new.value.expose_secret().to_string();
+        blocking(move |r| {
+            assert!(r.login_works(&user, &new_pw), "the new password does not log in");
+            assert!(!r.login_works(&user, &old), "the old password still logs in");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_tls_port_refuses_plaintext() {
+        // What makes the proofs above hold: plaintext to the TLS port gets nowhere.
+        let rd = rd().await;
+        let mut c = url_cfg(&format!("redis://127.0.0.1:{}", rd.tls_port), None);
+        c.limits.timeout = Some(HumanDuration(Duration::from_secs(3)));
+        let e = connect(&c).await.err().expect("a plaintext client must not get through the TLS port");
+        assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_certificate_for_another_name_is_refused_unless_server_name_says_it() {
+        // The certificate names `localhost`; the address is 127.0.0.1.
+        let e = connect(&url_cfg(&tls_url("127.0.0.1"), ca())).await.err().expect("a certificate for another name must be refused");
+        assert_eq!(e.kind, ErrorKind::Config, "{e}");
+        assert!(!e.is_temporary(), "{e}");
+        assert!(e.message.contains("does not name this host") && e.message.contains("tls.server_name"), "{e}");
+        let mut named = url_cfg(&tls_url("127.0.0.1"), ca());
+        named.tls.server_name = Some("localhost".into());
+        connect(&named).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[tokio::test]
+    async fn a_certificate_from_another_ca_is_refused_with_the_setting_to_fix() {
+        let other = blocking(|r| r.certs.join("other/ca.pem")).await;
+        let e = connect(&url_cfg(&tls_url("localhost"), Some(&other))).await.err().expect("a wrong CA must be refused");
+        assert_eq!(e.kind, ErrorKind::Config, "{e}");
+        assert!(e.message.contains("`tls.ca_cert`"), "{e}");
+        // No CA named: the system's roots, which do not hold the test CA.
+        let e = connect(&url_cfg(&tls_url("localhost"), None)).await.err().expect("an unknown CA must be refused");
+        assert!(e.message.contains("`tls.ca_cert`"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn insecure_skip_verify_connects_and_is_reported_loudly() {
+        let mut c = url_cfg(&tls_url("127.0.0.1"), None);
+        c.tls.insecure_skip_verify = true;
+        assert!(c.check(false).is_empty(), "{:?}", c.check(false));
+        connect(&c).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.warnings().iter().any(|w| w.contains("verification is OFF")), "{:?}", c.warnings());
+    }
+
+    #[tokio::test]
+    async fn a_client_certificate_is_presented_when_named() {
+        // The server takes no certificate, or one from its CA: a certificate
+        // from another CA is refused, which shows it is sent at all.
+        let certs = blocking(|r| r.certs.clone()).await;
+        let with = |dir: &Path| {
+            let mut c = url_cfg(&tls_url("localhost"), ca());
+            c.tls.client_cert = Some(dir.join("client.pem").display().to_string());
+            c.tls.client_key = Some(dir.join("client.key").display().to_string());
+            c
+        };
+        connect(&with(&certs)).await.unwrap_or_else(|e| panic!("{e}"));
+        let e = connect(&with(&certs.join("other"))).await.err().expect("a client certificate from another CA must be refused by the server");
+        assert!(!e.message.contains(&rd().await.admin_password), "{e}");
+    }
+
+    fn problems(c: &RedisProviderConfig) -> Vec<String> {
+        c.check(false).into_iter().map(|p| format!("{} ({})", p.message, p.hint.unwrap_or_default())).collect()
+    }
+
+    fn yaml(settings: &str) -> RedisProviderConfig {
+        serde_yaml::from_str(&format!("{settings}\nadmin: {{ user: a, password: \"${{env:P}}\" }}")).unwrap()
+    }
+
+    #[test]
+    fn plaintext_to_a_remote_host_is_refused_at_load_and_rediss_is_the_fix() {
+        for s in ["host: redis.internal", "url: redis://redis.internal:6379"] {
+            let p = problems(&yaml(s));
+            assert!(
+                p.iter().any(|m| m.contains("plaintext (`redis://`) to `redis.internal`, which is not loopback")
+                    && m.contains("url: rediss://redis.internal:6379")
+                    && m.contains("allow_plaintext: true")),
+                "{s}: {p:?}"
+            );
+            let c = yaml(&format!("{s}\nallow_plaintext: true"));
+            assert!(problems(&c).is_empty(), "{s}: {:?}", problems(&c));
+            assert!(c.warnings().iter().any(|w| w.contains("unencrypted")), "{s}: {:?}", c.warnings());
+        }
+        // Loopback in plaintext loads, quietly.
+        for s in ["host: 127.0.0.1", "url: redis://localhost:6380", "port: 7000"] {
+            let c = yaml(s);
+            assert!(problems(&c).is_empty() && c.warnings().is_empty(), "{s}: {:?}", problems(&c));
+        }
+        // TLS to a remote host loads; verification off is reported.
+        let c = yaml("url: rediss://redis.internal:6380\ntls: { ca_cert: /etc/keysweep/redis-ca.pem }");
+        assert!(problems(&c).is_empty() && c.warnings().is_empty(), "{:?}", problems(&c));
+        assert_eq!(c.endpoint(), Some(Endpoint { tls: true, host: "redis.internal".into(), port: 6380 }));
+        assert_eq!(yaml("url: rediss://[::1]").endpoint(), Some(Endpoint { tls: true, host: "::1".into(), port: 6379 }));
+        let c = yaml("url: rediss://redis.internal\ntls: { insecure_skip_verify: true }");
+        assert!(c.warnings().iter().any(|w| w.contains("verification is OFF")), "{:?}", c.warnings());
+    }
+
+    #[test]
+    fn url_mistakes_are_refused_at_load() {
+        let cases = [
+            ("url: redis://127.0.0.1\ntls: { ca_cert: /etc/ca.pem }", "nothing would use it"),
+            ("url: rediss://redis.internal/#insecure", "`#insecure`"),
+            ("url: rediss://redis.internal/2", "path, query or fragment"),
+            ("url: rediss://redis.internal\nhost: redis.internal", "both `url` and `host`/`port`"),
+            ("url: https://redis.internal", "scheme `https`"),
+            ("url: \"rediss://default:hunter22@redis.internal\"", "user name or password"),
+            ("url: rediss://169.254.169.254", "metadata"),
+            ("url: rediss://redis.internal\ntls: { client_key: /etc/k.pem }", "without `client_cert`"),
+        ];
+        for (s, want) in cases {
+            let p = problems(&yaml(s));
+            assert!(p.iter().any(|m| m.contains(want)), "{s}: want `{want}` in {p:?}");
+            assert!(!p.iter().any(|m| m.contains("hunter22")), "{p:?}");
+        }
+    }
 }

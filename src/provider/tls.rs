@@ -191,14 +191,7 @@ impl Material {
     /// The CA certificates named, as one PEM bundle (for clients that take bytes).
     pub fn ca_pem(&self, op: &'static str) -> Result<Option<Vec<u8>>, ProviderError> {
         let certs = self.ca_certs(op)?;
-        if certs.is_empty() {
-            return Ok(None);
-        }
-        let mut pem = vec![];
-        for c in certs {
-            pem.extend(pem_encode("CERTIFICATE", c.as_ref()).into_bytes());
-        }
-        Ok(Some(pem))
+        Ok((!certs.is_empty()).then(|| pem_bundle(&certs)))
     }
 }
 
@@ -229,6 +222,26 @@ fn pem_certs(op: &'static str, field: &str, path: &str) -> Result<Vec<Certificat
     Ok(certs)
 }
 
+/// The certificates a verified connection trusts: the CA `material` names,
+/// else the system's roots (for clients that build their own verifier).
+pub fn trust_anchors(op: &'static str, material: &Material) -> Result<Vec<CertificateDer<'static>>, ProviderError> {
+    let named = material.ca_certs(op)?;
+    if !named.is_empty() {
+        return Ok(named);
+    }
+    let system: Vec<CertificateDer<'static>> =
+        rustls_native_certs::load_native_certs().certs.into_iter().filter(|c| rustls::RootCertStore::empty().add(c.clone()).is_ok()).collect();
+    if system.is_empty() {
+        return Err(cfg_err(op, "no CA is named and the system has no root certificates: name the server's CA (`ca_cert`)".into()));
+    }
+    Ok(system)
+}
+
+/// Certificates as one PEM bundle (for clients that take bytes).
+pub fn pem_bundle(certs: &[CertificateDer<'_>]) -> Vec<u8> {
+    certs.iter().flat_map(|c| pem_encode("CERTIFICATE", c.as_ref()).into_bytes()).collect()
+}
+
 /// The rustls client configuration: `verify` against the CA of `material`
 /// (else the system's roots), with its client certificate if any.
 pub fn rustls_config(op: &'static str, verify: Verify, material: &Material) -> Result<Arc<rustls::ClientConfig>, ProviderError> {
@@ -240,16 +253,8 @@ pub fn rustls_config(op: &'static str, verify: Verify, material: &Material) -> R
         Arc::new(NoVerify(provider))
     } else {
         let mut roots = rustls::RootCertStore::empty();
-        let named = material.ca_certs(op)?;
-        if named.is_empty() {
-            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-            if roots.is_empty() {
-                return Err(cfg_err(op, "no CA is named and the system has no root certificates: name the server's CA (`ca_cert`)".into()));
-            }
-        } else {
-            for c in named {
-                roots.add(c).map_err(|e| cfg_err(op, format!("CA certificate: {e}")))?;
-            }
+        for c in trust_anchors(op, material)? {
+            roots.add(c).map_err(|e| cfg_err(op, format!("CA certificate: {e}")))?;
         }
         let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()

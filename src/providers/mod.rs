@@ -9,6 +9,7 @@ pub mod declarative;
 pub mod ldap;
 pub mod memory;
 pub mod mysql;
+pub mod mysql_tls;
 pub mod okta;
 pub mod pg_tls;
 pub mod postgres;

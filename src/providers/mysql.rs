@@ -40,16 +40,23 @@
 //! a zeroized string, and the server's error text is redacted (the raw and the
 //! escaped password) before it is kept. A syntax error's text, which quotes the
 //! statement, is withheld entirely.
+//!
+//! TLS (`ssl_mode` and the shared `tls:` block, see [`super::mysql_tls`]):
+//! `verify_identity` by default for a host that is not loopback. The admin
+//! pool and every probe login use the same settings, and never fall back to
+//! plaintext. A refused certificate is a `Config` error naming the setting to
+//! fix; met by a probe, it is unknown, never dead.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts};
 
 use super::account::DbAccountTarget;
 use super::account::{one, USERNAME};
+use super::mysql_tls::{self, SslMode};
 use crate::playbook::model::Target;
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Verdict};
 use crate::secret::{Delivered, ExposeSecret, GeneratePolicy, SecretString};
@@ -69,6 +76,8 @@ pub struct MysqlProvider {
     client_host: String,
     /// The limits layer: rate, timeout and the retry bound.
     gate: crate::provider::limits::Gate,
+    /// TLS for every connection (admin pool and probes); `None`: `ssl_mode: disabled`.
+    ssl: Option<SslOpts>,
 }
 
 /// What the server holds for one account.
@@ -142,6 +151,10 @@ fn known_user<'a>(t: &'a DbAccountTarget, name: Option<&str>, op: &'static str) 
 
 fn io_or_driver(op: &'static str, e: &mysql_async::Error, secrets: &[&SecretString]) -> ProviderError {
     let msg = crate::secret::redact_all(&e.to_string(), secrets);
+    if let Some(fix) = mysql_tls::refusal(&msg) {
+        // Not temporary: retrying does not change a certificate.
+        return ProviderError::new(ErrorKind::Config, op, format!("{msg}; {fix}"));
+    }
     match e {
         mysql_async::Error::Server(s) => server_error(op, s, secrets),
         mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => ProviderError::new(ErrorKind::Unavailable, op, msg),
@@ -186,7 +199,13 @@ fn refusal_verdict(who: &str, e: &mysql_async::Error) -> Verdict {
             };
             Verdict::Unknown(format!("login as {who}: ERROR {} ({}){why}: {}", s.code, s.state, crate::secret::scrub(&s.message)))
         }
-        e => Verdict::Unknown(format!("login as {who}: {}", crate::secret::scrub(&e.to_string()))),
+        e => {
+            let text = crate::secret::scrub(&e.to_string());
+            match mysql_tls::refusal(&text) {
+                Some(fix) => Verdict::Unknown(format!("login as {who}: {text}; {fix}")),
+                None => Verdict::Unknown(format!("login as {who}: {text}")),
+            }
+        }
     }
 }
 
@@ -199,6 +218,11 @@ impl MysqlProvider {
         let timeout = gate.timeout();
         let size = limits.concurrency.unwrap_or(8).max(1);
         let constraints = PoolConstraints::new(0, size).expect("0 <= size, size > 0");
+        // Verification off, plaintext allowed: said at every connection (and by `plan`).
+        for w in config_warnings(cfg) {
+            eprintln!("keysweep: WARNING: provider `{name}`: {w}");
+        }
+        let ssl = mysql_tls::ssl_opts(cfg.effective_ssl_mode(), &cfg.tls)?;
         // Never Debug-print these options: they hold the admin password.
         let opts = OptsBuilder::default()
             .ip_or_hostname(cfg.host.clone())
@@ -206,6 +230,7 @@ impl MysqlProvider {
             .user(Some(cfg.admin.user.clone()))
             .pass(Some(password.expose_secret().to_string()))
             .prefer_socket(false)
+            .ssl_opts(ssl.clone())
             .pool_opts(PoolOpts::default().with_constraints(constraints));
         let mut p = MysqlProvider {
             name: name.to_string(),
@@ -216,6 +241,7 @@ impl MysqlProvider {
             mariadb: true,
             client_host: String::new(),
             gate,
+            ssl,
         };
         let op = "mysql.connect";
         let mut conn = p.conn(op, &[&password]).await?;
@@ -292,7 +318,8 @@ impl MysqlProvider {
             .tcp_port(self.port)
             .user(Some(user.to_string()))
             .pass(Some(password.expose_secret().to_string()))
-            .prefer_socket(false);
+            .prefer_socket(false)
+            .ssl_opts(self.ssl.clone());
         self.pace().await;
         let attempt = async {
             let mut c = Conn::new(opts).await?;
@@ -648,12 +675,96 @@ pub struct MysqlProviderConfig {
     pub admin: crate::providers::account::AdminLogin,
     #[serde(default)]
     pub limits: crate::playbook::model::Limits,
+    /// TLS, as MySQL's `ssl_mode`: `disabled`, `required` (encrypted, the
+    /// server not verified: reported by `plan`), `verify_ca`,
+    /// `verify_identity` (the upper-case spellings too). Default:
+    /// `verify_identity` for a host that is not loopback, `disabled` for
+    /// loopback (127.0.0.0/8, `::1`, `localhost`).
+    pub ssl_mode: Option<SslMode>,
+    /// The CA to verify the server against (`ca_cert`/`ca_path`, else the
+    /// system's roots), a client certificate (`client_cert`/`client_key`),
+    /// and the name the certificate is checked against (`server_name`,
+    /// `verify_identity` only).
+    #[serde(default)]
+    pub tls: crate::provider::tls::TlsConfig,
+    /// Allow `ssl_mode: disabled` to a host that is not loopback. Without it
+    /// such a playbook does not load: the admin login would cross the network
+    /// unencrypted. `plan` reports it.
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 fn mysql_port() -> u16 {
     3306
 }
 
-crate::account_provider_kind!(MysqlProviderConfig, MysqlProvider, check: |c: &MysqlProviderConfig, allow| crate::providers::account::host_problems(&c.host, allow));
+impl MysqlProviderConfig {
+    /// The `ssl_mode` in force: as written, else `verify_identity` for a host
+    /// that is not loopback and `disabled` for loopback.
+    pub fn effective_ssl_mode(&self) -> SslMode {
+        self.ssl_mode.unwrap_or(if crate::playbook::rules::is_loopback_host(&self.host) { SslMode::Disabled } else { SslMode::VerifyIdentity })
+    }
+}
+
+fn check_config(c: &MysqlProviderConfig, allow_link_local: bool) -> Vec<crate::provider::kind::Problem> {
+    use crate::provider::kind::Problem;
+    let mut out = crate::providers::account::host_problems(&c.host, allow_link_local);
+    let mode = c.effective_ssl_mode();
+    let remote = !crate::playbook::rules::is_loopback_host(&c.host);
+    if mode == SslMode::Disabled && remote && !c.allow_plaintext {
+        out.push(Problem::new(
+            &["ssl_mode"],
+            format!("`ssl_mode: disabled` to `{}`, which is not loopback: keysweep's admin login and every password it sets would cross the network unencrypted", c.host),
+            "remove `ssl_mode` (`verify_identity` is the default for a remote host) and name the server's CA in `tls: { ca_cert: … }`; if this network path really is trusted, set `allow_plaintext: true` on the provider, which `plan` then reports",
+        ));
+    }
+    out.extend(c.tls.check(&["tls"]));
+    let t = &c.tls;
+    if mode == SslMode::Disabled && t.is_set() {
+        out.push(Problem::new(
+            &["tls"],
+            "`tls` is set but TLS is off (`ssl_mode: disabled`): nothing would use it",
+            "remove `ssl_mode: disabled` (or write `verify_identity`), or remove `tls:`",
+        ));
+    } else if t.insecure_skip_verify {
+        out.push(Problem::new(
+            &["tls", "insecure_skip_verify"],
+            "MySQL turns verification off with `ssl_mode: required`, not `tls.insecure_skip_verify`",
+            "remove `insecure_skip_verify` and name the server's CA in `tls.ca_cert` (`verify_identity`), or, for a test server only, write `ssl_mode: required`",
+        ));
+    } else if mode == SslMode::Required && (t.ca_cert.is_some() || t.ca_path.is_some()) {
+        let at = if t.ca_cert.is_some() { "ca_cert" } else { "ca_path" };
+        out.push(Problem::new(
+            &["ssl_mode"],
+            format!("`tls.{at}` is set but `ssl_mode: required` verifies nothing: the CA would not be checked"),
+            "write `ssl_mode: verify_identity` (or `verify_ca`) to have the server's certificate checked against it",
+        ));
+    }
+    if t.server_name.is_some() && matches!(mode, SslMode::Required | SslMode::VerifyCa) {
+        out.push(Problem::new(
+            &["tls", "server_name"],
+            format!("`tls.server_name` is set but `ssl_mode: {}` checks no name: it would not be used", mode.as_str()),
+            "write `ssl_mode: verify_identity` to have the certificate checked against that name, or remove `server_name`",
+        ));
+    }
+    out
+}
+
+fn config_warnings(c: &MysqlProviderConfig) -> Vec<String> {
+    match c.effective_ssl_mode() {
+        SslMode::Required => vec![REQUIRED_WARNING.into()],
+        SslMode::Disabled if !crate::playbook::rules::is_loopback_host(&c.host) => vec![format!(
+            "plaintext to `{}` (ssl_mode: disabled, allow_plaintext: true): the admin login and every password set cross the network unencrypted",
+            c.host
+        )],
+        _ => vec![],
+    }
+}
+
+/// Reported by `plan` and at every connection with `ssl_mode: required`.
+pub const REQUIRED_WARNING: &str =
+    "TLS certificate verification is OFF (ssl_mode: required): anyone on the network path can pose as the server and read the admin login; use `verify_identity` with `tls.ca_cert`";
+
+crate::account_provider_kind!(MysqlProviderConfig, MysqlProvider, check: check_config, warnings: config_warnings);
 
 crate::account_kind!(UserKind, host_allowed: true, host_kind: "mysql_user", name: |t, u| format!("{u}@{}", t.host.as_deref().unwrap_or("%")), match_key: |id| id.to_string(), draft: |id| { let (user, host) = id.rsplit_once('@').unwrap_or((id, "%")); format!("user: {}, host: {}", crate::provider::kind::yaml_str(user), crate::provider::kind::yaml_str(host)) });
 

@@ -28,6 +28,14 @@
 //! the `WRONGPASS` code. No connection settings ever hold a password, and
 //! error text is redacted of the passwords involved before it is kept.
 //!
+//! TLS: `url: rediss://host:port` with the shared `tls:` block. keysweep makes
+//! the TLS connection itself (rustls, with the verifier every provider uses:
+//! the CA named, else the system's roots; `server_name`; a client
+//! certificate) and hands it to redis-rs, for the admin connection and every
+//! probe alike; there is no fallback to plaintext. Plaintext (`redis://`, or
+//! `host:`/`port:`) to a host that is not loopback does not load unless
+//! `allow_plaintext: true`, which `plan` and every connection report.
+//!
 //! Changes are made in memory; when the server keeps its users in an ACL file
 //! (`aclfile`), `ACL SAVE` writes them there (a server without one answers an
 //! error, which is ignored). Users defined by `user` lines of `redis.conf`
@@ -35,12 +43,13 @@
 //! back the passwords those lines hold.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex as StdMutex;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo, RedisError, Value};
+use rustls::pki_types::ServerName;
 
 use super::account::DbAccountTarget;
 use super::account::{check_in_pair, missing, one, USERNAME};
@@ -93,6 +102,9 @@ pub struct RedisProvider {
     admin: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     /// The limits layer: rate, timeout and the retry bound.
     gate: crate::provider::limits::Gate,
+    /// TLS for every connection (admin and probes), with the name the
+    /// certificate is checked against; `None`: plaintext (`redis://`).
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
 
 /// What one login attempt on a fresh connection got.
@@ -110,17 +122,40 @@ impl RedisProvider {
         let password = resolve(&cfg.admin.password)?;
         let limits = &cfg.limits;
         let gate = crate::provider::limits::Gate::new(limits);
+        let op = "redis.connect";
+        let Some(at) = cfg.endpoint() else {
+            return Err(ProviderError::new(
+                ErrorKind::Config,
+                op,
+                "the provider's `url` is not a `redis://` or `rediss://` address (see `keysweep validate`)",
+            ));
+        };
+        // Verification off, plaintext allowed: said at every connection (and by `plan`).
+        for w in config_warnings(cfg) {
+            eprintln!("keysweep: WARNING: provider `{name}`: {w}");
+        }
+        let tls = if at.tls {
+            use crate::provider::tls::{rustls_config, Material};
+            let config = rustls_config("redis.tls", cfg.tls.verify(), &Material::of(&cfg.tls))?;
+            let n = cfg.tls.server_name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| at.host.clone());
+            let name = ServerName::try_from(n.clone())
+                .map_err(|e| ProviderError::new(ErrorKind::Config, op, format!("`{n}` cannot be checked against a TLS certificate: {e}")))?;
+            Some((config, name))
+        } else {
+            None
+        };
         let p = RedisProvider {
             name: name.to_string(),
-            host: cfg.host.clone(),
-            port: cfg.port,
+            host: at.host,
+            port: at.port,
             timeout: gate.timeout(),
             admin_user: cfg.admin.user.clone(),
             admin_password: StdMutex::new(password),
             admin: tokio::sync::Mutex::new(None),
             gate,
+            tls,
         };
-        p.admin_conn("redis.connect").await?;
+        p.admin_conn(op).await?;
         Ok(p)
     }
 
@@ -134,11 +169,29 @@ impl RedisProvider {
     }
 
     /// A new connection that has not logged in. Its settings hold no password.
+    /// With TLS, the handshake is rustls's with the provider's settings (the
+    /// shared `tls:` block); never a fallback to plaintext.
     async fn open(&self) -> Result<MultiplexedConnection, RedisError> {
-        let info = ConnectionInfo { addr: ConnectionAddr::Tcp(self.host.clone(), self.port), redis: RedisConnectionInfo::default() };
-        let client = Client::open(info)?;
         let cfg = AsyncConnectionConfig::new().set_connection_timeout(self.timeout).set_response_timeout(self.timeout);
-        client.get_multiplexed_async_connection_with_config(&cfg).await
+        let Some((config, name)) = &self.tls else {
+            let info = ConnectionInfo { addr: ConnectionAddr::Tcp(self.host.clone(), self.port), redis: RedisConnectionInfo::default() };
+            return Client::open(info)?.get_multiplexed_async_connection_with_config(&cfg).await;
+        };
+        let handshake = async {
+            let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await?;
+            tcp.set_nodelay(true)?;
+            tokio_rustls::TlsConnector::from(config.clone()).connect(name.clone(), tcp).await
+        };
+        let stream = match tokio::time::timeout(self.timeout, handshake).await {
+            Ok(s) => s?,
+            Err(_) => {
+                let what = format!("TLS connection: no answer within {:?}", self.timeout);
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, what).into());
+            }
+        };
+        let (conn, driver) = MultiplexedConnection::new_with_config(&RedisConnectionInfo::default(), stream, cfg).await?;
+        tokio::spawn(driver);
+        Ok(conn)
     }
 
     /// The admin connection, logging in (again) if there is none.
@@ -171,11 +224,17 @@ impl RedisProvider {
     }
 
     fn addr(&self) -> String {
-        format!("redis {}:{}", self.host, self.port)
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://{}:{}", host_in_url(&self.host), self.port)
     }
 
     /// A `ProviderError` from a redis-rs error, its text redacted of `secrets`.
     fn err(&self, op: &'static str, e: &RedisError, secrets: &[&SecretString]) -> ProviderError {
+        let text = describe(e, secrets);
+        if let Some(fix) = tls_refusal(&text) {
+            // Not temporary: retrying does not change a certificate.
+            return ProviderError::new(ErrorKind::Config, op, format!("{}: {text}; {fix}", self.addr()));
+        }
         let kind = if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped() {
             ErrorKind::Unavailable
         } else {
@@ -186,7 +245,7 @@ impl RedisProvider {
                 _ => ErrorKind::Other,
             }
         };
-        ProviderError::new(kind, op, format!("{}: {}", self.addr(), describe(e, secrets)))
+        ProviderError::new(kind, op, format!("{}: {text}", self.addr()))
     }
 
     /// Runs one command as the admin. A broken connection is dropped, so the
@@ -230,7 +289,11 @@ impl RedisProvider {
         self.permit().await;
         let mut conn = match self.open().await {
             Ok(c) => c,
-            Err(e) => return Login::Other(format!("connecting to {}: {}", self.addr(), describe(&e, &[password]))),
+            Err(e) => {
+                let text = describe(&e, &[password]);
+                let fix = tls_refusal(&text).map(|f| format!("; {f}")).unwrap_or_default();
+                return Login::Other(format!("connecting to {}: {text}{fix}", self.addr()));
+            }
         };
         match auth(&mut conn, user, password).await {
             Ok(()) => {
@@ -272,6 +335,20 @@ impl RedisProvider {
 /// `AUTH user password` on a connection that has not logged in.
 async fn auth(conn: &mut MultiplexedConnection, user: &str, password: &SecretString) -> Result<(), RedisError> {
     redis::cmd("AUTH").arg(user).arg(password.expose_secret()).query_async::<()>(conn).await
+}
+
+/// The fix for a refused TLS connection, if `text` is one.
+fn tls_refusal(text: &str) -> Option<String> {
+    crate::provider::tls::refusal(text, "tls.ca_cert")
+}
+
+/// A host as written in a URL (an IPv6 address in brackets).
+fn host_in_url(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
 }
 
 /// Error text of redis-rs, redacted of the secrets involved and scrubbed.
@@ -666,19 +743,137 @@ mod tests {
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisProviderConfig {
-    #[serde(default = "crate::providers::account::localhost")]
-    pub host: String,
-    #[serde(default = "redis_port")]
-    pub port: u16,
+    /// The server as a URL: `rediss://host:port` (TLS, verified against
+    /// `tls.ca_cert`, else the system's roots) or `redis://host:port`
+    /// (plaintext). Instead of `host`/`port`. No user, password, database or
+    /// `#insecure` in it.
+    pub url: Option<String>,
+    /// The server's host, reached in plaintext (as `redis://host:port`);
+    /// default `127.0.0.1`. A host that is not loopback needs `url: rediss://…`
+    /// (or `allow_plaintext: true`).
+    pub host: Option<String>,
+    /// Default 6379.
+    pub port: Option<u16>,
     pub admin: crate::providers::account::AdminLogin,
     #[serde(default)]
     pub limits: crate::playbook::model::Limits,
-}
-fn redis_port() -> u16 {
-    6379
+    /// TLS settings of a `rediss://` URL: the CA (`ca_cert`/`ca_path`), a
+    /// client certificate (`client_cert`/`client_key`), `server_name`, and
+    /// `insecure_skip_verify` (reported by `plan` and at every connection).
+    #[serde(default)]
+    pub tls: crate::provider::tls::TlsConfig,
+    /// Allow plaintext (`redis://`, or `host:`) to a host that is not
+    /// loopback. Without it such a playbook does not load: the admin login
+    /// would cross the network unencrypted. `plan` reports it.
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
-crate::account_provider_kind!(RedisProviderConfig, RedisProvider, check: |c: &RedisProviderConfig, allow| crate::providers::account::host_problems(&c.host, allow));
+const REDIS_PORT: u16 = 6379;
+
+/// Where a Redis provider connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `rediss://`.
+    pub tls: bool,
+    /// Without brackets (an IPv6 address as it is).
+    pub host: String,
+    pub port: u16,
+}
+
+impl RedisProviderConfig {
+    /// Where keysweep connects, and whether with TLS: the `url`, else `host`
+    /// and `port` in plaintext. `None`: the `url` is not usable (`check`
+    /// says why).
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        let Some(u) = &self.url else {
+            return Some(Endpoint {
+                tls: false,
+                host: self.host.clone().unwrap_or_else(crate::providers::account::localhost),
+                port: self.port.unwrap_or(REDIS_PORT),
+            });
+        };
+        let url = reqwest::Url::parse(u.trim()).ok()?;
+        let tls = match url.scheme() {
+            "rediss" => true,
+            "redis" => false,
+            _ => return None,
+        };
+        let host = url.host_str().filter(|h| !h.is_empty())?.trim_start_matches('[').trim_end_matches(']').to_string();
+        Some(Endpoint { tls, host, port: url.port().unwrap_or(REDIS_PORT) })
+    }
+}
+
+fn check_config(c: &RedisProviderConfig, allow_link_local: bool) -> Vec<crate::provider::kind::Problem> {
+    use crate::provider::kind::Problem;
+    let mut out = vec![];
+    let at: &[&str] = if c.url.is_some() { &["url"] } else { &["host"] };
+    match &c.url {
+        Some(u) => {
+            if c.host.is_some() || c.port.is_some() {
+                out.push(Problem::new(
+                    &["url"],
+                    "both `url` and `host`/`port` are set",
+                    "keep one: `url: rediss://host:port` (TLS), or `host:`/`port:` (plaintext)",
+                ));
+            }
+            if let Some((m, h)) = crate::playbook::rules::address_problem(u, &["rediss", "redis"], allow_link_local) {
+                out.push(Problem::new(&["url"], m, h.replace("vault.internal:8200", "redis.internal:6379")));
+                return out;
+            }
+            if let Ok(url) = reqwest::Url::parse(u.trim()) {
+                if url.fragment() == Some("insecure") {
+                    out.push(Problem::new(
+                        &["url"],
+                        "`#insecure` in the URL would turn certificate verification off silently",
+                        "remove it; name the server's CA in `tls.ca_cert` (or, for a test server only, set `tls.insecure_skip_verify: true`, which `plan` reports)",
+                    ));
+                } else if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+                    out.push(Problem::new(
+                        &["url"],
+                        "the URL has a path, query or fragment: keysweep uses only the scheme, host and port (ACL users belong to the whole server)",
+                        "write `rediss://host:port`",
+                    ));
+                }
+            }
+        }
+        None => out
+            .extend(crate::providers::account::host_problems(&c.host.clone().unwrap_or_else(crate::providers::account::localhost), allow_link_local)),
+    }
+    let Some(e) = c.endpoint() else { return out };
+    if !e.tls && !crate::playbook::rules::is_loopback_host(&e.host) && !c.allow_plaintext {
+        out.push(Problem::new(
+            at,
+            format!("plaintext (`redis://`) to `{}`, which is not loopback: keysweep's admin login and every password it sets would cross the network unencrypted", e.host),
+            format!("write `url: rediss://{}:{}` (the server's TLS port) and name its CA in `tls: {{ ca_cert: … }}`; if this network path really is trusted, set `allow_plaintext: true` on the provider, which `plan` then reports", host_in_url(&e.host), e.port),
+        ));
+    }
+    if !e.tls && c.tls.is_set() {
+        out.push(Problem::new(
+            &["tls"],
+            "`tls` is set but the connection is plaintext (`redis://`): nothing would use it",
+            "write the server as `url: rediss://host:port`, or remove `tls:`",
+        ));
+    }
+    out.extend(c.tls.check(&["tls"]));
+    out
+}
+
+fn config_warnings(c: &RedisProviderConfig) -> Vec<String> {
+    let Some(e) = c.endpoint() else { return vec![] };
+    if e.tls {
+        c.tls.warnings()
+    } else if !crate::playbook::rules::is_loopback_host(&e.host) {
+        vec![format!(
+            "plaintext `redis://` to `{}` (allow_plaintext: true): the admin login and every password set cross the network unencrypted",
+            e.host
+        )]
+    } else {
+        vec![]
+    }
+}
+
+crate::account_provider_kind!(RedisProviderConfig, RedisProvider, check: check_config, warnings: config_warnings);
 
 crate::account_kind!(AclUserKind, host_allowed: false, host_kind: "mysql_user", name: |_t, u| u.to_string(), match_key: |id| id.to_string(), draft: |id| format!("user: {}", crate::provider::kind::yaml_str(id)));
 

@@ -10,6 +10,13 @@
 //! code under test. Setup statements run as `root`@`localhost` over the unix
 //! socket (`--auth-root-authentication-method=normal`: no password there).
 //!
+//! TLS is on (`--ssl-ca/--ssl-cert/--ssl-key`) on the same port, offered, not
+//! required: loopback tests log in in plaintext too; an account created
+//! `REQUIRE SSL` proves a login came over TLS. The server's certificate, from
+//! a test CA (`ca_cert`), names `localhost` only, not 127.0.0.1; `client.pem`
+//! / `client.key` in `certs` is a client certificate (CN `keysweep-client`)
+//! from that CA, and `other/ca.pem` a CA that signed nothing here.
+//!
 //! Run as root (as CI does), the server is started with `--user=root`; as
 //! another user, it runs as that user. `scripts/install/mysql.sh` installs the
 //! packages; `KEYSWEEP_MARIADBD_BIN`, `KEYSWEEP_MARIADB_INSTALL_DB_BIN` and
@@ -30,6 +37,10 @@ pub struct My {
     pub admin_password: String,
     socket: PathBuf,
     dir: PathBuf,
+    /// The directory of the test certificates (see the module notes).
+    pub certs: PathBuf,
+    /// The CA that signed the server's certificate (PEM).
+    pub ca_cert: PathBuf,
 }
 
 fn find_bin(env: &str, names: &[&str]) -> PathBuf {
@@ -67,6 +78,11 @@ pub fn mysql() -> &'static My {
         std::fs::create_dir_all(&dir).expect("mariadb dir");
         let data = dir.join("data");
         let socket = dir.join("sock");
+        let certs = dir.join("certs");
+        std::fs::create_dir_all(certs.join("other")).expect("certs dir");
+        super::certs::server(&certs, &["localhost"]);
+        super::certs::client(&certs, "client", "keysweep-client");
+        super::certs::server(&certs.join("other"), &["localhost"]);
         let root = is_root();
         let user_arg: &[&str] = if root { &["--user=root"] } else { &[] };
 
@@ -87,12 +103,14 @@ pub fn mysql() -> &'static My {
         let script = format!(
             "'{}' --no-defaults --datadir='{}' --port={port} --bind-address=127.0.0.1 --socket='{}' --pid-file='{d}/mariadbd.pid' \
              --log-error='{d}/error.log' --skip-name-resolve --skip-log-bin --innodb-buffer-pool-size=32M --max-connections=300 {} \
+             --ssl-ca='{c}/ca.pem' --ssl-cert='{c}/server.pem' --ssl-key='{c}/server.key' \
              >/dev/null 2>&1 & b=$!; \
              while kill -0 {me} 2>/dev/null; do sleep 1; done; kill $b; wait $b; rm -rf '{d}'",
             find_bin("KEYSWEEP_MARIADBD_BIN", &["mariadbd", "mysqld"]).display(),
             data.display(),
             socket.display(),
             user_arg.join(" "),
+            c = certs.display(),
         );
         // Not waited for: the watchdog outlives this call by design and ends with the process.
         #[allow(clippy::zombie_processes)]
@@ -105,6 +123,8 @@ pub fn mysql() -> &'static My {
             admin_password: MYSQL_ADMIN_PASSWORD.into(),
             socket,
             dir: dir.clone(),
+            ca_cert: certs.join("ca.pem"),
+            certs,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while my.root_sql("SELECT 1").is_err() {
@@ -114,6 +134,12 @@ pub fn mysql() -> &'static My {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+        let tls = my.sql("SHOW GLOBAL VARIABLES LIKE 'have_ssl'");
+        assert!(
+            tls.contains("YES"),
+            "mariadbd did not turn TLS on (have_ssl: {tls}); its log:\n{}",
+            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        );
         my.sql(&format!(
             "CREATE USER '{MYSQL_ADMIN_USER}'@'%' IDENTIFIED BY {pw}; \
              GRANT ALL PRIVILEGES ON *.* TO '{MYSQL_ADMIN_USER}'@'%' WITH GRANT OPTION; \
@@ -179,10 +205,13 @@ impl My {
         ));
     }
 
-    /// A login over TCP, on a connection of its own: the error code, if refused.
+    /// A plaintext login over TCP, on a connection of its own: the error code,
+    /// if refused. (The `mariadb` client turns TLS on by itself when the
+    /// server offers it; `--skip-ssl` keeps this one plaintext.)
     pub fn login(&self, user: &str, password: &str) -> Result<(), u16> {
         let out = Command::new(client())
             .arg("--no-defaults")
+            .arg("--skip-ssl")
             .args(["-h", &self.host, "-P", &self.port.to_string(), "--protocol=TCP", "-u", user, "-N", "-B", "-e", "SELECT 1"])
             .env("MYSQL_PWD", password)
             .stdin(Stdio::null())
@@ -193,6 +222,29 @@ impl My {
         }
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         Err(error_code(&err).unwrap_or_else(|| panic!("login as {user}: no error code in: {err}")))
+    }
+
+    /// A login over TLS to `localhost` (the name the certificate carries),
+    /// verified against the test CA, on a connection of its own: the
+    /// session's `Ssl_cipher`, or the error code if refused.
+    pub fn login_tls(&self, user: &str, password: &str) -> Result<String, u16> {
+        let out = Command::new(client())
+            .arg("--no-defaults")
+            .args(["-h", "localhost", "-P", &self.port.to_string(), "--protocol=TCP", "-u", user, "-N", "-B"])
+            .arg("--ssl")
+            .arg(format!("--ssl-ca={}", self.ca_cert.display()))
+            .arg("--ssl-verify-server-cert")
+            .args(["-e", "SHOW SESSION STATUS LIKE 'Ssl_cipher'"])
+            .env("MYSQL_PWD", password)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the mariadb client");
+        if out.status.success() {
+            let row = String::from_utf8_lossy(&out.stdout).to_string();
+            return Ok(row.split_whitespace().nth(1).unwrap_or_default().to_string());
+        }
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        Err(error_code(&err).unwrap_or_else(|| panic!("TLS login as {user}: no error code in: {err}")))
     }
 
     /// Does `user` log in with `password`? False only on 1045 (access denied);

@@ -5,6 +5,14 @@
 //! ACLs are on for real: keysweep logs in as the admin ACL user
 //! `keysweep_admin` (`~* &* +@all`), and the `default` user is turned off, so
 //! a connection that has not logged in can do nothing.
+//!
+//! The server also listens with TLS on `tls_port` (TLS only there: a
+//! plaintext client is dropped), with a certificate from a test CA
+//! (`ca_cert`) that names `localhost` only, not 127.0.0.1. Client
+//! certificates are optional (`tls-auth-clients optional`): none is needed,
+//! but one that is presented must come from the test CA. In `certs`:
+//! `client.pem`/`client.key` (from the test CA) and `other/` (a CA of its
+//! own, with `other/client.pem`/`client.key` signed by it).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -19,6 +27,12 @@ pub const REDIS_ADMIN_PASSWORD: &str = "adm1n-Redis-pw-for-tests";
 pub struct Rd {
     pub host: String,
     pub port: u16,
+    /// The TLS-only port.
+    pub tls_port: u16,
+    /// The directory of the test certificates (see the module notes).
+    pub certs: PathBuf,
+    /// The CA that signed the server's certificate (PEM).
+    pub ca_cert: PathBuf,
     pub admin_user: String,
     pub admin_password: String,
 }
@@ -50,12 +64,21 @@ pub fn redis() -> &'static Rd {
     RD.get_or_init(|| {
         let port = super::free_port();
         let me = std::process::id();
+        let tls_port = super::free_port();
         let dir = std::env::temp_dir().join(format!("keysweep-redis-{me}-{port}"));
-        std::fs::create_dir_all(&dir).expect("redis dir");
+        let certs = dir.join("certs");
+        std::fs::create_dir_all(certs.join("other")).expect("redis dir");
+        super::certs::server(&certs, &["localhost"]);
+        super::certs::client(&certs, "client", "keysweep-client");
+        super::certs::server(&certs.join("other"), &["localhost"]);
+        super::certs::client(&certs.join("other"), "client", "keysweep-client");
         let d = dir.display();
+        let c = certs.display();
         // The watchdog ends the server when this test process is gone.
         let script = format!(
-            "'{}' --port {port} --bind 127.0.0.1 --save '' --appendonly no --dir '{d}' --logfile '{d}/redis.log' >/dev/null 2>&1 & b=$!; \
+            "'{}' --port {port} --tls-port {tls_port} --bind 127.0.0.1 --save '' --appendonly no --dir '{d}' --logfile '{d}/redis.log' \
+             --tls-cert-file '{c}/server.pem' --tls-key-file '{c}/server.key' --tls-ca-cert-file '{c}/ca.pem' --tls-auth-clients optional \
+             >/dev/null 2>&1 & b=$!; \
              while kill -0 {me} 2>/dev/null; do sleep 1; done; kill $b; sleep 1; rm -rf '{d}'",
             redis_bin().display()
         );
@@ -90,7 +113,24 @@ pub fn redis() -> &'static Rd {
         let mut anon = raw("127.0.0.1", port).expect("connect");
         let e = ::redis::cmd("PING").query::<String>(&mut anon).expect_err("an anonymous PING must be refused");
         assert_eq!(e.code(), Some("NOAUTH"), "{e}");
-        Rd { host: "127.0.0.1".into(), port, admin_user: REDIS_ADMIN_USER.into(), admin_password: REDIS_ADMIN_PASSWORD.into() }
+        drop(anon);
+        let mut c = raw("127.0.0.1", port).expect("connect");
+        ::redis::cmd("AUTH").arg(REDIS_ADMIN_USER).arg(REDIS_ADMIN_PASSWORD).query::<()>(&mut c).expect("AUTH as the admin");
+        let tls: Vec<String> = ::redis::cmd("CONFIG").arg("GET").arg("tls-port").query(&mut c).unwrap_or_else(|e| panic!("CONFIG GET tls-port: {e}"));
+        assert_eq!(
+            tls.get(1).map(String::as_str),
+            Some(tls_port.to_string().as_str()),
+            "redis-server is not listening with TLS (is it built with TLS?); log: {d}/redis.log"
+        );
+        Rd {
+            host: "127.0.0.1".into(),
+            port,
+            tls_port,
+            ca_cert: certs.join("ca.pem"),
+            certs,
+            admin_user: REDIS_ADMIN_USER.into(),
+            admin_password: REDIS_ADMIN_PASSWORD.into(),
+        }
     })
 }
 
