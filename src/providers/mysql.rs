@@ -218,10 +218,6 @@ impl MysqlProvider {
         let timeout = gate.timeout();
         let size = limits.concurrency.unwrap_or(8).max(1);
         let constraints = PoolConstraints::new(0, size).expect("0 <= size, size > 0");
-        // Verification off, plaintext allowed: said at every connection (and by `plan`).
-        for w in config_warnings(cfg) {
-            eprintln!("keysweep: WARNING: provider `{name}`: {w}");
-        }
         let ssl = mysql_tls::ssl_opts(cfg.effective_ssl_mode(), &cfg.tls)?;
         // Never Debug-print these options: they hold the admin password.
         let opts = OptsBuilder::default()

@@ -130,10 +130,6 @@ impl RedisProvider {
                 "the provider's `url` is not a `redis://` or `rediss://` address (see `keysweep validate`)",
             ));
         };
-        // Verification off, plaintext allowed: said at every connection (and by `plan`).
-        for w in config_warnings(cfg) {
-            eprintln!("keysweep: WARNING: provider `{name}`: {w}");
-        }
         let tls = if at.tls {
             use crate::provider::tls::{rustls_config, Material};
             let config = rustls_config("redis.tls", cfg.tls.verify(), &Material::of(&cfg.tls))?;
