@@ -120,8 +120,7 @@ impl Provider for MemoryProvider {
                 let id = self
                     .call("memory.current", &account, |w| {
                         let mut s = w.lock();
-                        let newest =
-                            s.tokens.iter().filter(|(_, k)| k.account == account && k.revoked.is_none()).map(|(id, _)| id.clone()).next_back();
+                        let newest = s.newest_live_token(&account);
                         Ok(match newest {
                             Some(id) => id,
                             None => {
@@ -133,7 +132,7 @@ impl Provider for MemoryProvider {
                                     nonce: None,
                                     revoked: None,
                                 };
-                                s.tokens.insert(id.clone(), token);
+                                s.insert_token(id.clone(), token);
                                 id
                             }
                         })
@@ -186,7 +185,7 @@ impl Provider for MemoryProvider {
                 }
                 let id = s.new_id();
                 let value = random_value();
-                s.tokens.insert(
+                s.insert_token(
                     id.clone(),
                     Token {
                         account: account.clone(),

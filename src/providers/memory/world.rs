@@ -49,13 +49,31 @@ pub struct Entry {
 
 #[derive(Default)]
 pub struct State {
+    /// Every token, by id. Insert with [`State::insert_token`] (it keeps the
+    /// by-account index).
     pub tokens: BTreeMap<String, Token>,
+    /// Token ids by account, oldest first: an account's tokens are found
+    /// without scanning the whole system (a 100,000-token estate would make
+    /// every lookup, and so every lifecycle, cost a scan).
+    by_account: std::collections::HashMap<String, Vec<String>>,
     pub accounts: BTreeMap<String, Account>,
     pub entries: BTreeMap<String, Entry>,
     next_id: u64,
 }
 
 impl State {
+    /// Adds a token and indexes it by its account.
+    pub fn insert_token(&mut self, id: String, t: Token) {
+        self.by_account.entry(t.account.clone()).or_default().push(id.clone());
+        self.tokens.insert(id, t);
+    }
+
+    /// The newest token of `account` that is not revoked.
+    pub fn newest_live_token(&self, account: &str) -> Option<String> {
+        let ids = self.by_account.get(account)?;
+        ids.iter().rev().find(|id| self.tokens.get(*id).is_some_and(|t| t.revoked.is_none())).cloned()
+    }
+
     /// A new token id, unique in this world.
     pub fn new_id(&mut self) -> String {
         self.next_id += 1;
@@ -195,7 +213,7 @@ impl World {
         let id = s.new_id();
         let value = random_value();
         let t = Token { account: account.into(), value: copy(&value), created: chrono::Utc::now(), nonce: None, revoked: None };
-        s.tokens.insert(id.clone(), t);
+        s.insert_token(id.clone(), t);
         (id, value)
     }
 
