@@ -12,10 +12,13 @@
 //! - It halves (never below 1) on an answer that says "too much": 429 or any
 //!   `Retry-After`, 5xx, a timeout, a connection that failed (the
 //!   `ProviderError` kinds `RateLimited` and `Unavailable`), and when answers
-//!   come back well above the usual time (the smoothed excess over each
-//!   operation's own fastest time is more than that time, or more than
-//!   [`MIN_SIGNIFICANT`] when that is smaller). One halving per round trip:
-//!   an answer to a request sent before the last halving does not halve again.
+//!   come back well above the usual time: when even the fastest answer of
+//!   two round trips running (a window of `limit` answers each) took more
+//!   than twice its operation's usual (fastest) time, or more than
+//!   [`MIN_SIGNIFICANT`] over it when that is larger. The fastest answer, not
+//!   the average: a queue at the server delays every answer, a stall on this
+//!   side (a busy machine) only some. One halving per round trip: an answer
+//!   to a request sent before the last halving does not halve again.
 //!
 //! The limit is enforced twice, with the same number: on credentials (the
 //! engine takes a [`Slot`] per lifecycle, so a started rotation finishes
@@ -47,12 +50,12 @@ pub const START: usize = 8;
 /// Latency rise smaller than this is noise (scheduling, a busy machine),
 /// whatever the operation's usual time.
 pub const MIN_SIGNIFICANT: Duration = Duration::from_millis(5);
-/// Weight of one answer in the smoothed latency excess.
-const SMOOTHING: f64 = 0.1;
 /// How fast an operation's usual time follows slower answers (per answer).
-const DRIFT: f64 = 0.002;
-/// Answers since the last halving before latency may halve again.
-const SETTLE: u32 = 8;
+const DRIFT: f64 = 0.0005;
+/// The fewest answers in a latency window.
+const MIN_WINDOW: u32 = 8;
+/// Slow windows in a row that halve the limit.
+const SLOW_WINDOWS: u32 = 2;
 
 /// What one answer says about the provider's load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,8 +135,11 @@ struct State {
     limit: f64,
     slow_start: bool,
     last_halving: Option<Instant>,
-    since_halving: u32,
-    excess: f64,
+    /// Answers in the current latency window, and the smallest excess among them.
+    window: u32,
+    window_min: f64,
+    /// Windows in a row whose fastest answer was slow.
+    slow: u32,
     usual: HashMap<&'static str, f64>,
     lifecycles: Pool,
     requests: Pool,
@@ -183,8 +189,9 @@ impl AdaptiveLimit {
                 limit: start as f64,
                 slow_start: true,
                 last_halving: None,
-                since_halving: 0,
-                excess: 0.0,
+                window: 0,
+                window_min: f64::INFINITY,
+                slow: 0,
                 usual: HashMap::new(),
                 lifecycles: Pool::new(start),
                 requests: Pool::new(start),
@@ -251,11 +258,16 @@ impl AdaptiveLimit {
             return; // sent at the old limit: says nothing about the new one
         }
         let excess = (lat - usual).max(0.0) / usual.max(MIN_SIGNIFICANT.as_secs_f64());
-        s.excess = s.excess * (1.0 - SMOOTHING) + excess * SMOOTHING;
-        s.since_halving = s.since_halving.saturating_add(1);
-        if s.excess > 1.0 && s.since_halving >= SETTLE {
-            self.halve(&mut s);
-            return;
+        s.window_min = s.window_min.min(excess);
+        s.window += 1;
+        if s.window >= (s.limit as u32).max(MIN_WINDOW) {
+            s.slow = if s.window_min > 1.0 { s.slow + 1 } else { 0 };
+            s.window = 0;
+            s.window_min = f64::INFINITY;
+            if s.slow >= SLOW_WINDOWS {
+                self.halve(&mut s);
+                return;
+            }
         }
         let in_use = s.lifecycles.in_use.max(s.requests.in_use) as f64;
         if in_use * 2.0 >= s.limit && s.limit < self.cap as f64 {
@@ -269,8 +281,9 @@ impl AdaptiveLimit {
         s.limit = (s.limit / 2.0).max(1.0);
         s.slow_start = false;
         s.last_halving = Some(Instant::now());
-        s.since_halving = 0;
-        s.excess = 0.0;
+        s.window = 0;
+        s.window_min = f64::INFINITY;
+        s.slow = 0;
         s.halvings += 1;
         s.apply();
     }
@@ -305,6 +318,63 @@ impl Drop for Slot {
             drop(permit);
         }
     }
+}
+
+/// How many of one provider's credentials a run works on at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// Adaptive, up to `cap` (declared in `limits.concurrency`, or [`DEFAULT_CAP`]).
+    Adaptive { cap: usize, declared: bool },
+    /// Fixed at `n` (declared, or the engine's `FIXED_DEFAULT`).
+    Fixed { n: usize, declared: bool },
+}
+
+impl Concurrency {
+    /// The concurrency of a provider of this kind with these limits.
+    pub fn of(kind: &dyn crate::provider::kind::ProviderKind) -> Concurrency {
+        let declared = kind.limits().concurrency;
+        if kind.adaptive_concurrency() {
+            Concurrency::Adaptive { cap: declared.unwrap_or(DEFAULT_CAP).max(1), declared: declared.is_some() }
+        } else {
+            Concurrency::Fixed { n: declared.unwrap_or(crate::engine::FIXED_DEFAULT).max(1), declared: declared.is_some() }
+        }
+    }
+
+    /// The most it ever allows.
+    pub fn cap(&self) -> usize {
+        match *self {
+            Concurrency::Adaptive { cap, .. } => cap,
+            Concurrency::Fixed { n, .. } => n,
+        }
+    }
+}
+
+impl std::fmt::Display for Concurrency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let by = |d: bool| if d { "limits.concurrency" } else { "default" };
+        match *self {
+            Concurrency::Adaptive { cap, declared } => {
+                write!(f, "adaptive, from {} up to {cap} ({} cap)", START.min(cap), by(declared))
+            }
+            Concurrency::Fixed { n, declared } => write!(f, "fixed at {n} ({})", by(declared)),
+        }
+    }
+}
+
+/// The global cap of a run: the one set (`--concurrency`), or the sum of the
+/// providers' own caps, so that it never caps a provider by itself.
+pub fn global(set: Option<usize>, per_provider: &[(String, Concurrency)]) -> usize {
+    set.unwrap_or_else(|| per_provider.iter().map(|(_, c)| c.cap()).sum()).max(1)
+}
+
+/// What a set global cap takes from providers that would allow more.
+pub fn global_notes(set: Option<usize>, per_provider: &[(String, Concurrency)]) -> Vec<String> {
+    let Some(g) = set else { return vec![] };
+    per_provider
+        .iter()
+        .filter(|(_, c)| c.cap() > g)
+        .map(|(name, c)| format!("--concurrency {g} is below provider `{name}`'s own cap of {}: at most {g} of its credentials at once", c.cap()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -395,10 +465,17 @@ mod tests {
         let grown = l.limit();
         assert!(grown > 32, "{grown}");
         assert_eq!(l.summary().halvings, 0);
-        // Three times the usual: halved.
-        answers(&l, h, 30, Duration::from_millis(150), Signal::Answered).await;
-        assert!(l.limit() <= grown / 2 + 1, "{} after {grown}", l.limit());
+        // A stall on this side delays some answers, not the fastest of a window.
+        for i in 0..300 {
+            let lat = if i % 4 == 0 { MS50 } else { Duration::from_millis(400) };
+            answers(&l, h, 1, lat, Signal::Answered).await;
+        }
+        assert_eq!(l.summary().halvings, 0);
+        let grown = l.limit();
+        // Every answer three times the usual, two whole windows running: halved.
+        answers(&l, h, 3 * grown + 2, Duration::from_millis(150), Signal::Answered).await;
         assert!(l.summary().halvings >= 1);
+        assert!(l.limit() <= grown / 2 + 1, "{} after {grown}", l.limit());
     }
 
     #[tokio::test]
