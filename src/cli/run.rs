@@ -15,10 +15,10 @@ use crate::discover::Due;
 use crate::engine::Engine;
 use crate::journal::{Journal, RunRecord};
 use crate::plan::{self, Selection};
-use crate::provider::adaptive::{self, Concurrency};
 use crate::playbook::model::Action;
 use crate::playbook::Playbook;
 use crate::progress::Progress;
+use crate::provider::adaptive::{self, Concurrency};
 use crate::report::{render, Changes, Report, Row};
 
 #[derive(clap::Args, Debug)]
