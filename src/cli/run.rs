@@ -53,7 +53,7 @@ pub struct ResumeArgs {
 pub struct ExecArgs {
     /// Credentials worked on at once across all providers. Default: no cap
     /// beyond each provider's own (adaptive up to `limits.concurrency`,
-    /// default 128; fixed at 8 for database and directory providers). A value
+    /// default 256; fixed at 8 for database and directory providers). A value
     /// below a provider's cap is reported at the start of the run.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub concurrency: Option<u64>,

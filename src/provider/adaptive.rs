@@ -44,7 +44,7 @@ use super::ErrorKind;
 
 /// The cap when the playbook declares no `limits.concurrency`: high enough
 /// that the limiter, not the cap, decides.
-pub const DEFAULT_CAP: usize = 128;
+pub const DEFAULT_CAP: usize = 256;
 /// Where the limit starts (the former fixed default).
 pub const START: usize = 8;
 /// Latency rise smaller than this is noise (scheduling, a busy machine),
