@@ -6,6 +6,7 @@
 //!   3. create its replacement (same policies)   4. store the new token (KV v2)
 //!   5. the new token works (lookup-self)        6. revoke the old one by accessor
 //!   7. the old token is refused (lookup-self answers 403)
+//!
 //! `--concurrency 1` is the sequential script; a high one is what the server
 //! (and whatever stands in front of it) sustains for the same calls.
 //!
