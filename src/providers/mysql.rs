@@ -251,7 +251,7 @@ impl MysqlProvider {
     }
 
     async fn pace(&self) {
-        self.gate.admit().await;
+        self.gate.pace().await;
     }
 
     /// Runs `f` within the provider's timeout.

@@ -172,7 +172,7 @@ impl PostgresProvider {
     }
 
     async fn permit(&self) {
-        self.gate.admit().await;
+        self.gate.pace().await;
     }
 
     fn addr(&self) -> String {
