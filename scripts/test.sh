@@ -13,6 +13,9 @@ if ! command -v cargo >/dev/null; then
 fi
 
 scripts/stack.sh install
+# One build, never rebuilt piecemeal here: incremental caches only take disk
+# (CI machines have run out of it).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 export KEYSWEEP_BAO_BIN="$ROOT/.cache/venv/bin/bao"
 export KEYSWEEP_MOTO_BIN="$ROOT/.cache/venv/bin/moto_server"
 
