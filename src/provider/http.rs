@@ -332,7 +332,7 @@ impl HttpClient {
     ) -> Result<Answer, ProviderError> {
         let url = self.url(operation, req.target)?;
         let what = url.path().to_string();
-        self.gate.admit().await;
+        let _sent = self.gate.admit().await;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut r = self.http.request(req.method.clone(), url);
         for (k, v) in &req.secret_headers {

@@ -452,20 +452,22 @@ impl LdapProvider {
         })
     }
 
-    async fn permit(&self) {
-        self.gate.admit().await;
+    async fn permit(&self) -> crate::provider::limits::Sent<'_> {
+        self.gate.admit().await
     }
 
-    /// A handle on the admin connection (reconnected if it was closed).
-    async fn admin(&self) -> Result<Ldap, ProviderError> {
-        self.permit().await;
+    /// A handle on the admin connection (reconnected if it was closed), for
+    /// one operation: it holds the operation's place in the rate limit until
+    /// dropped, so drop it before asking for another.
+    async fn admin(&self) -> Result<Admin<'_>, ProviderError> {
+        let sent = self.permit().await;
         let mut guard = self.admin.lock().await;
         if guard.is_closed() {
             *guard = admin_bind(&self.url, &self.transport, &self.admin_dn, &self.admin_password, self.timeout).await?;
         }
         let mut l = guard.clone();
         l.with_timeout(self.timeout);
-        Ok(l)
+        Ok(Admin { ldap: l, _sent: sent })
     }
 
     /// The account named by a handle or the new value's fields, checked against the pair.
@@ -544,7 +546,7 @@ impl LdapProvider {
         if dn.trim().is_empty() {
             return Probe::Failed("empty DN: a bind with it would be anonymous and proves nothing".into());
         }
-        self.permit().await;
+        let _sent = self.permit().await;
         let work = async {
             // The same TLS as the admin's: a probe never falls back to plaintext either.
             let mut ldap = match open(&self.url, &self.transport, self.timeout, "ldap.probe_connect").await {
@@ -677,6 +679,7 @@ impl LdapProvider {
         }
         let e = SearchEntry::construct(r.0.into_iter().next().expect("one entry"));
         let names: Vec<String> = e.attrs.keys().chain(e.bin_attrs.keys()).filter(|n| !is_credential_attr(n)).cloned().collect();
+        drop(l);
         let mut l = self.admin().await?;
         let r = l.search(src, Scope::Base, "(objectClass=*)", names).await.and_then(|r| r.success()).map_err(|e| map_err(OP, e))?;
         let e =
@@ -715,8 +718,10 @@ impl LdapProvider {
         let clone_uid = first_value(&attrs, "uid");
         let add: Vec<(Vec<u8>, HashSet<Vec<u8>>)> =
             attrs.iter().map(|(k, vs)| (k.clone().into_bytes(), vs.iter().cloned().collect::<HashSet<_>>())).filter(|(_, v)| !v.is_empty()).collect();
+        drop(l);
         let mut l = self.admin().await?;
         let r = l.add(dn, add).await.map_err(|e| map_err(OP, e))?;
+        drop(l);
         if r.rc != 0 && r.rc != 68 {
             return Err(rc_err(OP, &r));
         }
@@ -761,6 +766,26 @@ impl LdapProvider {
             0 | 20 => Ok(()),
             _ => Err(rc_err("ldap.add_member", &r)),
         }
+    }
+}
+
+/// The admin connection for one operation, holding its place in the rate
+/// limit (see [`crate::provider::limits::RateWindow`]) until dropped.
+struct Admin<'a> {
+    ldap: Ldap,
+    _sent: crate::provider::limits::Sent<'a>,
+}
+
+impl std::ops::Deref for Admin<'_> {
+    type Target = Ldap;
+    fn deref(&self) -> &Ldap {
+        &self.ldap
+    }
+}
+
+impl std::ops::DerefMut for Admin<'_> {
+    fn deref_mut(&mut self) -> &mut Ldap {
+        &mut self.ldap
     }
 }
 

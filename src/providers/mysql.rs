@@ -250,8 +250,8 @@ impl MysqlProvider {
         Ok(p)
     }
 
-    async fn pace(&self) {
-        self.gate.admit().await;
+    async fn pace(&self) -> crate::provider::limits::Sent<'_> {
+        self.gate.admit().await
     }
 
     /// Runs `f` within the provider's timeout.
@@ -261,7 +261,7 @@ impl MysqlProvider {
 
     /// An admin connection from the pool.
     async fn conn(&self, op: &'static str, secrets: &[&SecretString]) -> Result<Conn, ProviderError> {
-        self.pace().await;
+        let _sent = self.pace().await;
         self.within(op, self.pool.get_conn()).await?.map_err(|e| io_or_driver(op, &e, secrets))
     }
 
@@ -283,7 +283,7 @@ impl MysqlProvider {
         q: Quoting,
     ) -> Result<(), ProviderError> {
         let escaped = SecretString::from(q.lit(secret.expose_secret())?);
-        self.pace().await;
+        let _sent = self.pace().await;
         self.within(op, conn.query_drop(stmt.expose_secret())).await?.map_err(|e| io_or_driver(op, &e, &[secret, &escaped]))
     }
 
@@ -294,7 +294,7 @@ impl MysqlProvider {
         } else {
             "SELECT account_locked FROM mysql.user WHERE User = ? AND Host = ?"
         };
-        self.pace().await;
+        let _sent = self.pace().await;
         let row: Option<(Option<String>,)> = self.within(op, conn.exec_first(sql, (user, host))).await?.map_err(|e| io_or_driver(op, &e, &[]))?;
         Ok(match row {
             None => Account::Absent,
@@ -316,7 +316,7 @@ impl MysqlProvider {
             .pass(Some(password.expose_secret().to_string()))
             .prefer_socket(false)
             .ssl_opts(self.ssl.clone());
-        self.pace().await;
+        let _sent = self.pace().await;
         let attempt = async {
             let mut c = Conn::new(opts).await?;
             let r: Result<Option<String>, _> = c.query_first("SELECT CURRENT_USER()").await;
@@ -362,7 +362,7 @@ impl MysqlProvider {
     async fn probe_scope(&self, user: &str, host: &str) -> Result<(), String> {
         let op = "mysql.probe_scope";
         let mut conn = self.conn(op, &[]).await.map_err(|e| format!("its scope could not be checked: {e}"))?;
-        self.pace().await;
+        let _sent = self.pace().await;
         let matching: Vec<(String, String)> = self
             .within(
                 op,
@@ -439,7 +439,7 @@ impl MysqlProvider {
                 tracing::warn!(provider = %self.name, "create_clone: a grant line of '{source}'@'{host}' was not understood and not copied");
                 continue;
             };
-            self.pace().await;
+            let _sent = self.pace().await;
             self.within(op, conn.query_drop(stmt.as_str())).await?.map_err(|e| io_or_driver(op, &e, &[]))?;
             copied += 1;
         }
@@ -448,7 +448,7 @@ impl MysqlProvider {
     }
 
     async fn show_grants(&self, conn: &mut Conn, op: &'static str, account: &str) -> Result<Vec<String>, ProviderError> {
-        self.pace().await;
+        let _sent = self.pace().await;
         let rows: Vec<String> = self.within(op, conn.query(format!("SHOW GRANTS FOR {account}"))).await?.map_err(|e| io_or_driver(op, &e, &[]))?;
         Ok(rows)
     }
@@ -624,7 +624,7 @@ impl Provider for MysqlProvider {
                     CAST(UNIX_TIMESTAMP(password_last_changed) AS CHAR) \
              FROM mysql.user ORDER BY User, Host"
         };
-        self.pace().await;
+        let _sent = self.pace().await;
         #[allow(clippy::type_complexity)]
         let rows: Vec<(String, String, String, String, String, Option<String>, Option<String>)> =
             self.within(op, conn.query(sql)).await?.map_err(|e| io_or_driver(op, &e, &[]))?;

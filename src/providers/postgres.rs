@@ -171,8 +171,8 @@ impl PostgresProvider {
         SecretString::from(g.expose_secret().to_string())
     }
 
-    async fn permit(&self) {
-        self.gate.admit().await;
+    async fn permit(&self) -> crate::provider::limits::Sent<'_> {
+        self.gate.admit().await
     }
 
     fn addr(&self) -> String {
@@ -190,7 +190,7 @@ impl PostgresProvider {
             .password(password.expose_secret())
             .application_name("keysweep")
             .connect_timeout(self.timeout);
-        self.permit().await;
+        let _sent = self.permit().await;
         let addr = self.addr();
         // Never falls back to plaintext: with TLS settings, TLS or no connection.
         match &self.tls {
@@ -281,7 +281,7 @@ impl PostgresProvider {
     /// redacted from any error (the statement text may be echoed).
     async fn admin_batch(&self, op: &'static str, sql: &SecretString, secrets: &[&SecretString]) -> Result<(), ProviderError> {
         let c = self.admin_client(op).await?;
-        self.permit().await;
+        let _sent = self.permit().await;
         self.admin_call(op, "statement", secrets, c.batch_execute(sql.expose_secret())).await
     }
 
@@ -293,14 +293,14 @@ impl PostgresProvider {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, ProviderError> {
         let c = self.admin_client(op).await?;
-        self.permit().await;
+        let _sent = self.permit().await;
         self.admin_call(op, "query", &[], c.query(sql, params)).await
     }
 
     /// A query without parameters; the first column of each row, as text.
     async fn admin_simple(&self, op: &'static str, sql: &str) -> Result<Vec<Option<String>>, ProviderError> {
         let c = self.admin_client(op).await?;
-        self.permit().await;
+        let _sent = self.permit().await;
         let msgs = self.admin_call(op, sql, &[], c.simple_query(sql)).await?;
         Ok(msgs
             .into_iter()

@@ -160,8 +160,8 @@ impl RedisProvider {
         SecretString::from(g.expose_secret().to_string())
     }
 
-    async fn permit(&self) {
-        self.gate.admit().await;
+    async fn permit(&self) -> crate::provider::limits::Sent<'_> {
+        self.gate.admit().await
     }
 
     /// A new connection that has not logged in. Its settings hold no password.
@@ -197,7 +197,7 @@ impl RedisProvider {
             return Ok(c.clone());
         }
         let pw = self.admin_password();
-        self.permit().await;
+        let login = self.permit().await;
         let mut conn = self.open().await.map_err(|e| self.err(op, &e, &[&pw]))?;
         auth(&mut conn, &self.admin_user, &pw).await.map_err(|e| {
             let mut err = self.err(op, &e, &[&pw]);
@@ -213,7 +213,8 @@ impl RedisProvider {
             }
             err
         })?;
-        self.permit().await;
+        drop(login);
+        let _sent = self.permit().await;
         redis::cmd("PING").query_async::<()>(&mut conn).await.map_err(|e| self.err(op, &e, &[&pw]))?;
         *slot = Some(conn.clone());
         Ok(conn)
@@ -248,7 +249,7 @@ impl RedisProvider {
     /// next command logs in again.
     async fn admin_query(&self, op: &'static str, cmd: &redis::Cmd, secrets: &[&SecretString]) -> Result<Value, ProviderError> {
         let mut conn = self.admin_conn(op).await?;
-        self.permit().await;
+        let _sent = self.permit().await;
         match cmd.query_async::<Value>(&mut conn).await {
             Ok(v) => Ok(v),
             Err(e) => {
@@ -282,7 +283,7 @@ impl RedisProvider {
 
     /// Logs in as `user` on a new connection.
     async fn try_login(&self, user: &str, password: &SecretString) -> Login {
-        self.permit().await;
+        let _sent = self.permit().await;
         let mut conn = match self.open().await {
             Ok(c) => c,
             Err(e) => {

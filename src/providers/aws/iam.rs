@@ -153,7 +153,7 @@ impl AwsProvider {
             .credentials_provider(Credentials::new(id, secret.expose_secret(), None, None, "keysweep-probe"))
             .build();
         let client = aws_sdk_sts::Client::from_conf(conf);
-        self.permit().await;
+        let _sent = self.permit().await;
         match client.get_caller_identity().send().await {
             Ok(o) => {
                 let arn = o.arn().unwrap_or_default();

@@ -119,9 +119,10 @@ impl AwsProvider {
     }
 
     /// Waits for the rate limiter, counting the request.
-    async fn permit(&self) {
-        self.gate.admit().await;
+    async fn permit(&self) -> crate::provider::limits::Sent<'_> {
+        let sent = self.gate.admit().await;
         self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        sent
     }
 
     /// One idempotent call, rate-limited and retried on throttling/5xx/timeouts.
@@ -133,7 +134,7 @@ impl AwsProvider {
         crate::provider::limits::retry(self.gate.retry_policy(), || {
             let fut = op();
             async move {
-                self.permit().await;
+                let _sent = self.permit().await;
                 fut.await
             }
         })
@@ -145,7 +146,7 @@ impl AwsProvider {
     where
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
     {
-        self.permit().await;
+        let _sent = self.permit().await;
         fut.await
     }
 }

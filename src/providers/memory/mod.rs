@@ -87,7 +87,7 @@ impl MemoryProvider {
 
     /// One probe (never retried: a verification attempt is the engine's to repeat).
     async fn probe(&self, op: &'static str, about: &str) -> Result<(), Verdict> {
-        self.gate.admit().await;
+        let _sent = self.gate.admit().await;
         match self.world.request(op, about).await {
             Err(e) => Err(Verdict::Unknown(e.to_string())),
             Ok(()) if self.world.ambiguous() => Err(Verdict::Unknown("403 from a proxy in front of the system (injected ambiguous refusal)".into())),

@@ -205,7 +205,7 @@ impl VaultHttp {
         token: Option<&SecretString>,
         body: Option<&Value>,
     ) -> Result<Resp, ProviderError> {
-        self.gate.admit().await;
+        let _sent = self.gate.admit().await;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let url = format!("{}/v1/{}", self.base, path.trim_start_matches('/'));
         let mut req = self.http.request(method, &url);
