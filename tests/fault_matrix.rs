@@ -122,7 +122,6 @@ const fn sm(step: &'static str, op: &'static str) -> Spot {
 // Vault store requests (the credential's KV store at `{store}`).
 const STAGE_WRITE: Spot = spot_body("stage: write pending", Some("POST"), "^/v1/secret/data/keysweep-pending/{store}$", "staged");
 const PROMOTE_WRITE: Spot = spot_body("promote: write current", Some("POST"), "^/v1/secret/data/{store}$", "keysweep_rotated_at");
-const CLAIM_WRITE: Spot = spot_body("stage: write claim", Some("POST"), "^/v1/secret/data/keysweep-pending/{store}$", "claimed");
 const MINTING_WRITE: Spot = spot_body("stage: write minting claim", Some("POST"), "^/v1/secret/data/keysweep-pending/{store}$", "minting");
 const PENDING_DELETE: Spot = spot("promote: delete pending", Some("DELETE"), "^/v1/secret/metadata/keysweep-pending/{store}$");
 const STORE_READ: Spot = spot("stage: read current", Some("GET"), "^/v1/secret/data/{store}$");
@@ -171,7 +170,8 @@ fn cells() -> Vec<Cell> {
         (Token, create, "truncated-200", Fault::Truncate, once),
         (Token, create, "echo-500", Fault::Echo, once),
         (Token, lookup, "lb-404", Fault::Html(404), all),
-        (Token, CLAIM_WRITE, "lost-answer", Fault::ResetAfter, once),
+        // The slot is taken by the `minting` claim (it was read free): refused throughout, nothing is minted.
+        (Token, MINTING_WRITE, "503", Fault::ServerError(503), all),
         (Token, MINTING_WRITE, "lost-answer", Fault::ResetAfter, once),
         (Token, create, "cut-off", Fault::CutOff, once),
         (Token, STAGE_WRITE, "lost-answer", Fault::ResetAfter, once),
@@ -200,7 +200,8 @@ fn cells() -> Vec<Cell> {
         // KV secret rotated in place
         (Kv, STORE_READ, "lb-404", Fault::Html(404), all),
         (Kv, STORE_READ, "truncated-200", Fault::Truncate, once),
-        (Kv, CLAIM_WRITE, "lost-answer", Fault::ResetAfter, once),
+        // The slot is taken by the write of the staged value with the claim in it.
+        (Kv, STAGE_WRITE, "503", Fault::ServerError(503), all),
         (Kv, STAGE_WRITE, "lost-answer", Fault::ResetAfter, once),
         (Kv, PROMOTE_WRITE, "429", Fault::RateLimit { retry_after_secs: 1 }, once),
         (Kv, PROMOTE_WRITE, "lost-answer", Fault::ResetAfter, once),
