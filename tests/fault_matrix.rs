@@ -221,7 +221,9 @@ fn cells() -> Vec<Cell> {
         (Iam, sm("promote: UpdateSecretVersionStage", "secretsmanager.UpdateSecretVersionStage"), "lost-answer", Fault::ResetAfter, once),
         (Iam, sm("promote: UpdateSecretVersionStage", "secretsmanager.UpdateSecretVersionStage"), "503", Fault::ServerError(503), all),
         (Iam, sm("stage: GetSecretValue", "secretsmanager.GetSecretValue"), "lb-404", Fault::Html(404), all),
-        (Iam, iam("retire: deactivate", "Action=UpdateAccessKey"), "stall", Fault::StallForever, once),
+        (Iam, iam("retire: delete", "Action=DeleteAccessKey"), "stall", Fault::StallForever, once),
+        // IAM refuses the delete: the key is deactivated instead, the step fails, the next run deletes it.
+        (Iam, iam("retire: delete", "Action=DeleteAccessKey"), "access-denied", Fault::AwsError(403, "AccessDenied".into()), all),
         (Iam, iam("retire: delete", "Action=DeleteAccessKey"), "lost-answer", Fault::ResetAfter, once),
         (Iam, iam("retire: delete", "Action=DeleteAccessKey"), "429", Fault::RateLimit { retry_after_secs: 1 }, once),
         (Iam, iam("retire: delete", "Action=DeleteAccessKey"), "503", Fault::ServerError(503), all),
@@ -238,7 +240,8 @@ fn cells() -> Vec<Cell> {
         (TokenRevoke, revoke, "503", Fault::ServerError(503), all),
         (TokenRevoke, spot("verify: lookup-accessor", Some("POST"), "^/v1/auth/token/lookup-accessor$"), "lb-404", Fault::Html(404), all),
         (TokenRevoke, spot("verify: lookup-accessor", Some("POST"), "^/v1/auth/token/lookup-accessor$"), "truncated-200", Fault::Truncate, all),
-        (IamRevoke, iam("retire: deactivate", "Action=UpdateAccessKey"), "503", Fault::ServerError(503), all),
+        (IamRevoke, iam("retire: delete", "Action=DeleteAccessKey"), "503", Fault::ServerError(503), all),
+        (IamRevoke, iam("retire: delete", "Action=DeleteAccessKey"), "access-denied", Fault::AwsError(403, "AccessDenied".into()), all),
         (IamRevoke, iam("retire: delete", "Action=DeleteAccessKey"), "lost-answer", Fault::ResetAfter, once),
         (IamRevoke, iam("verify: ListAccessKeys", "Action=ListAccessKeys"), "truncated-200", Fault::Truncate, all),
         // PostgreSQL password delivered to a Vault KV store
