@@ -277,7 +277,62 @@ impl AwsProvider {
         Ok(names)
     }
 
-    pub(super) async fn iam_inventory(&self) -> Result<Vec<InventoryItem>, ProviderError> {
+    /// Every user with the managed policies attached to it directly or
+    /// through its groups, from `GetAccountAuthorizationDetails` (users and
+    /// groups, one call per page of the whole account).
+    async fn authorization_details(&self) -> Result<Vec<(String, Vec<String>)>, ProviderError> {
+        use aws_sdk_iam::types::EntityType;
+        let names =
+            |ps: &[aws_sdk_iam::types::AttachedPolicy]| -> Vec<String> { ps.iter().filter_map(|p| p.policy_name().map(str::to_string)).collect() };
+        let mut users: Vec<(String, Vec<String>, Vec<String>)> = vec![];
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let m = marker.clone();
+            let out = self
+                .call(|| async {
+                    self.iam
+                        .get_account_authorization_details()
+                        .filter(EntityType::User)
+                        .filter(EntityType::Group)
+                        .set_marker(m.clone())
+                        .send()
+                        .await
+                        .map_err(|e| map_err("iam.get_account_authorization_details", e))
+                })
+                .await?;
+            for u in out.user_detail_list() {
+                let Some(name) = u.user_name() else { continue };
+                users.push((name.to_string(), u.group_list().to_vec(), names(u.attached_managed_policies())));
+            }
+            for g in out.group_detail_list() {
+                if let Some(name) = g.group_name() {
+                    groups.insert(name.to_string(), names(g.attached_managed_policies()));
+                }
+            }
+            match out.marker().filter(|_| out.is_truncated()) {
+                Some(next) => marker = Some(next.to_string()),
+                None => break,
+            }
+        }
+        Ok(users
+            .into_iter()
+            .map(|(user, member_of, mut policies)| {
+                for g in member_of {
+                    // A group that is not listed grants nothing that is known.
+                    policies.extend(groups.get(&g).into_iter().flatten().cloned());
+                }
+                policies.sort();
+                policies.dedup();
+                (user, policies)
+            })
+            .collect())
+    }
+
+    /// The same, one user at a time (ListUsers, then per user its attached
+    /// policies and groups, per group its policies): where keysweep may not
+    /// call `GetAccountAuthorizationDetails`.
+    async fn authorization_per_user(&self) -> Result<Vec<(String, Vec<String>)>, ProviderError> {
         let mut users = vec![];
         let mut marker: Option<String> = None;
         loop {
@@ -290,15 +345,36 @@ impl AwsProvider {
             }
             marker = out.marker().map(str::to_string);
         }
-        let mut items = vec![];
+        let mut out = vec![];
         let mut group_policies: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for user in users {
+            match self.policies_of(&user, &mut group_policies).await {
+                // A user deleted between the list and the lookup is simply gone.
+                Err(e) if e.kind == ErrorKind::NotFound => continue,
+                r => out.push((user, r?)),
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn iam_inventory(&self) -> Result<Vec<InventoryItem>, ProviderError> {
+        // Users, groups and attached policies in as few calls as the API
+        // allows; refused (keysweep lacks iam:GetAccountAuthorizationDetails),
+        // one user at a time as before. Access keys and their last use have
+        // no account-wide call: one ListAccessKeys per user, one
+        // GetAccessKeyLastUsed per key.
+        let users = match self.authorization_details().await {
+            Ok(u) => u,
+            Err(e) if e.kind == ErrorKind::PermissionDenied => {
+                tracing::info!(provider = %self.name, error = %e, "iam:GetAccountAuthorizationDetails refused; listing users and their policies one at a time");
+                self.authorization_per_user().await?
+            }
+            Err(e) => return Err(e),
+        };
+        let mut items = vec![];
+        for (user, policies) in users {
             // A user or key deleted between the list and the lookup is simply gone.
             let gone = |e: &ProviderError| e.kind == ErrorKind::NotFound;
-            let policies = match self.policies_of(&user, &mut group_policies).await {
-                Err(e) if gone(&e) => continue,
-                r => r?,
-            };
             let privileged = policies.iter().any(|p| WIDE_POLICIES.contains(&p.as_str()));
             let out = match self
                 .call(|| async { self.iam.list_access_keys().user_name(&user).send().await.map_err(|e| map_err("iam.list_access_keys", e)) })
