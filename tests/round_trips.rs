@@ -493,3 +493,103 @@ async fn aws_inventory_asks_iam_once_per_user_and_once_per_key() {
     assert!((before_users..=after_users).contains(&per_user), "{calls:?}");
     assert!(privileged_key(&report), "the fallback finds the privileged key too");
 }
+
+/// Waits until `proxy` has seen a request whose call starts with `call`.
+async fn seen_call(proxy: &FaultProxy, call: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !proxy.calls().iter().any(|c| c.starts_with(call)) {
+        assert!(std::time::Instant::now() < deadline, "no `{call}` seen");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_edit_between_promote_and_retire_is_seen_and_nothing_is_retired() {
+    // The memo never answers the retire-time check: someone puts the old
+    // token back in the store during the grace period, and the run refuses
+    // to retire it (it is what consumers read now).
+    let t = tag();
+    let path = format!("rt-{t}/tokens/hand");
+    let (old, acc) = blocking({
+        let path = path.clone();
+        move || {
+            let b = common::bao();
+            let (tok, acc) = b.create_token(&["default"], json!({ "app": "rt" }));
+            b.kv_put(&path, json!({ "value": tok, "accessor": acc }));
+            (tok, acc)
+        }
+    })
+    .await;
+    let vault = Arc::new(FaultProxy::start(&common::bao().addr).await);
+    let mut yaml = header(&vault.endpoint, "http://127.0.0.1:1");
+    yaml += &format!(
+        "  - {{ id: tok, provider: bao, grace_period: 2s, target: {{ kind: vault_token }}, deliver_to: [{{ provider: bao, path: \"{path}\" }}] }}\n"
+    );
+    let edit = tokio::spawn({
+        let (vault, path, old, acc) = (vault.clone(), path.clone(), old.clone(), acc.clone());
+        async move {
+            // The promotion is the write of the current value.
+            seen_call(&vault, &format!("POST /v1/secret/data/{path}")).await;
+            blocking(move || common::bao().kv_put(&path, json!({ "value": old, "accessor": acc }))).await;
+        }
+    });
+    let (outcomes, _) = run(&yaml, &[&vault]).await;
+    edit.await.unwrap();
+    match outcomes.get("tok") {
+        Some(Outcome::Failed { step: keysweep::report::Step::Retire, reason }) => assert!(reason.contains("refused to retire"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    blocking(move || assert!(common::bao().token_works(&old), "the token put back in service was retired")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_edit_between_stage_and_promote_is_kept() {
+    // Promotion writes with check-and-set on the version read at stage (the
+    // memo's): a field added by hand meanwhile makes it refused, the secret
+    // is read again and the new value is written beside the edit.
+    let t = tag();
+    let path = format!("rt-{t}/shared/edited");
+    let old = format!("old-kv-hand-edit-{t}");
+    blocking({
+        let (path, old) = (path.clone(), old.clone());
+        move || {
+            common::bao().kv_put(&path, json!({ "value": old, "username": "svc" }));
+        }
+    })
+    .await;
+    let vault = Arc::new(FaultProxy::start(&common::bao().addr).await);
+    // The promotion waits a second at the proxy: time for the hand edit.
+    vault.add(
+        common::faultproxy::Rule::new(
+            "hold-promote",
+            Some("POST"),
+            &format!("^/v1/secret/data/{path}$"),
+            common::faultproxy::Fault::Delay(std::time::Duration::from_secs(1)),
+        )
+        .body("keysweep_rotated_at")
+        .once(),
+    );
+    let mut yaml = header(&vault.endpoint, "http://127.0.0.1:1");
+    yaml += &format!("  - {{ id: kv, provider: bao, target: {{ kind: vault_kv_secret, path: \"{path}\", generate: {{ length: 40 }} }} }}\n");
+    let edit = tokio::spawn({
+        let (vault, path, old) = (vault.clone(), path.clone(), old.clone());
+        async move {
+            seen_call(&vault, &format!("POST /v1/secret/data/keysweep-pending/{path}")).await;
+            blocking(move || common::bao().kv_put(&path, json!({ "value": old, "username": "svc", "note": "added by hand" }))).await;
+        }
+    });
+    let (outcomes, calls) = run(&yaml, &[&vault]).await;
+    edit.await.unwrap();
+    rotated(&outcomes, "kv");
+    assert_eq!(vault.fired("hold-promote"), 1);
+    let promotes = calls[0].iter().filter(|c| *c == &format!("POST /v1/secret/data/{path}")).count();
+    assert_eq!(promotes, 2, "the first promotion is refused by check-and-set, the second made after a fresh read: {:?}", calls[0]);
+    blocking(move || {
+        let cur = common::bao().kv_get(&path).unwrap();
+        assert_eq!(cur["note"], "added by hand", "the hand edit is kept: {cur}");
+        assert_eq!(cur["username"], "svc");
+        assert_ne!(cur["value"], json!(old));
+        assert_eq!(cur["value"].as_str().unwrap().len(), 40);
+    })
+    .await;
+}
