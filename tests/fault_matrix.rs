@@ -122,7 +122,6 @@ const fn sm(step: &'static str, op: &'static str) -> Spot {
 // Vault store requests (the credential's KV store at `{store}`).
 const STAGE_WRITE: Spot = spot_body("stage: write pending", Some("POST"), "^/v1/secret/data/keysweep-pending/{store}$", "staged");
 const PROMOTE_WRITE: Spot = spot_body("promote: write current", Some("POST"), "^/v1/secret/data/{store}$", "keysweep_rotated_at");
-const CLAIM_WRITE: Spot = spot_body("stage: write claim", Some("POST"), "^/v1/secret/data/keysweep-pending/{store}$", "claimed");
 const MINTING_WRITE: Spot = spot_body("stage: write minting claim", Some("POST"), "^/v1/secret/data/keysweep-pending/{store}$", "minting");
 const PENDING_DELETE: Spot = spot("promote: delete pending", Some("DELETE"), "^/v1/secret/metadata/keysweep-pending/{store}$");
 const STORE_READ: Spot = spot("stage: read current", Some("GET"), "^/v1/secret/data/{store}$");
@@ -171,7 +170,8 @@ fn cells() -> Vec<Cell> {
         (Token, create, "truncated-200", Fault::Truncate, once),
         (Token, create, "echo-500", Fault::Echo, once),
         (Token, lookup, "lb-404", Fault::Html(404), all),
-        (Token, CLAIM_WRITE, "lost-answer", Fault::ResetAfter, once),
+        // The slot is taken by the `minting` claim (it was read free): refused throughout, nothing is minted.
+        (Token, MINTING_WRITE, "503", Fault::ServerError(503), all),
         (Token, MINTING_WRITE, "lost-answer", Fault::ResetAfter, once),
         (Token, create, "cut-off", Fault::CutOff, once),
         (Token, STAGE_WRITE, "lost-answer", Fault::ResetAfter, once),
@@ -200,7 +200,8 @@ fn cells() -> Vec<Cell> {
         // KV secret rotated in place
         (Kv, STORE_READ, "lb-404", Fault::Html(404), all),
         (Kv, STORE_READ, "truncated-200", Fault::Truncate, once),
-        (Kv, CLAIM_WRITE, "lost-answer", Fault::ResetAfter, once),
+        // The slot is taken by the write of the staged value with the claim in it.
+        (Kv, STAGE_WRITE, "503", Fault::ServerError(503), all),
         (Kv, STAGE_WRITE, "lost-answer", Fault::ResetAfter, once),
         (Kv, PROMOTE_WRITE, "429", Fault::RateLimit { retry_after_secs: 1 }, once),
         (Kv, PROMOTE_WRITE, "lost-answer", Fault::ResetAfter, once),
@@ -220,7 +221,9 @@ fn cells() -> Vec<Cell> {
         (Iam, sm("promote: UpdateSecretVersionStage", "secretsmanager.UpdateSecretVersionStage"), "lost-answer", Fault::ResetAfter, once),
         (Iam, sm("promote: UpdateSecretVersionStage", "secretsmanager.UpdateSecretVersionStage"), "503", Fault::ServerError(503), all),
         (Iam, sm("stage: GetSecretValue", "secretsmanager.GetSecretValue"), "lb-404", Fault::Html(404), all),
-        (Iam, iam("retire: deactivate", "Action=UpdateAccessKey"), "stall", Fault::StallForever, once),
+        (Iam, iam("retire: delete", "Action=DeleteAccessKey"), "stall", Fault::StallForever, once),
+        // IAM refuses the delete: the key is deactivated instead, the step fails, the next run deletes it.
+        (Iam, iam("retire: delete", "Action=DeleteAccessKey"), "access-denied", Fault::AwsError(403, "AccessDenied".into()), all),
         (Iam, iam("retire: delete", "Action=DeleteAccessKey"), "lost-answer", Fault::ResetAfter, once),
         (Iam, iam("retire: delete", "Action=DeleteAccessKey"), "429", Fault::RateLimit { retry_after_secs: 1 }, once),
         (Iam, iam("retire: delete", "Action=DeleteAccessKey"), "503", Fault::ServerError(503), all),
@@ -237,7 +240,8 @@ fn cells() -> Vec<Cell> {
         (TokenRevoke, revoke, "503", Fault::ServerError(503), all),
         (TokenRevoke, spot("verify: lookup-accessor", Some("POST"), "^/v1/auth/token/lookup-accessor$"), "lb-404", Fault::Html(404), all),
         (TokenRevoke, spot("verify: lookup-accessor", Some("POST"), "^/v1/auth/token/lookup-accessor$"), "truncated-200", Fault::Truncate, all),
-        (IamRevoke, iam("retire: deactivate", "Action=UpdateAccessKey"), "503", Fault::ServerError(503), all),
+        (IamRevoke, iam("retire: delete", "Action=DeleteAccessKey"), "503", Fault::ServerError(503), all),
+        (IamRevoke, iam("retire: delete", "Action=DeleteAccessKey"), "access-denied", Fault::AwsError(403, "AccessDenied".into()), all),
         (IamRevoke, iam("retire: delete", "Action=DeleteAccessKey"), "lost-answer", Fault::ResetAfter, once),
         (IamRevoke, iam("verify: ListAccessKeys", "Action=ListAccessKeys"), "truncated-200", Fault::Truncate, all),
         // PostgreSQL password delivered to a Vault KV store

@@ -254,12 +254,19 @@ impl Engine {
         // The plan's step list is the lifecycle run: a rotation starts by
         // staging a new secret, a revocation by retiring the old one.
         let rotation = item.steps.first() == Some(&Step::Stage);
-        let r = if rotation { self.rotate(c, provider.as_ref(), st, &item.steps).await } else { self.revoke(c, provider.as_ref(), st).await };
-        if rotation && !r.as_ref().is_err_and(|f| f.defer) {
-            // Ran to its end: the claim goes. Failed: it is left expired, with
-            // what it records, for the next run to settle.
-            self.end_claim(c, &nonce, r.is_ok()).await;
-        }
+        // One memo per lifecycle (`provider::seen`): no step asks a store
+        // again for what an earlier step of this lifecycle just read or
+        // wrote. It starts empty here, so a resumed run reads everything again.
+        let r = crate::provider::seen::scope(async {
+            let r = if rotation { self.rotate(c, provider.as_ref(), st, &item.steps).await } else { self.revoke(c, provider.as_ref(), st).await };
+            if rotation && !r.as_ref().is_err_and(|f| f.defer) {
+                // Ran to its end: the claim goes. Failed: it is left expired, with
+                // what it records, for the next run to settle.
+                self.end_claim(c, &nonce, r.is_ok()).await;
+            }
+            r
+        })
+        .await;
         if let Err(f) = &r {
             if f.defer {
                 self.own_logins.deferred.lock().unwrap_or_else(|e| e.into_inner()).push(c.id.clone());
@@ -385,8 +392,24 @@ impl Engine {
             // is stored beside it (a refresh token).
             let current: Option<Delivered> = current.map(|c| c.delivered);
             self.defer_own_login(c, p, &old)?;
-            // Take the slot (check-and-set): from here no other run works this credential.
-            self.claim(c, &nonce, ClaimPhase::Claimed, &old, old_version.as_deref(), foreign.as_ref().map(|f| f.nonce.as_str())).await?;
+            // Where the claim is kept beside the pending value (a Vault KV
+            // primary store) and the slot was read free in this lifecycle (no
+            // claim, nothing staged, not a resumed stage), the slot is taken
+            // by the first write rather than by a write of its own: the
+            // `minting` claim before a mint, or the staged value with the
+            // claim in it. Both are check-and-set on the slot as read, so a
+            // run that took it meanwhile makes them fail before anything is
+            // minted or staged, as the claim write alone would.
+            let claims_beside = self.claim_loc(c).is_some_and(|(_, cl)| cl == primary);
+            let early_pending = match claims_beside && foreign.is_none() && !resumed {
+                true => Some(store.read_pending(&primary).await.map_err(|e| fail(Step::Stage, e))?),
+                false => None,
+            };
+            let first_write_claims = matches!(early_pending, Some(None));
+            if !first_write_claims {
+                // Take the slot (check-and-set): from here no other run works this credential.
+                self.claim(c, &nonce, ClaimPhase::Claimed, &old, old_version.as_deref(), foreign.as_ref().map(|f| f.nonce.as_str())).await?;
+            }
             // An abandoned mint of another run may have left secrets no store holds.
             if caps.mints {
                 if let Some(f) = foreign.as_ref().filter(|f| matches!(f.phase, ClaimPhase::Minting | ClaimPhase::Staged)) {
@@ -398,7 +421,10 @@ impl Engine {
                 }
             }
 
-            let pending = store.read_pending(&primary).await.map_err(|e| fail(Step::Stage, e))?;
+            let pending = match early_pending {
+                Some(p) => p,
+                None => store.read_pending(&primary).await.map_err(|e| fail(Step::Stage, e))?,
+            };
             let supplied_tag = store.tag_for(&supplied_nonce(id));
             let new_handle: Handle = match pending {
                 // The value a person re-issued and gave keysweep (`keysweep
@@ -525,7 +551,11 @@ impl Engine {
                         };
                         let fields = p.new_fields(&c.target, &old).await.map_err(|e| fail(Step::Stage, e))?;
                         let value = Delivered { value, fields };
-                        self.stage_all(c, &value, &nonce).await?;
+                        if first_write_claims {
+                            self.stage_claimed_all(c, &value, &nonce, &old, old_version.as_deref()).await?;
+                        } else {
+                            self.stage_all(c, &value, &nonce).await?;
+                        }
                         p.handle_from_fields(&c.target, &value.fields)
                     }
                 }
@@ -666,7 +696,10 @@ impl Engine {
         if st.old_handle.is_empty() {
             return Ok(Outcome::Rotated { evidence: "new secret works; no previous secret existed".into() });
         }
-        let old_value = self.old_value(c, p, store, &primary, st.old_version.as_deref(), &st.old_handle).await;
+        let old_value = match p.verify_uses_old_value(&c.target) {
+            true => self.old_value(c, p, store, &primary, st.old_version.as_deref(), &st.old_handle).await,
+            false => None,
+        };
         let v = self.probe_until(c, |_| async { p.verify_dead(&c.target, &st.old_handle, old_value.as_ref().map(|d| &d.value)).await }, false).await;
         Ok(proven(v, c.verify.attempts, |evidence| Outcome::Rotated { evidence }))
     }
@@ -767,10 +800,18 @@ impl Engine {
         replacing: Option<&str>,
     ) -> Result<(), StepFail> {
         let Some((store, loc)) = self.claim_loc(c) else { return Ok(()) };
-        let loc = &loc;
+        let claim = self.claim_record(c, nonce, phase, old, old_version);
+        match store.write_claim(&loc, &claim, replacing).await.map_err(|e| fail(Step::Stage, e))? {
+            Some(other) => Err(held_by(&other)),
+            None => Ok(()),
+        }
+    }
+
+    /// This run's claim on credential `c`, in `phase`.
+    fn claim_record(&self, c: &Credential, nonce: &str, phase: ClaimPhase, old: &Handle, old_version: Option<&str>) -> Claim {
         let host = crate::provider::this_host();
         let pid = std::process::id();
-        let claim = Claim {
+        Claim {
             nonce: nonce.to_string(),
             holder: format!("run `{}` on {host} (pid {pid})", self.run_id),
             lease_until: chrono::Utc::now() + lease_for(c),
@@ -780,11 +821,30 @@ impl Engine {
             host,
             pid,
             since: Some(chrono::Utc::now()),
-        };
-        match store.write_claim(loc, &claim, replacing).await.map_err(|e| fail(Step::Stage, e))? {
-            Some(other) => Err(held_by(&other)),
-            None => Ok(()),
         }
+    }
+
+    /// Stages `value` in every delivery store, taking the claim with the
+    /// primary's write (the claim is kept beside the pending value there,
+    /// and the slot was read free: see `rotate`). Another run's claim found
+    /// by that write makes this credential a gap, with nothing staged.
+    async fn stage_claimed_all(
+        &self,
+        c: &Credential,
+        value: &Delivered,
+        nonce: &str,
+        old: &Handle,
+        old_version: Option<&str>,
+    ) -> Result<(), StepFail> {
+        let Some((store, loc)) = self.claim_loc(c) else { return self.stage_all(c, value, nonce).await };
+        let claim = self.claim_record(c, nonce, ClaimPhase::Staged, old, old_version);
+        if let Some(other) = store.stage_claimed(&loc, value, nonce, &claim).await.map_err(|e| fail(Step::Stage, e))? {
+            return Err(held_by(&other));
+        }
+        for sec in c.deliver_to.iter().filter(|l| **l != loc) {
+            self.store(sec, Step::Stage)?.stage(sec, value, nonce).await.map_err(|e| fail(Step::Stage, e))?;
+        }
+        Ok(())
     }
 
     /// Ends this run's claim on a credential's primary store: released after
@@ -878,7 +938,12 @@ impl Engine {
     async fn is_current(&self, c: &Credential, p: &dyn Provider, h: &Handle) -> Result<bool, StepFail> {
         let Some(loc) = c.deliver_to.first() else { return Ok(false) };
         let store = self.store(loc, Step::Retire)?;
-        let Some(cur) = store.read_current(loc).await.map_err(|e| fail(Step::Retire, e))? else { return Ok(false) };
+        // Always asked of the store, never answered from the lifecycle's
+        // memo: someone may have changed the store by hand since promotion
+        // (during the grace period, say), and retiring what consumers now
+        // read would lock them out. The one read a rotation spends on safety.
+        let cur = crate::provider::seen::fresh(store.read_current(loc)).await.map_err(|e| fail(Step::Retire, e))?;
+        let Some(cur) = cur else { return Ok(false) };
         let in_service = p.current_handle(&c.target, Some(&stored_handle_of(&cur))).await.map_err(|e| fail(Step::Retire, e))?;
         Ok(same_secret(h, &in_service))
     }

@@ -8,6 +8,7 @@ pub mod http;
 pub mod kind;
 pub mod limits;
 pub mod registry;
+pub mod seen;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -208,6 +209,14 @@ pub trait Provider: Send + Sync {
         false
     }
 
+    /// Whether [`Provider::verify_dead`] of `target` uses the old secret's
+    /// value: only then does the engine look for it in the store. A kind
+    /// proven dead from the owning system's own record (a KV version's
+    /// metadata, a Secrets Manager version's labels) says no. Default: true.
+    fn verify_uses_old_value(&self, _target: &Target) -> bool {
+        true
+    }
+
     /// Prove the secret named by `old` dead; `old_value` is its value when a
     /// store still holds it (probe with it only when policy allows).
     async fn verify_dead(&self, target: &Target, old: &Handle, old_value: Option<&SecretString>) -> Verdict;
@@ -392,6 +401,17 @@ pub trait Store: Send + Sync {
     /// A store that does not leaves cross-machine exclusion to the operator.
     fn supports_claims(&self) -> bool {
         false
+    }
+    /// Takes `claim` and stages `value` under `nonce` in one check-and-set
+    /// write, where the claim is kept beside the pending value: for a slot
+    /// this lifecycle found free, so that taking it costs no write of its own.
+    /// `Ok(Some(other))`: someone else holds it now (nothing was written).
+    /// Default: the claim, then the value (two writes).
+    async fn stage_claimed(&self, loc: &StoreLocation, value: &Delivered, nonce: &str, claim: &Claim) -> Result<Option<Claim>, ProviderError> {
+        if let Some(other) = self.write_claim(loc, claim, None).await? {
+            return Ok(Some(other));
+        }
+        self.stage(loc, value, nonce).await.map(|()| None)
     }
     /// The claim on `loc`, if one is held or was left behind.
     async fn read_claim(&self, _loc: &StoreLocation) -> Result<Option<Claim>, ProviderError> {

@@ -42,6 +42,10 @@ pub enum Fault {
     ServerError(u16),
     /// This status with the server's own error shape (`{"errors":[...]}`, JSON).
     VaultError(u16),
+    /// AWS's own error answer of the Query protocol (IAM, STS): this status
+    /// and `<ErrorResponse><Error><Code>` with this code, as AWS sends it
+    /// (e.g. 403 `AccessDenied` for a call the caller may not make).
+    AwsError(u16, String),
     /// An HTML error page with this status (a load balancer's 404, a WAF's 403).
     Html(u16),
     /// Forward, then cut the body in half; status, content type kept, the
@@ -148,6 +152,9 @@ struct Inner {
     rules: Vec<RuleState>,
     fired: Vec<Fired>,
     requests: Vec<(String, String)>,
+    /// Per request, what it called: `METHOD /path?query`, or the
+    /// AWS operation (`X-Amz-Target`'s, or a Query call's `Action=`).
+    calls: Vec<String>,
 }
 
 pub struct FaultProxy {
@@ -215,6 +222,12 @@ impl FaultProxy {
     pub fn requests(&self) -> Vec<(String, String)> {
         self.inner.lock().unwrap().requests.clone()
     }
+    /// What each request received called, in order: `GET /v1/secret/data/x`
+    /// for a plain HTTP API, the operation name
+    /// (`GetSecretValue`, `CreateAccessKey`) for an AWS one.
+    pub fn calls(&self) -> Vec<String> {
+        self.inner.lock().unwrap().calls.clone()
+    }
     /// Requests with this method whose target contains `needle`.
     pub fn count(&self, method: &str, needle: &str) -> usize {
         self.requests().iter().filter(|(m, t)| m.eq_ignore_ascii_case(method) && t.contains(needle)).count()
@@ -224,12 +237,14 @@ impl FaultProxy {
         let mut i = self.inner.lock().unwrap();
         i.fired.clear();
         i.requests.clear();
+        i.calls.clear();
     }
 
     /// Picks the fault for a request (and records it).
     fn decide(inner: &Mutex<Inner>, method: &str, target: &str, headers: &[(String, String)], body: &str) -> Option<Fault> {
         let mut i = inner.lock().unwrap();
         i.requests.push((method.to_string(), target.to_string()));
+        i.calls.push(call_name(method, target, headers, body));
         let mut chosen = None;
         for r in i.rules.iter_mut() {
             if !r.rule.matches(method, target, headers, body) {
@@ -247,6 +262,19 @@ impl FaultProxy {
         i.fired.push(Fired { rule: name, method: method.to_string(), target: target.to_string() });
         Some(fault)
     }
+}
+
+/// What a request calls: the AWS operation when it names one (JSON
+/// protocol: `X-Amz-Target: secretsmanager.GetSecretValue`; Query protocol:
+/// `Action=CreateAccessKey` in the form body), else `METHOD /path`.
+fn call_name(method: &str, target: &str, headers: &[(String, String)], body: &str) -> String {
+    if let Some((_, v)) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target")) {
+        return v.rsplit('.').next().unwrap_or(v).to_string();
+    }
+    if let Some(a) = body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+        return a.to_string();
+    }
+    format!("{method} {target}")
 }
 
 /// A parsed message head.
@@ -452,6 +480,12 @@ async fn serve(sock: TcpStream, st: Arc<Mutex<Inner>>, upstream: String) -> std:
             }
             Some(Fault::ServerError(s)) => response(s, "text/plain", format!("{s} {}\n", reason(s)).as_bytes(), &[]),
             Some(Fault::VaultError(s)) => response(s, "application/json", br#"{"errors":["injected by the fault proxy"]}"#, &[]),
+            Some(Fault::AwsError(s, code)) => {
+                let body = format!(
+                    "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\">\n  <Error>\n    <Type>Sender</Type>\n    <Code>{code}</Code>\n    <Message>injected by the fault proxy</Message>\n  </Error>\n  <RequestId>00000000-0000-0000-0000-000000000000</RequestId>\n</ErrorResponse>\n"
+                );
+                response(s, "text/xml", body.as_bytes(), &[])
+            }
             Some(Fault::Html(s)) => {
                 let page = format!(
                     "<!DOCTYPE html>\n<html><head><title>{s} {r}</title></head><body><center><h1>{s} {r}</h1></center><hr><center>edge-lb</center></body></html>\n",

@@ -41,57 +41,90 @@ impl AwsProvider {
         .await
     }
 
+    /// Deletes access key `id` of `user`; already gone is success. Only if
+    /// IAM refuses the delete (not allowed, say) is the key deactivated
+    /// instead, so it is at least out of service, and the refusal is still
+    /// the answer (the key is not gone). A temporary error is just returned:
+    /// the step is retried as a whole.
     async fn delete_key(&self, user: &str, id: &str) -> Result<(), ProviderError> {
-        // Deactivate first (a key that lingers through eventual consistency is at least inactive), then delete.
-        for step in ["deactivate", "delete"] {
-            let r = self
-                .call(|| async {
-                    if step == "deactivate" {
-                        let r = self.iam.update_access_key().user_name(user).access_key_id(id).status(StatusType::Inactive).send().await;
-                        r.map(|_| ()).map_err(|e| map_err("iam.update_access_key", e))
-                    } else {
-                        let r = self.iam.delete_access_key().user_name(user).access_key_id(id).send().await;
-                        r.map(|_| ()).map_err(|e| map_err("iam.delete_access_key", e))
-                    }
-                })
-                .await;
-            match r {
-                Ok(()) => {}
-                Err(e) if e.kind == ErrorKind::NotFound => return Ok(()), // already gone
-                Err(e) => return Err(e),
+        let deleted = self
+            .call(|| async {
+                let r = self.iam.delete_access_key().user_name(user).access_key_id(id).send().await;
+                r.map(|_| ()).map_err(|e| map_err("iam.delete_access_key", e))
+            })
+            .await;
+        let refused = match deleted {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(()), // already gone
+            Err(e) if e.is_temporary() => return Err(e),
+            Err(e) => e,
+        };
+        let deactivated = self
+            .call(|| async {
+                let r = self.iam.update_access_key().user_name(user).access_key_id(id).status(StatusType::Inactive).send().await;
+                r.map(|_| ()).map_err(|e| map_err("iam.update_access_key", e))
+            })
+            .await;
+        let then = match deactivated {
+            Ok(()) => "it was deactivated instead; delete it by hand, or allow keysweep iam:DeleteAccessKey".to_string(),
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(()), // gone meanwhile
+            Err(e) => format!("deactivating it failed too ({e})"),
+        };
+        Err(ProviderError::new(refused.kind, refused.operation, format!("{}; {then}", refused.message)))
+    }
+
+    /// CreateAccessKey, once (never repeated blindly: a lost answer leaves an
+    /// orphan, found by `iam_cleanup`). `Ok(None)`: IAM refused a third key,
+    /// told by its error code `LimitExceeded` (the SDK's error metadata, or
+    /// the code element of IAM's own XML error body), and nothing was made.
+    async fn create_key(&self, user: &str) -> Result<Option<aws_sdk_iam::operation::create_access_key::CreateAccessKeyOutput>, ProviderError> {
+        self.call_once(async {
+            match self.iam.create_access_key().user_name(user).send().await {
+                Ok(o) => Ok(Some(o)),
+                Err(e) if code_of(&e).as_deref() == Some("LimitExceeded") => Ok(None),
+                Err(e) => Err(map_err("iam.create_access_key", e)),
             }
-        }
-        Ok(())
+        })
+        .await
     }
 
     pub(super) async fn iam_mint(&self, t: &AwsIamKeyTarget, old: &Handle) -> Result<Minted, ProviderError> {
         let old_id = old.get(KEY_ID).map(String::as_str);
-        let keys = self.list_keys(&t.user).await?;
-        if keys.len() >= 2 {
-            // IAM allows two keys per user. Make room only if the playbook allows it.
-            let spare = keys.iter().find(|k| !k.active && Some(k.id.as_str()) != old_id);
-            match spare {
-                Some(k) if t.allow_delete_inactive => {
-                    tracing::warn!(provider = %self.name, user = %t.user, key = %k.id, "deleting the inactive key to make room");
-                    self.delete_key(&t.user, &k.id).await?;
+        // Create first: a user with one key (the usual case) needs no
+        // listing. Only when IAM refuses a third key are the keys listed.
+        let out = match self.create_key(&t.user).await? {
+            Some(out) => out,
+            None => {
+                let keys = self.list_keys(&t.user).await?;
+                // IAM allows two keys per user. Make room only if the playbook allows it.
+                let spare = keys.iter().find(|k| !k.active && Some(k.id.as_str()) != old_id);
+                match spare {
+                    Some(k) if t.allow_delete_inactive => {
+                        tracing::warn!(provider = %self.name, user = %t.user, key = %k.id, "deleting the inactive key to make room");
+                        self.delete_key(&t.user, &k.id).await?;
+                    }
+                    _ => {
+                        let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+                        return Err(ProviderError::new(
+                            ErrorKind::Conflict,
+                            "iam.create_access_key",
+                            format!(
+                                "user `{}` already has two access keys ({}); IAM allows two. Delete one by hand, or set `allow_delete_inactive: true` to let keysweep delete an inactive one",
+                                t.user,
+                                ids.join(", ")
+                            ),
+                        ));
+                    }
                 }
-                _ => {
-                    let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
-                    return Err(ProviderError::new(
+                self.create_key(&t.user).await?.ok_or_else(|| {
+                    ProviderError::new(
                         ErrorKind::Conflict,
                         "iam.create_access_key",
-                        format!(
-                            "user `{}` already has two access keys ({}); IAM allows two. Delete one by hand, or set `allow_delete_inactive: true` to let keysweep delete an inactive one",
-                            t.user,
-                            ids.join(", ")
-                        ),
-                    ));
-                }
+                        format!("user `{}` still has two access keys after the inactive one was deleted (another made meanwhile?)", t.user),
+                    )
+                })?
             }
-        }
-        let out = self
-            .call_once(async { self.iam.create_access_key().user_name(&t.user).send().await.map_err(|e| map_err("iam.create_access_key", e)) })
-            .await?;
+        };
         let key = out.access_key().ok_or_else(|| ProviderError::new(ErrorKind::Other, "iam.create_access_key", "answer has no access key"))?;
         let id = key.access_key_id().to_string();
         if key.user_name() != t.user {
@@ -244,7 +277,62 @@ impl AwsProvider {
         Ok(names)
     }
 
-    pub(super) async fn iam_inventory(&self) -> Result<Vec<InventoryItem>, ProviderError> {
+    /// Every user with the managed policies attached to it directly or
+    /// through its groups, from `GetAccountAuthorizationDetails` (users and
+    /// groups, one call per page of the whole account).
+    async fn authorization_details(&self) -> Result<Vec<(String, Vec<String>)>, ProviderError> {
+        use aws_sdk_iam::types::EntityType;
+        let names =
+            |ps: &[aws_sdk_iam::types::AttachedPolicy]| -> Vec<String> { ps.iter().filter_map(|p| p.policy_name().map(str::to_string)).collect() };
+        let mut users: Vec<(String, Vec<String>, Vec<String>)> = vec![];
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let m = marker.clone();
+            let out = self
+                .call(|| async {
+                    self.iam
+                        .get_account_authorization_details()
+                        .filter(EntityType::User)
+                        .filter(EntityType::Group)
+                        .set_marker(m.clone())
+                        .send()
+                        .await
+                        .map_err(|e| map_err("iam.get_account_authorization_details", e))
+                })
+                .await?;
+            for u in out.user_detail_list() {
+                let Some(name) = u.user_name() else { continue };
+                users.push((name.to_string(), u.group_list().to_vec(), names(u.attached_managed_policies())));
+            }
+            for g in out.group_detail_list() {
+                if let Some(name) = g.group_name() {
+                    groups.insert(name.to_string(), names(g.attached_managed_policies()));
+                }
+            }
+            match out.marker().filter(|_| out.is_truncated()) {
+                Some(next) => marker = Some(next.to_string()),
+                None => break,
+            }
+        }
+        Ok(users
+            .into_iter()
+            .map(|(user, member_of, mut policies)| {
+                for g in member_of {
+                    // A group that is not listed grants nothing that is known.
+                    policies.extend(groups.get(&g).into_iter().flatten().cloned());
+                }
+                policies.sort();
+                policies.dedup();
+                (user, policies)
+            })
+            .collect())
+    }
+
+    /// The same, one user at a time (ListUsers, then per user its attached
+    /// policies and groups, per group its policies): where keysweep may not
+    /// call `GetAccountAuthorizationDetails`.
+    async fn authorization_per_user(&self) -> Result<Vec<(String, Vec<String>)>, ProviderError> {
         let mut users = vec![];
         let mut marker: Option<String> = None;
         loop {
@@ -257,15 +345,36 @@ impl AwsProvider {
             }
             marker = out.marker().map(str::to_string);
         }
-        let mut items = vec![];
+        let mut out = vec![];
         let mut group_policies: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for user in users {
+            match self.policies_of(&user, &mut group_policies).await {
+                // A user deleted between the list and the lookup is simply gone.
+                Err(e) if e.kind == ErrorKind::NotFound => continue,
+                r => out.push((user, r?)),
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn iam_inventory(&self) -> Result<Vec<InventoryItem>, ProviderError> {
+        // Users, groups and attached policies in as few calls as the API
+        // allows; refused (keysweep lacks iam:GetAccountAuthorizationDetails),
+        // one user at a time as before. Access keys and their last use have
+        // no account-wide call: one ListAccessKeys per user, one
+        // GetAccessKeyLastUsed per key.
+        let users = match self.authorization_details().await {
+            Ok(u) => u,
+            Err(e) if e.kind == ErrorKind::PermissionDenied => {
+                tracing::info!(provider = %self.name, error = %e, "iam:GetAccountAuthorizationDetails refused; listing users and their policies one at a time");
+                self.authorization_per_user().await?
+            }
+            Err(e) => return Err(e),
+        };
+        let mut items = vec![];
+        for (user, policies) in users {
             // A user or key deleted between the list and the lookup is simply gone.
             let gone = |e: &ProviderError| e.kind == ErrorKind::NotFound;
-            let policies = match self.policies_of(&user, &mut group_policies).await {
-                Err(e) if gone(&e) => continue,
-                r => r?,
-            };
             let privileged = policies.iter().any(|p| WIDE_POLICIES.contains(&p.as_str()));
             let out = match self
                 .call(|| async { self.iam.list_access_keys().user_name(&user).send().await.map_err(|e| map_err("iam.list_access_keys", e)) })

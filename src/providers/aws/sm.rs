@@ -12,7 +12,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
 use serde_json::{Map, Value};
 
 use super::config::AwsSecretTarget;
@@ -20,6 +19,7 @@ use super::iam::KEY_ID;
 use super::{fmt_date, map_err, AwsProvider};
 use crate::playbook::model::Target;
 use crate::playbook::StoreLocation;
+use crate::provider::seen;
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Store, StoredValue, Verdict};
 use crate::secret::{Delivered, ExposeSecret, SecretString};
 
@@ -43,9 +43,58 @@ fn parse(s: &str, field: &str) -> Option<Delivered> {
     Some(Delivered { value: SecretString::from(value), fields })
 }
 
+/// One version of a secret as GetSecretValue answered it.
+struct Got {
+    version: String,
+    stages: Vec<String>,
+    /// The SecretString, in a zeroizing box (absent for a binary secret).
+    string: Option<secrecy::SecretBox<String>>,
+}
+
+impl Got {
+    fn string(&self) -> Option<&str> {
+        use secrecy::ExposeSecret as _;
+        self.string.as_ref().map(|s| s.expose_secret().as_str())
+    }
+}
+
 impl AwsProvider {
-    /// GetSecretValue by stage or version; `None` when there is no such secret/version.
-    async fn get(&self, secret: &str, stage: Option<&str>, version: Option<&str>) -> Result<Option<GetSecretValueOutput>, ProviderError> {
+    /// The key of one place of a secret in the lifecycle's memo (`seen`):
+    /// `stage:AWSCURRENT`, `version:<id>`.
+    fn sm_key(&self, secret: &str, place: &str) -> String {
+        format!("sm|{}|{secret}|{place}", self.name)
+    }
+
+    fn sm_remember(&self, secret: &str, place: &str, got: &Got) {
+        match got.string() {
+            Some(body) => seen::put(&self.sm_key(secret, place), got.version.clone(), got.stages.clone(), body.to_string()),
+            None => seen::forget(&self.sm_key(secret, place)),
+        }
+    }
+
+    /// GetSecretValue by stage or version; `None` when there is no such
+    /// secret/version. What this lifecycle already read or wrote there (see
+    /// `crate::provider::seen`) answers without a request.
+    async fn get(&self, secret: &str, stage: Option<&str>, version: Option<&str>) -> Result<Option<Got>, ProviderError> {
+        let place = match (stage, version) {
+            (Some(s), None) => Some(format!("stage:{s}")),
+            (None, Some(v)) => Some(format!("version:{v}")),
+            _ => None,
+        };
+        if let Some(place) = &place {
+            let remembered: Option<Option<Got>> = seen::get(&self.sm_key(secret, place), |v| match v {
+                seen::View::Held { version, labels, body } => Some(Got {
+                    version: version.to_string(),
+                    stages: labels.to_vec(),
+                    string: Some(secrecy::SecretBox::new(Box::new(body.to_string()))),
+                }),
+                seen::View::Absent { .. } => None,
+            });
+            // Known: what was read or written there, or that nothing is there.
+            if let Some(got) = remembered {
+                return Ok(got);
+            }
+        }
         let r = self
             .call(|| async {
                 self.sm
@@ -65,8 +114,25 @@ impl AwsProvider {
                 "secretsmanager.get_secret_value",
                 format!("`{secret}`: the answer has no VersionId; retry, or check what sits between keysweep and Secrets Manager"),
             )),
-            Ok(o) => Ok(Some(o)),
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Ok(o) => {
+                let got = Got {
+                    version: o.version_id().unwrap_or_default().to_string(),
+                    stages: o.version_stages().to_vec(),
+                    string: o.secret_string().map(|s| secrecy::SecretBox::new(Box::new(s.to_string()))),
+                };
+                drop(o);
+                if let Some(place) = &place {
+                    self.sm_remember(secret, place, &got);
+                }
+                self.sm_remember(secret, &format!("version:{}", got.version), &got);
+                Ok(Some(got))
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                if let Some(place) = &place {
+                    seen::absent(&self.sm_key(secret, place), "");
+                }
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
@@ -139,12 +205,15 @@ impl AwsProvider {
     /// it back is the test; an answer that cannot be read is unknown.
     pub(super) async fn sm_test(&self, t: &AwsSecretTarget, new: &Delivered) -> Verdict {
         let field = t.field.clone().unwrap_or_default();
+        // What this lifecycle wrote there (a PutSecretValue AWS answered)
+        // counts as read back: the memo holds exactly what AWS accepted. A
+        // resumed run reads it.
         for stage in [PENDING, CURRENT] {
             match self.get(&t.name, Some(stage), None).await {
                 Ok(Some(o)) => {
-                    let held = o.secret_string().and_then(|s| parse(s, &field));
+                    let held = o.string().and_then(|s| parse(s, &field));
                     if held.is_some_and(|d| d.value.expose_secret() == new.value.expose_secret()) {
-                        return Verdict::Alive(format!("the {stage} version of `{}` reads back the new value", t.name));
+                        return Verdict::Alive(format!("the {stage} version of `{}` holds the new value", t.name));
                     }
                 }
                 Ok(None) => {}
@@ -225,22 +294,22 @@ impl AwsProvider {
 impl Store for AwsProvider {
     async fn read_current(&self, loc: &StoreLocation) -> Result<Option<StoredValue>, ProviderError> {
         let Some(o) = self.get(&loc.path, Some(CURRENT), None).await? else { return Ok(None) };
-        let version = o.version_id().unwrap_or_default().to_string();
-        Ok(o.secret_string().and_then(|s| parse(s, &loc.field)).map(|delivered| StoredValue { delivered, version }))
+        let version = o.version.clone();
+        Ok(o.string().and_then(|s| parse(s, &loc.field)).map(|delivered| StoredValue { delivered, version }))
     }
 
     async fn read_version(&self, loc: &StoreLocation, version: &str) -> Result<Option<Delivered>, ProviderError> {
         let Some(o) = self.get(&loc.path, None, Some(version)).await? else { return Ok(None) };
-        Ok(o.secret_string().and_then(|s| parse(s, &loc.field)))
+        Ok(o.string().and_then(|s| parse(s, &loc.field)))
     }
 
     async fn read_pending(&self, loc: &StoreLocation) -> Result<Option<(Delivered, String)>, ProviderError> {
         let Some(o) = self.get(&loc.path, Some(PENDING), None).await? else { return Ok(None) };
-        if o.version_stages().iter().any(|s| s == CURRENT) {
+        if o.stages.iter().any(|s| s == CURRENT) {
             return Ok(None); // a leftover label on the current version: nothing pending
         }
-        let tag = o.version_id().unwrap_or_default().to_string();
-        Ok(o.secret_string().and_then(|s| parse(s, &loc.field)).map(|d| (d, tag)))
+        let tag = o.version.clone();
+        Ok(o.string().and_then(|s| parse(s, &loc.field)).map(|d| (d, tag)))
     }
 
     /// A version staged under a nonce has the version id derived from it.
@@ -274,6 +343,7 @@ impl Store for AwsProvider {
                     req.send().await.map(|_| ()).map_err(|e| map_err("secretsmanager.create_secret", e))
                 })
                 .await;
+            seen::forget_prefix(&self.sm_key(&loc.path, ""));
             match r {
                 Ok(()) => {}
                 Err(e) if e.kind == ErrorKind::Conflict => {} // created meanwhile
@@ -287,7 +357,7 @@ impl Store for AwsProvider {
             // without them from a current value that is not a JSON object.
             let mut obj: Map<String, Value> = match current.ok().flatten() {
                 None => Map::new(),
-                Some(o) => match o.secret_string().map(serde_json::from_str::<Map<String, Value>>) {
+                Some(o) => match o.string().map(serde_json::from_str::<Map<String, Value>>) {
                     Some(Ok(m)) => m,
                     _ => {
                         return Err(ProviderError::new(
@@ -322,12 +392,54 @@ impl Store for AwsProvider {
                     .map_err(|e| map_err("secretsmanager.put_secret_value", e))
             })
             .await;
-        drop(secret_string);
+        // What AWS accepted is what AWSPENDING holds now.
+        let got = Got { version: version.clone(), stages: vec![PENDING.to_string()], string: Some(secrecy::SecretBox::new(Box::new(secret_string))) };
+        match &r {
+            Ok(()) => {
+                self.sm_remember(&loc.path, &format!("stage:{PENDING}"), &got);
+                self.sm_remember(&loc.path, &format!("version:{version}"), &got);
+            }
+            Err(_) => {
+                seen::forget(&self.sm_key(&loc.path, &format!("stage:{PENDING}")));
+                seen::forget(&self.sm_key(&loc.path, &format!("version:{version}")));
+            }
+        }
         r
     }
 
     async fn promote(&self, loc: &StoreLocation, nonce: &str) -> Result<String, ProviderError> {
         let version = version_for(nonce);
+        // This lifecycle staged `version` and read which version is
+        // AWSCURRENT: move the label from exactly that one. AWS refuses the
+        // move when `RemoveFromVersionId` is not the version the label is on
+        // (someone changed the secret since), and the labels are then read.
+        let seen_at = |stage: &str| {
+            seen::get(&self.sm_key(&loc.path, &format!("stage:{stage}")), |v| match v {
+                seen::View::Held { version, .. } => Some(version.to_string()),
+                seen::View::Absent { .. } => None,
+            })
+            .flatten()
+        };
+        if let (Some(p), Some(c)) = (seen_at(PENDING), seen_at(CURRENT)) {
+            if p == version && c != version {
+                let moved = self.move_label(&loc.path, CURRENT, Some(&version), Some(&c)).await.is_ok()
+                    && self.move_label(&loc.path, PENDING, None, Some(&version)).await.is_ok();
+                if moved {
+                    // The value staged (remembered) is now the current one.
+                    let staged = self.get(&loc.path, Some(PENDING), None).await.ok().flatten();
+                    seen::forget_prefix(&self.sm_key(&loc.path, "stage:"));
+                    if let Some(mut got) = staged {
+                        got.stages = vec![CURRENT.to_string()];
+                        self.sm_remember(&loc.path, &format!("stage:{CURRENT}"), &got);
+                    }
+                    seen::absent(&self.sm_key(&loc.path, &format!("stage:{PENDING}")), "");
+                    return Ok(version);
+                }
+            }
+        }
+        // Whatever the memo holds about labels: they are read now. (A
+        // version's value never changes; those entries stay.)
+        seen::forget_prefix(&self.sm_key(&loc.path, "stage:"));
         let stages = self.stages(&loc.path).await?.unwrap_or_default();
         let Some(labels) = stages.get(&version) else {
             return Err(ProviderError::new(
@@ -360,6 +472,7 @@ impl Store for AwsProvider {
     }
 
     async fn discard_pending(&self, loc: &StoreLocation) -> Result<(), ProviderError> {
+        seen::forget(&self.sm_key(&loc.path, &format!("stage:{PENDING}")));
         let Some(stages) = self.stages(&loc.path).await? else { return Ok(()) };
         if let Some(v) = Self::labelled(&stages, PENDING).map(str::to_string) {
             self.move_label(&loc.path, PENDING, None, Some(&v)).await?;
@@ -468,6 +581,11 @@ impl Provider for AwsProvider {
             Target::AwsSecretsmanagerSecret(_) => Ok(()),
             other => Err(unsupported("retire", other)),
         }
+    }
+
+    fn verify_uses_old_value(&self, target: &Target) -> bool {
+        // A Secrets Manager version is proven dead from its labels alone.
+        !matches!(target, Target::AwsSecretsmanagerSecret(_))
     }
 
     async fn verify_dead(&self, target: &Target, old: &Handle, old_value: Option<&SecretString>) -> Verdict {

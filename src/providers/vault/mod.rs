@@ -36,6 +36,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::playbook::model::Target;
+use crate::provider::seen;
 use crate::provider::{ErrorKind, Handle, InventoryItem, Minted, Provider, ProviderError, Store, Verdict};
 use crate::secret::{Delivered, ExposeSecret, SecretString};
 use config::{VaultAuth, VaultProviderConfig};
@@ -171,12 +172,26 @@ impl VaultProvider {
             .await
     }
 
+    /// The role's id: read once per lifecycle (a mint reads it, the proof
+    /// of death logs in with it).
     async fn role_id(&self, mount: &str, role: &str) -> Result<String, ProviderError> {
-        let r = self.http.admin_ok("vault.approle.role_id", Method::GET, &format!("auth/{mount}/role/{role}/role-id"), None).await?;
-        r.body["data"]["role_id"]
+        let path = format!("auth/{mount}/role/{role}/role-id");
+        let key = self.memo_key(&path);
+        if let Some(id) = seen::get(&key, |v| match v {
+            seen::View::Held { body, .. } => Some(body.to_string()),
+            seen::View::Absent { .. } => None,
+        })
+        .flatten()
+        {
+            return Ok(id);
+        }
+        let r = self.http.admin_ok("vault.approle.role_id", Method::GET, &path, None).await?;
+        let id = r.body["data"]["role_id"]
             .as_str()
             .map(str::to_string)
-            .ok_or_else(|| ProviderError::new(ErrorKind::Other, "vault.approle.role_id", "answer has no role_id"))
+            .ok_or_else(|| ProviderError::new(ErrorKind::Other, "vault.approle.role_id", "answer has no role_id"))?;
+        seen::put(&key, "", vec![], id.clone());
+        Ok(id)
     }
 
     /// Logs in with an AppRole secret-id; revokes the token it gets at once.
@@ -200,17 +215,30 @@ impl VaultProvider {
         Verdict::Unknown(format!("auth/{mount}/login: {}", r.describe()))
     }
 
-    /// Whether the role limits secret-id uses (then a test login would spend one).
+    /// Whether the role limits secret-id uses (then a test login would spend
+    /// one). Read once per lifecycle: the test and the proof of death both ask.
     async fn secret_id_uses_limited(&self, mount: &str, role: &str) -> Result<bool, ProviderError> {
-        let r = self.http.admin_ok("vault.approle.read_role", Method::GET, &format!("auth/{mount}/role/{role}"), None).await?;
+        let path = format!("auth/{mount}/role/{role}");
+        let key = self.memo_key(&format!("{path}#secret_id_num_uses"));
+        if let Some(limited) = seen::get(&key, |v| match v {
+            seen::View::Held { version, .. } => Some(version == "limited"),
+            seen::View::Absent { .. } => None,
+        })
+        .flatten()
+        {
+            return Ok(limited);
+        }
+        let r = self.http.admin_ok("vault.approle.read_role", Method::GET, &path, None).await?;
         // Missing, it is not "unlimited": a test login could spend a use.
-        r.body["data"]["secret_id_num_uses"].as_u64().map(|n| n > 0).ok_or_else(|| {
+        let limited = r.body["data"]["secret_id_num_uses"].as_u64().map(|n| n > 0).ok_or_else(|| {
             ProviderError::new(
                 ErrorKind::Unavailable,
                 "vault.approle.read_role",
                 format!("auth/{mount}/role/{role}: the answer has no `data.secret_id_num_uses` number"),
             )
-        })
+        })?;
+        seen::put(&key, if limited { "limited" } else { "unlimited" }, vec![], String::new());
+        Ok(limited)
     }
 
     /// Admin-side check of a secret-id by value: 200 = exists, 204 = not found.
@@ -280,7 +308,17 @@ impl VaultProvider {
     }
 
     async fn destroy_secret_id(&self, mount: &str, role: &str, accessor: &str) -> Result<(), ProviderError> {
-        // Look first: destroying an accessor that is already gone answers 500.
+        let path = format!("auth/{mount}/role/{role}/secret-id-accessor/destroy");
+        let body = json!({ "secret_id_accessor": accessor });
+        // Destroy at once (one request, not retried): the usual case. Any
+        // other answer, a network error included, is looked into: destroying
+        // an accessor that is already gone answers 500, so a lookup tells
+        // "gone" (success) from a real failure, which is then retried as usual.
+        if let Ok(r) = self.http.send_admin("vault.approle.destroy_accessor", Method::POST, &path, Some(&body)).await {
+            if r.ok() {
+                return Ok(());
+            }
+        }
         let l = self.secret_id_lookup(mount, role, accessor).await?;
         if l.is_vendor_not_found() || (!l.ok() && l.error_contains("failed to find accessor entry")) {
             return Ok(());
@@ -971,9 +1009,12 @@ impl Provider for VaultProvider {
                     path: t.path.clone(),
                     field: t.field.clone(),
                 };
+                // What this lifecycle wrote there (a check-and-set write Vault
+                // answered with its version) counts as read back: the memo
+                // holds exactly what Vault accepted. A resumed run reads it.
                 let is_new = |d: &Delivered| d.value.expose_secret() == new.value.expose_secret();
                 match self.read_pending(&loc).await {
-                    Ok(Some((d, _))) if is_new(&d) => return Verdict::Alive(format!("the pending value at {loc} reads back the new value")),
+                    Ok(Some((d, _))) if is_new(&d) => return Verdict::Alive(format!("the pending value at {loc} holds the new value")),
                     Ok(_) => {}
                     Err(e) => return Verdict::Unknown(e.to_string()),
                 }
@@ -1002,6 +1043,7 @@ impl Provider for VaultProvider {
                 if !t.destroy_old || v == 0 {
                     return Ok(());
                 }
+                seen::forget(&self.memo_key(&format!("{}/data/{}?version={v}", t.mount, t.path)));
                 self.http
                     .admin_ok("vault.kv.destroy", Method::PUT, &format!("{}/destroy/{}", t.mount, t.path), Some(json!({ "versions": [v] })))
                     .await
@@ -1009,6 +1051,11 @@ impl Provider for VaultProvider {
             }
             other => Err(unsupported("retire", other)),
         }
+    }
+
+    fn verify_uses_old_value(&self, target: &Target) -> bool {
+        // A KV version is proven dead from its metadata alone.
+        !matches!(target, Target::VaultKvSecret(_))
     }
 
     async fn verify_dead(&self, target: &Target, old: &Handle, old_value: Option<&SecretString>) -> Verdict {
