@@ -302,9 +302,15 @@ impl RetryPolicy {
     /// "full jitter" over an exponential ceiling, but never less than what the
     /// server asked for with Retry-After.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        // "Equal jitter": at least half the exponential step, the other half
+        // random. Full jitter (anywhere from zero) let a request refused at
+        // the height of a 429 storm spend all its attempts within a few
+        // milliseconds, before the adaptive limit had come down (CI lost a
+        // credential so); this way the attempts span at least
+        // base × (2 + 4 + … ) / 2 (3 s with the defaults).
         let exp = self.base.saturating_mul(1u32 << attempt.min(16));
-        let ceiling = exp.min(self.cap);
-        let jittered = Duration::from_millis(rand::rng().random_range(0..=ceiling.as_millis() as u64));
+        let ceiling = exp.min(self.cap).as_millis() as u64;
+        let jittered = Duration::from_millis(ceiling / 2 + rand::rng().random_range(0..=ceiling - ceiling / 2));
         match retry_after {
             Some(ra) => ra.min(Duration::from_secs(120)).max(jittered),
             None => jittered.max(Duration::from_millis(10)),
@@ -380,6 +386,18 @@ mod tests {
         .await;
         assert!(r.is_err());
         assert_eq!(n.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn a_retry_waits_at_least_half_its_exponential_step() {
+        let p = RetryPolicy::default();
+        for attempt in 1..=4 {
+            let step = p.base * (1 << attempt);
+            for _ in 0..200 {
+                let d = p.delay(attempt, Some(Duration::from_millis(1)));
+                assert!(d >= step / 2 && d <= step, "attempt {attempt}: {d:?} outside [{:?}, {step:?}]", step / 2);
+            }
+        }
     }
 
     #[test]
