@@ -239,9 +239,6 @@ macro_rules! account_provider_kind {
             fn secret_keys() -> &'static [&'static str] {
                 &["password"]
             }
-            fn adaptive_concurrency(&self) -> bool {
-                false
-            }
         }
     };
 }

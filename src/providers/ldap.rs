@@ -453,7 +453,7 @@ impl LdapProvider {
     }
 
     async fn permit(&self) -> crate::provider::limits::Sent<'_> {
-        self.gate.pace().await
+        self.gate.admit().await
     }
 
     /// A handle on the admin connection (reconnected if it was closed), for

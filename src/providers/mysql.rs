@@ -251,7 +251,7 @@ impl MysqlProvider {
     }
 
     async fn pace(&self) -> crate::provider::limits::Sent<'_> {
-        self.gate.pace().await
+        self.gate.admit().await
     }
 
     /// Runs `f` within the provider's timeout.

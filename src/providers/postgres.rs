@@ -172,7 +172,7 @@ impl PostgresProvider {
     }
 
     async fn permit(&self) -> crate::provider::limits::Sent<'_> {
-        self.gate.pace().await
+        self.gate.admit().await
     }
 
     fn addr(&self) -> String {

@@ -161,7 +161,7 @@ impl RedisProvider {
     }
 
     async fn permit(&self) -> crate::provider::limits::Sent<'_> {
-        self.gate.pace().await
+        self.gate.admit().await
     }
 
     /// A new connection that has not logged in. Its settings hold no password.
