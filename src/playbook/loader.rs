@@ -197,6 +197,8 @@ pub(super) struct Loader<'e> {
     pub(super) alias_budget: u64,
     /// Canonical paths of the files read.
     pub(super) loaded: HashSet<PathBuf>,
+    /// The hint for an unknown provider name, once made (providers are known by then).
+    pub(super) provider_hints: HashMap<String, String>,
 }
 
 impl<'e> Loader<'e> {
@@ -217,6 +219,7 @@ impl<'e> Loader<'e> {
             placeholder_at: HashSet::new(),
             alias_budget: doc::MAX_ALIAS_NODES,
             loaded: HashSet::new(),
+            provider_hints: HashMap::new(),
         }
     }
 
@@ -969,6 +972,26 @@ mod tests {
             format!("{PROVIDER}credentials:\n  - id: a\n    provider: bao\n    target: {{ kind: vault_kv_secret, path: a }}\n    depends_on: [a]\n");
         let out = errors_of(&[("p.yaml", &text)]);
         assert!(out.contains("p.yaml:11:18: error: dependency cycle: a → a"), "{out}");
+    }
+
+    #[test]
+    pub(super) fn unknown_dependencies_are_suggested_once_per_id_and_within_a_bound() {
+        // 3,000 credentials naming one missing id (a typo of `svc-1`), then 40 other typos.
+        let mut text = format!("{PROVIDER}credentials:\n");
+        for i in 0..3_000 {
+            text.push_str(&format!("  - {{ id: svc-{i}, provider: bao, target: {{ kind: vault_kv_secret, path: p{i} }}, depends_on: [svc_1] }}\n"));
+        }
+        for i in 0..40 {
+            text.push_str(&format!(
+                "  - {{ id: odd-{i}, provider: bao, target: {{ kind: vault_kv_secret, path: o{i} }}, depends_on: [odd-{i}x] }}\n"
+            ));
+        }
+        let out = errors_of(&[("p.yaml", &text)]);
+        assert_eq!(out.matches("which is not a credential id\n  hint: did you mean `svc-1`?").count(), 3_000, "{}", &out[..2000]);
+        // The first 32 distinct missing ids are looked for (svc_1 and 31 more), the rest get the general hint.
+        assert!(out.contains("`odd-30` depends on `odd-30x`, which is not a credential id\n  hint: did you mean `odd-30`?"), "{out}");
+        assert!(out.contains("`odd-31` depends on `odd-31x`, which is not a credential id\n  hint: `depends_on` lists ids"), "{out}");
+        assert_eq!(out.matches("`depends_on` lists ids of credentials").count(), 40 - 31);
     }
 
     #[test]

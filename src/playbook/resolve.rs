@@ -285,13 +285,21 @@ impl Loader<'_> {
         if self.incomplete || self.broken_providers.contains(name) {
             return; // declared somewhere we could not read: not this entry's fault
         }
-        let names: Vec<&str> = providers.keys().map(String::as_str).collect();
-        let hint = if names.is_empty() {
-            "no providers are declared; add one under `providers:`".to_string()
-        } else {
-            match closest(name, names.iter().copied()) {
-                Some(c) => format!("did you mean `{c}`? declared providers: {}", list(&names)),
-                None => format!("declared providers: {}", list(&names)),
+        // The hint reads every provider: made once per unknown name.
+        let hint = match self.provider_hints.get(name) {
+            Some(h) => h.clone(),
+            None => {
+                let names: Vec<&str> = providers.keys().map(String::as_str).collect();
+                let hint = if names.is_empty() {
+                    "no providers are declared; add one under `providers:`".to_string()
+                } else {
+                    match closest(name, names.iter().copied()) {
+                        Some(c) => format!("did you mean `{c}`? declared providers: {}", list(&names)),
+                        None => format!("declared providers: {}", list(&names)),
+                    }
+                };
+                self.provider_hints.insert(name.to_string(), hint.clone());
+                hint
             }
         };
         self.error(file, path, format!("unknown provider `{name}`"), Some(hint));
@@ -529,7 +537,12 @@ impl Loader<'_> {
         origins: &[(usize, YamlPath, Vec<Option<YamlPath>>)],
         first_by_id: &HashMap<String, usize>,
     ) {
-        // Edges to known credentials; unknown ids are reported.
+        // Edges to known credentials; unknown ids are reported. A "did you
+        // mean" reads every id: it is looked for once per unknown id, for at
+        // most MAX_ID_SUGGESTIONS of them (5,000 references to one missing id
+        // once took 41 s), among the ids in load order (ties: the first).
+        let candidates: Vec<&str> = creds.iter().enumerate().filter(|(n, c)| first_by_id.get(&c.id) == Some(n)).map(|(_, c)| c.id.as_str()).collect();
+        let mut suggestions: HashMap<&str, Option<&str>> = HashMap::new();
         let mut edges: Vec<Vec<(usize, usize)>> = vec![Vec::new(); creds.len()];
         for (n, c) in creds.iter().enumerate() {
             if first_by_id.get(&c.id) != Some(&n) {
@@ -541,7 +554,16 @@ impl Loader<'_> {
                     Some(&m) => edges[n].push((m, j)),
                     None if self.incomplete || self.broken_ids.contains(dep) => {}
                     None => {
-                        let hint = match closest(dep, first_by_id.keys().map(String::as_str)) {
+                        let suggestion = match suggestions.get(dep.as_str()) {
+                            Some(s) => *s,
+                            None if suggestions.len() < MAX_ID_SUGGESTIONS => {
+                                let s = closest(dep, candidates.iter().copied());
+                                suggestions.insert(dep, s);
+                                s
+                            }
+                            None => None,
+                        };
+                        let hint = match suggestion {
                             Some(c) => format!("did you mean `{c}`?"),
                             None => "`depends_on` lists ids of credentials in this playbook or its includes".into(),
                         };
@@ -629,6 +651,9 @@ impl Loader<'_> {
         }
     }
 }
+
+/// Unknown `depends_on` ids for which a close id is looked for.
+const MAX_ID_SUGGESTIONS: usize = 32;
 
 pub(super) fn empty_verify() -> super::model::VerifyPolicy {
     super::model::VerifyPolicy { attempts: None, interval: None, probe_old: None }

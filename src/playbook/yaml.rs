@@ -78,10 +78,36 @@ pub(crate) fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// The candidate closest to `word`, if it is close enough to be a likely typo.
+/// The edit distance of `a` and `b` if it is at most `limit` (stops early
+/// otherwise: once a whole row exceeds it, or when the lengths alone do).
+fn levenshtein_within(a: &[char], b: &str, limit: usize) -> Option<usize> {
+    let b: Vec<char> = b.chars().collect();
+    if a.len().abs_diff(b.len()) > limit {
+        return None;
+    }
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = Vec::with_capacity(b.len() + 1);
+    for (i, ca) in a.iter().enumerate() {
+        cur.clear();
+        cur.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        if cur.iter().min().is_some_and(|m| *m > limit) {
+            return None;
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    Some(prev[b.len()]).filter(|d| *d <= limit)
+}
+
+/// The candidate closest to `word`, if it is close enough to be a likely
+/// typo (the first of the closest).
 pub(super) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(2);
-    candidates.into_iter().map(|c| (levenshtein(word, c), c)).filter(|(d, _)| *d <= limit).min_by_key(|(d, _)| *d).map(|(_, c)| c)
+    let w: Vec<char> = word.chars().collect();
+    let limit = (w.len() / 3).max(2);
+    candidates.into_iter().filter_map(|c| levenshtein_within(&w, c, limit).map(|d| (d, c))).min_by_key(|(d, _)| *d).map(|(_, c)| c)
 }
 
 pub(super) fn list(names: &[&str]) -> String {
