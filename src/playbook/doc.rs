@@ -217,6 +217,14 @@ impl Node {
         }
     }
 
+    /// A sequence's items, to change (through tags).
+    pub fn as_sequence_mut(&mut self) -> Option<&mut [Node]> {
+        match &mut self.untag_mut().value {
+            Value::Sequence(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// A sequence's items (through tags).
     pub fn as_sequence(&self) -> Option<&[Node]> {
         match &self.untag().value {
@@ -403,7 +411,16 @@ impl ParseError {
 /// Parses `text` (one document) into a tree. `alias_budget` is how many nodes
 /// aliases may still add; what this document's aliases add is taken from it.
 pub fn parse(text: &str, alias_budget: &mut u64) -> Result<Node, ParseError> {
-    let mut b = Builder { text: text.as_bytes(), stack: Vec::new(), anchors: HashMap::new(), next_anchor: 0, root: None, jumps: 0, alias_budget };
+    let mut b = Builder {
+        text: text.as_bytes(),
+        stack: Vec::new(),
+        scratch: Vec::new(),
+        anchors: HashMap::new(),
+        next_anchor: 0,
+        root: None,
+        jumps: 0,
+        alias_budget,
+    };
     let mut parser = Parser::new(text);
     let mut events: u64 = 0;
     loop {
@@ -442,9 +459,8 @@ struct Open {
     tag: Option<Str>,
     /// The anchor defined here and its definition number.
     anchor: Option<(Box<[u8]>, u64)>,
-    items: Vec<Node>,
-    entries: Vec<(Node, Node)>,
-    key: Option<Node>,
+    /// Where its items (a mapping: keys and values, alternating) start on the builder's scratch stack.
+    first: usize,
     /// Alias expansions serde_yaml makes reading what is inside so far.
     jumps: u64,
     /// Deepest nesting of collections below (0: none).
@@ -478,6 +494,9 @@ struct Anchor {
 struct Builder<'t, 'b> {
     text: &'t [u8],
     stack: Vec<Open>,
+    /// The items of every open collection, innermost last: a finished
+    /// collection takes its own in one allocation of the exact size.
+    scratch: Vec<Node>,
     anchors: HashMap<Box<[u8]>, Anchor>,
     next_anchor: u64,
     root: Option<Node>,
@@ -495,7 +514,7 @@ impl Builder<'_, '_> {
                 // An empty value (`key:` and nothing) is reported where its
                 // key is, not on whatever line follows.
                 if style == ScalarStyle::Plain && bytes.is_empty() {
-                    if let Some(Open { is_map: true, key: Some(k), .. }) = self.stack.last() {
+                    if let Some(k) = self.pending_key() {
                         pos = (k.line, k.column);
                     }
                 }
@@ -527,9 +546,7 @@ impl Builder<'_, '_> {
                     is_map: e.kind() == Kind::MappingStart,
                     tag,
                     anchor,
-                    items: Vec::new(),
-                    entries: Vec::new(),
-                    key: None,
+                    first: self.scratch.len(),
                     jumps: 0,
                     height: 0,
                     mark: e.start(),
@@ -541,13 +558,17 @@ impl Builder<'_, '_> {
             }
             Kind::SequenceEnd | Kind::MappingEnd => {
                 let Some(open) = self.stack.pop() else { return Ok(()) };
+                let items = self.scratch.drain(open.first..);
                 let value = if open.is_map {
-                    if duplicate_key(&open.entries).is_some() {
+                    let mut entries = Vec::with_capacity(items.len().div_ceil(2));
+                    entries.extend(Pairs(items));
+                    let entries = entries.into_boxed_slice();
+                    if duplicate_key(&entries).is_some() {
                         return Err(ParseError::DuplicateKey(open.mark));
                     }
-                    Value::Mapping(open.entries.into_boxed_slice())
+                    Value::Mapping(entries)
                 } else {
-                    Value::Sequence(open.items.into_boxed_slice())
+                    Value::Sequence(items.collect())
                 };
                 let mut node = Node::new(open.pos, value);
                 if let Some(tag) = open.tag {
@@ -595,8 +616,16 @@ impl Builder<'_, '_> {
         a.slot = slot;
     }
 
+    /// The key whose value comes next, if a mapping is waiting for one.
+    fn pending_key(&self) -> Option<&Node> {
+        let open = self.stack.last().filter(|o| o.is_map)?;
+        let n = self.scratch.len() - open.first;
+        (n % 2 == 1).then(|| &self.scratch[self.scratch.len() - 1])
+    }
+
     /// Puts a finished node (whose event started at `start`) where it belongs.
     fn add(&mut self, node: Node, jumps: u64, height: u32, start: Mark) -> Result<(), ParseError> {
+        let held = self.scratch.len();
         match self.stack.last_mut() {
             None => {
                 self.jumps = self.jumps.saturating_add(jumps);
@@ -605,23 +634,13 @@ impl Builder<'_, '_> {
             Some(open) => {
                 open.jumps = open.jumps.saturating_add(jumps);
                 open.height = open.height.max(height);
-                if !open.is_map {
-                    // An indentless sequence (`key:` then `- item` level with
-                    // the key) is where its first item is.
-                    if open.at_first_item && open.items.is_empty() {
-                        open.pos = (node.line, node.column);
-                    }
-                    open.items.push(node);
-                } else if let Some(k) = open.key.take() {
-                    open.entries.push((k, node));
-                } else {
-                    // A block mapping starts where its first key does: at the
-                    // key's content, past an anchor or tag the key has.
-                    if open.entries.is_empty() && start.index == open.mark.index {
-                        open.pos = (node.line, node.column);
-                    }
-                    open.key = Some(node);
+                // An indentless sequence (`key:` then `- item` level with the
+                // key) is where its first item is; a block mapping where its
+                // first key's content is (past an anchor or tag the key has).
+                if held == open.first && ((!open.is_map && open.at_first_item) || (open.is_map && start.index == open.mark.index)) {
+                    open.pos = (node.line, node.column);
                 }
+                self.scratch.push(node);
             }
         }
         Ok(())
@@ -683,6 +702,23 @@ fn block_scalar_text(text: &[u8], start: Mark, end: Mark) -> Option<Mark> {
             Some(_) if i < end => return Some(Mark { index: i as u64, line, column: (i - line_start) as u64 }),
             Some(_) => return None,
         }
+    }
+}
+
+/// Keys and values, alternating, as entries.
+struct Pairs<I>(I);
+
+impl<I: Iterator<Item = Node>> Iterator for Pairs<I> {
+    type Item = (Node, Node);
+    fn next(&mut self) -> Option<(Node, Node)> {
+        let k = self.0.next()?;
+        // The parser always gives a mapping's key a value (an empty one at the least).
+        let v = self.0.next().unwrap_or_else(|| Node { line: k.line, column: k.column, value: Value::Null });
+        Some((k, v))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (lo, hi) = self.0.size_hint();
+        (lo.div_ceil(2), hi.map(|h| h.div_ceil(2)))
     }
 }
 
