@@ -25,6 +25,7 @@
 //! capabilities, dependency cycles, store collisions) and resolved: defaults
 //! applied, deliveries expanded.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
@@ -149,8 +150,13 @@ pub(super) struct Source {
     pub(super) path: PathBuf,
     pub(super) canonical: PathBuf,
     pub(super) text: String,
-    /// The file's tree, once parsed (`None` if it did not parse).
+    /// The file's tree, once parsed (`None` if it did not parse). Once a
+    /// credential is deserialized, its node is emptied (`stripped`): a
+    /// position inside one is then read from `full_tree`, the file parsed
+    /// again, which only a reported problem needs.
     pub(super) tree: Option<Node>,
+    pub(super) stripped: bool,
+    pub(super) full_tree: OnceCell<Option<Node>>,
     /// Paths (in this file) already reported, whose serde errors would repeat them.
     pub(super) reported: HashSet<String>,
     /// What deserialized from this file.
@@ -165,7 +171,8 @@ pub(super) struct FileData {
     /// `false` when `defaults:` did not deserialize: checks that depend on it are skipped.
     pub(super) defaults_ok: bool,
     pub(super) providers: Vec<(String, ProviderConfig)>,
-    pub(super) credentials: Vec<(usize, CredentialSpec)>,
+    /// Each credential that deserialized: its index in `credentials:`, where it is, what it says.
+    pub(super) credentials: Vec<(usize, Pos, CredentialSpec)>,
     pub(super) discovery: Option<crate::playbook::model::DiscoverySettings>,
 }
 
@@ -181,8 +188,8 @@ pub(super) struct Loader<'e> {
     pub(super) broken_providers: HashSet<String>,
     pub(super) broken_ids: HashSet<String>,
     /// Every readable credential id in load order, with where it is written
-    /// (file, path of the credential), for the duplicate check.
-    pub(super) ids: Vec<(String, usize, YamlPath)>,
+    /// (file, index in its `credentials:`, position), for the duplicate check.
+    pub(super) ids: Vec<(String, usize, usize, Pos)>,
     /// Bytes read so far, over all files.
     pub(super) total_bytes: u64,
     /// Per provider name: `allow_link_local: true` was set (taken out before deserializing).
@@ -227,15 +234,32 @@ impl<'e> Loader<'e> {
         Location { file: self.sources[file].path.clone(), line: pos.line, column: pos.column }
     }
 
+    /// The file's tree for finding positions: all of it (parsed again if
+    /// credentials were stripped from the one kept).
+    fn positions(&self, file: usize) -> Option<&Node> {
+        let s = &self.sources[file];
+        if s.stripped {
+            // The same text, accepted once already: the same tree.
+            s.full_tree
+                .get_or_init(|| {
+                    let mut unbounded = u64::MAX;
+                    doc::parse(&s.text, &mut unbounded).ok()
+                })
+                .as_ref()
+        } else {
+            s.tree.as_ref()
+        }
+    }
+
     /// The location of the node at `path` (or its nearest ancestor).
     pub(super) fn at(&self, file: usize, path: &YamlPath) -> Location {
-        let pos = self.sources[file].tree.as_ref().map_or(Pos::START, |t| locate::nearest(t, path));
+        let pos = self.positions(file).map_or(Pos::START, |t| locate::nearest(t, path));
         self.loc(file, pos)
     }
 
     /// The location of the key of the map entry at `path`.
     pub(super) fn at_key(&self, file: usize, path: &YamlPath) -> Location {
-        let pos = self.sources[file].tree.as_ref().map_or(Pos::START, |t| locate::key_or_nearest(t, path));
+        let pos = self.positions(file).map_or(Pos::START, |t| locate::key_or_nearest(t, path));
         self.loc(file, pos)
     }
 
@@ -333,6 +357,8 @@ impl<'e> Loader<'e> {
             path: path.clone(),
             canonical: canonical.clone(),
             tree: None,
+            stripped: false,
+            full_tree: OnceCell::new(),
             text,
             reported: HashSet::new(),
             data: FileData::default(),
@@ -373,7 +399,7 @@ impl<'e> Loader<'e> {
         self.check_strings(file, &mut YamlPath::root(), &mut root);
         self.take_allow_link_local(file, &mut root);
         self.rebase_tls_paths(file, &mut root);
-        self.deserialize_file(file, &root);
+        self.deserialize_file(file, &mut root);
         // Includes are read from the value itself, so a mistake elsewhere at
         // the top level does not hide the included files.
         let includes = match root.get("include").map(|n| &n.untag().value) {
@@ -418,28 +444,37 @@ impl<'e> Loader<'e> {
     /// Walks every string: refuses inline secrets, checks secret references,
     /// interpolates `${env:VAR}`. `path` is the node's path (restored on return).
     pub(super) fn check_strings(&mut self, file: usize, path: &mut YamlPath, node: &mut Node) {
-        self.check_strings_in(file, path, node, None);
+        self.check_strings_in(file, path, node, None, &mut Vec::new());
     }
 
-    fn check_strings_in(&mut self, file: usize, path: &mut YamlPath, node: &mut Node, key_pos: Option<Pos>) {
+    /// `spare`: key strings the path no longer holds, reused for the next keys.
+    fn check_strings_in(&mut self, file: usize, path: &mut YamlPath, node: &mut Node, key_pos: Option<Pos>, spare: &mut Vec<String>) {
         let pos = Pos::of(node);
         match &mut node.value {
             Value::String(s) => self.check_string(file, path, pos, key_pos, s),
             Value::Sequence(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
                     path.push_index(i);
-                    self.check_strings_in(file, path, item, None);
+                    self.check_strings_in(file, path, item, None, spare);
                     path.pop();
                 }
             }
             Value::Mapping(m) => {
                 for (k, item) in m.iter_mut() {
-                    path.push_key(locate::key_string(k));
-                    self.check_strings_in(file, path, item, Some(Pos::of(k)));
-                    path.pop();
+                    let mut name = spare.pop().unwrap_or_default();
+                    name.clear();
+                    match k.untag().as_str() {
+                        Some(s) => name.push_str(s),
+                        None => name.push_str(&locate::key_string(k)),
+                    }
+                    path.0.push(Seg::Key(name));
+                    self.check_strings_in(file, path, item, Some(Pos::of(k)), spare);
+                    if let Some(Seg::Key(name)) = path.0.pop() {
+                        spare.push(name);
+                    }
                 }
             }
-            Value::Tagged(t) => self.check_strings_in(file, path, &mut t.value, key_pos),
+            Value::Tagged(t) => self.check_strings_in(file, path, &mut t.value, key_pos, spare),
             _ => {}
         }
     }
@@ -632,7 +667,7 @@ impl<'e> Loader<'e> {
         self.diags.push(d);
     }
 
-    pub(super) fn deserialize_file(&mut self, file: usize, root: &Node) {
+    pub(super) fn deserialize_file(&mut self, file: usize, root: &mut Node) {
         let top = YamlPath::root();
         let Some(map) = root.as_mapping() else { return };
         let mut data = FileData { defaults_ok: true, ..FileData::default() };
@@ -691,23 +726,32 @@ impl<'e> Loader<'e> {
         }
 
         let credentials_path = top.key("credentials");
-        match root.get("credentials").map(|n| (n, &n.untag().value)) {
-            None | Some((_, Value::Null)) => {}
-            Some((_, Value::Sequence(items))) => {
-                for (i, item) in items.iter().enumerate() {
-                    let p = credentials_path.index(i);
-                    let id = item.get("id").and_then(Node::scalar_text);
-                    if let Some(id) = &id {
-                        self.ids.push((id.clone(), file, p.clone()));
-                    }
-                    match self.de_credential(file, root, &p, item) {
-                        Some(spec) => data.credentials.push((i, spec)),
-                        None => self.broken_ids.extend(id),
-                    }
-                }
-            }
-            Some((n, _)) => {
+        let count = match root.get("credentials").map(|n| &n.untag().value) {
+            None | Some(Value::Null) => 0,
+            Some(Value::Sequence(items)) => items.len(),
+            Some(_) => {
+                let n = root.get("credentials").unwrap_or(root);
                 self.de::<Vec<CredentialSpec>>(file, root, &credentials_path, n);
+                0
+            }
+        };
+        for i in 0..count {
+            let Some(item) = root.get("credentials").and_then(Node::as_sequence).and_then(|s| s.get(i)) else { break };
+            let p = credentials_path.index(i);
+            let pos = Pos::of(item);
+            let id = item.get("id").and_then(Node::scalar_text);
+            if let Some(id) = &id {
+                self.ids.push((id.clone(), file, i, pos));
+            }
+            match self.de_credential(file, root, &p, item) {
+                Some(spec) => data.credentials.push((i, pos, spec)),
+                None => self.broken_ids.extend(id),
+            }
+            // Nothing reads the item again but a position for a problem
+            // found later, and that reads the file again: free it now.
+            if let Some(item) = root.get_mut("credentials").and_then(Node::as_sequence_mut).and_then(|s| s.get_mut(i)) {
+                item.value = Value::Null;
+                self.sources[file].stripped = true;
             }
         }
         self.sources[file].data = data;
