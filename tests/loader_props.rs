@@ -230,6 +230,10 @@ proptest! {
 /// the same result deserializing the playbook model from either.
 fn agrees_with_serde_yaml(text: &str) -> Result<(), TestCaseError> {
     let ours = doc::parse(text, &mut doc::MAX_ALIAS_NODES.clone());
+    if matches!(ours, Err(doc::ParseError::TooManyAliasNodes(_))) {
+        // serde_yaml may accept it, after building millions of values.
+        return Ok(());
+    }
     let theirs = serde_yaml::from_str::<serde_yaml::Value>(text);
     match (&ours, &theirs) {
         (Ok(node), Ok(value)) => {

@@ -387,7 +387,7 @@ impl ParseError {
             ParseError::DuplicateKey(_) => "duplicate entry in YAML map".into(),
             ParseError::BadScalar(_, m) => m.clone(),
             ParseError::TooManyAliasNodes(_) => {
-                format!("aliases (`*name`) would add more than {MAX_ALIAS_NODES} values to the playbook")
+                format!("YAML aliases (`*name`) would add more than {MAX_ALIAS_NODES} values to the playbook")
             }
             ParseError::RedefinedAnchor(_, name) => format!("`*{name}` names the anchor `&{name}`, which is defined more than once before it"),
         }

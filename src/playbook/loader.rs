@@ -434,7 +434,9 @@ impl<'e> Loader<'e> {
                 .hint("check the indentation and quoting around this point"),
             None => {
                 let (line, column) = refused.position();
-                Diagnostic::new(Some(self.loc(file, Pos { line, column })), format!("YAML syntax error: {}", refused.message())).hint(refused.hint())
+                // Our own rule (or, should serde_yaml accept what doc refuses, our own reading).
+                let msg = if refused.stricter_than_serde_yaml() { refused.message() } else { format!("YAML syntax error: {}", refused.message()) };
+                Diagnostic::new(Some(self.loc(file, Pos { line, column })), msg).hint(refused.hint())
             }
         };
         self.diags.push(d);
