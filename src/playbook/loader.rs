@@ -133,10 +133,11 @@ fn in_discovery_ignore(path: &YamlPath) -> bool {
 }
 
 fn sort_diagnostics(diags: &mut Vec<Diagnostic>) {
-    diags.sort_by(|a, b| {
-        let key = |d: &Diagnostic| d.location.as_ref().map(|l| (l.file.clone(), l.line, l.column));
-        key(a).cmp(&key(b))
-    });
+    fn key(d: &Diagnostic) -> Option<(&Path, usize, usize)> {
+        d.location.as_ref().map(|l| (l.file.as_path(), l.line, l.column))
+    }
+    // Stable: problems at one place keep the order they were found in.
+    diags.sort_by(|a, b| key(a).cmp(&key(b)));
     diags.dedup();
 }
 
