@@ -7,18 +7,87 @@
 # Uses a release build and GNU time. Numbers depend on the machine; they are
 # printed, never asserted.
 #   scripts/bench.sh [N_RUN]   (default 2000)
+#
+#   scripts/bench.sh --load [N...]   (default 5000 20000 50000 100000)
+# Loading only, no server: for each N, CPU seconds (user + system) and peak
+# RSS of `keysweep validate` and `keysweep plan --offline` on a generated
+# playbook of N credentials, of two estates: the in-process `memory` system
+# (scripts/memory_playbook.py) and a Vault estate (the demo playbook including
+# what examples/seed_openbao.rs --no-create writes), each in files of at most
+# 20,000 credentials (a playbook file is at most 8 MiB). The last
+# column, CPU per 10,000 credentials, stays flat when the cost is linear.
+# KEYSWEEP_BIN=path measures another keysweep binary (e.g. an older build)
+# with the same playbooks; the generated playbooks stay in .stack/bench/load.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 N="${1:-2000}"
 [[ -x /usr/bin/time ]] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+if [[ "${1:-}" == "--load" ]]; then
+  shift
+  SIZES=("$@")
+  [[ ${#SIZES[@]} -gt 0 ]] || SIZES=(5000 20000 50000 100000)
+  if [[ -n "${KEYSWEEP_BIN:-}" ]]; then
+    cargo build --quiet --release --example seed_openbao
+    KS="$KEYSWEEP_BIN"
+  else
+    cargo build --quiet --release --bin keysweep --example seed_openbao
+    KS="$TARGET/release/keysweep"
+  fi
+  SEED="$TARGET/release/examples/seed_openbao"
+  LOAD="$ROOT/.stack/bench/load"
+  mkdir -p "$LOAD"
+  # Nothing is contacted: validate and plan --offline only read the variables.
+  export VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=bench-not-a-token KEYSWEEP_STATE_DIR="$LOAD/state"
+  load_measure() { # estate n playbook command...
+    local estate="$1" n="$2" pb="$3"; shift 3
+    local label="$*"
+    /usr/bin/time -f '%U %S %M' -o "$LOAD/time" "$KS" "$@" "$pb" >"$LOAD/out" 2>"$LOAD/err" || {
+      echo "bench: load: keysweep $label $pb failed:" >&2; head -5 "$LOAD/err" >&2; return 1; }
+    read -r user sys kb <"$LOAD/time"
+    awk -v e="$estate" -v n="$n" -v c="$label" -v u="$user" -v s="$sys" -v k="$kb" 'BEGIN {
+      cpu = u + s
+      printf "bench: load %-6s %-14s %7d credentials: %6.2f CPU-s (user %.2f + sys %.2f), peak RSS %7.1f MiB, %.3f CPU-s per 10k\n", e, c, n, cpu, u, s, k / 1024, cpu * 10000 / n }'
+  }
+  # A playbook file is at most 8 MiB: both estates come in files of at most
+  # 20,000 credentials, included by one root file.
+  per_file=20000
+  for n in "${SIZES[@]}"; do
+    mdir="$LOAD/memory-$n"
+    [[ -s "$mdir/memory.yaml" ]] || python3 scripts/memory_playbook.py "$n" --dir "$mdir" --per-file "$per_file"
+    mem="$mdir/memory.yaml"
+    vdir="$LOAD/vault-$n"
+    if [[ ! -s "$vdir/bench.yaml" ]]; then
+      mkdir -p "$vdir/demo"
+      cp playbooks/demo/estate.yaml "$vdir/demo/estate.yaml"
+      part=0
+      for ((start = 0; start < n; start += per_file)); do
+        m=$(( n - start < per_file ? n - start : per_file ))
+        t=$(( m * 8 / 10 )); a=$(( m / 10 )); r=$(( m >= 100 ? 10 : 0 )); k=$(( m - t - a - r ))
+        part=$((part + 1))
+        "$SEED" --no-create --prefix "load$part" --tokens "$t" --approles "$a" --kv "$k" --revoke-tokens "$r" \
+          --out "$vdir/demo/estate-$part.generated.yaml" 2>/dev/null
+      done
+      cp playbooks/demo.yaml "$vdir/bench.yaml"
+    fi
+    for estate in memory vault; do
+      pb="$mem"; [[ $estate == vault ]] && pb="$vdir/bench.yaml"
+      load_measure "$estate" "$n" "$pb" validate
+      load_measure "$estate" "$n" "$pb" plan --offline
+    done
+  done
+  exit 0
+fi
+
 scripts/stack.sh up
 # shellcheck disable=SC1091
 source .stack/env
 cargo build --quiet --release --bin keysweep --example seed_openbao
-KS="$ROOT/target/release/keysweep"
-SEED="$ROOT/target/release/examples/seed_openbao"
+KS="$TARGET/release/keysweep"
+SEED="$TARGET/release/examples/seed_openbao"
 WORK="$ROOT/.stack/bench"
 rm -rf "$WORK"; mkdir -p "$WORK/pb"
 cp playbooks/demo.yaml "$WORK/pb/bench.yaml"

@@ -187,10 +187,23 @@ pub fn steps_for(c: &Credential) -> Vec<Step> {
 }
 
 pub fn build(playbook: &Playbook, selection: &Selection) -> Plan {
-    let items: Vec<WorkItem> = playbook
-        .credentials
-        .iter()
-        .map(|c| WorkItem { cred: Arc::new(c.clone()), skip: selection.reason_excluded(c), steps: steps_for(c) })
+    assemble(playbook.credentials.iter().map(|c| Arc::new(c.clone())), playbook, selection)
+}
+
+/// Like [`build`], moving the playbook's credentials into the plan instead
+/// of copying them (for a large playbook, half the memory): `playbook` is left
+/// without credentials.
+pub fn build_taking(playbook: &mut Playbook, selection: &Selection) -> Plan {
+    let credentials = std::mem::take(&mut playbook.credentials);
+    assemble(credentials.into_iter().map(Arc::new), playbook, selection)
+}
+
+fn assemble(credentials: impl Iterator<Item = Arc<Credential>>, playbook: &Playbook, selection: &Selection) -> Plan {
+    let items: Vec<WorkItem> = credentials
+        .map(|c| {
+            let (skip, steps) = (selection.reason_excluded(&c), steps_for(&c));
+            WorkItem { cred: c, skip, steps }
+        })
         .collect();
     let index: HashMap<&str, usize> = items.iter().enumerate().map(|(i, w)| (w.cred.id.as_str(), i)).collect();
 

@@ -10,7 +10,7 @@ use anyhow::Result;
 use super::{common, exit};
 use crate::discover;
 use crate::plan;
-use crate::report::{render, Outcome, Report, Row};
+use crate::report::{render, Outcome, Report, Row, Totals};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 pub async fn run(a: Args, state_dir: &std::path::Path) -> Result<i32> {
-    let pb = match common::load(&a.playbook) {
+    let mut pb = match common::load(&a.playbook) {
         Ok(pb) => pb,
         Err(code) => return Ok(code),
     };
@@ -37,17 +37,17 @@ pub async fn run(a: Args, state_dir: &std::path::Path) -> Result<i32> {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let plan = plan::build(&pb, &selection);
-    let mut warnings = plan.warnings.clone();
-    let mut discovery = None;
-
+    // What needs the playbook's credentials comes first: the plan then takes
+    // them rather than copying them. Its warnings come first in the report.
+    let mut later_warnings = Vec::new();
+    let mut discovered = None;
     if a.offline {
         // Without providers: only what the playbook itself says about its kinds.
         let g = discover::Gathered { inventories: Default::default(), stored: Default::default(), journal: Default::default(), notes: vec![] };
         let l = discover::limits(&pb, &g);
         for (what, ids) in [("can be rotated but not revoked", &l.cannot_revoke), ("can be revoked but not rotated", &l.cannot_rotate)] {
             if !ids.is_empty() {
-                warnings.push(format!("{} credential(s) {what}: {}", ids.len(), ids.join(", ")));
+                later_warnings.push(format!("{} credential(s) {what}: {}", ids.len(), ids.join(", ")));
             }
         }
     } else {
@@ -55,7 +55,14 @@ pub async fn run(a: Args, state_dir: &std::path::Path) -> Result<i32> {
         // A dry run reads the journal's history but never creates one.
         let jp = common::journal_path(state_dir);
         let history = if jp.exists() { crate::journal::Journal::open(&jp)?.last_rotations(&playbook)? } else { Default::default() };
-        let (mut d, providers) = discover::discover(&pb, history, chrono::Utc::now()).await;
+        discovered = Some(discover::discover(&pb, history, chrono::Utc::now()).await);
+    }
+    let plan = plan::build_taking(&mut pb, &selection);
+    let mut warnings = plan.warnings.clone();
+    warnings.append(&mut later_warnings);
+    let mut discovery = None;
+
+    if let Some((mut d, providers)) = discovered {
         d.playbook = a.playbook.display().to_string();
         d.credentials.clear();
         for p in d.providers.iter().filter(|p| p.error.is_some()) {
@@ -99,19 +106,31 @@ pub async fn run(a: Args, state_dir: &std::path::Path) -> Result<i32> {
         discovery = Some(d);
     }
 
-    let rows: Vec<Row> = plan
-        .items
-        .iter()
-        .map(|w| {
-            let reason = match &w.skip {
-                Some(r) => r.clone(),
-                None => format!("dry run: would {} ({})", w.cred.action.as_str(), w.steps.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" → ")),
-            };
-            common::row(w, Outcome::Skipped { reason })
-        })
-        .collect();
-    let mut report =
-        Report::new("dry-run", "dry_run", &a.playbook.display().to_string(), &chrono::Utc::now().to_rfc3339(), selection.describe(), rows);
+    // The text format prints the rows' totals, not the rows: they are counted
+    // one at a time and not kept (for a large playbook, most of the memory).
+    let keep_rows = a.format != render::Format::Text;
+    let mut totals = Totals::default();
+    let mut rows: Vec<Row> = Vec::with_capacity(if keep_rows { plan.items.len() } else { 0 });
+    for w in &plan.items {
+        let reason = match &w.skip {
+            Some(r) => r.clone(),
+            None => format!("dry run: would {} ({})", w.cred.action.as_str(), w.steps.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" → ")),
+        };
+        let row = common::row(w, Outcome::Skipped { reason });
+        totals.count(&row);
+        if keep_rows {
+            rows.push(row);
+        }
+    }
+    let mut report = Report::with_totals(
+        "dry-run",
+        "dry_run",
+        &a.playbook.display().to_string(),
+        &chrono::Utc::now().to_rfc3339(),
+        selection.describe(),
+        totals,
+        rows,
+    );
     report.warnings = warnings;
     report.from_env = plan.from_env.clone();
     report.discovery = discovery;

@@ -9,8 +9,9 @@
 //! A file goes through these steps, and every problem found on the way becomes
 //! a [`Diagnostic`] pointing at `file:line:column` (nothing stops at the first):
 //!
-//! 1. read and parse into a `serde_yaml::Value` (syntax errors carry serde_yaml's
-//!    position); index every node's position with yaml-rust2 ([`super::locate`]);
+//! 1. read and parse, once, into a tree whose nodes know their line and column
+//!    ([`super::doc`]: libyaml's parser, serde_yaml's values; a text it refuses
+//!    is reported with serde_yaml's message and position);
 //! 2. refuse strings that look like pasted secrets (checked on the text as
 //!    written, so values that come from the environment are never flagged);
 //! 3. check secret references (`token:`, `secret_id:`, `role_id:`, `password:`
@@ -24,6 +25,7 @@
 //! capabilities, dependency cycles, store collisions) and resolved: defaults
 //! applied, deliveries expanded.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
@@ -31,9 +33,9 @@ use std::time::Duration;
 
 use regex::Regex;
 use serde::de::DeserializeOwned;
-use serde_yaml::Value;
 
-use super::locate::{LocationIndex, Pos, YamlPath};
+use super::doc::{self, Node, Str, Value};
+use super::locate::{self, Pos, Seg, YamlPath};
 use super::model::{CredentialSpec, Defaults, PlaybookFile, ProviderConfig, SecretRef};
 pub use super::rules::{
     address_problem, duration_problem, host_problem, store_path_problem, MAX_GRACE_PERIOD, MAX_LONG_DURATION, MAX_SHORT_DURATION,
@@ -118,11 +120,24 @@ pub fn load_structure(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resu
     Err(Diagnostics(diags))
 }
 
+/// `path` is below `discovery.ignore[`: an ignore rule's field.
+fn in_discovery_ignore(path: &YamlPath) -> bool {
+    match path.0.as_slice() {
+        [Seg::Key(d), Seg::Key(i), third, ..] if d == "discovery" && i == "ignore" => match third {
+            Seg::Index(_) => true,
+            // Printed `discovery.ignore["..."]`.
+            Seg::Key(k) => !locate::is_plain_key(k),
+        },
+        _ => false,
+    }
+}
+
 fn sort_diagnostics(diags: &mut Vec<Diagnostic>) {
-    diags.sort_by(|a, b| {
-        let key = |d: &Diagnostic| d.location.as_ref().map(|l| (l.file.clone(), l.line, l.column));
-        key(a).cmp(&key(b))
-    });
+    fn key(d: &Diagnostic) -> Option<(&Path, usize, usize)> {
+        d.location.as_ref().map(|l| (l.file.as_path(), l.line, l.column))
+    }
+    // Stable: problems at one place keep the order they were found in.
+    diags.sort_by(|a, b| key(a).cmp(&key(b)));
     diags.dedup();
 }
 
@@ -136,7 +151,13 @@ pub(super) struct Source {
     pub(super) path: PathBuf,
     pub(super) canonical: PathBuf,
     pub(super) text: String,
-    pub(super) index: LocationIndex,
+    /// The file's tree, once parsed (`None` if it did not parse). Once a
+    /// credential is deserialized, its node is emptied (`stripped`): a
+    /// position inside one is then read from `full_tree`, the file parsed
+    /// again, which only a reported problem needs.
+    pub(super) tree: Option<Node>,
+    pub(super) stripped: bool,
+    pub(super) full_tree: OnceCell<Option<Node>>,
     /// Paths (in this file) already reported, whose serde errors would repeat them.
     pub(super) reported: HashSet<String>,
     /// What deserialized from this file.
@@ -151,7 +172,8 @@ pub(super) struct FileData {
     /// `false` when `defaults:` did not deserialize: checks that depend on it are skipped.
     pub(super) defaults_ok: bool,
     pub(super) providers: Vec<(String, ProviderConfig)>,
-    pub(super) credentials: Vec<(usize, CredentialSpec)>,
+    /// Each credential that deserialized: its index in `credentials:`, where it is, what it says.
+    pub(super) credentials: Vec<(usize, Pos, CredentialSpec)>,
     pub(super) discovery: Option<crate::playbook::model::DiscoverySettings>,
 }
 
@@ -167,8 +189,8 @@ pub(super) struct Loader<'e> {
     pub(super) broken_providers: HashSet<String>,
     pub(super) broken_ids: HashSet<String>,
     /// Every readable credential id in load order, with where it is written
-    /// (file, path of the credential), for the duplicate check.
-    pub(super) ids: Vec<(String, usize, YamlPath)>,
+    /// (file, index in its `credentials:`, position), for the duplicate check.
+    pub(super) ids: Vec<(String, usize, usize, Pos)>,
     /// Bytes read so far, over all files.
     pub(super) total_bytes: u64,
     /// Per provider name: `allow_link_local: true` was set (taken out before deserializing).
@@ -179,6 +201,12 @@ pub(super) struct Loader<'e> {
     pub(super) unchecked: Vec<(String, Location)>,
     /// Locations (value and key) of nodes whose value holds a placeholder.
     pub(super) placeholder_at: HashSet<Location>,
+    /// How many nodes YAML aliases may still add (all files together).
+    pub(super) alias_budget: u64,
+    /// Canonical paths of the files read.
+    pub(super) loaded: HashSet<PathBuf>,
+    /// The hint for an unknown provider name, once made (providers are known by then).
+    pub(super) provider_hints: HashMap<String, String>,
 }
 
 impl<'e> Loader<'e> {
@@ -197,6 +225,9 @@ impl<'e> Loader<'e> {
             no_env: false,
             unchecked: Vec::new(),
             placeholder_at: HashSet::new(),
+            alias_budget: doc::MAX_ALIAS_NODES,
+            loaded: HashSet::new(),
+            provider_hints: HashMap::new(),
         }
     }
 
@@ -204,18 +235,43 @@ impl<'e> Loader<'e> {
         Location { file: self.sources[file].path.clone(), line: pos.line, column: pos.column }
     }
 
+    /// The file's tree for finding positions: all of it (parsed again if
+    /// credentials were stripped from the one kept).
+    fn positions(&self, file: usize) -> Option<&Node> {
+        let s = &self.sources[file];
+        if s.stripped {
+            // The same text, accepted once already: the same tree.
+            s.full_tree
+                .get_or_init(|| {
+                    let mut unbounded = u64::MAX;
+                    doc::parse(&s.text, &mut unbounded).ok()
+                })
+                .as_ref()
+        } else {
+            s.tree.as_ref()
+        }
+    }
+
     /// The location of the node at `path` (or its nearest ancestor).
     pub(super) fn at(&self, file: usize, path: &YamlPath) -> Location {
-        self.loc(file, self.sources[file].index.nearest(path))
+        let pos = self.positions(file).map_or(Pos::START, |t| locate::nearest(t, path));
+        self.loc(file, pos)
     }
 
     /// The location of the key of the map entry at `path`.
     pub(super) fn at_key(&self, file: usize, path: &YamlPath) -> Location {
-        self.loc(file, self.sources[file].index.key_or_nearest(path))
+        let pos = self.positions(file).map_or(Pos::START, |t| locate::key_or_nearest(t, path));
+        self.loc(file, pos)
     }
 
     pub(super) fn error(&mut self, file: usize, path: &YamlPath, msg: impl Into<String>, hint: Option<String>) {
-        let mut d = Diagnostic::new(Some(self.at(file, path)), msg);
+        let at = self.at(file, path);
+        self.error_at(file, path, at, msg, hint);
+    }
+
+    /// Reports a problem of the node at `path`, which is at `at`.
+    pub(super) fn error_at(&mut self, file: usize, path: &YamlPath, at: Location, msg: impl Into<String>, hint: Option<String>) {
+        let mut d = Diagnostic::new(Some(at), msg);
         d.hint = hint;
         self.sources[file].reported.insert(path.to_string());
         self.diags.push(d);
@@ -255,7 +311,7 @@ impl<'e> Loader<'e> {
             self.diags.push(d);
             return;
         }
-        if self.sources.iter().any(|s| s.canonical == canonical) {
+        if self.loaded.contains(&canonical) {
             return; // already loaded through another include: load once
         }
         if self.stack.len() >= MAX_INCLUDE_DEPTH {
@@ -297,12 +353,13 @@ impl<'e> Loader<'e> {
         };
         self.total_bytes += text.len() as u64;
         let file = self.sources.len();
+        self.loaded.insert(canonical.clone());
         self.sources.push(Source {
             path: path.clone(),
             canonical: canonical.clone(),
-            // Built once serde_yaml has accepted the text: it bounds the
-            // nesting, and yaml-rust2's loader recurses once per level.
-            index: LocationIndex::default(),
+            tree: None,
+            stripped: false,
+            full_tree: OnceCell::new(),
             text,
             reported: HashSet::new(),
             data: FileData::default(),
@@ -317,85 +374,129 @@ impl<'e> Loader<'e> {
 
     /// Parses, checks and deserializes one file; returns its `include:` entries.
     pub(super) fn parse_file(&mut self, file: usize) -> Vec<(usize, String)> {
-        let mut root: Value = match serde_yaml::from_str(&self.sources[file].text) {
-            Ok(v) => v,
-            Err(e) => {
-                let pos = e.location().map(|l| Pos { line: l.line(), column: l.column() }).unwrap_or(Pos::START);
-                static AT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r" at line \d+ column \d+").expect("regex"));
-                let msg = AT.replace(&e.to_string(), "").into_owned();
-                let d = Diagnostic::new(Some(self.loc(file, pos)), format!("YAML syntax error: {msg}"))
-                    .hint("check the indentation and quoting around this point");
-                self.diags.push(d);
-                self.incomplete = true;
+        let mut root = match doc::parse(&self.sources[file].text, &mut self.alias_budget) {
+            Ok(root) => root,
+            Err(refused) => {
+                self.syntax_error(file, &refused);
                 return Vec::new();
             }
         };
-        self.sources[file].index = LocationIndex::build(&self.sources[file].text);
-        match untag(&root) {
+        match &root.untag().value {
             Value::Mapping(_) => {}
             Value::Null => {
                 let d = Diagnostic::new(Some(self.loc(file, Pos::START)), "the playbook file is empty").hint("a playbook starts with `version: 1`");
                 self.diags.push(d);
+                self.sources[file].tree = Some(root);
                 return Vec::new();
             }
             _ => {
-                self.error(file, &YamlPath::root(), "a playbook file is a mapping (`version:`, `providers:`, `credentials:`)", None);
+                let at = self.loc(file, Pos::of(&root));
+                self.error_at(file, &YamlPath::root(), at, "a playbook file is a mapping (`version:`, `providers:`, `credentials:`)", None);
                 self.incomplete = true;
+                self.sources[file].tree = Some(root);
                 return Vec::new();
             }
         }
-        self.check_strings(file, &YamlPath::root(), &mut root, None);
+        self.check_strings(file, &mut YamlPath::root(), &mut root);
         self.take_allow_link_local(file, &mut root);
         self.rebase_tls_paths(file, &mut root);
-        self.deserialize_file(file, &root);
+        self.deserialize_file(file, &mut root);
         // Includes are read from the value itself, so a mistake elsewhere at
         // the top level does not hide the included files.
-        match untag(&root).get("include").map(untag) {
+        let includes = match root.get("include").map(|n| &n.untag().value) {
             Some(Value::Sequence(items)) => items
                 .iter()
                 .enumerate()
-                .filter_map(|(k, v)| match untag(v) {
-                    Value::String(s) => Some((k, s.clone())),
+                .filter_map(|(k, v)| match &v.untag().value {
+                    Value::String(s) => Some((k, s.to_string())),
                     _ => None,
                 })
                 .collect(),
             _ => Vec::new(),
-        }
+        };
+        self.sources[file].tree = Some(root);
+        includes
+    }
+
+    /// A text that is not one YAML document: serde_yaml's message and position
+    /// (the parser is serde_yaml's; it refuses the same texts), or ours where
+    /// our bound is the stricter.
+    pub(super) fn syntax_error(&mut self, file: usize, refused: &doc::ParseError) {
+        let from_serde = match serde_yaml::from_str::<serde_yaml::Value>(&self.sources[file].text) {
+            Err(e) if !refused.stricter_than_serde_yaml() => {
+                let pos = e.location().map(|l| Pos { line: l.line(), column: l.column() }).unwrap_or(Pos::START);
+                static AT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r" at line \d+ column \d+").expect("regex"));
+                Some((pos, AT.replace(&e.to_string(), "").into_owned()))
+            }
+            _ => None,
+        };
+        let d = match from_serde {
+            Some((pos, msg)) => Diagnostic::new(Some(self.loc(file, pos)), format!("YAML syntax error: {msg}"))
+                .hint("check the indentation and quoting around this point"),
+            None => {
+                let (line, column) = refused.position();
+                // Our own rule (or, should serde_yaml accept what doc refuses, our own reading).
+                let msg = if refused.stricter_than_serde_yaml() { refused.message() } else { format!("YAML syntax error: {}", refused.message()) };
+                Diagnostic::new(Some(self.loc(file, Pos { line, column })), msg).hint(refused.hint())
+            }
+        };
+        self.diags.push(d);
+        self.incomplete = true;
     }
 
     /// Walks every string: refuses inline secrets, checks secret references,
-    /// interpolates `${env:VAR}`.
-    pub(super) fn check_strings(&mut self, file: usize, path: &YamlPath, v: &mut Value, key: Option<&str>) {
-        match v {
-            Value::String(s) => self.check_string(file, path, s, key),
+    /// interpolates `${env:VAR}`. `path` is the node's path (restored on return).
+    pub(super) fn check_strings(&mut self, file: usize, path: &mut YamlPath, node: &mut Node) {
+        self.check_strings_in(file, path, node, None, &mut Vec::new());
+    }
+
+    /// `spare`: key strings the path no longer holds, reused for the next keys.
+    fn check_strings_in(&mut self, file: usize, path: &mut YamlPath, node: &mut Node, key_pos: Option<Pos>, spare: &mut Vec<String>) {
+        let pos = Pos::of(node);
+        match &mut node.value {
+            Value::String(s) => self.check_string(file, path, pos, key_pos, s),
             Value::Sequence(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
-                    self.check_strings(file, &path.index(i), item, None);
+                    path.push_index(i);
+                    self.check_strings_in(file, path, item, None, spare);
+                    path.pop();
                 }
             }
             Value::Mapping(m) => {
                 for (k, item) in m.iter_mut() {
-                    let ks = key_string(k);
-                    self.check_strings(file, &path.key(ks.clone()), item, Some(&ks));
+                    let mut name = spare.pop().unwrap_or_default();
+                    name.clear();
+                    match k.untag().as_str() {
+                        Some(s) => name.push_str(s),
+                        None => name.push_str(&locate::key_string(k)),
+                    }
+                    path.0.push(Seg::Key(name));
+                    self.check_strings_in(file, path, item, Some(Pos::of(k)), spare);
+                    if let Some(Seg::Key(name)) = path.0.pop() {
+                        spare.push(name);
+                    }
                 }
             }
-            Value::Tagged(t) => self.check_strings(file, path, &mut t.value, key),
+            Value::Tagged(t) => self.check_strings_in(file, path, &mut t.value, key_pos, spare),
             _ => {}
         }
     }
 
-    pub(super) fn check_string(&mut self, file: usize, path: &YamlPath, s: &mut String, key: Option<&str>) {
+    /// Checks one string: `pos` is where it is, `key_pos` where its key is (a map entry's value).
+    pub(super) fn check_string(&mut self, file: usize, path: &YamlPath, pos: Pos, key_pos: Option<Pos>, s: &mut Str) {
+        let key = path.last_key();
         let is_secret_ref = key.is_some_and(kind::is_secret_key);
         // A public id shaped like a secret (an IAM access key id: AWS calls it
         // "not secret") names a key; a target lists it, and so may a
         // discovery ignore rule.
-        let key_id_field = key.is_some_and(kind::is_public_id_key) || (key == Some("id") && path.to_string().starts_with("discovery.ignore["));
+        let key_id_field = key.is_some_and(kind::is_public_id_key) || (key == Some("id") && in_discovery_ignore(path));
         let free_text = free_text_field(path).map(str::to_string);
         let shape = if free_text.is_some() { looks_like_secret_in_text(s) } else { looks_like_secret(s) };
+        let at = self.loc(file, pos);
         if let Some(what) = shape.filter(|w| !(key_id_field && *w == "an AWS access key id")) {
-            self.error(file, path, format!("this looks like {what} written inline"), Some(INLINE_HINT.into()));
+            self.error_at(file, path, at, format!("this looks like {what} written inline"), Some(INLINE_HINT.into()));
             // Never echo it in a later message.
-            *s = if is_secret_ref { "${env:REDACTED}".into() } else { "<redacted>".into() };
+            *s = Str::new(if is_secret_ref { "${env:REDACTED}" } else { "<redacted>" });
             return;
         }
         if is_secret_ref {
@@ -403,10 +504,9 @@ impl<'e> Loader<'e> {
             match SecretRef::parse(s) {
                 Ok(SecretRef::Env(var)) => {
                     if (self.env)(&var).is_none() && self.no_env {
-                        let at = self.at(file, path);
                         self.unchecked.push((var, at));
                     } else if (self.env)(&var).is_none() {
-                        let d = InterpError::Missing(var).diagnostic(self.at(file, path));
+                        let d = InterpError::Missing(var).diagnostic(at);
                         self.sources[file].reported.insert(path.to_string());
                         self.diags.push(d);
                     }
@@ -415,8 +515,8 @@ impl<'e> Loader<'e> {
                 Ok(SecretRef::Store { .. }) => {}
                 Err(m) => {
                     let msg = if s.trim().starts_with("${") { format!("`{key}`: {m}") } else { format!("`{key}` holds a secret written inline") };
-                    self.error(file, path, msg, Some(INLINE_HINT.into()));
-                    *s = "${env:REDACTED}".into();
+                    self.error_at(file, path, at, msg, Some(INLINE_HINT.into()));
+                    *s = Str::new("${env:REDACTED}");
                 }
             }
             return;
@@ -426,10 +526,11 @@ impl<'e> Loader<'e> {
         }
         if let Some(field) = free_text {
             match unescape_free_text(s) {
-                Ok(out) => *s = out,
-                Err(()) => self.error(
+                Ok(out) => *s = Str::from(out),
+                Err(()) => self.error_at(
                     file,
                     path,
+                    at,
                     format!("`${{...}}` is not expanded in `{field}`: it is free text, printed as written in plans and reports"),
                     Some("write the text itself; ${env:NAME} is read only where keysweep uses the value (addresses, paths, accessors, logins); $${ writes a literal ${".into()),
                 ),
@@ -447,15 +548,14 @@ impl<'e> Loader<'e> {
         let result = interpolate(s, env);
         let missing = missing.into_inner();
         if !missing.is_empty() {
-            let (at, key_at) = (self.at(file, path), self.at_key(file, path));
+            let key_at = self.loc(file, key_pos.unwrap_or(pos));
             self.placeholder_at.insert(at.clone());
             self.placeholder_at.insert(key_at);
             self.unchecked.extend(missing.into_iter().map(|v| (v, at.clone())));
         }
         match result {
-            Ok(out) => *s = out,
+            Ok(out) => *s = Str::from(out),
             Err(errors) => {
-                let at = self.at(file, path);
                 self.sources[file].reported.insert(path.to_string());
                 for e in errors {
                     self.diags.push(e.diagnostic(at.clone()));
@@ -466,37 +566,39 @@ impl<'e> Loader<'e> {
 
     /// Takes `allow_link_local` out of each provider before it deserializes
     /// (it is the loader's to judge addresses with, not the adapter's).
-    pub(super) fn take_allow_link_local(&mut self, file: usize, root: &mut Value) {
-        let Some(Value::Mapping(providers)) = root.as_mapping_mut().and_then(|m| m.get_mut("providers")) else { return };
+    pub(super) fn take_allow_link_local(&mut self, file: usize, root: &mut Node) {
+        let Some(Node { value: Value::Mapping(providers), .. }) = root.get_mut("providers") else { return };
         let mut found = Vec::new();
         for (k, v) in providers.iter_mut() {
-            let name = key_string(k);
-            if let Some(m) = v.as_mapping_mut() {
-                if let Some(flag) = m.remove("allow_link_local") {
-                    found.push((name, flag));
-                }
+            let name = locate::key_string(k);
+            if let Some((_, flag)) = v.remove_key("allow_link_local") {
+                found.push((name, flag));
             }
         }
         for (name, flag) in found {
-            match untag(&flag) {
+            match &flag.untag().value {
                 Value::Bool(b) => {
                     self.allow_link_local.insert(name, *b);
                 }
-                _ => self.error(
-                    file,
-                    &YamlPath::root().key("providers").key(name).key("allow_link_local"),
-                    "`allow_link_local` is true or false",
-                    Some("write true or false, without quotes".into()),
-                ),
+                _ => {
+                    let at = self.loc(file, Pos::of(&flag));
+                    self.error_at(
+                        file,
+                        &YamlPath::root().key("providers").key(name).key("allow_link_local"),
+                        at,
+                        "`allow_link_local` is true or false",
+                        Some("write true or false, without quotes".into()),
+                    )
+                }
             }
         }
     }
 
     /// Makes relative TLS file paths in each provider's settings relative to
     /// this file's folder (not to wherever keysweep is run from).
-    pub(super) fn rebase_tls_paths(&mut self, file: usize, root: &mut Value) {
+    pub(super) fn rebase_tls_paths(&mut self, file: usize, root: &mut Node) {
         let Some(dir) = self.sources[file].canonical.parent().map(std::path::Path::to_path_buf) else { return };
-        let Some(Value::Mapping(providers)) = root.as_mapping_mut().and_then(|m| m.get_mut("providers")) else { return };
+        let Some(Node { value: Value::Mapping(providers), .. }) = root.get_mut("providers") else { return };
         for (_, v) in providers.iter_mut() {
             crate::provider::tls::rebase_paths(v, &dir, 0);
         }
@@ -542,14 +644,12 @@ impl<'e> Loader<'e> {
 
     // -- deserializing --------------------------------------------------------
 
-    /// Deserializes the node at `path` of `root` as a `T`, reporting a failure.
-    pub(super) fn de<T: DeserializeOwned>(&mut self, file: usize, root: &Value, path: &YamlPath) -> Option<T> {
-        let v = value_at(root, path).unwrap_or(&Value::Null);
-        match serde_path_to_error::deserialize::<_, T>(v) {
+    /// Deserializes `node`, at `path` of `root`, as a `T`, reporting a failure.
+    pub(super) fn de<T: DeserializeOwned>(&mut self, file: usize, root: &Node, path: &YamlPath, node: &Node) -> Option<T> {
+        match doc::deserialize::<T>(node) {
             Ok(t) => Some(t),
-            Err(e) => {
-                let at = join_serde_path(path, e.path());
-                let msg = e.inner().to_string();
+            Err((p, msg)) => {
+                let at = join_serde_path(path, &p);
                 self.serde_error(file, root, at, msg);
                 None
             }
@@ -557,56 +657,64 @@ impl<'e> Loader<'e> {
     }
 
     /// Reports a deserialization error, pointing as close to its cause as possible.
-    pub(super) fn serde_error(&mut self, file: usize, root: &Value, path: YamlPath, msg: String) {
+    pub(super) fn serde_error(&mut self, file: usize, root: &Node, path: YamlPath, msg: String) {
         let (path, is_key) = refine(root, path, &msg);
         if self.sources[file].reported.contains(&path.to_string()) {
             return; // already reported (a missing variable, an inline secret...)
         }
         let hint = serde_hint(&msg, path.last_key());
-        let at = if is_key { self.at_key(file, &path) } else { self.at(file, &path) };
-        let mut d = Diagnostic::new(Some(at), msg);
+        let pos = if is_key { locate::key_or_nearest(root, &path) } else { locate::nearest(root, &path) };
+        let mut d = Diagnostic::new(Some(self.loc(file, pos)), msg);
         d.hint = hint;
         self.sources[file].reported.insert(path.to_string());
         self.diags.push(d);
     }
 
-    pub(super) fn deserialize_file(&mut self, file: usize, root: &Value) {
+    pub(super) fn deserialize_file(&mut self, file: usize, root: &mut Node) {
         let top = YamlPath::root();
-        let Some(map) = untag(root).as_mapping() else { return };
+        let Some(map) = root.as_mapping() else { return };
         let mut data = FileData { defaults_ok: true, ..FileData::default() };
 
-        // The top level without the parts deserialized one by one below.
-        let mut skeleton = map.clone();
-        for k in ["providers", "credentials", "defaults"] {
-            skeleton.remove(k);
+        // The top level without the parts deserialized one by one below
+        // (taken out as serde_yaml's `Mapping::remove` takes them, so the
+        // entries left are in the same order as before).
+        let parts = ["providers", "credentials", "defaults"];
+        let mut skeleton: Vec<(Node, Node)> =
+            map.iter().map(|(k, v)| (k.clone(), if k.as_str().is_some_and(|k| parts.contains(&k)) { Node::null() } else { v.clone() })).collect();
+        for k in parts {
+            if let Some(i) = skeleton.iter().position(|(key, _)| key.as_str() == Some(k)) {
+                skeleton.swap_remove(i);
+            }
         }
-        match serde_path_to_error::deserialize::<_, PlaybookFile>(&Value::Mapping(skeleton)) {
+        let skeleton = Node { line: root.line, column: root.column, value: Value::Mapping(skeleton.into_boxed_slice()) };
+        match doc::deserialize::<PlaybookFile>(&skeleton) {
             Ok(pf) => {
                 data.version = Some(pf.version);
                 data.discovery = pf.discovery;
             }
-            Err(e) => {
-                let at = join_serde_path(&top, e.path());
-                self.serde_error(file, root, at, e.inner().to_string());
+            Err((p, msg)) => {
+                let at = join_serde_path(&top, &p);
+                self.serde_error(file, root, at, msg);
             }
         }
 
         let defaults_path = top.key("defaults");
-        if map.contains_key("defaults") {
-            match self.de::<Option<Defaults>>(file, root, &defaults_path) {
+        if let Some(defaults) = root.get("defaults") {
+            let node = locate::node_at(root, &defaults_path).unwrap_or(defaults);
+            match self.de::<Option<Defaults>>(file, root, &defaults_path, node) {
                 Some(d) => data.defaults = d.unwrap_or_default(),
                 None => data.defaults_ok = false,
             }
         }
 
         let providers_path = top.key("providers");
-        match map.get("providers").map(untag) {
-            None | Some(Value::Null) => {}
-            Some(Value::Mapping(m)) if m.keys().all(|k| matches!(untag(k), Value::String(_))) => {
-                for (k, _) in m {
-                    let name = key_string(k);
+        match root.get("providers").map(|n| (n, &n.untag().value)) {
+            None | Some((_, Value::Null)) => {}
+            Some((_, Value::Mapping(m))) if m.iter().all(|(k, _)| matches!(k.untag().value, Value::String(_))) => {
+                for (k, v) in m.iter() {
+                    let name = locate::key_string(k);
                     let p = providers_path.key(name.clone());
-                    match self.de_provider(file, root, &p) {
+                    match self.de_provider(file, root, &p, v) {
                         Some(cfg) => data.providers.push((name, cfg)),
                         None => {
                             self.broken_providers.insert(name);
@@ -614,30 +722,39 @@ impl<'e> Loader<'e> {
                     }
                 }
             }
-            Some(_) => {
+            Some((n, _)) => {
                 // Not a mapping of names: let serde say what is wrong.
-                self.de::<BTreeMap<String, ProviderConfig>>(file, root, &providers_path);
+                self.de::<BTreeMap<String, ProviderConfig>>(file, root, &providers_path, n);
             }
         }
 
         let credentials_path = top.key("credentials");
-        match map.get("credentials").map(untag) {
-            None | Some(Value::Null) => {}
-            Some(Value::Sequence(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    let p = credentials_path.index(i);
-                    let id = untag(item).get("id").and_then(scalar_text);
-                    if let Some(id) = &id {
-                        self.ids.push((id.clone(), file, p.clone()));
-                    }
-                    match self.de_credential(file, root, &p) {
-                        Some(spec) => data.credentials.push((i, spec)),
-                        None => self.broken_ids.extend(id),
-                    }
-                }
-            }
+        let count = match root.get("credentials").map(|n| &n.untag().value) {
+            None | Some(Value::Null) => 0,
+            Some(Value::Sequence(items)) => items.len(),
             Some(_) => {
-                self.de::<Vec<CredentialSpec>>(file, root, &credentials_path);
+                let n = root.get("credentials").unwrap_or(root);
+                self.de::<Vec<CredentialSpec>>(file, root, &credentials_path, n);
+                0
+            }
+        };
+        for i in 0..count {
+            let Some(item) = root.get("credentials").and_then(Node::as_sequence).and_then(|s| s.get(i)) else { break };
+            let p = credentials_path.index(i);
+            let pos = Pos::of(item);
+            let id = item.get("id").and_then(Node::scalar_text);
+            if let Some(id) = &id {
+                self.ids.push((id.clone(), file, i, pos));
+            }
+            match self.de_credential(file, root, &p, item) {
+                Some(spec) => data.credentials.push((i, pos, spec)),
+                None => self.broken_ids.extend(id),
+            }
+            // Nothing reads the item again but a position for a problem
+            // found later, and that reads the file again: free it now.
+            if let Some(item) = root.get_mut("credentials").and_then(Node::as_sequence_mut).and_then(|s| s.get_mut(i)) {
+                item.value = Value::Null;
+                self.sources[file].stripped = true;
             }
         }
         self.sources[file].data = data;
@@ -645,13 +762,12 @@ impl<'e> Loader<'e> {
 
     /// Deserializes a provider. serde loses the path inside an internally tagged
     /// enum, so on failure the variant's own struct is tried for a precise one.
-    pub(super) fn de_provider(&mut self, file: usize, root: &Value, path: &YamlPath) -> Option<ProviderConfig> {
-        let v = value_at(root, path).unwrap_or(&Value::Null);
-        match serde_path_to_error::deserialize::<_, ProviderConfig>(v) {
+    pub(super) fn de_provider(&mut self, file: usize, root: &Node, path: &YamlPath, v: &Node) -> Option<ProviderConfig> {
+        match doc::deserialize::<ProviderConfig>(v) {
             Ok(cfg) => Some(cfg),
-            Err(e) => {
+            Err((p, msg)) => {
                 let precise = tag_of(v, "kind").and_then(|k| inner_error(v, "kind", |u| crate::providers::provider_error(&k, u)));
-                let (sub, msg) = precise.unwrap_or_else(|| (join_serde_path(path, e.path()), e.inner().to_string()));
+                let (sub, msg) = precise.unwrap_or_else(|| (join_serde_path(path, &p), msg));
                 let sub = if sub.0.starts_with(&path.0) { sub } else { concat(path, &sub) };
                 self.serde_error(file, root, sub, msg);
                 None
@@ -660,16 +776,16 @@ impl<'e> Loader<'e> {
     }
 
     /// Deserializes a credential, with a precise path for errors inside `target:`.
-    pub(super) fn de_credential(&mut self, file: usize, root: &Value, path: &YamlPath) -> Option<CredentialSpec> {
-        let v = value_at(root, path).unwrap_or(&Value::Null);
-        match serde_path_to_error::deserialize::<_, CredentialSpec>(v) {
+    pub(super) fn de_credential(&mut self, file: usize, root: &Node, path: &YamlPath, v: &Node) -> Option<CredentialSpec> {
+        match doc::deserialize::<CredentialSpec>(v) {
             Ok(spec) => Some(spec),
-            Err(e) => {
-                let mut at = join_serde_path(path, e.path());
-                let mut msg = e.inner().to_string();
+            Err((p, msg)) => {
+                let mut at = join_serde_path(path, &p);
+                let mut msg = msg;
                 let target_path = path.key("target");
                 if at == target_path {
-                    let t = value_at(root, &target_path).unwrap_or(&Value::Null);
+                    let null = Node::null();
+                    let t = locate::node_at(root, &target_path).unwrap_or(&null);
                     let precise = tag_of(t, "kind").and_then(|k| inner_error(t, "kind", |u| crate::providers::target_error(&k, u)));
                     if let Some((sub, m)) = precise {
                         at = concat(&target_path, &sub);
@@ -808,7 +924,7 @@ mod tests {
 
     #[test]
     pub(super) fn refine_finds_the_offending_node() {
-        let root: Value = serde_yaml::from_str("a:\n  b: {kind: nope, x: 1}\n  c: [1, \"5x\"]\n").unwrap();
+        let root = doc::parse("a:\n  b: {kind: nope, x: 1}\n  c: [1, \"5x\"]\n", &mut 0).unwrap();
         let p = YamlPath::root().key("a");
         let (q, key) = refine(&root, p.clone(), "unknown field `x`, expected `y`");
         assert_eq!((q.to_string(), key), ("a.b.x".to_string(), true));
@@ -903,6 +1019,26 @@ mod tests {
             format!("{PROVIDER}credentials:\n  - id: a\n    provider: bao\n    target: {{ kind: vault_kv_secret, path: a }}\n    depends_on: [a]\n");
         let out = errors_of(&[("p.yaml", &text)]);
         assert!(out.contains("p.yaml:11:18: error: dependency cycle: a → a"), "{out}");
+    }
+
+    #[test]
+    pub(super) fn unknown_dependencies_are_suggested_once_per_id_and_within_a_bound() {
+        // 3,000 credentials naming one missing id (a typo of `svc-1`), then 40 other typos.
+        let mut text = format!("{PROVIDER}credentials:\n");
+        for i in 0..3_000 {
+            text.push_str(&format!("  - {{ id: svc-{i}, provider: bao, target: {{ kind: vault_kv_secret, path: p{i} }}, depends_on: [svc_1] }}\n"));
+        }
+        for i in 0..40 {
+            text.push_str(&format!(
+                "  - {{ id: odd-{i}, provider: bao, target: {{ kind: vault_kv_secret, path: o{i} }}, depends_on: [odd-{i}x] }}\n"
+            ));
+        }
+        let out = errors_of(&[("p.yaml", &text)]);
+        assert_eq!(out.matches("which is not a credential id\n  hint: did you mean `svc-1`?").count(), 3_000, "{}", &out[..2000]);
+        // The first 32 distinct missing ids are looked for (svc_1 and 31 more), the rest get the general hint.
+        assert!(out.contains("`odd-30` depends on `odd-30x`, which is not a credential id\n  hint: did you mean `odd-30`?"), "{out}");
+        assert!(out.contains("`odd-31` depends on `odd-31x`, which is not a credential id\n  hint: `depends_on` lists ids"), "{out}");
+        assert_eq!(out.matches("`depends_on` lists ids of credentials").count(), 40 - 31);
     }
 
     #[test]

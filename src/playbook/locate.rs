@@ -1,16 +1,12 @@
-//! Where things are in a playbook file: an index from a path such as
-//! `credentials[3].target.kind` or `providers.bao.address` to the 1-based line
-//! and column of the node (and, for map entries, of the key too).
-//!
-//! serde_yaml parses values but forgets positions once a value is built, so the
-//! loader reads the same text a second time with yaml-rust2's event parser,
-//! which reports a marker for every node.
+//! Where things are in a playbook file: a path such as
+//! `credentials[3].target.kind` or `providers.bao.address`, and the 1-based
+//! line and column of the node it leads to in the file's tree
+//! ([`super::doc`], whose nodes carry their positions), or of the key of a
+//! map entry.
 
-use std::collections::HashMap;
 use std::fmt;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use super::doc::Node;
 
 /// A 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -23,9 +19,9 @@ impl Pos {
     /// The start of a file, used when nothing better is known.
     pub const START: Pos = Pos { line: 1, column: 1 };
 
-    fn from_marker(m: Marker) -> Pos {
-        // yaml-rust2 counts lines from 1 and columns from 0.
-        Pos { line: m.line().max(1), column: m.col() + 1 }
+    /// Where a node is.
+    pub fn of(n: &Node) -> Pos {
+        Pos { line: n.line as usize, column: n.column as usize }
     }
 }
 
@@ -82,9 +78,20 @@ impl YamlPath {
     pub fn is_root(&self) -> bool {
         self.0.is_empty()
     }
+    /// Extends this path by a map key in place (undone by [`YamlPath::pop`]).
+    pub fn push_key(&mut self, k: impl Into<String>) {
+        self.0.push(Seg::Key(k.into()));
+    }
+    /// Extends this path by a sequence index in place.
+    pub fn push_index(&mut self, i: usize) {
+        self.0.push(Seg::Index(i));
+    }
+    pub fn pop(&mut self) {
+        self.0.pop();
+    }
 }
 
-fn is_plain_key(k: &str) -> bool {
+pub(crate) fn is_plain_key(k: &str) -> bool {
     !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
@@ -106,206 +113,72 @@ impl fmt::Display for YamlPath {
     }
 }
 
-/// Positions of every node of one YAML document, by path.
-#[derive(Debug, Clone, Default)]
-pub struct LocationIndex {
-    values: HashMap<String, Pos>,
-    keys: HashMap<String, Pos>,
-}
-
-impl LocationIndex {
-    /// Indexes `src`. Parsing stops at the first syntax error; what was read
-    /// before it stays indexed (the loader reports syntax errors from serde_yaml).
-    pub fn build(src: &str) -> LocationIndex {
-        let mut b = Builder::default();
-        let mut parser = Parser::new_from_str(src);
-        let _ = parser.load(&mut b, false);
-        b.index
-    }
-
-    /// Where the node at `path` starts (for a map entry: its value).
-    pub fn value(&self, path: &YamlPath) -> Option<Pos> {
-        self.values.get(&path.to_string()).copied()
-    }
-
-    /// Where the key of the map entry at `path` is.
-    pub fn key(&self, path: &YamlPath) -> Option<Pos> {
-        self.keys.get(&path.to_string()).copied()
-    }
-
-    /// The position of `path`, or of its nearest ancestor that is indexed.
-    pub fn nearest(&self, path: &YamlPath) -> Pos {
-        let mut p = Some(path.clone());
-        while let Some(q) = p {
-            if let Some(pos) = self.value(&q) {
-                return pos;
-            }
-            p = q.parent();
-        }
-        Pos::START
-    }
-
-    /// The key's position if `path` is a map entry, else the node's (or the
-    /// nearest ancestor's).
-    pub fn key_or_nearest(&self, path: &YamlPath) -> Pos {
-        self.key(path).unwrap_or_else(|| self.nearest(path))
-    }
-
-    /// Number of indexed nodes (for tests).
-    pub fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+/// A map key as paths spell it: a string as written, a number or boolean as
+/// serde_yaml prints it, `~` for null, `?` for a collection.
+pub(crate) fn key_string(k: &Node) -> String {
+    use super::doc::Value;
+    match &k.untag().value {
+        Value::String(s) => s.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => "~".into(),
+        _ => "?".into(),
     }
 }
 
-enum Frame {
-    Map {
-        path: YamlPath,
-        /// Marker of the `MappingStart` event, until the first key settles
-        /// whether this is a block mapping (whose marker lies after its first key).
-        start: Option<Marker>,
-        /// The key awaiting its value; `None` when a key comes next.
-        key: Option<(String, Pos)>,
-        /// This map is itself a key of its parent (a "complex key").
-        is_key: bool,
-    },
-    Seq {
-        path: YamlPath,
-        next: usize,
-        is_key: bool,
-    },
-}
-
-#[derive(Default)]
-struct Builder {
-    index: LocationIndex,
-    stack: Vec<Frame>,
-}
-
-/// What the node an event starts is, relative to its parent.
-enum Role {
-    Root,
-    Key,
-    Value(YamlPath, Option<Pos>),
-}
-
-impl Builder {
-    /// Settles the role of the node starting now, advancing the parent frame.
-    fn role(&mut self) -> Role {
-        match self.stack.last_mut() {
-            None => Role::Root,
-            Some(Frame::Seq { path, next, .. }) => {
-                let p = path.index(*next);
-                *next += 1;
-                Role::Value(p, None)
-            }
-            Some(Frame::Map { path, key, .. }) => match key.take() {
-                None => Role::Key,
-                Some((k, kpos)) => Role::Value(path.key(k), Some(kpos)),
-            },
-        }
-    }
-
-    /// Records a key of the innermost map, settling the map's own position on its first key.
-    fn on_key(&mut self, name: String, mark: Marker) {
-        let kpos = Pos::from_marker(mark);
-        if let Some(Frame::Map { path, start, key, .. }) = self.stack.last_mut() {
-            if let Some(s) = start.take() {
-                // A block mapping's start marker lies after its first key; a
-                // flow mapping's points at its `{`.
-                let pos = if mark.index() < s.index() { kpos } else { Pos::from_marker(s) };
-                self.index.values.insert(path.to_string(), pos);
-            }
-            self.index.keys.insert(path.key(name.clone()).to_string(), kpos);
-            *key = Some((name, kpos));
-        }
-    }
-
-    /// The path of a map or sequence starting now. A complex key (a map or
-    /// sequence used as a key) is indexed under `?`, where nothing looks.
-    fn open(&mut self, mark: Marker) -> (YamlPath, bool) {
-        match self.role() {
-            Role::Root => (YamlPath::root(), false),
-            Role::Value(p, _) => (p, false),
-            Role::Key => {
-                // Settle the parent map's position as a plain key would.
-                self.on_key("?".into(), mark);
-                let path = match self.stack.last_mut() {
-                    Some(Frame::Map { path, key, .. }) => {
-                        *key = None;
-                        path.key("?")
-                    }
-                    _ => YamlPath::root().key("?"),
-                };
-                (path, true)
-            }
-        }
-    }
-
-    /// After a map or sequence that was a key, its parent map expects the value.
-    fn close(&mut self, was_key: bool, mark: Marker) {
-        if was_key {
-            if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
-                *key = Some(("?".into(), Pos::from_marker(mark)));
-            }
-        }
+fn key_is(k: &Node, name: &str) -> bool {
+    match k.untag().as_str() {
+        Some(s) => s == name,
+        None => key_string(k) == name,
     }
 }
 
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
-        match ev {
-            Event::Scalar(text, style, ..) => match self.role() {
-                Role::Key => self.on_key(text, mark),
-                Role::Root => {
-                    self.index.values.insert(String::new(), Pos::from_marker(mark));
-                }
-                Role::Value(path, kpos) => {
-                    // An empty value (`key:` and nothing) is reported on the
-                    // next line; the key is the better place to point at.
-                    let pos = match (style, text.is_empty(), kpos) {
-                        (TScalarStyle::Plain, true, Some(k)) => k,
-                        _ => Pos::from_marker(mark),
-                    };
-                    self.index.values.insert(path.to_string(), pos);
-                }
-            },
-            Event::Alias(_) => match self.role() {
-                Role::Key => self.on_key("*".into(), mark),
-                Role::Root => {}
-                Role::Value(path, _) => {
-                    self.index.values.insert(path.to_string(), Pos::from_marker(mark));
-                }
-            },
-            Event::MappingStart(..) => {
-                let (path, is_key) = self.open(mark);
-                self.stack.push(Frame::Map { path, start: Some(mark), key: None, is_key });
-            }
-            Event::SequenceStart(..) => {
-                let (path, is_key) = self.open(mark);
-                self.index.values.insert(path.to_string(), Pos::from_marker(mark));
-                self.stack.push(Frame::Seq { path, next: 0, is_key });
-            }
-            Event::MappingEnd => {
-                if let Some(Frame::Map { path, start, is_key, .. }) = self.stack.pop() {
-                    if let Some(s) = start {
-                        // An empty mapping: no key settled its position.
-                        self.index.values.insert(path.to_string(), Pos::from_marker(s));
-                    }
-                    self.close(is_key, mark);
-                }
-            }
-            Event::SequenceEnd => {
-                if let Some(Frame::Seq { is_key, .. }) = self.stack.pop() {
-                    self.close(is_key, mark);
-                }
-            }
-            _ => {}
+/// One step down from `n`: the value of an entry whose key is `k` (the
+/// first, or with `last` the last, should two keys print alike), or item `i`.
+fn step<'a>(n: &'a Node, seg: &Seg, last: bool) -> Option<(&'a Node, Option<&'a Node>)> {
+    match seg {
+        Seg::Key(k) => {
+            let entries = n.as_mapping()?;
+            let found = if last { entries.iter().rev().find(|(key, _)| key_is(key, k)) } else { entries.iter().find(|(key, _)| key_is(key, k)) };
+            found.map(|(key, v)| (v, Some(key)))
+        }
+        Seg::Index(i) => n.as_sequence()?.get(*i).map(|v| (v, None)),
+    }
+}
+
+/// The node at `path`, if there is one.
+pub(crate) fn node_at<'a>(root: &'a Node, path: &YamlPath) -> Option<&'a Node> {
+    let mut n = root;
+    for s in &path.0 {
+        n = step(n, s, false)?.0;
+    }
+    Some(n)
+}
+
+/// Where the node at `path` is, or its nearest ancestor that exists.
+pub fn nearest(root: &Node, path: &YamlPath) -> Pos {
+    let mut n = root;
+    for s in &path.0 {
+        match step(n, s, true) {
+            Some((next, _)) => n = next,
+            None => break,
         }
     }
+    Pos::of(n)
+}
+
+/// Where the key of the map entry at `path` is; else as [`nearest`].
+pub fn key_or_nearest(root: &Node, path: &YamlPath) -> Pos {
+    if let Some((last @ Seg::Key(_), parent)) = path.0.split_last() {
+        let mut n = Some(root);
+        for s in parent {
+            n = n.and_then(|n| step(n, s, true)).map(|(v, _)| v);
+        }
+        if let Some((_, Some(k))) = n.and_then(|p| step(p, last, true)) {
+            return Pos::of(k);
+        }
+    }
+    nearest(root, path)
 }
 
 #[cfg(test)]
@@ -355,17 +228,22 @@ credentials:
         assert_eq!(YamlPath::root().to_string(), "");
     }
 
+    fn tree(text: &str) -> Node {
+        super::super::doc::parse(text, &mut 1_000_000).unwrap()
+    }
+
     #[test]
-    fn indexes_keys_and_values() {
-        let ix = LocationIndex::build(DOC);
-        let at = |s: &str| ix.value(&p(s)).map(|p| (p.line, p.column));
+    fn finds_keys_and_values() {
+        let t = tree(DOC);
+        let at = |s: &str| node_at(&t, &p(s)).map(|n| (n.line as usize, n.column as usize));
+        let key = |s: &str| key_or_nearest(&t, &p(s));
         assert_eq!(at("version"), Some((1, 10)));
-        assert_eq!(ix.key(&p("version")).map(|p| (p.line, p.column)), Some((1, 1)));
+        assert_eq!((key("version").line, key("version").column), (1, 1));
         assert_eq!(at("providers.bao"), Some((4, 5)));
         assert_eq!(at("providers.bao.address"), Some((5, 14)));
         assert_eq!(at("providers.bao.auth"), Some((6, 11)));
         assert_eq!(at("providers.bao.auth.token"), Some((6, 35)));
-        assert_eq!(ix.key(&p("providers.bao.auth.token")).map(|p| (p.line, p.column)), Some((6, 28)));
+        assert_eq!((key("providers.bao.auth.token").line, key("providers.bao.auth.token").column), (6, 28));
         assert_eq!(at("credentials"), Some((8, 3)));
         assert_eq!(at("credentials[0]"), Some((8, 5)));
         assert_eq!(at("credentials[0].id"), Some((8, 9)));
@@ -379,19 +257,21 @@ credentials:
     }
 
     #[test]
-    fn nearest_walks_up_to_an_indexed_ancestor() {
-        let ix = LocationIndex::build(DOC);
-        let pos = ix.nearest(&p("credentials[0].target.nonexistent.deeper"));
+    fn nearest_walks_up_to_an_existing_ancestor() {
+        let t = tree(DOC);
+        let pos = nearest(&t, &p("credentials[0].target.nonexistent.deeper"));
         assert_eq!((pos.line, pos.column), (10, 13));
-        assert_eq!(ix.nearest(&p("nothing.here")), Pos::START);
+        assert_eq!(nearest(&t, &p("nothing.here")), Pos::START);
     }
 
     #[test]
-    fn survives_complex_keys_aliases_and_syntax_errors() {
-        let ix = LocationIndex::build("a: &x {b: 1}\n? [k1, k2]\n: v\nc: *x\nd: 2\n");
-        assert_eq!(ix.value(&p("d")).map(|p| (p.line, p.column)), Some((5, 4)));
-        assert_eq!(ix.value(&p("c")).map(|p| (p.line, p.column)), Some((4, 4)));
-        let ix = LocationIndex::build("a: 1\nb: [unclosed\n");
-        assert_eq!(ix.value(&p("a")).map(|p| (p.line, p.column)), Some((1, 4)));
+    fn complex_keys_and_aliases() {
+        let t = tree("a: &x {b: 1}\n? [k1, k2]\n: v\nc: *x\nd: 2\n");
+        let at = |s: &str| node_at(&t, &p(s)).map(|n| (n.line as usize, n.column as usize));
+        assert_eq!(at("d"), Some((5, 4)));
+        assert_eq!(at("c"), Some((4, 4)));
+        // Inside what an alias made: the alias.
+        assert_eq!(at("c.b"), Some((4, 4)));
+        assert_eq!(at("a.b"), Some((1, 11)));
     }
 }

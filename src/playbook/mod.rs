@@ -1,7 +1,9 @@
 //! Playbooks: the typed model, the loader (the only module that touches YAML),
 //! and the resolved form the planner works from.
 
+pub mod doc;
 mod interpolate;
+pub mod libyaml;
 pub mod loader;
 pub mod locate;
 pub mod model;

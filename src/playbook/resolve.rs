@@ -10,7 +10,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::loader::*;
-use super::locate::YamlPath;
+use super::locate::{Pos, YamlPath};
 use super::model::{Action, CredentialSpec, Delivery, ProviderConfig};
 use super::{Credential, Diagnostic, Discovery, Location, Playbook, ProviderEntry, StoreLocation, Verify};
 use crate::provider::kind::{self, capabilities, CheckCx, CredentialCx};
@@ -98,27 +98,35 @@ impl Loader<'_> {
 
         let discovery = self.resolve_discovery(&all_data, &providers);
 
-        // Credentials.
-        let mut credentials: Vec<Credential> = Vec::new();
-        // Per credential: file and item path, and the path of each delivery (None when not written there).
-        let mut origins: Vec<(usize, YamlPath, Vec<Option<YamlPath>>)> = Vec::new();
-        let mut first_by_id: HashMap<String, usize> = HashMap::new();
-        for (file, data) in all_data.iter().enumerate() {
-            for (i, spec) in &data.credentials {
-                let base = YamlPath::root().key("credentials").index(*i);
-                let (cred, delivery_paths) = self.resolve_credential(file, &base, spec, data, &providers, &discovery);
-                if let Some(problem) = id_problem(&spec.id) {
+        // Credentials, each made from its spec (which it replaces, so that
+        // the two are not both held for every credential).
+        let mut all_data = all_data;
+        let specs: Vec<Vec<(usize, Pos, CredentialSpec)>> = all_data.iter_mut().map(|d| std::mem::take(&mut d.credentials)).collect();
+        let total = specs.iter().map(Vec::len).sum();
+        let mut credentials: Vec<Credential> = Vec::with_capacity(total);
+        let mut origins: Vec<Origin> = Vec::with_capacity(total);
+        for (file, specs) in specs.into_iter().enumerate() {
+            let data = &all_data[file];
+            for (index, pos, spec) in specs {
+                let base = YamlPath::root().key("credentials").index(index);
+                let problem = id_problem(&spec.id);
+                let (cred, deliveries) = self.resolve_credential(file, &base, pos, spec, data, &providers, &discovery);
+                if let Some(problem) = problem {
                     self.error(file, &base.key("id"), problem, Some("use letters, digits and `._/-`".into()));
                 }
-                first_by_id.entry(spec.id.clone()).or_insert(credentials.len());
                 credentials.push(cred);
-                origins.push((file, base, delivery_paths));
+                origins.push(Origin { file, index, deliveries });
             }
+        }
+        let mut first_by_id: HashMap<&str, usize> = HashMap::with_capacity(credentials.len());
+        for (n, c) in credentials.iter().enumerate() {
+            first_by_id.entry(c.id.as_str()).or_insert(n);
         }
 
         self.check_duplicate_ids();
         self.check_dependencies(&credentials, &origins, &first_by_id);
         self.check_store_collisions(&credentials, &origins);
+        drop(first_by_id);
 
         Playbook { root: root_path.to_path_buf(), files, fingerprint, providers, credentials, discovery }
     }
@@ -285,13 +293,21 @@ impl Loader<'_> {
         if self.incomplete || self.broken_providers.contains(name) {
             return; // declared somewhere we could not read: not this entry's fault
         }
-        let names: Vec<&str> = providers.keys().map(String::as_str).collect();
-        let hint = if names.is_empty() {
-            "no providers are declared; add one under `providers:`".to_string()
-        } else {
-            match closest(name, names.iter().copied()) {
-                Some(c) => format!("did you mean `{c}`? declared providers: {}", list(&names)),
-                None => format!("declared providers: {}", list(&names)),
+        // The hint reads every provider: made once per unknown name.
+        let hint = match self.provider_hints.get(name) {
+            Some(h) => h.clone(),
+            None => {
+                let names: Vec<&str> = providers.keys().map(String::as_str).collect();
+                let hint = if names.is_empty() {
+                    "no providers are declared; add one under `providers:`".to_string()
+                } else {
+                    match closest(name, names.iter().copied()) {
+                        Some(c) => format!("did you mean `{c}`? declared providers: {}", list(&names)),
+                        None => format!("declared providers: {}", list(&names)),
+                    }
+                };
+                self.provider_hints.insert(name.to_string(), hint.clone());
+                hint
             }
         };
         self.error(file, path, format!("unknown provider `{name}`"), Some(hint));
@@ -299,15 +315,19 @@ impl Loader<'_> {
 
     /// Validates one credential and resolves it with its file's defaults.
     /// Returns it with, per delivery, the path it was written at (if in the credential).
+    /// Validates one credential (written at `base`, `pos`) and resolves it with its file's defaults.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn resolve_credential(
         &mut self,
         file: usize,
         base: &YamlPath,
-        spec: &CredentialSpec,
+        pos: Pos,
+        spec_owned: CredentialSpec,
         data: &FileData,
         providers: &BTreeMap<String, ProviderEntry>,
         discovery: &Discovery,
-    ) -> (Credential, Vec<Option<YamlPath>>) {
+    ) -> (Credential, Deliveries) {
+        let spec = &spec_owned;
         let defaults = &data.defaults;
         let kind = spec.target.kind();
 
@@ -381,27 +401,18 @@ impl Loader<'_> {
         }
 
         // Where new values go.
-        let mut delivery_paths = Vec::new();
         let own_entry = spec.target.spec().own_entry(&spec.provider);
-        let deliveries: Vec<Delivery> = match (&spec.deliver_to, own_entry) {
+        let (deliveries, delivery_origin): (Vec<Delivery>, Deliveries) = match (&spec.deliver_to, own_entry) {
             (Some(ds), _) => {
                 for (j, d) in ds.iter().enumerate() {
                     let p = base.key("deliver_to").index(j);
                     self.check_delivery(file, &p, d, providers);
-                    delivery_paths.push(Some(p));
                 }
-                ds.clone()
+                (ds.clone(), Deliveries::Written)
             }
             // A secret that is itself a store entry: by default the new value goes there.
-            (None, Some(own)) => {
-                delivery_paths.push(Some(base.key("target")));
-                vec![own]
-            }
-            (None, _) => {
-                let ds = defaults.deliver_to.clone().unwrap_or_default();
-                delivery_paths.extend(ds.iter().map(|_| None));
-                ds
-            }
+            (None, Some(own)) => (vec![own], Deliveries::Target),
+            (None, _) => (defaults.deliver_to.clone().unwrap_or_default(), Deliveries::Defaults),
         };
         let needs_store = caps.is_some_and(|c| c.needs_store);
         let defaults_known = data.defaults_ok || spec.deliver_to.is_some();
@@ -481,73 +492,90 @@ impl Loader<'_> {
             );
         }
 
+        let deliver_to = deliveries.iter().map(|d| StoreLocation::from_delivery(d, &spec.id)).collect();
+        let max_age = duration(spec.max_age, defaults.max_age);
+        let grace_period = duration(spec.grace_period, defaults.grace_period).or_else(|| {
+            // An alternating pair retires the account consumers may have
+            // just read from the store: give them time to log in with it.
+            let pair = spec.target.spec().alternating();
+            (pair && action == Action::Rotate).then_some(super::DEFAULT_ALTERNATING_GRACE)
+        });
+        let location = self.loc(file, pos);
+        let CredentialSpec { id, provider, target, depends_on, description, .. } = spec_owned;
         let cred = Credential {
-            id: spec.id.clone(),
+            id,
             owner,
-            provider: spec.provider.clone(),
+            provider,
             action,
-            target: spec.target.clone(),
-            deliver_to: deliveries.iter().map(|d| StoreLocation::from_delivery(d, &spec.id)).collect(),
+            target,
+            deliver_to,
             verify,
             tags,
-            max_age: duration(spec.max_age, defaults.max_age),
-            grace_period: duration(spec.grace_period, defaults.grace_period).or_else(|| {
-                // An alternating pair retires the account consumers may have
-                // just read from the store: give them time to log in with it.
-                let pair = spec.target.spec().alternating();
-                (pair && action == Action::Rotate).then_some(super::DEFAULT_ALTERNATING_GRACE)
-            }),
-            depends_on: spec.depends_on.clone(),
-            description: spec.description.clone(),
+            max_age,
+            grace_period,
+            depends_on,
+            description,
             inactive_after,
             revoke_inactive,
             manual,
-            location: self.at(file, base),
+            location,
         };
-        (cred, delivery_paths)
+        (cred, delivery_origin)
     }
 
     /// Ids are unique across all files; credentials that did not deserialize count too.
     pub(super) fn check_duplicate_ids(&mut self) {
-        let mut first: HashMap<String, Location> = HashMap::new();
-        for (id, file, base) in std::mem::take(&mut self.ids) {
-            match first.get(&id) {
-                Some(at) => {
-                    let msg = format!("duplicate credential id `{id}`; first defined at {at}");
-                    self.error(file, &base.key("id"), msg, Some("credential ids are unique across all included files".into()));
+        let ids = std::mem::take(&mut self.ids);
+        let mut first: HashMap<&str, (usize, Pos)> = HashMap::with_capacity(ids.len());
+        for (id, file, index, pos) in &ids {
+            match first.get(id.as_str()) {
+                Some(&(f, p)) => {
+                    let msg = format!("duplicate credential id `{id}`; first defined at {}", self.loc(f, p));
+                    let path = YamlPath::root().key("credentials").index(*index).key("id");
+                    self.error(*file, &path, msg, Some("credential ids are unique across all included files".into()));
                 }
                 None => {
-                    first.insert(id, self.at(file, &base));
+                    first.insert(id, (*file, *pos));
                 }
             }
         }
     }
 
-    pub(super) fn check_dependencies(
-        &mut self,
-        creds: &[Credential],
-        origins: &[(usize, YamlPath, Vec<Option<YamlPath>>)],
-        first_by_id: &HashMap<String, usize>,
-    ) {
-        // Edges to known credentials; unknown ids are reported.
+    pub(super) fn check_dependencies(&mut self, creds: &[Credential], origins: &[Origin], first_by_id: &HashMap<&str, usize>) {
+        // Edges to known credentials; unknown ids are reported. A "did you
+        // mean" reads every id: it is looked for once per unknown id, for at
+        // most MAX_ID_SUGGESTIONS of them (5,000 references to one missing id
+        // once took 41 s), among the ids in load order (ties: the first).
+        let candidates: Vec<&str> =
+            creds.iter().enumerate().filter(|(n, c)| first_by_id.get(c.id.as_str()) == Some(n)).map(|(_, c)| c.id.as_str()).collect();
+        let mut suggestions: HashMap<&str, Option<&str>> = HashMap::new();
         let mut edges: Vec<Vec<(usize, usize)>> = vec![Vec::new(); creds.len()];
         for (n, c) in creds.iter().enumerate() {
-            if first_by_id.get(&c.id) != Some(&n) {
+            if first_by_id.get(c.id.as_str()) != Some(&n) {
                 continue; // a duplicate, already reported
             }
-            let (file, base, _) = &origins[n];
+            let o = &origins[n];
             for (j, dep) in c.depends_on.iter().enumerate() {
-                match first_by_id.get(dep) {
+                match first_by_id.get(dep.as_str()) {
                     Some(&m) => edges[n].push((m, j)),
                     None if self.incomplete || self.broken_ids.contains(dep) => {}
                     None => {
-                        let hint = match closest(dep, first_by_id.keys().map(String::as_str)) {
+                        let suggestion = match suggestions.get(dep.as_str()) {
+                            Some(s) => *s,
+                            None if suggestions.len() < MAX_ID_SUGGESTIONS => {
+                                let s = closest(dep, candidates.iter().copied());
+                                suggestions.insert(dep, s);
+                                s
+                            }
+                            None => None,
+                        };
+                        let hint = match suggestion {
                             Some(c) => format!("did you mean `{c}`?"),
                             None => "`depends_on` lists ids of credentials in this playbook or its includes".into(),
                         };
                         self.error(
-                            *file,
-                            &base.key("depends_on").index(j),
+                            o.file,
+                            &o.base().key("depends_on").index(j),
                             format!("`{}` depends on `{dep}`, which is not a credential id", c.id),
                             Some(hint),
                         );
@@ -589,10 +617,10 @@ impl Loader<'_> {
                         let from = path.iter().position(|(n, _)| *n == to).unwrap_or(0);
                         let mut chain = vec![creds[node].id.as_str()];
                         chain.extend(path[from..].iter().map(|(n, _)| creds[*n].id.as_str()));
-                        let (file, base, _) = &origins[node];
+                        let o = &origins[node];
                         self.error(
-                            *file,
-                            &base.key("depends_on").index(j),
+                            o.file,
+                            &o.base().key("depends_on").index(j),
                             format!("dependency cycle: {}", chain.join(" → ")),
                             Some("remove one of these `depends_on` entries".into()),
                         );
@@ -603,19 +631,20 @@ impl Loader<'_> {
         }
     }
 
-    pub(super) fn check_store_collisions(&mut self, creds: &[Credential], origins: &[(usize, YamlPath, Vec<Option<YamlPath>>)]) {
-        let mut seen: HashMap<&StoreLocation, usize> = HashMap::new();
+    pub(super) fn check_store_collisions(&mut self, creds: &[Credential], origins: &[Origin]) {
+        let mut seen: HashMap<&StoreLocation, usize> = HashMap::with_capacity(creds.len());
         for (n, c) in creds.iter().enumerate() {
-            let (file, base, paths) = &origins[n];
+            let o = &origins[n];
             for (j, loc) in c.deliver_to.iter().enumerate() {
-                let at = paths.get(j).cloned().flatten().unwrap_or_else(|| base.clone());
                 match seen.get(loc) {
                     Some(&m) if m == n => {
-                        self.error(*file, &at, format!("`{}` is delivered to {loc} twice", c.id), Some("remove the repeated delivery".into()));
+                        let at = o.delivery(j);
+                        self.error(o.file, &at, format!("`{}` is delivered to {loc} twice", c.id), Some("remove the repeated delivery".into()));
                     }
                     Some(&m) => {
+                        let at = o.delivery(j);
                         self.error(
-                            *file,
+                            o.file,
                             &at,
                             format!("`{}` is delivered to {loc}, where `{}` ({}) is delivered too", c.id, creds[m].id, creds[m].location),
                             Some("each credential needs its own store location; use `{id}` in the path".into()),
@@ -629,6 +658,41 @@ impl Loader<'_> {
         }
     }
 }
+
+/// Where a resolved credential is written, to point at it when a check
+/// across credentials fails: its file and index in that file's `credentials:`.
+pub(super) struct Origin {
+    file: usize,
+    index: usize,
+    deliveries: Deliveries,
+}
+
+/// Where a credential's deliveries come from.
+pub(super) enum Deliveries {
+    /// Its own `deliver_to:`.
+    Written,
+    /// Its target, a store entry itself.
+    Target,
+    /// Its file's `defaults:` (pointed at as the credential itself).
+    Defaults,
+}
+
+impl Origin {
+    fn base(&self) -> YamlPath {
+        YamlPath::root().key("credentials").index(self.index)
+    }
+    /// The path of its `j`-th delivery.
+    fn delivery(&self, j: usize) -> YamlPath {
+        match self.deliveries {
+            Deliveries::Written => self.base().key("deliver_to").index(j),
+            Deliveries::Target if j == 0 => self.base().key("target"),
+            _ => self.base(),
+        }
+    }
+}
+
+/// Unknown `depends_on` ids for which a close id is looked for.
+const MAX_ID_SUGGESTIONS: usize = 32;
 
 pub(super) fn empty_verify() -> super::model::VerifyPolicy {
     super::model::VerifyPolicy { attempts: None, interval: None, probe_old: None }

@@ -7,72 +7,33 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::LazyLock;
 
 use regex::Regex;
-use serde_yaml::Value;
 
+use super::doc::{Node, Value};
 use super::loader::*;
-use super::locate::{Seg, YamlPath};
+use super::locate::YamlPath;
+pub(super) use super::locate::{key_string, node_at};
 
 // ---------------------------------------------------------------------------
 // Small helpers
 // ---------------------------------------------------------------------------
 
-/// A map key as the location index spells it.
-pub(super) fn key_string(k: &Value) -> String {
-    match k {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Null => "~".into(),
-        Value::Tagged(t) => key_string(&t.value),
-        _ => "?".into(),
-    }
-}
-
-pub(super) fn untag(v: &Value) -> &Value {
-    match v {
-        Value::Tagged(t) => untag(&t.value),
-        v => v,
-    }
-}
-
-pub(super) fn value_at<'a>(root: &'a Value, path: &YamlPath) -> Option<&'a Value> {
-    let mut v = untag(root);
-    for s in &path.0 {
-        v = match s {
-            Seg::Key(k) => v.as_mapping()?.iter().find(|(kk, _)| key_string(kk) == *k)?.1,
-            Seg::Index(i) => v.as_sequence()?.get(*i)?,
-        };
-        v = untag(v);
-    }
-    Some(v)
-}
-
-pub(super) fn scalar_text(v: &Value) -> Option<String> {
-    match untag(v) {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
 /// Breadth-first search below `start` (itself included) for a node, or for a
 /// map entry whose key satisfies `key_pred`.
 pub(super) fn search(
-    root: &Value,
+    root: &Node,
     start: &YamlPath,
-    node_pred: &dyn Fn(&YamlPath, &Value) -> bool,
+    node_pred: &dyn Fn(&YamlPath, &Node) -> bool,
     key_pred: &dyn Fn(&str) -> bool,
 ) -> Option<YamlPath> {
     let mut queue = VecDeque::new();
-    queue.push_back((start.clone(), value_at(root, start)?));
+    queue.push_back((start.clone(), node_at(root, start)?));
     while let Some((p, v)) = queue.pop_front() {
         if node_pred(&p, v) {
             return Some(p);
         }
-        match untag(v) {
+        match &v.untag().value {
             Value::Mapping(m) => {
-                for (k, child) in m {
+                for (k, child) in m.iter() {
                     let ks = key_string(k);
                     if key_pred(&ks) {
                         return Some(p.key(ks));
@@ -117,10 +78,36 @@ pub(crate) fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// The candidate closest to `word`, if it is close enough to be a likely typo.
+/// The edit distance of `a` and `b` if it is at most `limit` (stops early
+/// otherwise: once a whole row exceeds it, or when the lengths alone do).
+fn levenshtein_within(a: &[char], b: &str, limit: usize) -> Option<usize> {
+    let b: Vec<char> = b.chars().collect();
+    if a.len().abs_diff(b.len()) > limit {
+        return None;
+    }
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = Vec::with_capacity(b.len() + 1);
+    for (i, ca) in a.iter().enumerate() {
+        cur.clear();
+        cur.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        if cur.iter().min().is_some_and(|m| *m > limit) {
+            return None;
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    Some(prev[b.len()]).filter(|d| *d <= limit)
+}
+
+/// The candidate closest to `word`, if it is close enough to be a likely
+/// typo (the first of the closest).
 pub(super) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(2);
-    candidates.into_iter().map(|c| (levenshtein(word, c), c)).filter(|(d, _)| *d <= limit).min_by_key(|(d, _)| *d).map(|(_, c)| c)
+    let w: Vec<char> = word.chars().collect();
+    let limit = (w.len() / 3).max(2);
+    candidates.into_iter().filter_map(|c| levenshtein_within(&w, c, limit).map(|d| (d, c))).min_by_key(|(d, _)| *d).map(|(_, c)| c)
 }
 
 pub(super) fn list(names: &[&str]) -> String {
@@ -387,22 +374,21 @@ pub(super) fn join_serde_path(base: &YamlPath, p: &serde_path_to_error::Path) ->
 }
 
 /// The value of a tag field (`kind`, `method`) of a mapping.
-pub(super) fn tag_of(v: &Value, tag: &str) -> Option<String> {
-    untag(v).get(tag).and_then(scalar_text)
+pub(super) fn tag_of(v: &Node, tag: &str) -> Option<String> {
+    v.get(tag).and_then(Node::scalar_text)
 }
 
 /// The error of deserializing a tagged mapping without its tag as the
 /// variant's own settings (`de`, given by the registry), to learn the precise
 /// path of an error that serde reported at the enum.
-pub(super) fn inner_error(v: &Value, tag: &str, de: impl Fn(&Value) -> Option<(serde_path_to_error::Path, String)>) -> Option<(YamlPath, String)> {
-    let mut m = untag(v).as_mapping()?.clone();
-    m.remove(tag);
-    de(&Value::Mapping(m)).map(|(p, msg)| (join_serde_path(&YamlPath::root(), &p), msg))
+pub(super) fn inner_error(v: &Node, tag: &str, de: impl Fn(&Node) -> Option<(serde_path_to_error::Path, String)>) -> Option<(YamlPath, String)> {
+    let without = v.untag().without_key(tag)?;
+    de(&without).map(|(p, msg)| (join_serde_path(&YamlPath::root(), &p), msg))
 }
 
 /// Moves an error's path from where serde stopped tracking to the node that
 /// caused it; `true` when it names a key rather than a value.
-pub(super) fn refine(root: &Value, path: YamlPath, msg: &str) -> (YamlPath, bool) {
+pub(super) fn refine(root: &Node, path: YamlPath, msg: &str) -> (YamlPath, bool) {
     if let Some(field) = quoted_after(msg, "unknown field `") {
         if path.last_key() == Some(field) {
             return (path, true);
@@ -411,7 +397,7 @@ pub(super) fn refine(root: &Value, path: YamlPath, msg: &str) -> (YamlPath, bool
         return (found.unwrap_or(path), true);
     }
     if let Some(variant) = quoted_after(msg, "unknown variant `") {
-        let is_variant = |_: &YamlPath, v: &Value| scalar_text(v).as_deref() == Some(variant);
+        let is_variant = |_: &YamlPath, v: &Node| v.scalar_text().as_deref() == Some(variant);
         let tag_first = search(root, &path, &|p, v| is_variant(p, v) && matches!(p.last_key(), Some("kind" | "method")), &|_| false);
         let found = tag_first.or_else(|| search(root, &path, &is_variant, &|_| false));
         return (found.unwrap_or(path), false);
@@ -419,10 +405,10 @@ pub(super) fn refine(root: &Value, path: YamlPath, msg: &str) -> (YamlPath, bool
     if msg.starts_with("missing field") {
         return (path, false);
     }
-    let is_container = matches!(value_at(root, &path), Some(Value::Mapping(_) | Value::Sequence(_)));
+    let is_container = matches!(node_at(root, &path).map(|n| &n.untag().value), Some(Value::Mapping(_) | Value::Sequence(_)));
     if is_container {
         for token in quoted_tokens(msg) {
-            let found = search(root, &path, &|_, v| scalar_text(v).as_deref() == Some(token.as_str()), &|_| false);
+            let found = search(root, &path, &|_, v| v.scalar_text().as_deref() == Some(token.as_str()), &|_| false);
             if let Some(p) = found {
                 return (p, false);
             }

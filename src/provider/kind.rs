@@ -449,7 +449,7 @@ macro_rules! register_adapters {
         /// Deserializes `v` as the settings of provider kind `kind`, for an
         /// error message with the path inside it (serde loses the path inside
         /// an internally tagged enum). `None`: no such kind, or no error.
-        pub fn provider_error(kind: &str, v: &serde_yaml::Value) -> Option<(serde_path_to_error::Path, String)> {
+        pub fn provider_error(kind: &str, v: &$crate::playbook::doc::Node) -> Option<(serde_path_to_error::Path, String)> {
             match kind {
                 $( $pkind => $crate::provider::kind::inner_error::<$PCfg>(v), )*
                 _ => None,
@@ -457,7 +457,7 @@ macro_rules! register_adapters {
         }
 
         /// Like [`provider_error`], for a credential's `target:`.
-        pub fn target_error(kind: &str, v: &serde_yaml::Value) -> Option<(serde_path_to_error::Path, String)> {
+        pub fn target_error(kind: &str, v: &$crate::playbook::doc::Node) -> Option<(serde_path_to_error::Path, String)> {
             match kind {
                 $( $( $tkind => $crate::provider::kind::inner_error::<<$TKind as $crate::provider::kind::Kind>::Target>(v), )* )*
                 _ => None,
@@ -467,13 +467,9 @@ macro_rules! register_adapters {
 }
 
 /// The error of deserializing `v` (without its `kind` key) as a `T`.
-pub fn inner_error<T: DeserializeOwned>(v: &serde_yaml::Value) -> Option<(serde_path_to_error::Path, String)> {
-    let mut m = v.as_mapping()?.clone();
-    m.remove(serde_yaml::Value::String("kind".into()));
-    match serde_path_to_error::deserialize::<_, T>(serde_yaml::Value::Mapping(m)) {
-        Ok(_) => None,
-        Err(e) => Some((e.path().clone(), e.inner().to_string())),
-    }
+pub fn inner_error<T: DeserializeOwned>(v: &crate::playbook::doc::Node) -> Option<(serde_path_to_error::Path, String)> {
+    let without = v.untag().without_key("kind")?;
+    crate::playbook::doc::deserialize::<T>(&without).err()
 }
 
 /// The registry's entry for credential kind `kind`.

@@ -435,27 +435,28 @@ impl ServerCertVerifier for NoVerify {
 /// Makes every relative value of a [`PATH_KEYS`] key under `v` (a
 /// provider's settings) relative to `dir`, the folder of the playbook file
 /// that names it. A value that is an `${env:…}` reference is left alone.
-pub fn rebase_paths(v: &mut serde_yaml::Value, dir: &std::path::Path, depth: usize) {
+pub fn rebase_paths(v: &mut crate::playbook::doc::Node, dir: &std::path::Path, depth: usize) {
+    use crate::playbook::doc::{Str, Value};
     if depth > 4 {
         return;
     }
-    match v {
-        serde_yaml::Value::Mapping(m) => {
+    match &mut v.value {
+        Value::Mapping(m) => {
             for (k, val) in m.iter_mut() {
-                let is_path = k.as_str().is_some_and(|k| PATH_KEYS.contains(&k));
-                match val {
-                    serde_yaml::Value::String(s) if is_path => {
+                let is_path = k.untag().as_str().is_some_and(|k| PATH_KEYS.contains(&k));
+                match &mut val.value {
+                    Value::String(s) if is_path => {
                         let p = std::path::Path::new(s.as_str());
-                        if !s.is_empty() && !s.starts_with("${") && s != "system" && p.is_relative() {
-                            *s = dir.join(p).display().to_string();
+                        if !s.is_empty() && !s.starts_with("${") && s.as_str() != "system" && p.is_relative() {
+                            *s = Str::from(dir.join(p).display().to_string());
                         }
                     }
-                    serde_yaml::Value::Tagged(_) => {}
-                    other => rebase_paths(other, dir, depth + 1),
+                    Value::Tagged(_) => {}
+                    _ => rebase_paths(val, dir, depth + 1),
                 }
             }
         }
-        serde_yaml::Value::Sequence(s) => s.iter_mut().for_each(|x| rebase_paths(x, dir, depth + 1)),
+        Value::Sequence(s) => s.iter_mut().for_each(|x| rebase_paths(x, dir, depth + 1)),
         _ => {}
     }
 }
@@ -466,17 +467,22 @@ mod tests {
 
     #[test]
     fn relative_tls_paths_follow_the_playbook_file() {
-        let mut v: serde_yaml::Value = serde_yaml::from_str(
+        let mut v = crate::playbook::doc::parse(
             "kind: vault\naddress: https://v:8200\ntls: { ca_cert: certs/ca.pem, client_key: /abs/k.pem, client_cert: \"${env:CERT}\" }\nsslrootcert: system\nnot_a_path: rel/x\nauth: { method: jwt, jwt_path: ci/id-token }",
+            &mut 0,
         )
         .unwrap();
         rebase_paths(&mut v, std::path::Path::new("/etc/keysweep"), 0);
-        assert_eq!(v["tls"]["ca_cert"].as_str(), Some("/etc/keysweep/certs/ca.pem"));
-        assert_eq!(v["tls"]["client_key"].as_str(), Some("/abs/k.pem"));
-        assert_eq!(v["tls"]["client_cert"].as_str(), Some("${env:CERT}"));
-        assert_eq!(v["sslrootcert"].as_str(), Some("system"));
-        assert_eq!(v["not_a_path"].as_str(), Some("rel/x"));
-        assert_eq!(v["auth"]["jwt_path"].as_str(), Some("/etc/keysweep/ci/id-token"));
+        let at = |a: &str, b: Option<&str>| {
+            let n = v.get(a).unwrap();
+            b.map_or(n, |b| n.get(b).unwrap()).as_str().map(str::to_string)
+        };
+        assert_eq!(at("tls", Some("ca_cert")).as_deref(), Some("/etc/keysweep/certs/ca.pem"));
+        assert_eq!(at("tls", Some("client_key")).as_deref(), Some("/abs/k.pem"));
+        assert_eq!(at("tls", Some("client_cert")).as_deref(), Some("${env:CERT}"));
+        assert_eq!(at("sslrootcert", None).as_deref(), Some("system"));
+        assert_eq!(at("not_a_path", None).as_deref(), Some("rel/x"));
+        assert_eq!(at("auth", Some("jwt_path")).as_deref(), Some("/etc/keysweep/ci/id-token"));
     }
 
     #[test]

@@ -76,21 +76,26 @@ pub struct Totals {
 
 impl Totals {
     pub fn of(rows: &[Row]) -> Totals {
-        let mut t = Totals { total: rows.len(), ..Default::default() };
+        let mut t = Totals::default();
         for r in rows {
-            match r.outcome {
-                Outcome::Rotated { .. } => t.rotated += 1,
-                Outcome::Revoked { .. } => t.revoked += 1,
-                Outcome::Unverified { .. } => t.unverified += 1,
-                Outcome::Failed { .. } => t.failed += 1,
-                Outcome::Skipped { .. } => t.skipped += 1,
-                Outcome::AwaitingHuman { .. } => t.awaiting_human += 1,
-            }
-            if r.selected && !r.outcome.is_verified() {
-                t.gaps += 1;
-            }
+            t.count(r);
         }
         t
+    }
+    /// Counts one more row.
+    pub fn count(&mut self, r: &Row) {
+        self.total += 1;
+        match r.outcome {
+            Outcome::Rotated { .. } => self.rotated += 1,
+            Outcome::Revoked { .. } => self.revoked += 1,
+            Outcome::Unverified { .. } => self.unverified += 1,
+            Outcome::Failed { .. } => self.failed += 1,
+            Outcome::Skipped { .. } => self.skipped += 1,
+            Outcome::AwaitingHuman { .. } => self.awaiting_human += 1,
+        }
+        if r.selected && !r.outcome.is_verified() {
+            self.gaps += 1;
+        }
     }
     /// The sum of the outcome counts equals the total.
     pub fn add_up(&self) -> bool {
@@ -204,7 +209,19 @@ impl Report {
     }
 
     pub fn new(run_id: &str, mode: &str, playbook: &str, started_at: &str, selection: Vec<String>, rows: Vec<Row>) -> Self {
-        let mut totals = Totals::of(&rows);
+        Report::with_totals(run_id, mode, playbook, started_at, selection, Totals::of(&rows), rows)
+    }
+    /// Like [`Report::new`], with the totals of rows already counted (`rows`
+    /// may hold none of them: a report printed as its totals alone).
+    pub fn with_totals(
+        run_id: &str,
+        mode: &str,
+        playbook: &str,
+        started_at: &str,
+        selection: Vec<String>,
+        mut totals: Totals,
+        rows: Vec<Row>,
+    ) -> Self {
         if mode == "dry_run" {
             // Nothing was meant to happen: a dry run has no gaps, only skips.
             totals.gaps = 0;
