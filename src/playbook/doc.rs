@@ -526,7 +526,8 @@ impl Builder<'_, '_> {
                 let anchored = e.anchor().map(|a| (a.to_vec().into_boxed_slice(), node.clone()));
                 if let Some((name, copy)) = anchored {
                     self.next_anchor += 1;
-                    self.define(name, Slot::Done(Box::new(Anchored { node: copy, jumps: 0, height: 0, count: 1 })));
+                    let count = copy.count();
+                    self.define(name, Slot::Done(Box::new(Anchored { node: copy, jumps: 0, height: 0, count })));
                 }
                 self.add(node, 0, 0, e.start())
             }
