@@ -714,7 +714,7 @@ impl<I: Iterator<Item = Node>> Iterator for Pairs<I> {
     fn next(&mut self) -> Option<(Node, Node)> {
         let k = self.0.next()?;
         // The parser always gives a mapping's key a value (an empty one at the least).
-        let v = self.0.next().unwrap_or_else(|| Node { line: k.line, column: k.column, value: Value::Null });
+        let v = self.0.next().unwrap_or(Node { line: k.line, column: k.column, value: Value::Null });
         Some((k, v))
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
