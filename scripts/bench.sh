@@ -2,7 +2,14 @@
 # Benchmark (not a test): prints credentials/second and peak memory for
 #   1. `keysweep plan` of a 5,000-credential playbook (offline), and
 #   2. `keysweep run` rotating/revoking 2,000 credentials in a local OpenBao,
-#   3. `keysweep run` of 20,000 credentials in the in-process `memory` system
+#   3. 50 ms per request (a cloud round trip, added by examples/latency_proxy
+#      in front of the same OpenBao), in one run: a sequential script doing
+#      the same rotate+verify of a token (examples/rotate_baseline, one at a
+#      time, on a sample, extrapolated), the same calls at high concurrency
+#      (what server and proxy sustain), and `keysweep run` with no setting
+#      (default concurrency); with the ratios keysweep/sequential and
+#      keysweep/concurrent baseline,
+#   4. `keysweep run` of 20,000 credentials in the in-process `memory` system
 #      (no latency, journal on): keysweep's own overhead per lifecycle.
 # Uses a release build and GNU time. Numbers depend on the machine; they are
 # printed, never asserted.
@@ -18,6 +25,11 @@
 # column, CPU per 10,000 credentials, stays flat when the cost is linear.
 # KEYSWEEP_BIN=path measures another keysweep binary (e.g. an older build)
 # with the same playbooks; the generated playbooks stay in .stack/bench/load.
+# Environment: KEYSWEEP_BENCH_BIN=dir with prebuilt keysweep, seed_openbao,
+# latency_proxy and rotate_baseline (default: cargo build --release);
+# BENCH50_N (tokens keysweep rotates at 50 ms, default 2000), BENCH50_SEQ
+# (sequential sample, default 20), BENCH50_CONC (concurrent baseline's tokens,
+# default 1000) and BENCH50_AT_ONCE (its concurrency, default 256).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -85,9 +97,13 @@ fi
 scripts/stack.sh up
 # shellcheck disable=SC1091
 source .stack/env
-cargo build --quiet --release --bin keysweep --example seed_openbao
-KS="$TARGET/release/keysweep"
-SEED="$TARGET/release/examples/seed_openbao"
+if [[ -n "${KEYSWEEP_BENCH_BIN:-}" ]]; then
+  BIN="$KEYSWEEP_BENCH_BIN"; KS="$BIN/keysweep"; SEED="$BIN/seed_openbao"; PROXY="$BIN/latency_proxy"; BASE="$BIN/rotate_baseline"
+else
+  cargo build --quiet --release --bin keysweep --example seed_openbao --example latency_proxy --example rotate_baseline
+  REL="$TARGET/release"
+  KS="$REL/keysweep"; SEED="$REL/examples/seed_openbao"; PROXY="$REL/examples/latency_proxy"; BASE="$REL/examples/rotate_baseline"
+fi
 WORK="$ROOT/.stack/bench"
 rm -rf "$WORK"; mkdir -p "$WORK/pb"
 cp playbooks/demo.yaml "$WORK/pb/bench.yaml"
@@ -98,6 +114,7 @@ measure() { # label count cmd...
   local label="$1" count="$2"; shift 2
   /usr/bin/time -f '%e %M' -o "$WORK/time" "$@" >"$WORK/$label.out" 2>"$WORK/$label.err" || true
   read -r secs kb <"$WORK/time"
+  echo "$secs" >"$WORK/$label.secs"
   awk -v l="$label" -v n="$count" -v s="$secs" -v k="$kb" 'BEGIN {
     printf "bench: %-6s %6d credentials in %7.2f s = %8.1f credentials/s, peak RSS %6.1f MiB\n", l, n, s, (s > 0 ? n / s : 0), k / 1024 }'
   head -1 "$WORK/$label.out"
@@ -111,8 +128,65 @@ echo "bench: run of $N credentials against OpenBao at $VAULT_ADDR"
 T=$(( N * 3 / 4 )); A=$(( N / 8 )); K=$(( N - T - A - 10 ))
 "$SEED" --prefix "b$RANDOM" --tokens "$T" --approles "$A" --kv "$K" --revoke-tokens 10 --out "$WORK/pb/demo/estate.generated.yaml"
 measure run "$N" "$KS" run "$WORK/pb/bench.yaml" --quiet
+
+# ---- 3. 50 ms per request: sequential script, concurrent baseline, keysweep with defaults.
+N50="${BENCH50_N:-2000}"; SEQ="${BENCH50_SEQ:-20}"; CONC="${BENCH50_CONC:-1000}"; AT_ONCE="${BENCH50_AT_ONCE:-256}"
+PROXY_ADDR="127.0.0.1:${KEYSWEEP_BENCH_PROXY_PORT:-18250}"
+PROXY_PID=""
+trap '[[ -n "$PROXY_PID" ]] && kill "$PROXY_PID" 2>/dev/null || true' EXIT
+proxy_up() { # label: a fresh proxy (its request count is one phase's)
+  "$PROXY" --listen "$PROXY_ADDR" --upstream "$VAULT_ADDR" --delay-ms 50 >"$WORK/proxy-$1.out" 2>"$WORK/proxy-$1.err" &
+  PROXY_PID=$!
+  for _ in $(seq 50); do
+    kill -0 "$PROXY_PID" 2>/dev/null || break
+    grep -q '^latency_proxy:' "$WORK/proxy-$1.err" && return 0
+    sleep 0.1
+  done
+  echo "bench: latency proxy did not start" >&2; cat "$WORK/proxy-$1.err" >&2; exit 1
+}
+proxy_down() { # label count: prints requests per credential and the most in one second
+  kill -TERM "$PROXY_PID"; wait "$PROXY_PID" 2>/dev/null || true; PROXY_PID=""
+  awk -v n="$2" -F'[= ]' '/^requests=/ { printf "bench:        %d requests at the proxy = %.1f per credential, at most %d in one second\n", $2, $2 / n, $4 }' "$WORK/proxy-$1.out"
+}
+echo "bench: 50 ms per request (latency proxy at $PROXY_ADDR in front of $VAULT_ADDR): the same token rotate+verify three ways"
+BL="l$RANDOM"; PB50="k$RANDOM"
+"$SEED" --prefix "$BL" --tokens $(( SEQ + CONC )) --approles 0 --kv 0 --revoke-tokens 0 --out "$WORK/baseline-estate.yaml"
+mkdir -p "$WORK/pb50/demo"
+"$SEED" --prefix "$PB50" --tokens "$N50" --approles 0 --kv 0 --revoke-tokens 0 --out "$WORK/pb50/demo/estate.generated.yaml"
+# The playbook declares no limits: keysweep's defaults decide.
+cat >"$WORK/pb50/bench.yaml" <<'YAML'
+version: 1
+include:
+  - demo/*.yaml
+providers:
+  bao:
+    kind: vault
+    address: ${env:VAULT_ADDR}
+    auth: { method: token, token: "${env:VAULT_TOKEN}" }
+YAML
+
+proxy_up seq
+VAULT_ADDR="http://$PROXY_ADDR" "$BASE" --prefix "$BL" --from 0 --count "$SEQ" --concurrency 1 >"$WORK/seq.out"
+SEQ_RATE=$(sed -n 's/^rate=//p' "$WORK/seq.out")
+printf 'bench: (a) sequential script, one at a time, %d tokens (a sample, extrapolated): %8.2f credentials/s\n' "$SEQ" "$SEQ_RATE"
+proxy_down seq "$SEQ"
+
+proxy_up conc
+VAULT_ADDR="http://$PROXY_ADDR" "$BASE" --prefix "$BL" --from "$SEQ" --count "$CONC" --concurrency "$AT_ONCE" >"$WORK/conc.out"
+CONC_RATE=$(sed -n 's/^rate=//p' "$WORK/conc.out")
+printf 'bench: (b) the same calls, %d at once, %d tokens (what server + proxy sustain): %8.2f credentials/s\n' "$AT_ONCE" "$CONC" "$CONC_RATE"
+proxy_down conc "$CONC"
+
+proxy_up ks
+echo "bench: (c) keysweep run, no concurrency setting, $N50 tokens:"
+VAULT_ADDR="http://$PROXY_ADDR" KEYSWEEP_STATE_DIR="$WORK/state50" measure run50 "$N50" "$KS" run "$WORK/pb50/bench.yaml"
+grep -h 'concurrency' "$WORK/run50.err" | sed 's/^/bench:        /'
+proxy_down ks "$N50"
+KS_RATE=$(awk -v n="$N50" '{ printf "%.3f", ($1 > 0 ? n / $1 : 0) }' "$WORK/run50.secs")
+awk -v k="$KS_RATE" -v s="$SEQ_RATE" -v c="$CONC_RATE" 'BEGIN {
+  printf "bench: at 50 ms: keysweep %.1f/s; keysweep/sequential = %.1fx (goal >= 20x); keysweep/concurrent baseline = %.2fx (goal >= 0.8x)\n", k, (s > 0 ? k / s : 0), (c > 0 ? k / c : 0) }'
 scripts/stack.sh down
 
 echo "bench: run of 20000 credentials in the in-process memory system (orchestration overhead, journal on)"
 python3 scripts/memory_playbook.py 20000 >"$WORK/memory.yaml"
-KEYSWEEP_STATE_DIR="$WORK/memory-state" measure memory 20000 "$KS" run "$WORK/memory.yaml" --quiet --concurrency 64
+KEYSWEEP_STATE_DIR="$WORK/memory-state" measure memory 20000 "$KS" run "$WORK/memory.yaml" --quiet

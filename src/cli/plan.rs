@@ -26,6 +26,10 @@ pub struct Args {
     /// Also list every selected credential with its steps (text format).
     #[arg(long, short)]
     pub verbose: bool,
+    /// The global cap a run would be given (`run --concurrency`): plan says
+    /// which providers it would hold below their own cap.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub concurrency: Option<u64>,
 }
 
 pub async fn run(a: Args, state_dir: &std::path::Path) -> Result<i32> {
@@ -138,6 +142,7 @@ pub async fn run(a: Args, state_dir: &std::path::Path) -> Result<i32> {
     match a.format {
         render::Format::Text => {
             print!("{}", text(&plan, &report, a.verbose));
+            print!("{}", concurrency_text(&pb, &plan, a.concurrency.map(|n| usize::try_from(n).unwrap_or(usize::MAX))));
             if let Some(d) = &report.discovery {
                 print!("\ncoverage: {}", discover::render::text(d, if a.verbose { 0 } else { 10 }));
             }
@@ -151,6 +156,42 @@ pub async fn run(a: Args, state_dir: &std::path::Path) -> Result<i32> {
         f => println!("{}", render::render(&report, f, false)),
     }
     Ok(exit::OK)
+}
+
+/// How many credentials of each provider a run would work on at once, and
+/// what a global cap would take from them.
+fn concurrency_text(pb: &crate::playbook::Playbook, plan: &plan::Plan, set: Option<usize>) -> String {
+    use crate::provider::adaptive::{self, Concurrency};
+    use std::fmt::Write;
+    let names: std::collections::BTreeSet<String> = common::needed_providers(plan);
+    let per: Vec<(String, Concurrency)> =
+        names.iter().filter_map(|n| pb.providers.get(n).map(|e| (n.clone(), Concurrency::of(e.config.spec())))).collect();
+    if per.is_empty() {
+        return String::new();
+    }
+    let mut s = String::new();
+    let _ = writeln!(s, "\nconcurrency (credentials of a provider worked on at once):");
+    for (n, c) in &per {
+        let _ = writeln!(s, "  {n:<16} {c}");
+    }
+    if per.iter().any(|(_, c)| matches!(c, Concurrency::Adaptive { .. })) {
+        let _ = writeln!(
+            s,
+            "  adaptive: grows while answers stay near their usual time, halves on 429/Retry-After/5xx/timeouts or answers well above it"
+        );
+    }
+    match set {
+        None => {
+            let _ = writeln!(s, "  global: no cap beyond the providers' own (run --concurrency N sets one)");
+        }
+        Some(g) => {
+            let _ = writeln!(s, "  global: at most {g} in all (--concurrency)");
+            for note in adaptive::global_notes(set, &per) {
+                let _ = writeln!(s, "  note: {note}");
+            }
+        }
+    }
+    s
 }
 
 fn text(plan: &plan::Plan, report: &Report, verbose: bool) -> String {

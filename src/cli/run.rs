@@ -18,6 +18,7 @@ use crate::plan::{self, Selection};
 use crate::playbook::model::Action;
 use crate::playbook::Playbook;
 use crate::progress::Progress;
+use crate::provider::adaptive::{self, Concurrency};
 use crate::report::{render, Changes, Report, Row};
 
 #[derive(clap::Args, Debug)]
@@ -50,9 +51,12 @@ pub struct ResumeArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct ExecArgs {
-    /// Credentials worked on at once across all providers.
-    #[arg(long, default_value_t = 32)]
-    pub concurrency: usize,
+    /// Credentials worked on at once across all providers. Default: no cap
+    /// beyond each provider's own (adaptive up to `limits.concurrency`,
+    /// default 256; fixed at 8 for database and directory providers). A value
+    /// below a provider's cap is reported at the start of the run.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub concurrency: Option<u64>,
     /// Report format on standard output: text, markdown, json, html, junit (JUnit XML), sarif (SARIF 2.1.0).
     #[arg(long, default_value = "text")]
     pub format: render::Format,
@@ -279,11 +283,26 @@ async fn execute(
 
     let provider_concurrency: BTreeMap<String, usize> =
         pb.providers.iter().filter_map(|(n, e)| e.config.limits().concurrency.map(|c| (n.clone(), c))).collect();
+    // Each provider's own concurrency decides; a global cap set below one is said.
+    let per_provider: Vec<(String, Concurrency)> =
+        needed.iter().filter_map(|n| pb.providers.get(n).map(|e| (n.clone(), Concurrency::of(e.config.spec())))).collect();
+    let set = exec.concurrency.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    for note in adaptive::global_notes(set, &per_provider) {
+        eprintln!("keysweep: note: {note}");
+    }
+    if !exec.quiet {
+        let each: Vec<String> = per_provider.iter().map(|(n, c)| format!("{n} {c}")).collect();
+        let global = match set {
+            Some(g) => format!("at most {g} in all (--concurrency)"),
+            None => "no global cap".into(),
+        };
+        eprintln!("keysweep: concurrency per provider: {}; {global}", each.join("; "));
+    }
     let engine = Engine {
         journal: journal.clone(),
         providers,
         run_id: run_id.clone(),
-        concurrency: exec.concurrency,
+        concurrency: adaptive::global(set, &per_provider),
         provider_concurrency,
         observer: Arc::new(Progress::new(exec.quiet)),
         stop: stop.clone(),
@@ -295,6 +314,16 @@ async fn execute(
             .collect(),
     };
     let states = engine.execute(&plan).await;
+    if !exec.quiet {
+        let reached: Vec<String> = per_provider
+            .iter()
+            .filter_map(|(n, _)| engine.providers.get(n).and_then(|p| p.adaptive()).map(|a| (n, a.summary())))
+            .map(|(n, s)| format!("{n} up to {} of {} ({} halving(s), {} at the end)", s.peak, s.cap, s.halvings, s.limit))
+            .collect();
+        if !reached.is_empty() {
+            eprintln!("keysweep: adaptive concurrency reached: {}", reached.join("; "));
+        }
+    }
     engine.providers.close().await;
     let states = states?;
     let interrupted = stop.load(Ordering::SeqCst);

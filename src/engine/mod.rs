@@ -26,11 +26,39 @@ use tokio::sync::Semaphore;
 use crate::journal::Journal;
 use crate::plan::{Plan, WorkItem};
 use crate::playbook::{Credential, StoreLocation};
+use crate::provider::adaptive::{AdaptiveLimit, Slot};
 use crate::provider::registry::Providers;
 use crate::provider::{capabilities, Claim, ClaimPhase, ErrorKind, Handle, Provider, ProviderError, Store, StoredValue, Verdict};
 use crate::report::{Outcome, Step};
 use crate::secret::{Delivered, ExposeSecret};
 use state::CredState;
+
+/// The per-provider cap of an adapter without an adaptive limit, where the
+/// playbook sets none.
+pub const FIXED_DEFAULT: usize = 8;
+
+/// Room for a provider's credentials: its adaptive limit (see
+/// `provider::adaptive`), or a fixed cap.
+#[derive(Clone)]
+enum Room {
+    Adaptive(Arc<AdaptiveLimit>),
+    Fixed(Arc<Semaphore>),
+}
+
+/// A credential's place in its provider's [`Room`], held for its lifecycle.
+enum Place {
+    Adaptive { _slot: Slot },
+    Fixed { _permit: tokio::sync::OwnedSemaphorePermit },
+}
+
+impl Room {
+    async fn enter(&self) -> Place {
+        match self {
+            Room::Adaptive(a) => Place::Adaptive { _slot: a.lifecycle().await },
+            Room::Fixed(s) => Place::Fixed { _permit: s.clone().acquire_owned().await.expect("semaphore open") },
+        }
+    }
+}
 
 /// Told about progress as credentials finish.
 pub trait Observer: Send + Sync {
@@ -48,9 +76,12 @@ pub struct Engine {
     pub journal: Arc<Journal>,
     pub providers: Providers,
     pub run_id: String,
-    /// Credentials worked on at once, across providers.
+    /// Credentials worked on at once, across providers (the CLI's default is
+    /// the sum of the providers' caps: it never caps a provider by itself).
     pub concurrency: usize,
-    /// Default per-provider cap where the playbook sets none.
+    /// The declared caps (`limits.concurrency`) of providers without an
+    /// adaptive limit ([`FIXED_DEFAULT`] where none is declared). An adapter
+    /// with an adaptive limit carries its cap in it.
     pub provider_concurrency: BTreeMap<String, usize>,
     pub observer: Arc<dyn Observer>,
     /// Set to stop starting new credentials (Ctrl-C); in-flight ones finish their step.
@@ -160,11 +191,10 @@ impl Engine {
         }
         self.observer.begin(&total, &done);
 
-        let global = Arc::new(Semaphore::new(self.concurrency.max(1)));
-        let mut per_provider: HashMap<String, Arc<Semaphore>> = HashMap::new();
+        let global = Arc::new(Semaphore::new(self.concurrency.clamp(1, Semaphore::MAX_PERMITS)));
+        let mut per_provider: HashMap<String, Room> = HashMap::new();
         for name in self.providers.names() {
-            let n = self.provider_concurrency.get(name).copied().unwrap_or(8).max(1);
-            per_provider.insert(name.clone(), Arc::new(Semaphore::new(n)));
+            per_provider.insert(name.clone(), self.room(name));
         }
 
         for wave in &plan.waves {
@@ -188,7 +218,7 @@ impl Engine {
                         return;
                     }
                     let _p = match &prov {
-                        Some(p) => Some(p.acquire().await.expect("semaphore open")),
+                        Some(p) => Some(p.enter().await),
                         None => None,
                     };
                     let _g = global.acquire().await.expect("semaphore open");
@@ -223,6 +253,15 @@ impl Engine {
         }
         self.observer.end();
         Ok(states)
+    }
+
+    /// How many of provider `name`'s credentials may be worked on at once:
+    /// its adaptive limit, or a fixed cap for an adapter without one.
+    fn room(&self, name: &str) -> Room {
+        match self.providers.get(name).and_then(|p| p.adaptive()) {
+            Some(a) => Room::Adaptive(a),
+            None => Room::Fixed(Arc::new(Semaphore::new(self.provider_concurrency.get(name).copied().unwrap_or(FIXED_DEFAULT).max(1)))),
+        }
     }
 
     /// Folds the journal into per-credential states.

@@ -82,7 +82,10 @@ pub struct Defaults {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Credentials of this provider worked on at once (default 8).
+    /// Credentials of this provider worked on at once, at most: the cap of its
+    /// adaptive concurrency (default 256), which grows while the provider
+    /// answers promptly and halves on 429/5xx/timeouts; for database and
+    /// directory providers a fixed number (default 8).
     pub concurrency: Option<usize>,
     /// Requests per second sent to this provider (default unlimited).
     pub rate_per_second: Option<u32>,

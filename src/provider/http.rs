@@ -29,6 +29,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 use serde_json::Value;
 
+use super::adaptive::Signal;
 use super::limits::Gate;
 use crate::playbook::model::Limits;
 use crate::provider::{ErrorKind, ProviderError};
@@ -291,6 +292,11 @@ impl HttpClient {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// The adaptive concurrency limit its requests feed.
+    pub fn adaptive(&self) -> std::sync::Arc<super::adaptive::AdaptiveLimit> {
+        self.gate.adaptive().clone()
+    }
+
     /// The absolute URL of `target`, if a secret may be sent there.
     pub fn url(&self, operation: &'static str, target: &str) -> Result<Url, ProviderError> {
         let url = if target.starts_with("http://") || target.starts_with("https://") {
@@ -331,8 +337,23 @@ impl HttpClient {
         documented: fn(u16, &HeaderMap) -> bool,
     ) -> Result<Answer, ProviderError> {
         let url = self.url(operation, req.target)?;
+        let admission = self.gate.admit().await;
+        let r = self.send_once(operation, req, url, documented).await;
+        match &r {
+            Ok(a) => admission.done(operation, Signal::of_status(a.status, a.retry_after.is_some())),
+            Err(_) => admission.result(operation, &r),
+        }
+        r
+    }
+
+    async fn send_once(
+        &self,
+        operation: &'static str,
+        req: &Request<'_>,
+        url: Url,
+        documented: fn(u16, &HeaderMap) -> bool,
+    ) -> Result<Answer, ProviderError> {
         let what = url.path().to_string();
-        let _sent = self.gate.admit().await;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut r = self.http.request(req.method.clone(), url);
         for (k, v) in &req.secret_headers {

@@ -316,6 +316,15 @@ pub trait ProviderKind: Send + Sync + 'static {
         None
     }
 
+    /// Whether its providers' concurrency adapts to their answers (see
+    /// `provider::adaptive`); `false`: a fixed `limits.concurrency`, default 8
+    /// (the database and directory adapters, over a few connections, whose
+    /// refused connections are not a load signal). Agrees with
+    /// `Provider::adaptive` of the connected provider.
+    fn adaptive_concurrency(&self) -> bool {
+        true
+    }
+
     /// Connects and logs in (checking that the login is accepted).
     async fn connect(&self, name: &str, resolve: &Resolve<'_>) -> Result<Arc<dyn Provider>, ProviderError>;
 

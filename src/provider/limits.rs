@@ -4,14 +4,18 @@
 //! exponential backoff for transient errors only, honouring `Retry-After`.
 //! Every retry is bounded (the Vault #28989 lesson: a failing call retried
 //! forever), and there is one retry loop per request: the engine adds none.
+//! Each request also takes a slot of the provider's adaptive concurrency
+//! limit ([`super::adaptive`]) and tells it how long the answer took and
+//! whether it said "too much" (429, `Retry-After`, 5xx, timeout).
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 
+use super::adaptive::{AdaptiveLimit, Signal, Slot};
 use crate::playbook::model::Limits;
 use crate::provider::{ErrorKind, ProviderError};
 
@@ -184,6 +188,30 @@ pub struct Gate {
     rate: Option<RateWindow>,
     timeout: Duration,
     retry: RetryPolicy,
+    adaptive: Arc<AdaptiveLimit>,
+}
+
+/// One request let through by a [`Gate`]: holds its concurrency slot until
+/// the answer is told ([`Admission::done`]) or it is dropped (nothing learnt).
+#[must_use = "tell the gate how the request ended with `done` or `result`"]
+pub struct Admission<'a> {
+    _slot: Slot,
+    /// Its place in the rate limit, held until the answer is told.
+    _rate: Sent<'a>,
+    sent: Instant,
+    limit: Arc<AdaptiveLimit>,
+}
+
+impl Admission<'_> {
+    /// The request to `op` ended with an answer that says `signal`.
+    pub fn done(self, op: &'static str, signal: Signal) {
+        self.limit.record(op, self.sent, self.sent.elapsed(), signal);
+    }
+
+    /// The request to `op` ended with `r`.
+    pub fn result<T>(self, op: &'static str, r: &Result<T, ProviderError>) {
+        self.done(op, Signal::of(r))
+    }
 }
 
 impl Gate {
@@ -192,7 +220,13 @@ impl Gate {
             rate: limits.rate_per_second.map(|r| RateWindow::new(r, limits.burst)),
             timeout: limits.timeout.map(|d| d.0).unwrap_or(DEFAULT_TIMEOUT),
             retry: RetryPolicy { max_attempts: limits.max_attempts.unwrap_or(5).max(1), ..RetryPolicy::default() },
+            adaptive: AdaptiveLimit::new(limits.concurrency.unwrap_or(super::adaptive::DEFAULT_CAP)),
         }
+    }
+
+    /// This provider's adaptive concurrency limit (capped by `limits.concurrency`).
+    pub fn adaptive(&self) -> &Arc<AdaptiveLimit> {
+        &self.adaptive
     }
 
     /// The timeout of one request.
@@ -204,17 +238,29 @@ impl Gate {
         self.retry
     }
 
-    /// Waits for the rate limit to let one request through; hold the ticket
-    /// until the request's answer is in hand.
-    pub async fn admit(&self) -> Sent<'_> {
+    /// Waits for the rate limit to let one request through (no concurrency
+    /// slot, nothing learnt: for adapters whose concurrency is fixed); hold
+    /// the ticket until the request's answer is in hand.
+    pub async fn pace(&self) -> Sent<'_> {
         match &self.rate {
             Some(r) => r.admit().await,
             None => Sent::unlimited(),
         }
     }
 
-    /// One request: each attempt admitted by the rate limit and bounded by the
-    /// timeout; transient failures retried within the policy.
+    /// Waits for a concurrency slot, then for the rate limit (last, so that
+    /// the rate is counted when the request is really sent), and starts the
+    /// request's clock. Never called while holding another admission of the
+    /// same gate: at a limit of one that would wait forever.
+    pub async fn admit(&self) -> Admission<'_> {
+        let slot = self.adaptive.request().await;
+        let rate = self.pace().await;
+        Admission { _slot: slot, _rate: rate, sent: Instant::now(), limit: self.adaptive.clone() }
+    }
+
+    /// One request: each attempt admitted by the concurrency limit and the
+    /// rate limit and bounded by the timeout, its answer told to the
+    /// concurrency limit; transient failures retried within the policy.
     pub async fn call<T, F, Fut>(&self, op: &'static str, mut f: F) -> Result<T, ProviderError>
     where
         F: FnMut() -> Fut,
@@ -223,13 +269,15 @@ impl Gate {
         retry(self.retry, || {
             let attempt = f();
             async move {
-                let _sent = self.admit().await;
-                match tokio::time::timeout(self.timeout, attempt).await {
+                let admission = self.admit().await;
+                let r = match tokio::time::timeout(self.timeout, attempt).await {
                     Ok(r) => r,
                     Err(_) => {
                         Err(ProviderError::new(ErrorKind::Unavailable, op, format!("no answer within {}", humantime::format_duration(self.timeout))))
                     }
-                }
+                };
+                admission.result(op, &r);
+                r
             }
         })
         .await
@@ -254,9 +302,15 @@ impl RetryPolicy {
     /// "full jitter" over an exponential ceiling, but never less than what the
     /// server asked for with Retry-After.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        // "Equal jitter": at least half the exponential step, the other half
+        // random. Full jitter (anywhere from zero) let a request refused at
+        // the height of a 429 storm spend all its attempts within a few
+        // milliseconds, before the adaptive limit had come down (CI lost a
+        // credential so); this way the attempts span at least
+        // base × (2 + 4 + … ) / 2 (3 s with the defaults).
         let exp = self.base.saturating_mul(1u32 << attempt.min(16));
-        let ceiling = exp.min(self.cap);
-        let jittered = Duration::from_millis(rand::rng().random_range(0..=ceiling.as_millis() as u64));
+        let ceiling = exp.min(self.cap).as_millis() as u64;
+        let jittered = Duration::from_millis(ceiling / 2 + rand::rng().random_range(0..=ceiling - ceiling / 2));
         match retry_after {
             Some(ra) => ra.min(Duration::from_secs(120)).max(jittered),
             None => jittered.max(Duration::from_millis(10)),
@@ -332,6 +386,18 @@ mod tests {
         .await;
         assert!(r.is_err());
         assert_eq!(n.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn a_retry_waits_at_least_half_its_exponential_step() {
+        let p = RetryPolicy::default();
+        for attempt in 1..=4 {
+            let step = p.base * (1 << attempt);
+            for _ in 0..200 {
+                let d = p.delay(attempt, Some(Duration::from_millis(1)));
+                assert!(d >= step / 2 && d <= step, "attempt {attempt}: {d:?} outside [{:?}, {step:?}]", step / 2);
+            }
+        }
     }
 
     #[test]

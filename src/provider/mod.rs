@@ -2,6 +2,7 @@
 //! what it can do (capabilities), how it fails (errors that know whether they
 //! are temporary), and how verification answers (dead / alive / unknown).
 
+pub mod adaptive;
 pub mod conformance;
 pub mod error;
 pub mod http;
@@ -261,6 +262,14 @@ pub trait Provider: Send + Sync {
 
     /// Requests sent so far, where the adapter counts them.
     fn request_count(&self) -> Option<u64> {
+        None
+    }
+
+    /// The adaptive concurrency limit this adapter's requests feed (see
+    /// [`adaptive`]); `None`: its concurrency is the fixed `limits.concurrency`
+    /// (default 8), as for the adapters that work over a few database or
+    /// directory connections, where a refused connection is not a load signal.
+    fn adaptive(&self) -> Option<std::sync::Arc<adaptive::AdaptiveLimit>> {
         None
     }
 }

@@ -239,6 +239,9 @@ macro_rules! account_provider_kind {
             fn secret_keys() -> &'static [&'static str] {
                 &["password"]
             }
+            fn adaptive_concurrency(&self) -> bool {
+                false
+            }
         }
     };
 }

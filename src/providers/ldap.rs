@@ -453,7 +453,7 @@ impl LdapProvider {
     }
 
     async fn permit(&self) -> crate::provider::limits::Sent<'_> {
-        self.gate.admit().await
+        self.gate.pace().await
     }
 
     /// A handle on the admin connection (reconnected if it was closed), for

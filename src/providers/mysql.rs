@@ -251,7 +251,7 @@ impl MysqlProvider {
     }
 
     async fn pace(&self) -> crate::provider::limits::Sent<'_> {
-        self.gate.admit().await
+        self.gate.pace().await
     }
 
     /// Runs `f` within the provider's timeout.

@@ -172,7 +172,7 @@ impl PostgresProvider {
     }
 
     async fn permit(&self) -> crate::provider::limits::Sent<'_> {
-        self.gate.admit().await
+        self.gate.pace().await
     }
 
     fn addr(&self) -> String {

@@ -161,7 +161,7 @@ impl RedisProvider {
     }
 
     async fn permit(&self) -> crate::provider::limits::Sent<'_> {
-        self.gate.admit().await
+        self.gate.pace().await
     }
 
     /// A new connection that has not logged in. Its settings hold no password.

@@ -24,7 +24,7 @@ struct KeyMeta {
 
 impl AwsProvider {
     async fn list_keys(&self, user: &str) -> Result<Vec<KeyMeta>, ProviderError> {
-        self.call(|| async {
+        self.call("iam.list_access_keys", || async {
             let out = self.iam.list_access_keys().user_name(user).send().await.map_err(|e| map_err("iam.list_access_keys", e))?;
             Ok(out
                 .access_key_metadata()
@@ -48,7 +48,7 @@ impl AwsProvider {
     /// the step is retried as a whole.
     async fn delete_key(&self, user: &str, id: &str) -> Result<(), ProviderError> {
         let deleted = self
-            .call(|| async {
+            .call("iam.delete_access_key", || async {
                 let r = self.iam.delete_access_key().user_name(user).access_key_id(id).send().await;
                 r.map(|_| ()).map_err(|e| map_err("iam.delete_access_key", e))
             })
@@ -60,7 +60,7 @@ impl AwsProvider {
             Err(e) => e,
         };
         let deactivated = self
-            .call(|| async {
+            .call("iam.update_access_key", || async {
                 let r = self.iam.update_access_key().user_name(user).access_key_id(id).status(StatusType::Inactive).send().await;
                 r.map(|_| ()).map_err(|e| map_err("iam.update_access_key", e))
             })
@@ -78,7 +78,7 @@ impl AwsProvider {
     /// told by its error code `LimitExceeded` (the SDK's error metadata, or
     /// the code element of IAM's own XML error body), and nothing was made.
     async fn create_key(&self, user: &str) -> Result<Option<aws_sdk_iam::operation::create_access_key::CreateAccessKeyOutput>, ProviderError> {
-        self.call_once(async {
+        self.call_once("iam.create_access_key", async {
             match self.iam.create_access_key().user_name(user).send().await {
                 Ok(o) => Ok(Some(o)),
                 Err(e) if code_of(&e).as_deref() == Some("LimitExceeded") => Ok(None),
@@ -186,8 +186,16 @@ impl AwsProvider {
             .credentials_provider(Credentials::new(id, secret.expose_secret(), None, None, "keysweep-probe"))
             .build();
         let client = aws_sdk_sts::Client::from_conf(conf);
-        let _sent = self.permit().await;
-        match client.get_caller_identity().send().await {
+        let admission = self.permit().await;
+        let r = client.get_caller_identity().send().await;
+        admission.done(
+            "sts.get_caller_identity",
+            match &r {
+                Ok(_) => crate::provider::adaptive::Signal::Answered,
+                Err(e) => crate::provider::adaptive::Signal::of_error(super::kind_of(e)),
+            },
+        );
+        match r {
             Ok(o) => {
                 let arn = o.arn().unwrap_or_default();
                 // arn:aws:iam::<account>:user[/<path>]/<user>, and exactly that user.
@@ -241,19 +249,21 @@ impl AwsProvider {
     /// (group answers cached in `groups`).
     async fn policies_of(&self, user: &str, groups: &mut BTreeMap<String, Vec<String>>) -> Result<Vec<String>, ProviderError> {
         let direct = self
-            .call(|| async {
+            .call("iam.list_attached_user_policies", || async {
                 self.iam.list_attached_user_policies().user_name(user).send().await.map_err(|e| map_err("iam.list_attached_user_policies", e))
             })
             .await?;
         let mut names: Vec<String> = direct.attached_policies().iter().filter_map(|p| p.policy_name().map(str::to_string)).collect();
         let gs = self
-            .call(|| async { self.iam.list_groups_for_user().user_name(user).send().await.map_err(|e| map_err("iam.list_groups_for_user", e)) })
+            .call("iam.list_groups_for_user", || async {
+                self.iam.list_groups_for_user().user_name(user).send().await.map_err(|e| map_err("iam.list_groups_for_user", e))
+            })
             .await?;
         for g in gs.groups() {
             let g = g.group_name().to_string();
             if !groups.contains_key(&g) {
                 let out: Result<_, ProviderError> = self
-                    .call(|| async {
+                    .call("iam.list_attached_group_policies", || async {
                         self.iam
                             .list_attached_group_policies()
                             .group_name(&g)
@@ -290,7 +300,7 @@ impl AwsProvider {
         loop {
             let m = marker.clone();
             let out = self
-                .call(|| async {
+                .call("iam.get_account_authorization_details", || async {
                     self.iam
                         .get_account_authorization_details()
                         .filter(EntityType::User)
@@ -337,8 +347,11 @@ impl AwsProvider {
         let mut marker: Option<String> = None;
         loop {
             let m = marker.clone();
-            let out =
-                self.call(|| async { self.iam.list_users().set_marker(m.clone()).send().await.map_err(|e| map_err("iam.list_users", e)) }).await?;
+            let out = self
+                .call("iam.list_users", || async {
+                    self.iam.list_users().set_marker(m.clone()).send().await.map_err(|e| map_err("iam.list_users", e))
+                })
+                .await?;
             users.extend(out.users().iter().map(|u| u.user_name().to_string()));
             if !out.is_truncated() {
                 break;
@@ -377,7 +390,9 @@ impl AwsProvider {
             let gone = |e: &ProviderError| e.kind == ErrorKind::NotFound;
             let privileged = policies.iter().any(|p| WIDE_POLICIES.contains(&p.as_str()));
             let out = match self
-                .call(|| async { self.iam.list_access_keys().user_name(&user).send().await.map_err(|e| map_err("iam.list_access_keys", e)) })
+                .call("iam.list_access_keys", || async {
+                    self.iam.list_access_keys().user_name(&user).send().await.map_err(|e| map_err("iam.list_access_keys", e))
+                })
                 .await
             {
                 Err(e) if gone(&e) => continue,
@@ -386,7 +401,7 @@ impl AwsProvider {
             for k in out.access_key_metadata() {
                 let Some(id) = k.access_key_id() else { continue };
                 let last = match self
-                    .call(|| async {
+                    .call("iam.get_access_key_last_used", || async {
                         self.iam.get_access_key_last_used().access_key_id(id).send().await.map_err(|e| map_err("iam.get_access_key_last_used", e))
                     })
                     .await

@@ -103,7 +103,7 @@ impl AwsProvider {
                 c.session_token().map(crate::secret::register_str).unwrap_or_default();
             }
         }
-        self.call(|| async {
+        self.call("sts.get_caller_identity", || async {
             self.sts
                 .get_caller_identity()
                 .send()
@@ -118,15 +118,20 @@ impl AwsProvider {
         self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Waits for the rate limiter, counting the request.
-    async fn permit(&self) -> crate::provider::limits::Sent<'_> {
-        let sent = self.gate.admit().await;
-        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        sent
+    /// The adaptive concurrency limit its requests feed.
+    pub fn adaptive(&self) -> std::sync::Arc<crate::provider::adaptive::AdaptiveLimit> {
+        self.gate.adaptive().clone()
     }
 
-    /// One idempotent call, rate-limited and retried on throttling/5xx/timeouts.
-    async fn call<T, F, Fut>(&self, mut op: F) -> Result<T, ProviderError>
+    /// Waits for a concurrency slot and the rate limiter, counting the request.
+    async fn permit(&self) -> crate::provider::limits::Admission<'_> {
+        let a = self.gate.admit().await;
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        a
+    }
+
+    /// One idempotent call `name`, rate-limited and retried on throttling/5xx/timeouts.
+    async fn call<T, F, Fut>(&self, name: &'static str, mut op: F) -> Result<T, ProviderError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
@@ -134,20 +139,24 @@ impl AwsProvider {
         crate::provider::limits::retry(self.gate.retry_policy(), || {
             let fut = op();
             async move {
-                let _sent = self.permit().await;
-                fut.await
+                let admission = self.permit().await;
+                let r = fut.await;
+                admission.result(name, &r);
+                r
             }
         })
         .await
     }
 
-    /// One call that must not be repeated blindly (minting), rate-limited.
-    async fn call_once<T, Fut>(&self, fut: Fut) -> Result<T, ProviderError>
+    /// One call `name` that must not be repeated blindly (minting), rate-limited.
+    async fn call_once<T, Fut>(&self, name: &'static str, fut: Fut) -> Result<T, ProviderError>
     where
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
     {
-        let _sent = self.permit().await;
-        fut.await
+        let admission = self.permit().await;
+        let r = fut.await;
+        admission.result(name, &r);
+        r
     }
 }
 
@@ -226,16 +235,14 @@ fn http_client_trusting(named: (String, String)) -> Result<aws_smithy_runtime_ap
         .build_https())
 }
 
-/// Maps an SDK error to a provider error: throttling and 5xx/timeouts are
-/// temporary; the message carries AWS's code and message, scrubbed.
-pub(crate) fn map_err<E>(op: &'static str, e: SdkError<E, HttpResponse>) -> ProviderError
+/// The kind of an SDK error (see `map_err`).
+pub(crate) fn kind_of<E>(e: &SdkError<E, HttpResponse>) -> ErrorKind
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let status = e.raw_response().map(|r| r.status().as_u16());
-    let code = code_of(&e).unwrap_or_default();
-    let message = e.message().unwrap_or_default().to_string();
-    let kind = match (&e, code.as_str()) {
+    let code = code_of(e).unwrap_or_default();
+    match (e, code.as_str()) {
         (SdkError::TimeoutError(_) | SdkError::DispatchFailure(_), _) => ErrorKind::Unavailable,
         (_, "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded" | "SlowDown") => ErrorKind::RateLimited,
         (_, "ServiceUnavailable" | "InternalFailure" | "InternalServiceError" | "InternalServiceErrorException" | "ServiceFailure") => {
@@ -253,7 +260,19 @@ where
         // proxy's page) is not AWS's answer: unknown, never "absent".
         _ if code.is_empty() && status.is_some() => ErrorKind::Unavailable,
         _ => ErrorKind::Other,
-    };
+    }
+}
+
+/// Maps an SDK error to a provider error: throttling and 5xx/timeouts are
+/// temporary; the message carries AWS's code and message, scrubbed.
+pub(crate) fn map_err<E>(op: &'static str, e: SdkError<E, HttpResponse>) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = code_of(&e).unwrap_or_default();
+    let message = e.message().unwrap_or_default().to_string();
+    let kind = kind_of(&e);
+
     let text = match (code.is_empty(), message.is_empty()) {
         (false, false) => format!("{code}: {message}"),
         (false, true) => code,

@@ -96,7 +96,7 @@ impl AwsProvider {
             }
         }
         let r = self
-            .call(|| async {
+            .call("secretsmanager.get_secret_value", || async {
                 self.sm
                     .get_secret_value()
                     .secret_id(secret)
@@ -140,7 +140,9 @@ impl AwsProvider {
     /// Version id → staging labels; `None` when the secret does not exist.
     async fn stages(&self, secret: &str) -> Result<Option<HashMap<String, Vec<String>>>, ProviderError> {
         let r = self
-            .call(|| async { self.sm.describe_secret().secret_id(secret).send().await.map_err(|e| map_err("secretsmanager.describe_secret", e)) })
+            .call("secretsmanager.describe_secret", || async {
+                self.sm.describe_secret().secret_id(secret).send().await.map_err(|e| map_err("secretsmanager.describe_secret", e))
+            })
             .await;
         match r {
             Ok(o) => Ok(Some(o.version_ids_to_stages().cloned().unwrap_or_default())),
@@ -150,7 +152,7 @@ impl AwsProvider {
     }
 
     async fn move_label(&self, secret: &str, label: &str, to: Option<&str>, from: Option<&str>) -> Result<(), ProviderError> {
-        self.call(|| async {
+        self.call("secretsmanager.update_secret_version_stage", || async {
             self.sm
                 .update_secret_version_stage()
                 .secret_id(secret)
@@ -183,7 +185,7 @@ impl AwsProvider {
         }
         let g = &t.generate;
         let out = self
-            .call(|| async {
+            .call("secretsmanager.get_random_password", || async {
                 self.sm
                     .get_random_password()
                     .password_length(g.length as i64)
@@ -247,7 +249,7 @@ impl AwsProvider {
         loop {
             let t = token.clone();
             let out = self
-                .call(|| async {
+                .call("secretsmanager.list_secrets", || async {
                     self.sm.list_secrets().set_next_token(t.clone()).send().await.map_err(|e| map_err("secretsmanager.list_secrets", e))
                 })
                 .await?;
@@ -335,7 +337,7 @@ impl Store for AwsProvider {
             // created with an empty JSON object as its current version.
             let placeholder = if loc.field.is_empty() { "" } else { "{}" };
             let r = self
-                .call(|| async {
+                .call("secretsmanager.create_secret", || async {
                     let mut req = self.sm.create_secret().name(&loc.path).description("managed by keysweep");
                     if !placeholder.is_empty() {
                         req = req.secret_string(placeholder);
@@ -379,7 +381,7 @@ impl Store for AwsProvider {
         };
         let version = version_for(nonce);
         let r = self
-            .call(|| async {
+            .call("secretsmanager.put_secret_value", || async {
                 self.sm
                     .put_secret_value()
                     .secret_id(&loc.path)
@@ -499,6 +501,10 @@ impl Provider for AwsProvider {
     }
     fn request_count(&self) -> Option<u64> {
         Some(AwsProvider::request_count(self))
+    }
+
+    fn adaptive(&self) -> Option<std::sync::Arc<crate::provider::adaptive::AdaptiveLimit>> {
+        Some(AwsProvider::adaptive(self))
     }
 
     fn is_own_login(&self, target: &Target, old: &Handle) -> bool {

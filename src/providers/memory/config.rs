@@ -43,6 +43,9 @@ pub struct Faults {
     pub revoke_lag: Option<HumanDuration>,
     /// Requests per second the system answers; more get 429 with Retry-After.
     pub server_rate: Option<u32>,
+    /// Requests the system works on at once; one more gets 429 with
+    /// Retry-After (a server's concurrency limit).
+    pub max_in_flight: Option<u32>,
     /// Seed of the fault dice (default fixed: runs repeat).
     pub seed: Option<u64>,
 }

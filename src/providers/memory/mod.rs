@@ -87,8 +87,10 @@ impl MemoryProvider {
 
     /// One probe (never retried: a verification attempt is the engine's to repeat).
     async fn probe(&self, op: &'static str, about: &str) -> Result<(), Verdict> {
-        let _sent = self.gate.admit().await;
-        match self.world.request(op, about).await {
+        let admission = self.gate.admit().await;
+        let r = self.world.request(op, about).await;
+        admission.result(op, &r);
+        match r {
             Err(e) => Err(Verdict::Unknown(e.to_string())),
             Ok(()) if self.world.ambiguous() => Err(Verdict::Unknown("403 from a proxy in front of the system (injected ambiguous refusal)".into())),
             Ok(()) => Ok(()),
@@ -388,6 +390,10 @@ impl Provider for MemoryProvider {
 
     fn request_count(&self) -> Option<u64> {
         Some(self.world.request_count())
+    }
+
+    fn adaptive(&self) -> Option<Arc<crate::provider::adaptive::AdaptiveLimit>> {
+        Some(self.gate.adaptive().clone())
     }
 }
 

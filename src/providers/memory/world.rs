@@ -3,6 +3,7 @@
 //! answered (in order), which tests read as an independent witness.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -97,6 +98,23 @@ pub struct World {
     log: Mutex<Vec<Op>>,
     /// Arrival times of the last second's requests (the server's rate limit).
     arrivals: Mutex<VecDeque<Instant>>,
+    /// Requests being worked on now, the most at once, the most allowed (0:
+    /// no limit) and the requests refused for it: the system's own count.
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    refused_busy: AtomicU64,
+    /// What each of those refusals refused (operation, and what it was about).
+    refused_log: Mutex<Vec<Op>>,
+}
+
+/// One request being worked on (counted until dropped).
+struct Working<'a>(&'a World);
+
+impl Drop for Working<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn worlds() -> &'static Mutex<HashMap<String, Arc<World>>> {
@@ -117,6 +135,11 @@ impl World {
                     rng: Mutex::new(StdRng::seed_from_u64(faults.seed.unwrap_or(0x6b65_7973))),
                     log: Mutex::new(vec![]),
                     arrivals: Mutex::new(VecDeque::new()),
+                    in_flight: AtomicUsize::new(0),
+                    peak_in_flight: AtomicUsize::new(0),
+                    max_in_flight: AtomicUsize::new(faults.max_in_flight.unwrap_or(0) as usize),
+                    refused_busy: AtomicU64::new(0),
+                    refused_log: Mutex::new(vec![]),
                 })
             })
             .clone()
@@ -140,6 +163,50 @@ impl World {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).len() as u64
     }
 
+    /// Requests being worked on now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The most requests worked on at once since the start (or the last `reset_peak`).
+    pub fn peak_in_flight(&self) -> usize {
+        self.peak_in_flight.load(Ordering::SeqCst)
+    }
+
+    pub fn reset_peak(&self) {
+        self.peak_in_flight.store(self.in_flight(), Ordering::SeqCst);
+    }
+
+    /// From now on, answer 429 to a request that finds `n` at work (`None`: no limit).
+    pub fn limit_in_flight(&self, n: Option<usize>) {
+        self.max_in_flight.store(n.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    /// Requests refused with 429 for `max_in_flight` so far.
+    pub fn refused_busy(&self) -> u64 {
+        self.refused_busy.load(Ordering::SeqCst)
+    }
+
+    /// The requests refused for `max_in_flight`, in order.
+    pub fn refused_log(&self) -> Vec<Op> {
+        self.refused_log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Counts one request at work, unless `max_in_flight` are already.
+    fn start_work(&self, op: &'static str, about: &str) -> Result<Working<'_>, ProviderError> {
+        let max = self.max_in_flight.load(Ordering::SeqCst);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        if max > 0 && now > max {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.refused_busy.fetch_add(1, Ordering::SeqCst);
+            self.refused_log.lock().unwrap_or_else(|e| e.into_inner()).push(Op { op, about: about.to_string() });
+            let wait = self.faults.latency.map(|l| l.0).unwrap_or_default().max(Duration::from_millis(1));
+            return Err(ProviderError::new(ErrorKind::RateLimited, op, "429 Too Many Requests (busy)").with_retry_after(Some(wait)));
+        }
+        self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        Ok(Working(self))
+    }
+
     fn chance(&self, p: Option<f64>) -> bool {
         match p {
             Some(p) if p > 0.0 => self.rng.lock().unwrap_or_else(|e| e.into_inner()).random_bool(p.min(1.0)),
@@ -147,9 +214,11 @@ impl World {
         }
     }
 
-    /// The start of one request: latency, the server's rate limit, and a
-    /// temporary failure before acting. Logged when it gets through.
+    /// The start of one request: the server's concurrency limit, latency,
+    /// its rate limit, and a temporary failure before acting. Logged when it
+    /// gets through; counted in flight until it returns.
     pub async fn request(&self, op: &'static str, about: &str) -> Result<(), ProviderError> {
+        let _working = self.start_work(op, about)?;
         if let Some(l) = self.faults.latency {
             tokio::time::sleep(l.0).await;
         }

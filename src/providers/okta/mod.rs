@@ -665,6 +665,10 @@ impl Provider for OktaProvider {
     fn request_count(&self) -> Option<u64> {
         Some(self.http.request_count())
     }
+
+    fn adaptive(&self) -> Option<std::sync::Arc<crate::provider::adaptive::AdaptiveLimit>> {
+        Some(self.http.adaptive())
+    }
 }
 
 #[cfg(test)]

@@ -943,6 +943,10 @@ impl Provider for SlackProvider {
     fn request_count(&self) -> Option<u64> {
         Some(self.http.request_count())
     }
+
+    fn adaptive(&self) -> Option<std::sync::Arc<crate::provider::adaptive::AdaptiveLimit>> {
+        Some(self.http.adaptive())
+    }
 }
 
 impl SlackProvider {

@@ -19,6 +19,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::Value;
 
+use crate::provider::adaptive::Signal;
 use crate::provider::http::{not_from_vendor, VendorShape};
 use crate::provider::limits::retry;
 use crate::provider::{ErrorKind, ProviderError};
@@ -196,6 +197,11 @@ impl VaultHttp {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// The adaptive concurrency limit its requests feed.
+    pub fn adaptive(&self) -> std::sync::Arc<crate::provider::adaptive::AdaptiveLimit> {
+        self.gate.adaptive().clone()
+    }
+
     /// One request, no retry. `token` is the token to present (admin or a probe).
     pub async fn send(
         &self,
@@ -205,7 +211,23 @@ impl VaultHttp {
         token: Option<&SecretString>,
         body: Option<&Value>,
     ) -> Result<Resp, ProviderError> {
-        let _sent = self.gate.admit().await;
+        let admission = self.gate.admit().await;
+        let r = self.send_once(operation, method, path, token, body).await;
+        match &r {
+            Ok(a) => admission.done(operation, Signal::of_status(a.status, a.retry_after.is_some())),
+            Err(_) => admission.result(operation, &r),
+        }
+        r
+    }
+
+    async fn send_once(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        token: Option<&SecretString>,
+        body: Option<&Value>,
+    ) -> Result<Resp, ProviderError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let url = format!("{}/v1/{}", self.base, path.trim_start_matches('/'));
         let mut req = self.http.request(method, &url);

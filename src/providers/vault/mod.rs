@@ -699,6 +699,10 @@ impl Provider for VaultProvider {
         Some(self.http.request_count())
     }
 
+    fn adaptive(&self) -> Option<std::sync::Arc<crate::provider::adaptive::AdaptiveLimit>> {
+        Some(self.http.adaptive())
+    }
+
     async fn current_handle(&self, target: &Target, stored: Option<&Handle>) -> Result<Handle, ProviderError> {
         let from_store = |k: &str| stored.and_then(|s| handle_get(s, k)).map(str::to_string);
         match target {
