@@ -91,18 +91,48 @@ const REDACTED: &str = "[REDACTED]";
 #[derive(Default)]
 struct Registry {
     forms: Vec<Zeroizing<String>>,
-    exact: std::collections::HashMap<u64, Vec<usize>>,
-    folded: std::collections::HashMap<u64, Vec<usize>>,
+    exact: std::collections::HashMap<u64, Vec<usize>, KeyIsHash>,
+    folded: std::collections::HashMap<u64, Vec<usize>, KeyIsHash>,
+}
+
+/// The index's keys are already seeded hashes ([`prefix_key`]): the map uses
+/// them as they are instead of hashing them a second time.
+#[derive(Default, Clone, Copy)]
+struct KeyIsHash;
+
+impl std::hash::BuildHasher for KeyIsHash {
+    type Hasher = PassThrough;
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
+}
+
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 static REGISTRY: std::sync::LazyLock<RwLock<Registry>> = std::sync::LazyLock::new(Default::default);
 
+/// A seeded hash of the first [`MIN_REDACT_LEN`] bytes (foldhash: one
+/// multiply, where SipHash made redaction the run's largest cost).
 fn prefix_key(b: &[u8]) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    static SEED: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
-    let mut h = SEED.get_or_init(Default::default).build_hasher();
-    h.write(&b[..MIN_REDACT_LEN]);
-    h.finish()
+    use std::hash::BuildHasher;
+    static SEED: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
+    let mut w = [0u8; 8];
+    w[..MIN_REDACT_LEN].copy_from_slice(&b[..MIN_REDACT_LEN]);
+    SEED.get_or_init(Default::default).hash_one(u64::from_le_bytes(w))
 }
 
 /// Registers a secret held in a [`SecretString`] (a no-op for values created
