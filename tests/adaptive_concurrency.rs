@@ -66,7 +66,7 @@ async fn run(pb: &Playbook, journal: &Path) -> std::collections::HashMap<String,
     let plan = plan::build(pb, &Selection::parse(&[], &[]).unwrap());
     let needed = pb.providers.keys().cloned().collect();
     let per: Vec<(String, Concurrency)> = pb.providers.iter().map(|(n, e)| (n.clone(), Concurrency::of(e.config.spec()))).collect();
-    let e = Engine {
+    let e = Arc::new(Engine {
         journal: Arc::new(Journal::open(journal).unwrap()),
         providers: keysweep::provider::registry::connect(pb, &needed).await.unwrap(),
         run_id: "run-1".into(),
@@ -76,8 +76,8 @@ async fn run(pb: &Playbook, journal: &Path) -> std::collections::HashMap<String,
         stop: Default::default(),
         own_logins: Default::default(),
         claims_in: BTreeMap::new(),
-    };
-    let states = e.execute(&plan).await.unwrap();
+    });
+    let states = e.execute(&Arc::new(plan)).await.unwrap();
     states.into_iter().filter_map(|(id, s)| s.outcome.map(|o| (id, o))).collect()
 }
 

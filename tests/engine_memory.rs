@@ -60,9 +60,9 @@ fn estate(realm: &str, faults: &keysweep::providers::memory::config::Faults) -> 
     Estate { world, old_token, old_password }
 }
 
-async fn engine(pb: &Playbook, journal: Arc<Journal>) -> Engine {
+async fn engine(pb: &Playbook, journal: Arc<Journal>) -> Arc<Engine> {
     let needed = pb.providers.keys().cloned().collect();
-    Engine {
+    Arc::new(Engine {
         journal,
         providers: keysweep::provider::registry::connect(pb, &needed).await.unwrap(),
         run_id: "run-1".into(),
@@ -72,11 +72,11 @@ async fn engine(pb: &Playbook, journal: Arc<Journal>) -> Engine {
         stop: Default::default(),
         own_logins: Default::default(),
         claims_in: BTreeMap::new(),
-    }
+    })
 }
 
 async fn run(pb: &Playbook, journal: &Path) -> std::collections::HashMap<String, Outcome> {
-    let plan = plan::build(pb, &Selection::parse(&[], &[]).unwrap());
+    let plan = Arc::new(plan::build(pb, &Selection::parse(&[], &[]).unwrap()));
     let e = engine(pb, Arc::new(Journal::open(journal).unwrap())).await;
     let states = e.execute(&plan).await.unwrap();
     states.into_iter().filter_map(|(id, s)| s.outcome.map(|o| (id, o))).collect()
@@ -211,7 +211,7 @@ async fn a_crash_at_every_step_boundary_resumes_to_a_correct_end() {
             let pb = playbook(dir.path(), &realm, "{}");
             let e = estate(&realm, &Default::default());
             let journal = dir.path().join("journal.db");
-            let plan = plan::build(&pb, &Selection::parse(&[], &[]).unwrap());
+            let plan = Arc::new(plan::build(&pb, &Selection::parse(&[], &[]).unwrap()));
             let (j, crashed) = Journal::open_crashing(&journal, step, status, n).unwrap();
             let eng = engine(&pb, Arc::new(j)).await;
             let reached = tokio::select! {

@@ -196,7 +196,7 @@ async fn run(yaml: &str, proxies: &[&FaultProxy]) -> (BTreeMap<String, Outcome>,
     let providers = keysweep::provider::registry::connect(&pb, &needed).await.unwrap();
     let journal = Arc::new(Journal::open(&dir.path().join("journal.db")).unwrap());
     let run_id = run_id();
-    let engine = Engine {
+    let engine = Arc::new(Engine {
         journal,
         providers,
         run_id: run_id.clone(),
@@ -206,11 +206,11 @@ async fn run(yaml: &str, proxies: &[&FaultProxy]) -> (BTreeMap<String, Outcome>,
         stop: Default::default(),
         own_logins: Default::default(),
         claims_in: BTreeMap::new(),
-    };
+    });
     for p in proxies {
         p.reset_log();
     }
-    let states = engine.execute(&plan).await.unwrap();
+    let states = engine.execute(&Arc::new(plan)).await.unwrap();
     let calls = proxies.iter().map(|p| p.calls()).collect();
     engine.providers.close().await;
     let outcomes = states.into_iter().filter_map(|(id, s)| s.outcome.map(|o| (id, o))).collect();

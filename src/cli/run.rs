@@ -298,7 +298,7 @@ async fn execute(
         };
         eprintln!("keysweep: concurrency per provider: {}; {global}", each.join("; "));
     }
-    let engine = Engine {
+    let engine = Arc::new(Engine {
         journal: journal.clone(),
         providers,
         run_id: run_id.clone(),
@@ -312,9 +312,27 @@ async fn execute(
             .iter()
             .filter_map(|(n, e)| e.config.spec().claims_in().map(|ci| (n.clone(), (ci.provider.clone(), ci.mount.clone()))))
             .collect(),
+    });
+    let plan = Arc::new(plan);
+    let already = match exec.quiet {
+        true => 0,
+        false => engine.states().map(|st| plan.selected().filter(|w| st.get(&w.cred.id).is_some_and(|s| s.outcome.is_some())).count()).unwrap_or(0),
     };
+    let began = std::time::Instant::now();
     let states = engine.execute(&plan).await;
+    let took = began.elapsed();
     if !exec.quiet {
+        if let Ok(states) = &states {
+            // Credentials that reached an outcome in this sitting (a resume
+            // counts only what it finished), over the engine's time alone:
+            // loading, connecting and the reports are not in it.
+            let worked = plan.selected().filter(|w| states.get(&w.cred.id).is_some_and(|s| s.outcome.is_some())).count().saturating_sub(already);
+            eprintln!(
+                "keysweep: {worked} credential(s) worked in {:.2} s ({:.0} per second)",
+                took.as_secs_f64(),
+                worked as f64 / took.as_secs_f64().max(1e-9)
+            );
+        }
         let reached: Vec<String> = per_provider
             .iter()
             .filter_map(|(n, _)| engine.providers.get(n).and_then(|p| p.adaptive()).map(|a| (n, a.summary())))

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
@@ -177,9 +176,25 @@ impl Engine {
         self.journal.record(&self.run_id, id, step, status, detail).await.map_err(|e| fail(Step::Stage, format!("journal: {e:#}")))
     }
 
+    /// Waits until every record sent so far is on disk (before changing a
+    /// system after [`Engine::done`] records).
+    async fn sync(&self) -> Result<(), StepFail> {
+        self.journal.sync().await.map_err(|e| fail(Step::Stage, format!("journal: {e:#}")))
+    }
+
+    /// A step's `done`, not waited for: only where the next change to any
+    /// system waits for a `started` record (or the outcome) first, which the
+    /// journal writes after it ([`Journal::note`]). Half the waits for the
+    /// disk of a rotation.
+    fn done(&self, id: &str, step: &str, detail: Value) -> Result<(), StepFail> {
+        self.journal.note(&self.run_id, id, step, "done", detail).map_err(|e| fail(Step::Stage, format!("journal: {e:#}")))
+    }
+
     /// Runs every selected credential of `plan` that has no outcome yet.
     /// Returns the per-credential states after the run (from the journal).
-    pub async fn execute(&self, plan: &Plan) -> Result<HashMap<String, CredState>> {
+    /// Each credential is a task of its own on the runtime's worker threads
+    /// (one task polling them all kept the engine on one core).
+    pub async fn execute(self: &Arc<Self>, plan: &Arc<Plan>) -> Result<HashMap<String, CredState>> {
         let mut states = self.states()?;
         let mut total: BTreeMap<String, usize> = BTreeMap::new();
         let mut done: BTreeMap<String, usize> = BTreeMap::new();
@@ -197,8 +212,8 @@ impl Engine {
             per_provider.insert(name.clone(), self.room(name));
         }
 
-        for wave in &plan.waves {
-            let mut futs = FuturesUnordered::new();
+        for (w, wave) in plan.waves.iter().enumerate() {
+            let mut tasks = tokio::task::JoinSet::new();
             for &i in wave {
                 let item = &plan.items[i];
                 let st = states.get(&item.cred.id).cloned().unwrap_or_default();
@@ -212,9 +227,11 @@ impl Engine {
                 });
                 let global = global.clone();
                 let prov = per_provider.get(&item.cred.provider).cloned();
-                futs.push(async move {
+                let (me, plan) = (self.clone(), plan.clone());
+                tasks.spawn(async move {
+                    let item = &plan.items[i];
                     if let Some(reason) = blocked {
-                        self.finish(item, Outcome::Skipped { reason }).await;
+                        me.finish(item, Outcome::Skipped { reason }).await;
                         return;
                     }
                     let _p = match &prov {
@@ -222,20 +239,32 @@ impl Engine {
                         None => None,
                     };
                     let _g = global.acquire().await.expect("semaphore open");
-                    if self.stop.load(Ordering::SeqCst) {
+                    if me.stop.load(Ordering::SeqCst) {
                         return; // left without outcome: a resume continues it
                     }
-                    if let Some(o) = self.process(item, st).await {
-                        self.finish(item, o).await;
+                    if let Some(o) = me.process(item, st).await {
+                        me.finish(item, o).await;
                     }
                 });
             }
-            while futs.next().await.is_some() {}
-            states = self.states()?;
+            while let Some(r) = tasks.join_next().await {
+                if let Err(e) = r {
+                    if e.is_panic() {
+                        // As before tasks: a panic ends the run (the journal
+                        // holds where each credential stopped).
+                        std::panic::resume_unwind(e.into_panic());
+                    }
+                }
+            }
+            // The states are read back only where a later wave needs them.
+            if w + 1 < plan.waves.len() {
+                states = self.states()?;
+            }
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
         }
+        let mut states = self.states()?;
         // keysweep's own logins, last and one at a time: each switches the
         // provider's session to its new secret before retiring the old one.
         self.own_logins.last_wave.store(true, Ordering::SeqCst);
@@ -300,7 +329,13 @@ impl Engine {
             let r = if rotation { self.rotate(c, provider.as_ref(), st, &item.steps).await } else { self.revoke(c, provider.as_ref(), st).await };
             if rotation && !r.as_ref().is_err_and(|f| f.defer) {
                 // Ran to its end: the claim goes. Failed: it is left expired, with
-                // what it records, for the next run to settle.
+                // what it records, for the next run to settle. Either way a
+                // change to the store: the `done` records before it go to
+                // disk first (a rotation that ran to its end waited for its
+                // last one already).
+                if r.is_err() {
+                    let _ = self.journal.sync().await;
+                }
                 self.end_claim(c, &nonce, r.is_ok()).await;
             }
             r
@@ -400,15 +435,13 @@ impl Engine {
                 self.defer_own_login(c, p, &old)?;
                 self.claim(c, &nonce, ClaimPhase::Promoted, &old, old_version.as_deref(), Some(&f.nonce)).await?;
                 tracing::warn!(credential = id, store = %primary, "finishing the rotation run `{}` promoted and left unfinished", f.nonce);
-                self.rec(
+                self.done(
                     id,
                     "stage",
-                    "done",
                     json!({ "nonce": nonce, "old": handle_json(&old), "old_version": old_version, "new": handle_json(&new_handle), "adopted_from": f.nonce }),
-                )
-                .await?;
+                )?;
                 for step in ["apply", "test", "promote"] {
-                    self.rec(id, step, "done", json!({ "adopted_from": f.nonce })).await?;
+                    self.done(id, step, json!({ "adopted_from": f.nonce }))?;
                 }
                 st.stage_done = true;
                 st.apply_done = true;
@@ -599,13 +632,7 @@ impl Engine {
                     }
                 }
             };
-            self.rec(
-                id,
-                "stage",
-                "done",
-                json!({ "nonce": nonce, "old": handle_json(&old), "old_version": old_version, "new": handle_json(&new_handle) }),
-            )
-            .await?;
+            self.done(id, "stage", json!({ "nonce": nonce, "old": handle_json(&old), "old_version": old_version, "new": handle_json(&new_handle) }))?;
             st.stage_done = true;
             st.nonce = Some(nonce);
             st.old_handle = old;
@@ -624,7 +651,7 @@ impl Engine {
                 return Err(fail(Step::Apply, "the pending value belongs to another run"));
             }
             p.apply(&c.target, &d).await.map_err(|e| fail(Step::Apply, e))?;
-            self.rec(id, "apply", "done", json!({})).await?;
+            self.done(id, "apply", json!({}))?;
         }
 
         // ---- test: the new secret must work before anything else changes.
@@ -633,9 +660,10 @@ impl Engine {
             let (d, _) = self.pending_or_fail(store, &primary, Step::Test).await?;
             let v = self.probe_until(c, |_| async { p.test(&c.target, &d, &st.new_handle).await }, true).await;
             match v {
-                Verdict::Alive(e) => self.rec(id, "test", "done", json!({ "evidence": e })).await?,
+                Verdict::Alive(e) => self.done(id, "test", json!({ "evidence": e }))?,
                 Verdict::Dead(e) if c.manual.is_some() => {
                     // A value a person supplied that the system refuses: nothing was applied.
+                    self.sync().await?;
                     for loc in &c.deliver_to {
                         let _ = self.store(loc, Step::Test)?.discard_pending(loc).await;
                     }
@@ -647,6 +675,7 @@ impl Engine {
                 // (A mint that spent what the old secret needed is kept below.)
                 Verdict::Dead(e) if caps.mints && !p.mint_spends_old(&c.target) => {
                     // The new secret does not work: withdraw it, keep the old.
+                    self.sync().await?;
                     let _ = p.retire_with(&c.target, &st.new_handle, Some(&d)).await;
                     for loc in &c.deliver_to {
                         let _ = self.store(loc, Step::Test)?.discard_pending(loc).await;
@@ -678,7 +707,7 @@ impl Engine {
             for loc in c.deliver_to.iter().skip(1).chain(std::iter::once(&primary)) {
                 version = self.store(loc, Step::Promote)?.promote(loc, &nonce).await.map_err(|e| fail(Step::Promote, e))?;
             }
-            self.rec(id, "promote", "done", json!({ "new_version": version })).await?;
+            self.done(id, "promote", json!({ "new_version": version }))?;
         }
 
         // ---- retire the old secret (after the grace period).
@@ -727,6 +756,8 @@ impl Engine {
                 };
                 p.retire_with(&c.target, &st.old_handle, known.as_ref()).await.map_err(|e| fail(Step::Retire, e))?;
             }
+            // Waited for: the claim is released next, and with it every
+            // record of this rotation must be on disk.
             self.rec(id, "retire", "done", json!({})).await?;
         }
 
@@ -776,7 +807,7 @@ impl Engine {
             self.observer.step(&c.provider, id, Step::Retire);
             self.rec(id, "retire", "started", json!({ "old": handle_json(&old) })).await?;
             p.retire_with(&c.target, &old, old_value.as_ref()).await.map_err(|e| fail(Step::Retire, e))?;
-            self.rec(id, "retire", "done", json!({})).await?;
+            self.done(id, "retire", json!({}))?;
         }
         self.observer.step(&c.provider, id, Step::VerifyDead);
         let probe_value = if c.verify.probe_old { old_value.as_ref().map(|d| &d.value) } else { None };
