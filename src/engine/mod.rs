@@ -184,8 +184,8 @@ impl Engine {
 
     /// A step's `done`, not waited for: only where the next change to any
     /// system waits for a `started` record (or the outcome) first, which the
-    /// journal writes after it ([`Journal::note`]). Half the waits for the
-    /// disk of a rotation.
+    /// journal writes after it ([`Journal::note`]). A rotation waits for the
+    /// disk 5 times instead of 8 (6 instead of 10 with an apply step).
     fn done(&self, id: &str, step: &str, detail: Value) -> Result<(), StepFail> {
         self.journal.note(&self.run_id, id, step, "done", detail).map_err(|e| fail(Step::Stage, format!("journal: {e:#}")))
     }
@@ -296,9 +296,10 @@ impl Engine {
     /// Folds the journal into per-credential states.
     pub fn states(&self) -> Result<HashMap<String, CredState>> {
         let mut m: HashMap<String, CredState> = HashMap::new();
-        for e in self.journal.events(&self.run_id)? {
-            m.entry(e.cred_id.clone()).or_default().apply(&e);
-        }
+        self.journal.fold(&self.run_id, |cred_id, step, status, detail, at| match m.get_mut(cred_id) {
+            Some(st) => st.apply(step, status, detail, at),
+            None => m.entry(cred_id.to_string()).or_default().apply(step, status, detail, at),
+        })?;
         Ok(m)
     }
 

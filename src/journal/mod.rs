@@ -347,6 +347,19 @@ impl Journal {
         Ok(self.runs()?.into_iter().find(|r| r.finished_at.is_some() && r.playbook == playbook && modes.contains(&r.mode.as_str()) && r.id != except))
     }
 
+    /// Every record of a run, in order, handed to `f` as text (credential,
+    /// step, status, detail JSON, time) without building an [`Event`] each.
+    pub fn fold(&self, run_id: &str, mut f: impl FnMut(&str, &str, &str, &str, &str)) -> Result<()> {
+        let c = self.reader.lock().expect("journal reader");
+        let mut st = c.prepare_cached("SELECT cred_id, step, status, detail, at FROM events WHERE run_id = ?1 ORDER BY seq")?;
+        let mut rows = st.query(params![run_id])?;
+        while let Some(r) = rows.next()? {
+            let text = |i: usize| r.get_ref(i).and_then(|v| v.as_str().map_err(rusqlite::Error::from));
+            f(text(0)?, text(1)?, text(2)?, text(3)?, text(4)?);
+        }
+        Ok(())
+    }
+
     /// Every record of a run, in order.
     pub fn events(&self, run_id: &str) -> Result<Vec<Event>> {
         let c = self.reader.lock().expect("journal reader");
