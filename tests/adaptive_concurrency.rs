@@ -132,7 +132,7 @@ async fn backs_off_when_the_system_starts_answering_429() {
         *per.entry((op.op, op.about)).or_default() += 1;
     }
     let mut worst: Vec<_> = per.into_iter().collect();
-    worst.sort_by(|a, b| b.1.cmp(&a.1));
+    worst.sort_by_key(|w| std::cmp::Reverse(w.1));
     eprintln!("most refusals of one operation on one object: {:?}", &worst[..worst.len().min(5)]);
     // Refusals fall on different requests: probing the limit that was too
     // much again at once after each halving (no hold) refused the same

@@ -282,7 +282,8 @@ impl Journal {
     /// resume already handles (the step is done again, idempotently).
     pub fn note(&self, run_id: &str, cred_id: &str, step: &str, status: &str, detail: Value) -> Result<()> {
         let (reply, _) = tokio::sync::oneshot::channel();
-        let cmd = Cmd::Event { run_id: run_id.into(), cred_id: cred_id.into(), step: step.into(), status: status.into(), detail: redact_json(&detail) };
+        let cmd =
+            Cmd::Event { run_id: run_id.into(), cred_id: cred_id.into(), step: step.into(), status: status.into(), detail: redact_json(&detail) };
         self.tx.lock().expect("journal sender").send((vec![cmd], reply)).map_err(|_| anyhow::anyhow!("journal writer stopped"))
     }
 
