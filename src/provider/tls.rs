@@ -295,12 +295,33 @@ pub fn client_pem(op: &'static str, material: &Material) -> Result<Option<Client
 /// The fix for a refused TLS connection, if `text` is one. `ca_setting` is
 /// how the provider names its CA (`tls.ca_cert`, `sslrootcert`).
 pub fn refusal(text: &str, ca_setting: &str) -> Option<String> {
-    if text.contains("NotValidForName") || text.contains("not valid for name") {
-        Some("the server's TLS certificate does not name this host: connect by the name the certificate carries (or set `tls.server_name` where the provider has it), or fix the certificate".into())
-    } else if text.contains("invalid peer certificate") || text.contains("UnknownIssuer") || text.contains("certificate verify failed") {
-        Some(format!("the server's TLS certificate was not accepted: set `{ca_setting}` to the PEM of the CA that signed it"))
-    } else {
-        None
+    match Refused::of(text)? {
+        Refused::WrongName => Some("the server's TLS certificate does not name this host: connect by the name the certificate carries (or set `tls.server_name` where the provider has it), or fix the certificate".into()),
+        Refused::UnknownCa => Some(format!("the server's TLS certificate was not accepted: set `{ca_setting}` to the PEM of the CA that signed it")),
+    }
+}
+
+/// Why a TLS client refused a server's certificate, told from the error
+/// text of rustls (`NotValidForName`, `UnknownIssuer`, "invalid peer
+/// certificate") or OpenSSL ("certificate verify failed"). One place for
+/// the matching; each adapter words the fix in its own settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The certificate does not name the host connected to.
+    WrongName,
+    /// The certificate's chain does not lead to a trusted CA.
+    UnknownCa,
+}
+
+impl Refused {
+    pub fn of(text: &str) -> Option<Refused> {
+        if text.contains("NotValidForName") || text.contains("not valid for name") {
+            Some(Refused::WrongName)
+        } else if text.contains("invalid peer certificate") || text.contains("UnknownIssuer") || text.contains("certificate verify failed") {
+            Some(Refused::UnknownCa)
+        } else {
+            None
+        }
     }
 }
 
@@ -464,6 +485,27 @@ pub fn rebase_paths(v: &mut crate::playbook::doc::Node, dir: &std::path::Path, d
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_told_apart_from_rustls_and_openssl_wordings() {
+        let name = "invalid peer certificate: NotValidForName";
+        let ca = "invalid peer certificate: UnknownIssuer";
+        let openssl = "error:0A000086:SSL routines::certificate verify failed";
+        assert_eq!(Refused::of(name), Some(Refused::WrongName));
+        assert_eq!(Refused::of(ca), Some(Refused::UnknownCa));
+        assert_eq!(Refused::of(openssl), Some(Refused::UnknownCa));
+        assert_eq!(Refused::of("connection refused"), None);
+        // Every adapter's hint follows the one classification.
+        for text in [name, ca, openssl] {
+            assert!(refusal(text, "tls.ca_cert").is_some());
+            assert!(crate::providers::pg_tls::tls_refusal(text).is_some());
+            assert!(crate::providers::vault::http::tls_refusal(text).is_some());
+            assert!(crate::providers::mysql_tls::refusal(text).is_some());
+        }
+        assert!(crate::providers::pg_tls::tls_refusal(openssl).unwrap().contains("sslrootcert"));
+        assert!(crate::providers::mysql_tls::refusal(name).unwrap().contains("verify_ca"));
+        assert!(crate::providers::mysql_tls::refusal(ca).is_some_and(|h| !h.contains("verify_ca")));
+    }
 
     #[test]
     fn relative_tls_paths_follow_the_playbook_file() {

@@ -105,9 +105,8 @@ pub fn refusal(text: &str) -> Option<String> {
         return Some("the server does not offer TLS: give it a certificate (`ssl_cert`, `ssl_key` in its configuration), or (loopback, or with `allow_plaintext: true`) set `ssl_mode: disabled`".into());
     }
     let fix = tls::refusal(text, "tls.ca_cert")?;
-    if text.contains("not valid for name") || text.contains("NotValidForName") {
-        Some(format!("{fix}; `ssl_mode: verify_ca` checks the chain only"))
-    } else {
-        Some(fix)
+    match tls::Refused::of(text) {
+        Some(tls::Refused::WrongName) => Some(format!("{fix}; `ssl_mode: verify_ca` checks the chain only")),
+        _ => Some(fix),
     }
 }

@@ -78,14 +78,14 @@ pub fn client_config(mode: SslMode, files: &TlsFiles) -> Result<Arc<rustls::Clie
 
 /// The fix for a refused server certificate, if `text` is one.
 pub fn tls_refusal(text: &str) -> Option<&'static str> {
-    if text.contains("NotValidForName") || text.contains("not valid for name") {
-        Some("the server's certificate does not name this host (sslmode verify-full): connect by the name the certificate carries, or fix the certificate")
-    } else if text.contains("invalid peer certificate") || text.contains("UnknownIssuer") {
-        Some("the server's certificate was not accepted: set `sslrootcert` to the PEM of the CA that signed it")
-    } else if text.contains("server does not support TLS") {
-        Some("the server does not offer TLS: turn `ssl = on` on the server, or (loopback, or with `allow_plaintext: true`) set `sslmode: disable`")
-    } else {
-        None
+    use crate::provider::tls::Refused;
+    match Refused::of(text) {
+        Some(Refused::WrongName) => Some("the server's certificate does not name this host (sslmode verify-full): connect by the name the certificate carries, or fix the certificate"),
+        Some(Refused::UnknownCa) => Some("the server's certificate was not accepted: set `sslrootcert` to the PEM of the CA that signed it"),
+        None if text.contains("server does not support TLS") => {
+            Some("the server does not offer TLS: turn `ssl = on` on the server, or (loopback, or with `allow_plaintext: true`) set `sslmode: disable`")
+        }
+        None => None,
     }
 }
 

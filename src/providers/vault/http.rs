@@ -305,14 +305,11 @@ pub use crate::provider::tls::error_chain;
 
 /// The fix for a refused server certificate, if `text` is one.
 pub fn tls_refusal(text: &str) -> Option<&'static str> {
-    if text.contains("NotValidForName") || text.contains("not valid for name") {
-        Some(
-            "the server's TLS certificate does not name this host: set `tls.server_name` to the name it carries (or address the server by that name)",
-        )
-    } else if text.contains("invalid peer certificate") || text.contains("UnknownIssuer") || text.contains("certificate verify failed") {
-        Some("the server's TLS certificate was not accepted: set `tls.ca_cert` (or VAULT_CACERT) to the PEM of the CA that signed it; `tls.insecure_skip_verify: true` turns verification off, for a test server only")
-    } else {
-        None
+    match crate::provider::tls::Refused::of(text)? {
+        crate::provider::tls::Refused::WrongName => {
+            Some("the server's TLS certificate does not name this host: set `tls.server_name` to the name it carries (or address the server by that name)")
+        }
+        crate::provider::tls::Refused::UnknownCa => Some("the server's TLS certificate was not accepted: set `tls.ca_cert` (or VAULT_CACERT) to the PEM of the CA that signed it; `tls.insecure_skip_verify: true` turns verification off, for a test server only"),
     }
 }
 
