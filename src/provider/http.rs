@@ -29,7 +29,6 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 use serde_json::Value;
 
-use super::adaptive::Signal;
 use super::limits::Gate;
 use crate::playbook::model::Limits;
 use crate::provider::{ErrorKind, ProviderError};
@@ -339,10 +338,7 @@ impl HttpClient {
         let url = self.url(operation, req.target)?;
         let admission = self.gate.admit().await;
         let r = self.send_once(operation, req, url, documented).await;
-        match &r {
-            Ok(a) => admission.done(operation, Signal::of_status(a.status, a.retry_after.is_some())),
-            Err(_) => admission.result(operation, &r),
-        }
+        admission.http(operation, &r, |a| (a.status, a.retry_after.is_some()));
         r
     }
 

@@ -212,6 +212,19 @@ impl Admission<'_> {
     pub fn result<T>(self, op: &'static str, r: &Result<T, ProviderError>) {
         self.done(op, Signal::of(r))
     }
+
+    /// The HTTP request to `op` ended with `r`: an answer is judged by its
+    /// status and whether it carried `Retry-After` (`status_of`), an error
+    /// by its kind.
+    pub fn http<T>(self, op: &'static str, r: &Result<T, ProviderError>, status_of: impl FnOnce(&T) -> (u16, bool)) {
+        match r {
+            Ok(a) => {
+                let (status, retry_after) = status_of(a);
+                self.done(op, Signal::of_status(status, retry_after))
+            }
+            Err(_) => self.result(op, r),
+        }
+    }
 }
 
 impl Gate {

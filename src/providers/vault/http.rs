@@ -19,7 +19,6 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::provider::adaptive::Signal;
 use crate::provider::http::{not_from_vendor, VendorShape};
 use crate::provider::limits::retry;
 use crate::provider::{ErrorKind, ProviderError};
@@ -213,10 +212,7 @@ impl VaultHttp {
     ) -> Result<Resp, ProviderError> {
         let admission = self.gate.admit().await;
         let r = self.send_once(operation, method, path, token, body).await;
-        match &r {
-            Ok(a) => admission.done(operation, Signal::of_status(a.status, a.retry_after.is_some())),
-            Err(_) => admission.result(operation, &r),
-        }
+        admission.http(operation, &r, |a| (a.status, a.retry_after.is_some()));
         r
     }
 
