@@ -94,8 +94,12 @@ fn abort_at_every_step_boundary_then_resume() {
         "apply:done:1",
         "test:done:1",
         "promote:started:1",
+        // Promoted, its `done` not yet on disk (it is not waited for).
+        "promoted:reached:1",
         "promote:done:1",
         "retire:started:1",
+        // Retired, its `done` not yet on disk.
+        "retired:reached:1",
         "retire:done:1",
         "outcome:done:1",
     ];

@@ -708,6 +708,7 @@ impl Engine {
             for loc in c.deliver_to.iter().skip(1).chain(std::iter::once(&primary)) {
                 version = self.store(loc, Step::Promote)?.promote(loc, &nonce).await.map_err(|e| fail(Step::Promote, e))?;
             }
+            crate::journal::crash_point("promoted");
             self.done(id, "promote", json!({ "new_version": version }))?;
         }
 
@@ -756,6 +757,7 @@ impl Engine {
                     false => None,
                 };
                 p.retire_with(&c.target, &st.old_handle, known.as_ref()).await.map_err(|e| fail(Step::Retire, e))?;
+                crate::journal::crash_point("retired");
             }
             // Waited for: the claim is released next, and with it every
             // record of this rotation must be on disk.
