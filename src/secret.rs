@@ -426,7 +426,7 @@ pub fn scrub(text: &str) -> String {
     let re = PATTERNS.get_or_init(|| {
         regex::Regex::new(
             r"(?x)
-            (hvs\.|hvb\.|hvr\.|s\.|b\.)[A-Za-z0-9_\-]{20,}      # vault / openbao tokens
+            \b(hvs\.|hvb\.|hvr\.|s\.|b\.)[A-Za-z0-9_\-]{20,}    # vault / openbao tokens (not `tls.insecure_skip_verify`)
           | (AKIA|ASIA)[A-Z0-9]{16}                           # aws key ids
           | gh[pousr]_[A-Za-z0-9]{20,}                        # github
           | xox[abprs]-[A-Za-z0-9\-]{10,}                     # slack
@@ -452,6 +452,15 @@ pub fn scrub(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_pattern_takes_a_token_not_a_setting_name() {
+        let token = format!("s.{}", "Ab3".repeat(8));
+        assert_eq!(scrub(&format!("denied: {token}")), "denied: [REDACTED]");
+        assert_eq!(scrub(&format!("\"{token}\"")), "\"[REDACTED]\"");
+        let hint = "`tls.insecure_skip_verify: true` turns verification off";
+        assert_eq!(scrub(hint), hint);
+    }
 
     #[test]
     fn debug_of_secret_and_delivered_is_redacted() {
