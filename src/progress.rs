@@ -11,7 +11,13 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::engine::Observer;
 use crate::report::Outcome;
 
-pub enum Progress {
+pub struct Progress {
+    view: View,
+    /// Credentials that reached an outcome in this sitting.
+    finished: AtomicUsize,
+}
+
+enum View {
     Bars { multi: MultiProgress, overall: Mutex<Option<ProgressBar>>, per: Mutex<BTreeMap<String, ProgressBar>> },
     Lines { total: AtomicUsize, done: AtomicUsize, quiet: bool },
 }
@@ -19,12 +25,19 @@ pub enum Progress {
 impl Progress {
     /// Bars when stderr is a terminal, plain lines otherwise (logs, CI, cron).
     pub fn new(quiet: bool) -> Progress {
-        if std::io::stderr().is_terminal() && !quiet {
+        let view = if std::io::stderr().is_terminal() && !quiet {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
-            Progress::Bars { multi, overall: Mutex::new(None), per: Mutex::new(BTreeMap::new()) }
+            View::Bars { multi, overall: Mutex::new(None), per: Mutex::new(BTreeMap::new()) }
         } else {
-            Progress::Lines { total: AtomicUsize::new(0), done: AtomicUsize::new(0), quiet }
-        }
+            View::Lines { total: AtomicUsize::new(0), done: AtomicUsize::new(0), quiet }
+        };
+        Progress { view, finished: AtomicUsize::new(0) }
+    }
+
+    /// How many credentials reached an outcome in this sitting (a resume
+    /// counts only what it finished).
+    pub fn finished_now(&self) -> usize {
+        self.finished.load(Ordering::SeqCst)
     }
 }
 
@@ -46,8 +59,8 @@ impl Observer for Progress {
     fn begin(&self, per_provider: &BTreeMap<String, usize>, already: &BTreeMap<String, usize>) {
         let total: usize = per_provider.values().sum();
         let done: usize = already.values().sum();
-        match self {
-            Progress::Bars { multi, overall, per } => {
+        match &self.view {
+            View::Bars { multi, overall, per } => {
                 let o = multi.add(ProgressBar::new(total as u64));
                 o.set_style(style(true));
                 o.set_prefix("all");
@@ -63,7 +76,7 @@ impl Observer for Progress {
                     per.insert(name.clone(), b);
                 }
             }
-            Progress::Lines { total: t, done: d, quiet } => {
+            View::Lines { total: t, done: d, quiet } => {
                 t.store(total, Ordering::SeqCst);
                 d.store(done, Ordering::SeqCst);
                 if !quiet {
@@ -74,8 +87,9 @@ impl Observer for Progress {
     }
 
     fn finished(&self, provider: &str, id: &str, outcome: &Outcome) {
-        match self {
-            Progress::Bars { overall, per, .. } => {
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        match &self.view {
+            View::Bars { overall, per, .. } => {
                 if let Some(o) = overall.lock().unwrap().as_ref() {
                     o.inc(1);
                     if !outcome.is_verified() {
@@ -86,7 +100,7 @@ impl Observer for Progress {
                     b.inc(1);
                 }
             }
-            Progress::Lines { total, done, quiet } => {
+            View::Lines { total, done, quiet } => {
                 let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                 if !*quiet || !outcome.is_verified() {
                     let detail = crate::secret::redact(outcome.detail());
@@ -97,7 +111,7 @@ impl Observer for Progress {
     }
 
     fn end(&self) {
-        if let Progress::Bars { overall, per, .. } = self {
+        if let View::Bars { overall, per, .. } = &self.view {
             for b in per.lock().unwrap().values() {
                 b.finish();
             }

@@ -298,13 +298,14 @@ async fn execute(
         };
         eprintln!("keysweep: concurrency per provider: {}; {global}", each.join("; "));
     }
+    let progress = Arc::new(Progress::new(exec.quiet));
     let engine = Arc::new(Engine {
         journal: journal.clone(),
         providers,
         run_id: run_id.clone(),
         concurrency: adaptive::global(set, &per_provider),
         provider_concurrency,
-        observer: Arc::new(Progress::new(exec.quiet)),
+        observer: progress.clone(),
         stop: stop.clone(),
         own_logins: Default::default(),
         claims_in: pb
@@ -314,19 +315,14 @@ async fn execute(
             .collect(),
     });
     let plan = Arc::new(plan);
-    let already = match exec.quiet {
-        true => 0,
-        false => engine.states().map(|st| plan.selected().filter(|w| st.get(&w.cred.id).is_some_and(|s| s.outcome.is_some())).count()).unwrap_or(0),
-    };
     let began = std::time::Instant::now();
     let states = engine.execute(&plan).await;
     let took = began.elapsed();
     if !exec.quiet {
-        if let Ok(states) = &states {
-            // Credentials that reached an outcome in this sitting (a resume
-            // counts only what it finished), over the engine's time alone:
-            // loading, connecting and the reports are not in it.
-            let worked = plan.selected().filter(|w| states.get(&w.cred.id).is_some_and(|s| s.outcome.is_some())).count().saturating_sub(already);
+        if states.is_ok() {
+            // Credentials that reached an outcome in this sitting, over the
+            // engine's time alone: loading, connecting and the reports are not in it.
+            let worked = progress.finished_now();
             eprintln!(
                 "keysweep: {worked} credential(s) worked in {:.2} s ({:.0} per second)",
                 took.as_secs_f64(),
