@@ -332,6 +332,13 @@ pub struct Slot {
     which: Which,
 }
 
+impl Slot {
+    /// Tells this slot's limit about one answer (see [`AdaptiveLimit::record`]).
+    pub fn record(&self, op: &'static str, sent: Instant, latency: Duration, signal: Signal) {
+        self.limit.record(op, sent, latency, signal);
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut s = self.limit.lock();

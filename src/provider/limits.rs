@@ -195,17 +195,17 @@ pub struct Gate {
 /// the answer is told ([`Admission::done`]) or it is dropped (nothing learnt).
 #[must_use = "tell the gate how the request ended with `done` or `result`"]
 pub struct Admission<'a> {
-    _slot: Slot,
+    /// Its place in the adaptive limit, which the answer is told to.
+    slot: Slot,
     /// Its place in the rate limit, held until the answer is told.
     _rate: Sent<'a>,
     sent: Instant,
-    limit: Arc<AdaptiveLimit>,
 }
 
 impl Admission<'_> {
     /// The request to `op` ended with an answer that says `signal`.
     pub fn done(self, op: &'static str, signal: Signal) {
-        self.limit.record(op, self.sent, self.sent.elapsed(), signal);
+        self.slot.record(op, self.sent, self.sent.elapsed(), signal);
     }
 
     /// The request to `op` ended with `r`.
@@ -268,7 +268,7 @@ impl Gate {
     pub async fn admit(&self) -> Admission<'_> {
         let slot = self.adaptive.request().await;
         let rate = self.pace().await;
-        Admission { _slot: slot, _rate: rate, sent: Instant::now(), limit: self.adaptive.clone() }
+        Admission { slot, _rate: rate, sent: Instant::now() }
     }
 
     /// One request: each attempt admitted by the concurrency limit and the
