@@ -312,7 +312,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// Wait before attempt `attempt` (1-based count of failures so far):
-    /// "full jitter" over an exponential ceiling, but never less than what the
+    /// "equal jitter" over an exponential ceiling, but never less than what the
     /// server asked for with Retry-After.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         // "Equal jitter": at least half the exponential step, the other half
