@@ -335,7 +335,7 @@ impl Engine {
                 // disk first (a rotation that ran to its end waited for its
                 // last one already).
                 if r.is_err() {
-                    let _ = self.journal.sync().await;
+                    let _ = self.sync().await;
                 }
                 self.end_claim(c, &nonce, r.is_ok()).await;
             }
