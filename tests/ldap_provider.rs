@@ -386,3 +386,121 @@ async fn admin_side_checks_never_count_as_failed_logins() {
     let v = p.verify_dead(&t, &handle(&dn), Some(&SecretString::from(pw))).await;
     assert!(matches!(v, Verdict::Unknown(_)), "a policy-locked account's 49 was judged {v:?}");
 }
+
+/// A TCP proxy in front of slapd that records each LDAP request as it
+/// arrives: its time and its protocolOp tag (0x60 bind, 0x63 search, 0x66
+/// modify, 0x77 extended...), read from the BER framing of the client's bytes.
+struct OpCounter {
+    port: u16,
+    ops: std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, u8)>>>,
+}
+
+impl OpCounter {
+    async fn start(upstream: String) -> OpCounter {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ops = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+        let seen = ops.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (seen, upstream) = (seen.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    });
+                    let (mut buf, mut chunk) = (Vec::<u8>::new(), vec![0u8; 65536]);
+                    loop {
+                        let n = match cr.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some((op, len)) = ldap_message(&buf) {
+                            seen.lock().unwrap().push((std::time::Instant::now(), op));
+                            buf.drain(..len);
+                        }
+                        if sw.write_all(&chunk[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        OpCounter { port, ops }
+    }
+
+    /// The most requests of kind `op` (any kind: `None`) that arrived within
+    /// any one second. An unbind (0x42) is not counted: it has no answer and
+    /// only closes a connection.
+    fn most_in_a_second(&self, op: Option<u8>) -> usize {
+        let t: Vec<_> = self.ops.lock().unwrap().iter().filter(|(_, o)| *o != 0x42 && op.is_none_or(|x| x == *o)).map(|(t, _)| *t).collect();
+        (0..t.len()).map(|i| t[i..].iter().take_while(|x| x.duration_since(t[i]) < std::time::Duration::from_secs(1)).count()).max().unwrap_or(0)
+    }
+
+    fn count(&self, op: u8) -> usize {
+        self.ops.lock().unwrap().iter().filter(|(_, o)| *o == op).count()
+    }
+}
+
+/// One whole LDAPMessage at the start of `b` (`SEQUENCE { messageID INTEGER,
+/// protocolOp ... }`): its protocolOp tag and its length in bytes.
+fn ldap_message(b: &[u8]) -> Option<(u8, usize)> {
+    fn len_at(b: &[u8]) -> Option<(usize, usize)> {
+        let first = *b.first()?;
+        if first < 0x80 {
+            return Some((first as usize, 1));
+        }
+        let n = (first & 0x7f) as usize;
+        let bytes = b.get(1..1 + n)?;
+        Some((bytes.iter().fold(0usize, |a, &x| (a << 8) | x as usize), 1 + n))
+    }
+    assert_eq!(b.first().copied().unwrap_or(0x30), 0x30, "not an LDAPMessage");
+    let (len, l) = len_at(b.get(1..)?)?;
+    let total = 1 + l + len;
+    if b.len() < total {
+        return None;
+    }
+    let body = &b[1 + l..total];
+    assert_eq!(body[0], 0x02, "messageID");
+    let (id_len, il) = len_at(&body[1..])?;
+    Some((body[1 + il + id_len], total))
+}
+
+/// An inventory of more accounts than one page holds is one search per
+/// page, each taking its place in the declared rate: at the server, no one
+/// second ever sees more requests than `rate_per_second` (the bind of the
+/// admin login included), and every account is listed.
+#[tokio::test(flavor = "multi_thread")]
+async fn inventory_pages_keep_the_declared_rate_at_the_server() {
+    let tag = uniq("page");
+    let created = blocking(move |l| {
+        let mut ldif = String::new();
+        for i in 0..1100 {
+            let cn = format!("{tag}-{i}");
+            let pw = format!("Page-{}", uuid::Uuid::new_v4().simple());
+            ldif.push_str(&format!("dn: cn={cn},ou=services,{}\nobjectClass: inetOrgPerson\ncn: {cn}\nsn: {cn}\nuserPassword: {pw}\n\n", l.base));
+        }
+        l.ldif("ldapadd", &ldif);
+        tag
+    })
+    .await;
+    let l = tokio::task::spawn_blocking(ldap).await.unwrap();
+    let counter = OpCounter::start(l.url.trim_start_matches("ldap://").to_string()).await;
+    let mut c = cfg(&format!("ldap://127.0.0.1:{}", counter.port));
+    c.limits.rate_per_second = Some(2);
+    let pw = l.admin_password.clone();
+    let p = LdapProvider::connect("dir", &c, &|_| Ok(SecretString::from(pw.clone()))).await.unwrap();
+    let items = p.inventory().await.unwrap();
+    let listed = items.iter().filter(|i| i.id.starts_with(&format!("cn={created}-"))).count();
+    assert_eq!(listed, 1100, "every account of every page is listed");
+    let searches = counter.count(0x63);
+    assert!(searches >= 4, "1,100 accounts at 500 a page are 3 pages beside the root DSE reads; saw {searches} searches");
+    let binds = counter.count(0x60);
+    assert!(binds >= 1, "the admin login is counted too; saw no bind");
+    let most = counter.most_in_a_second(None);
+    assert!(most <= 2, "{most} requests arrived within one second at the server; the declared rate is 2");
+}

@@ -65,7 +65,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::controls::RawControl;
 use ldap3::exop::PasswordModify;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, Scope, SearchEntry};
@@ -437,8 +436,16 @@ impl LdapProvider {
         }
         let transport = Transport::of(cfg)?;
         let password = resolve(&cfg.admin.password)?;
-        let mut ldap = admin_bind(&cfg.url, &transport, &cfg.admin.user, &password, timeout).await?;
-        let dse = read_dse(&mut ldap, timeout).await?;
+        // The login and the root DSE read are requests at the server like
+        // any other: each takes its place in the declared rate.
+        let mut ldap = {
+            let _sent = gate.pace().await;
+            admin_bind(&cfg.url, &transport, &cfg.admin.user, &password, timeout).await?
+        };
+        let dse = {
+            let _sent = gate.pace().await;
+            read_dse(&mut ldap, timeout).await?
+        };
         Ok(LdapProvider {
             name: name.to_string(),
             url: cfg.url.clone(),
@@ -460,12 +467,17 @@ impl LdapProvider {
     /// one operation: it holds the operation's place in the rate limit until
     /// dropped, so drop it before asking for another.
     async fn admin(&self) -> Result<Admin<'_>, ProviderError> {
+        let mut l = {
+            let mut guard = self.admin.lock().await;
+            if guard.is_closed() {
+                // The new login is a request of its own in the rate, taken
+                // (and answered) before the operation's place is asked for.
+                let _bind = self.permit().await;
+                *guard = admin_bind(&self.url, &self.transport, &self.admin_dn, &self.admin_password, self.timeout).await?;
+            }
+            guard.clone()
+        };
         let sent = self.permit().await;
-        let mut guard = self.admin.lock().await;
-        if guard.is_closed() {
-            *guard = admin_bind(&self.url, &self.transport, &self.admin_dn, &self.admin_password, self.timeout).await?;
-        }
-        let mut l = guard.clone();
         l.with_timeout(self.timeout);
         Ok(Admin { ldap: l, _sent: sent })
     }
@@ -789,6 +801,45 @@ impl std::ops::DerefMut for Admin<'_> {
     }
 }
 
+/// Accounts per page of the inventory's search (RFC 2696 paged results).
+const INVENTORY_PAGE: i32 = 500;
+/// The paged-results control (RFC 2696).
+const PAGED_RESULTS_OID: &str = "1.2.840.113556.1.4.319";
+
+/// The cookie of a paged-results control's value (RFC 2696: `SEQUENCE {
+/// size INTEGER, cookie OCTET STRING }`), or `None` if the value cannot be
+/// read. ldap3's own parser panics on a garbled value; a directory's (or a
+/// middlebox's) answer must never stop the run that way.
+fn page_cookie(val: Option<&[u8]>) -> Option<Vec<u8>> {
+    /// One BER tag-length-value at the start of `b`: (tag, value, rest).
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, b) = b.split_first()?;
+        let (&first, mut b) = b.split_first()?;
+        let len = if first < 0x80 {
+            first as usize
+        } else {
+            let n = (first & 0x7f) as usize;
+            if n == 0 || n > 4 || b.len() < n {
+                return None;
+            }
+            let len = b[..n].iter().fold(0usize, |acc, &x| (acc << 8) | x as usize);
+            b = &b[n..];
+            len
+        };
+        (b.len() >= len).then(|| (tag, &b[..len], &b[len..]))
+    }
+    let (tag, seq, _) = tlv(val?)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (tag, _size, rest) = tlv(seq)?;
+    if tag != 0x02 {
+        return None;
+    }
+    let (tag, cookie, _) = tlv(rest)?;
+    (tag == 0x04).then(|| cookie.to_vec())
+}
+
 fn first_value(attrs: &BTreeMap<String, Vec<Vec<u8>>>, name: &str) -> Option<String> {
     attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.first()).map(|v| String::from_utf8_lossy(v).into_owned())
 }
@@ -1108,51 +1159,75 @@ impl Provider for LdapProvider {
         };
         let mut items = vec![];
         for base in self.naming_contexts().await? {
-            let mut l = self.admin().await?;
-            let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![Box::new(EntriesOnly::new()), Box::new(PagedResults::new(500))];
-            let mut s = l.streaming_search_with(adapters, &base, Scope::Subtree, filter, attrs.clone()).await.map_err(|e| map_err(OP, e))?;
-            while let Some(e) = s.next().await.map_err(|e| map_err(OP, e))? {
-                let e = SearchEntry::construct(e);
-                let get = |name: &str| e.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.first()).cloned();
-                let mut details = BTreeMap::new();
-                let (created, last_used) = if self.dse.active_directory {
-                    if let Some(v) = get("pwdLastSet").and_then(|v| filetime_to_rfc3339(&v)) {
-                        details.insert("password_changed".into(), v);
-                    }
-                    if let Some(v) = get("whenChanged").and_then(|v| generalized_to_rfc3339(&v)) {
-                        details.insert("modified".into(), v);
-                    }
-                    (get("whenCreated").and_then(|v| generalized_to_rfc3339(&v)), get("lastLogonTimestamp").and_then(|v| filetime_to_rfc3339(&v)))
-                } else {
-                    if let Some(v) = get("pwdChangedTime").and_then(|v| generalized_to_rfc3339(&v)) {
-                        details.insert("password_changed".into(), v);
-                    }
-                    if let Some(v) = get("modifyTimestamp").and_then(|v| generalized_to_rfc3339(&v)) {
-                        details.insert("modified".into(), v);
-                    }
-                    // Last successful bind: `pwdLastSuccess` (2.5 `lastbind on`), or
-                    // `authTimestamp` (the 2.4 lastbind overlay).
-                    let bound = get("pwdLastSuccess").or_else(|| get("authTimestamp"));
-                    (get("createTimestamp").and_then(|v| generalized_to_rfc3339(&v)), bound.and_then(|v| generalized_to_rfc3339(&v)))
-                };
-                if let Some(l) = lock_in(&e.attrs) {
-                    details.insert("locked".into(), l);
+            // Page by page, each page a search of its own that takes its own
+            // place in the rate limit: a directory of 5,000 accounts is ten
+            // requests at the server, and a declared rate counts all ten.
+            let mut cookie: Vec<u8> = vec![];
+            loop {
+                let mut l = self.admin().await?;
+                let paged = ldap3::controls::PagedResults { size: INVENTORY_PAGE, cookie: cookie.clone() };
+                let ldap3::SearchResult(entries, r) =
+                    l.with_controls(paged).search(&base, Scope::Subtree, filter, attrs.clone()).await.map_err(|e| map_err(OP, e))?;
+                drop(l);
+                if r.rc != 0 && r.rc != 32 {
+                    return Err(rc_err(OP, &r));
                 }
-                details.insert("base".into(), base.clone());
-                let rotated = details.get("password_changed").cloned();
-                items.push(InventoryItem {
-                    kind: "ldap_account".into(),
-                    id: e.dn,
-                    created,
-                    rotated,
-                    last_used,
-                    usage_tracked: self.dse.active_directory,
-                    details,
-                });
-            }
-            let r = s.finish().await;
-            if r.rc != 0 && r.rc != 32 {
-                return Err(rc_err(OP, &r));
+                let had_entries = !entries.is_empty();
+                for e in entries.into_iter().filter(|e| !e.is_ref() && !e.is_intermediate()) {
+                    let e = SearchEntry::construct(e);
+                    let get = |name: &str| e.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.first()).cloned();
+                    let mut details = BTreeMap::new();
+                    let (created, last_used) = if self.dse.active_directory {
+                        if let Some(v) = get("pwdLastSet").and_then(|v| filetime_to_rfc3339(&v)) {
+                            details.insert("password_changed".into(), v);
+                        }
+                        if let Some(v) = get("whenChanged").and_then(|v| generalized_to_rfc3339(&v)) {
+                            details.insert("modified".into(), v);
+                        }
+                        (get("whenCreated").and_then(|v| generalized_to_rfc3339(&v)), get("lastLogonTimestamp").and_then(|v| filetime_to_rfc3339(&v)))
+                    } else {
+                        if let Some(v) = get("pwdChangedTime").and_then(|v| generalized_to_rfc3339(&v)) {
+                            details.insert("password_changed".into(), v);
+                        }
+                        if let Some(v) = get("modifyTimestamp").and_then(|v| generalized_to_rfc3339(&v)) {
+                            details.insert("modified".into(), v);
+                        }
+                        // Last successful bind: `pwdLastSuccess` (2.5 `lastbind on`), or
+                        // `authTimestamp` (the 2.4 lastbind overlay).
+                        let bound = get("pwdLastSuccess").or_else(|| get("authTimestamp"));
+                        (get("createTimestamp").and_then(|v| generalized_to_rfc3339(&v)), bound.and_then(|v| generalized_to_rfc3339(&v)))
+                    };
+                    if let Some(l) = lock_in(&e.attrs) {
+                        details.insert("locked".into(), l);
+                    }
+                    details.insert("base".into(), base.clone());
+                    let rotated = details.get("password_changed").cloned();
+                    items.push(InventoryItem {
+                        kind: "ldap_account".into(),
+                        id: e.dn,
+                        created,
+                        rotated,
+                        last_used,
+                        usage_tracked: self.dse.active_directory,
+                        details,
+                    });
+                }
+                let next = r.ctrls.iter().find(|c| c.1.ctype == PAGED_RESULTS_OID).map(|c| page_cookie(c.1.val.as_deref()));
+                cookie = match next {
+                    // No paging control (a directory that ignores it answers
+                    // everything at once) or an empty cookie: the last page.
+                    None => break,
+                    Some(Some(c)) if c.is_empty() => break,
+                    Some(None) => return Err(ProviderError::new(ErrorKind::Other, OP, "the directory's paged-results answer cannot be read")),
+                    Some(Some(c)) if c == cookie && !had_entries => {
+                        return Err(ProviderError::new(
+                            ErrorKind::Other,
+                            OP,
+                            "the directory's paging does not advance (the same cookie on an empty page)",
+                        ))
+                    }
+                    Some(Some(c)) => c,
+                };
             }
         }
         // OpenLDAP records binds (pwdLastSuccess / authTimestamp) only with `lastbind` on, and
@@ -1313,5 +1388,31 @@ impl LdapProvider {
             tracing::warn!(provider = %self.name, account = dn, "the directory keeps a password attribute on this entry: replaced it with a random value; its death can be proven only with the old value");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_cookie;
+    use ldap3::controls::{PagedResults, RawControl};
+
+    #[test]
+    fn the_page_cookie_is_read_as_ldap3_writes_it() {
+        for cookie in [vec![], vec![7u8; 3], vec![1u8; 200], vec![2u8; 70_000]] {
+            let raw: RawControl = PagedResults { size: 500, cookie: cookie.clone() }.into();
+            assert_eq!(page_cookie(raw.val.as_deref()), Some(cookie));
+        }
+    }
+
+    #[test]
+    fn a_garbled_page_control_is_unreadable_never_a_panic() {
+        assert_eq!(page_cookie(None), None);
+        assert_eq!(page_cookie(Some(&[])), None);
+        assert_eq!(page_cookie(Some(&[0x30, 0x05, 0x02, 0x01])), None, "shorter than it says");
+        assert_eq!(page_cookie(Some(&[0x31, 0x03, 0x02, 0x01, 0x00])), None, "not a SEQUENCE");
+        assert_eq!(page_cookie(Some(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff])), None, "a length past the end");
+        proptest::proptest!(|(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64))| {
+            let _ = page_cookie(Some(&bytes));
+        });
     }
 }
