@@ -10,6 +10,14 @@
 //! `--concurrency 1` is the sequential script; a high one is what the server
 //! (and whatever stands in front of it) sustains for the same calls.
 //!
+//! `--calls keysweep` makes instead the fifteen calls keysweep's own
+//! lifecycle of a token makes (its documented budget in README.md "Round
+//! trips per credential" and tests/round_trips.rs): the claim and staged
+//! value in a pending KV entry, check-and-set writes, the re-read before
+//! retiring, both proofs of death and the release. At a high concurrency it
+//! is what the server sustains for the calls keysweep itself sends, without
+//! keysweep: the journal, gates, retries and scheduling are what is left out.
+//!
 //!   VAULT_ADDR=... VAULT_TOKEN=... cargo run --release --example rotate_baseline -- \
 //!       --prefix bench --from 0 --count 20 --concurrency 1
 //! Works on the tokens `seed_openbao --prefix P --tokens N` created. Prints
@@ -72,11 +80,63 @@ impl Vault {
         }
         Ok(())
     }
+
+    /// Rotates token `id` with the calls keysweep's lifecycle makes, in its
+    /// order (the pending entry at secret/<p>-pending/tokens/<id>).
+    async fn rotate_like_keysweep(&self, p: &str, id: &str) -> Result<()> {
+        let path = format!("secret/data/{p}/tokens/{id}");
+        let pending = format!("secret/data/{p}-pending/tokens/{id}");
+        // stage
+        let (s, _) = self.call("GET", &pending, &self.root, None).await?;
+        if s != 404 {
+            bail!("{id}: a pending entry exists (HTTP {s})");
+        }
+        let cur = self.ok("GET", &path, None).await?;
+        let version = cur["data"]["metadata"]["version"].as_u64().context("no version")?;
+        let old = cur["data"]["data"]["value"].as_str().context("no stored value")?.to_string();
+        let old_acc = cur["data"]["data"]["accessor"].as_str().context("no stored accessor")?.to_string();
+        let look = self.ok("POST", "auth/token/lookup-accessor", Some(json!({ "accessor": old_acc }))).await?;
+        let policies = look["data"]["policies"].clone();
+        let meta = look["data"]["meta"].clone();
+        let claim = json!({ "phase": "minting", "host": "baseline", "nonce": format!("{p}/{id}") });
+        self.ok("POST", &pending, Some(json!({ "options": { "cas": 0 }, "data": { "claim": claim } }))).await?;
+        let new = self.ok("POST", "auth/token/create-orphan", Some(json!({ "policies": policies, "meta": meta, "ttl": "768h" }))).await?;
+        let token = new["auth"]["client_token"].as_str().context("no new token")?.to_string();
+        let acc = new["auth"]["accessor"].as_str().context("no new accessor")?.to_string();
+        self.ok("POST", "auth/token/lookup-accessor", Some(json!({ "accessor": acc }))).await?;
+        let staged = json!({ "value": token, "accessor": acc, "claim": claim });
+        self.ok("POST", &pending, Some(json!({ "options": { "cas": 1 }, "data": staged }))).await?;
+        // test
+        let (s, _) = self.call("GET", "auth/token/lookup-self", &token, None).await?;
+        if s != 200 {
+            bail!("{id}: the new token is refused (HTTP {s})");
+        }
+        // promote
+        self.ok("POST", &path, Some(json!({ "options": { "cas": version }, "data": { "value": token, "accessor": acc } }))).await?;
+        let promoted = json!({ "phase": "promoted", "host": "baseline", "nonce": format!("{p}/{id}") });
+        self.ok("POST", &pending, Some(json!({ "options": { "cas": 2 }, "data": { "claim": promoted } }))).await?;
+        // retire
+        self.ok("GET", &path, None).await?;
+        self.ok("POST", "auth/token/revoke-accessor", Some(json!({ "accessor": old_acc }))).await?;
+        // verify
+        let (s, _) = self.call("POST", "auth/token/lookup-accessor", &self.root, Some(json!({ "accessor": old_acc }))).await?;
+        if s == 200 {
+            bail!("{id}: the old token's accessor is still known");
+        }
+        let (s, _) = self.call("GET", "auth/token/lookup-self", &old, None).await?;
+        if s != 403 {
+            bail!("{id}: the old token is not refused (HTTP {s})");
+        }
+        // release
+        self.ok("DELETE", &pending.replacen("/data/", "/metadata/", 1), None).await?;
+        Ok(())
+    }
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let (mut prefix, mut from, mut count, mut conc) = (String::from("bench"), 0usize, 20usize, 1usize);
+    let mut like_keysweep = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut v = || it.next().with_context(|| format!("{a} needs a value"));
@@ -85,6 +145,11 @@ async fn main() -> Result<()> {
             "--from" => from = v()?.parse()?,
             "--count" => count = v()?.parse()?,
             "--concurrency" => conc = v()?.parse::<usize>()?.max(1),
+            "--calls" => match v()?.as_str() {
+                "script" => like_keysweep = false,
+                "keysweep" => like_keysweep = true,
+                other => bail!("--calls {other}: use `script` (7 calls per token) or `keysweep` (the 15 of keysweep's lifecycle)"),
+            },
             other => bail!("unknown argument {other}"),
         }
     }
@@ -98,14 +163,22 @@ async fn main() -> Result<()> {
     futures::stream::iter(from..from + count)
         .map(|i| {
             let v = &v;
-            async move { v.rotate(p, &format!("{p}-tok-{i}")).await }
+            async move {
+                let id = format!("{p}-tok-{i}");
+                if like_keysweep {
+                    v.rotate_like_keysweep(p, &id).await
+                } else {
+                    v.rotate(p, &id).await
+                }
+            }
         })
         .buffer_unordered(conc)
         .try_collect::<Vec<_>>()
         .await?;
     let secs = start.elapsed().as_secs_f64();
     let rate = count as f64 / secs;
-    println!("baseline: {count} tokens rotated and verified in {secs:.2} s, {conc} at once = {rate:.1} credentials/s");
+    let calls = if like_keysweep { "keysweep's 15 calls" } else { "7 calls" };
+    println!("baseline: {count} tokens rotated and verified ({calls} each) in {secs:.2} s, {conc} at once = {rate:.1} credentials/s");
     println!("rate={rate:.3}");
     Ok(())
 }
