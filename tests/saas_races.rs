@@ -528,6 +528,63 @@ fn supply_while_a_run_works_the_credential_is_refused_and_changes_nothing() {
     assert_no_secret(&[admin, old, first, second], &[&state], &[&refused, &o, &o2, &o3]);
 }
 
+/// A person supplies a value, notices it is the wrong one (another token
+/// they made by mistake) and supplies the right one before any run took the
+/// first: no run works the credential, so nothing may refuse it, and the
+/// next run rotates to the second value; the first, never in any store's
+/// service, is left to the person (keysweep never touches a token it was not
+/// asked to).
+#[test]
+fn a_value_supplied_again_before_any_run_replaces_the_first() {
+    let sim = sim::start("okta");
+    let admin = okta_admin(&sim);
+    let out = sim.admin(
+        "POST",
+        "seed",
+        Some(json!({ "users": [{ "login": "svc-sync@example.com", "roles": ["SUPER_ADMIN"] }],
+                      "tokens": [{ "user": "svc-sync@example.com", "name": "sync" }] })),
+    );
+    let (old_id, old) = (s(&out["tokens"][0]["id"]), s(&out["tokens"][0]["value"]));
+    common::canary(&old);
+    let path = format!("okta/{}", unique("sync"));
+    common::bao().kv_put(&path, json!({ "value": old, "token_id": old_id }));
+    let dir = tempfile::tempdir().unwrap();
+    let pb = okta_playbook(
+        dir.path(),
+        &sim,
+        &format!(
+            "  - id: sync
+    provider: okta
+    target: {{ kind: okta_api_token, token_id: {old_id}, user: svc-sync@example.com }}
+    deliver_to: [{{ provider: bao, path: \"{path}\" }}]
+    manual: Security › API › Tokens › Create token as svc-sync, name it sync.
+"
+        ),
+    );
+    let state = dir.path().join("state");
+    let mut made = vec![];
+    for _ in 0..2 {
+        let t = sim.admin("POST", "issue_token", Some(json!({ "user": "svc-sync@example.com", "name": "sync" })));
+        common::canary(&s(&t["value"]));
+        made.push((s(&t["id"]), s(&t["value"])));
+    }
+    let pending = format!("keysweep-pending/{path}");
+    let o1 = supply(&state, &admin, &pb, "sync", &made[0].1);
+    assert_eq!(o1.status.code(), Some(0), "{}", text(&o1));
+    let o2 = supply(&state, &admin, &pb, "sync", &made[1].1);
+    assert_eq!(o2.status.code(), Some(0), "a second supply before any run: {}", text(&o2));
+    assert_eq!(kv(&pending).unwrap()["value"], made[1].1.as_str(), "the second value is not the one pending");
+    let o3 = okta_run(&state, &admin, &pb).output().unwrap();
+    assert_eq!(o3.status.code(), Some(0), "{}", text(&o3));
+    let cur = kv(&path).unwrap();
+    assert_eq!((cur["value"].as_str(), cur["token_id"].as_str()), (Some(made[1].1.as_str()), Some(made[1].0.as_str())));
+    let tokens = sim.state()["tokens"].as_array().cloned().unwrap();
+    let tok = |id: &str| tokens.iter().find(|t| t["id"] == id).cloned().unwrap();
+    assert_eq!(tok(&old_id)["revoked"], true);
+    assert_eq!((tok(&made[0].0)["revoked"].as_bool(), tok(&made[1].0)["revoked"].as_bool()), (Some(false), Some(false)));
+    assert_no_secret(&[admin, old, made[0].1.clone(), made[1].1.clone()], &[&state], &[&o1, &o2, &o3]);
+}
+
 // ----------------------------------------------------------- a lost mint
 
 /// Okta creates the client secret and its answer is lost (the connection
