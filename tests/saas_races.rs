@@ -320,6 +320,23 @@ fn two_runs_on_two_machines_mint_one_okta_client_secret() {
 
 // ----------------------------------------------------------------- Slack
 
+/// Registers every secret a Slack seed answered (tokens, refresh tokens,
+/// client secrets) with the canary scan.
+fn canary_all(v: &Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("token" | "refresh_token" | "client_secret", Value::String(s)) => common::canary(s),
+                    _ => canary_all(x),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(canary_all),
+        _ => {}
+    }
+}
+
 /// The same race on a Slack app with token rotation: there a second mint is
 /// worse than a second secret — a refresh spends the stored refresh token,
 /// and the loser's refresh would spend the winner's. The winner's refresh is
@@ -337,7 +354,7 @@ fn two_runs_on_two_machines_refresh_a_slack_rotating_token_once() {
     let admin = s(&out["users"][0]["token"]);
     let app = out["apps"][0].clone();
     let mut secrets = vec![admin.clone(), s(&app["token"]), s(&app["refresh_token"]), s(&app["client_secret"])];
-    secrets.iter().for_each(|v| common::canary(v));
+    canary_all(&out);
     let path = format!("slack/{}", unique("deploy-bot"));
     common::bao().kv_put(&path, json!({ "value": s(&app["token"]), "refresh_token": s(&app["refresh_token"]) }));
     let dir = tempfile::tempdir().unwrap();
@@ -477,8 +494,8 @@ fn supply_while_a_run_works_the_credential_is_refused_and_changes_nothing() {
     let token_state = |tid: &str| sim.state()["tokens"].as_array().unwrap().iter().find(|t| t["id"] == tid).cloned().unwrap_or(Value::Null);
 
     let (first_id, first) = issue();
-    let o = supply(&state, &admin, &pb, id, &first);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o0 = supply(&state, &admin, &pb, id, &first);
+    assert_eq!(o0.status.code(), Some(0), "{}", text(&o0));
     // `GET /api/v1/users/me`: keysweep's login at connect, the supplied
     // token identified, then tested — the test is held.
     sim.faults(json!([{ "method": "GET", "path": "^/api/v1/users/me$", "skip": 2, "delay": HOLD_SECS, "times": 1 }]));
@@ -525,7 +542,7 @@ fn supply_while_a_run_works_the_credential_is_refused_and_changes_nothing() {
     assert_eq!(kv_version(&path), 3);
     assert_eq!(token_state(&first_id)["revoked"], true);
     assert_eq!(token_state(&second_id)["valid"], true);
-    assert_no_secret(&[admin, old, first, second], &[&state], &[&refused, &o, &o2, &o3]);
+    assert_no_secret(&[admin, old, first, second], &[&state], &[&o0, &refused, &o, &o2, &o3]);
 }
 
 /// A person supplies a value, notices it is the wrong one (another token
