@@ -487,7 +487,22 @@ impl Engine {
             if caps.mints {
                 if let Some(f) = foreign.as_ref().filter(|f| matches!(f.phase, ClaimPhase::Minting | ClaimPhase::Staged)) {
                     let since = f.since.filter(|_| f.phase == ClaimPhase::Minting);
-                    let n = p.cleanup_minted_since(&c.target, &f.old, &f.nonce, None, since).await.map_err(|e| fail(Step::Stage, e))?;
+                    let n = match p.cleanup_minted_since(&c.target, &f.old, &f.nonce, None, since).await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            // That claim is the only record of the mint (its
+                            // nonce, when it was sent): put it back, abandoned
+                            // as it was, so the next run looks for its orphans
+                            // again rather than finding only this run's claim.
+                            if let Some((cs, cl)) = self.claim_loc(c) {
+                                let back = Claim { lease_until: f.lease_until.min(chrono::Utc::now()), ..f.clone() };
+                                if let Err(we) = cs.write_claim(&cl, &back, Some(&nonce)).await {
+                                    tracing::warn!(credential = id, error = %we, "could not put back the claim of run `{}`; its orphans may outlive it", f.nonce);
+                                }
+                            }
+                            return Err(fail(Step::Stage, format!("looking for orphans of run `{}`'s mint: {e}; nothing was minted", f.nonce)));
+                        }
+                    };
                     if n > 0 {
                         tracing::warn!(credential = id, retired = n, "retired orphan secrets minted by abandoned run `{}`", f.nonce);
                     }
