@@ -479,7 +479,22 @@ impl Engine {
                 false => None,
             };
             let first_write_claims = matches!(early_pending, Some(None));
-            if !first_write_claims {
+            // A resumed stage whose own claim says a mint was under way keeps
+            // saying so, with when it was sent, until that mint's orphans have
+            // been looked for: a `claimed` record would leave no run able to
+            // find them if this one fails (or dies) before that.
+            let own_mint = match self.claim_loc(c) {
+                Some((cs, cl)) if resumed && caps.mints && !first_write_claims => {
+                    cs.read_claim(&cl).await.map_err(|e| fail(Step::Stage, e))?.filter(|m| m.nonce == nonce && m.phase == ClaimPhase::Minting)
+                }
+                _ => None,
+            };
+            if let (Some(m), Some((cs, cl))) = (&own_mint, self.claim_loc(c)) {
+                let again = Claim { since: m.since, ..self.claim_record(c, &nonce, ClaimPhase::Minting, &old, old_version.as_deref()) };
+                if let Some(other) = cs.write_claim(&cl, &again, None).await.map_err(|e| fail(Step::Stage, e))? {
+                    return Err(held_by(&other));
+                }
+            } else if !first_write_claims {
                 // Take the slot (check-and-set): from here no other run works this credential.
                 self.claim(c, &nonce, ClaimPhase::Claimed, &old, old_version.as_deref(), foreign.as_ref().map(|f| f.nonce.as_str())).await?;
             }
