@@ -723,3 +723,56 @@ fn an_okta_client_secret_mint_lost_after_okta_acted_leaves_no_orphan() {
         assert_no_secret(&secrets, &[&state], &outs);
     }
 }
+
+/// The process dies the instant Okta's answer to the create arrives (the
+/// secret exists, no store holds it), and the run that resumes it on the same
+/// machine cannot list the app's secrets either (503): it fails, nothing
+/// rotated. Another machine's run later (its own state directory, Okta
+/// answering again) must still find that orphan from what the store recorded,
+/// retire it, and rotate: one secret survives, the store's.
+#[cfg(feature = "crash-hook")]
+#[test]
+fn an_okta_mint_cut_off_by_a_crash_is_retired_even_after_a_failed_resume() {
+    let sim = sim::start("okta");
+    let admin = okta_admin(&sim);
+    let (app, old_sid, old) = okta_app(&sim, &unique("crash-mint"));
+    let path = format!("okta/{}", unique("crash-mint"));
+    common::bao().kv_put(&path, json!({ "value": old, "secret_id": old_sid, "client_id": app }));
+    let id = "okta-crash-mint";
+    let dir = tempfile::tempdir().unwrap();
+    let pb = okta_playbook(dir.path(), &sim, &client_secret_entry(id, &app, &path));
+    let create = format!("/api/v1/apps/{app}/credentials/secrets");
+    let state = dir.path().join("machine-a");
+    let mut a = common::keysweep(&state);
+    a.env("OKTA_API_TOKEN", &admin);
+    common::run_until_crash(a, &pb, "mint:reached:1");
+    let left = okta_secrets(&sim, &app);
+    assert_eq!(left.len(), 2, "the crash should leave one orphan: {left:?}");
+    let oid = s(&left.iter().find(|x| x["id"] != old_sid.as_str()).unwrap()["id"]);
+    assert_eq!(claim(&path).map(|c| c["phase"].clone()), Some(json!("minting")));
+
+    // The resume on the same machine: Okta's listing answers 503.
+    sim.faults(json!([{ "method": "GET", "path": format!("^{create}$"), "answer": "503" }]));
+    let o2 = okta_run(&state, &admin, &pb).output().unwrap();
+    assert!(text(&o2).contains("resuming interrupted run"), "{}", text(&o2));
+    assert_eq!(o2.status.code(), Some(1), "{}", text(&o2));
+    assert_eq!(row(&common::report_json(&state), id)["outcome"], "failed");
+    assert_eq!(okta_token(&sim, &app, &old), (200, "ok".to_string()), "the secret in service was disturbed");
+    assert_eq!(okta_secrets(&sim, &app).len(), 2);
+    let cl = claim(&path).unwrap();
+    assert_eq!(cl["phase"], "minting", "the store no longer says a mint was under way: {cl}");
+
+    // Another machine, later, with Okta answering.
+    sim.faults(json!([]));
+    let (_, listed) = sim.call("GET", &create, &[("Authorization", &format!("SSWS {admin}"))], None);
+    let orphan = listed.as_array().unwrap().iter().find(|x| x["id"] == oid.as_str()).map(|x| s(&x["client_secret"])).unwrap();
+    common::canary(&orphan);
+    let other = dir.path().join("machine-b");
+    let o3 = okta_run(&other, &admin, &pb).output().unwrap();
+    let r = common::report_json(&other);
+    assert_eq!((o3.status.code(), row(&r, id)["outcome"].as_str()), (Some(0), Some("rotated")), "{}\n{}", row(&r, id), text(&o3));
+    let new = assert_one_live_client_secret(&sim, &app, &path, &old_sid, &old, "after the crash");
+    assert_eq!(okta_token(&sim, &app, &orphan), (401, "invalid_client".to_string()), "the orphan still works");
+    assert!(kv(&format!("keysweep-pending/{path}")).is_none(), "the claim was not released");
+    assert_no_secret(&[admin, old, new, orphan], &[&state, &other], &[&o2, &o3]);
+}
