@@ -12,7 +12,11 @@ module holds what they share, with the Python standard library only:
 - injected faults (`POST /_sim/faults`): per method/path pattern, the next N
   requests (or all) get a WAF page, a CAPTCHA, an IP allow-list refusal, a
   429 with the vendor's rate-limit headers, a 5xx, a dropped connection, or
-  the answer is lost after the server acted (`after_act`);
+  the answer is lost after the server acted (`after_act`). A rule may also
+  wait `delay` seconds before the request is handled (alone, with no
+  `answer`, it is a slow but correct answer: a test holds a client inside
+  one step that way), and let the first `skip` matching requests through
+  untouched (they do not count against `times`);
 - a server-side rate limit (`POST /_sim/rate`) answered with the vendor's own
   429 shape (`Sim.rate_limited`, `Sim.rate_headers`), and a per-second count
   of what arrived (`GET /_sim/arrivals`) so a test can check a declared rate;
@@ -157,15 +161,19 @@ class Sim:
                     remaining = self.rate - len(self.window)
         entry = {"t": now, "method": req.method, "path": req.path, "headers": sorted(req.headers.keys())}
         try:
+            if limited is None and fault is not None and fault.get("delay"):
+                # Outside the lock: other requests are answered meanwhile.
+                entry["delayed"] = float(fault["delay"])
+                time.sleep(float(fault["delay"]))
             if limited is not None:
                 resp = self.rate_limited(req, limited)
-            elif fault is not None and not fault.get("after_act"):
+            elif fault is not None and not fault.get("after_act") and "answer" in fault:
                 if fault["answer"] == "drop":
                     raise Drop()
                 resp = self.answer_of(fault, req)
             else:
                 resp = self.dispatch(req)
-                if fault is not None:  # acted; the answer is lost
+                if fault is not None and fault.get("after_act"):  # acted; the answer is lost
                     raise Drop()
             if self.rate and remaining is not None:
                 resp.headers.update(self.rate_headers(self.rate, remaining, int(now) + 1))
@@ -189,6 +197,9 @@ class Sim:
             if f.get("method") and f["method"] != req.method:
                 continue
             if not re.search(f.get("path", ".*"), req.path):
+                continue
+            if f.get("skip"):
+                f["skip"] -= 1  # let this one through untouched
                 continue
             if f.get("times") is not None:
                 if f["times"] <= 0:

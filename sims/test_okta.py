@@ -520,6 +520,44 @@ class OktaSimTest(unittest.TestCase):
             call("POST", f"{path}/{self.app['secrets'][0]['id']}/lifecycle/deactivate", self.admin_token)
         self.assertEqual(admin("GET", "state")["apps"][0]["secrets"][0]["status"], "INACTIVE")
 
+    def test_delay_and_skip(self):
+        """A `delay` alone answers correctly, late, while other requests are
+        answered meanwhile; `skip` lets the first matching requests through."""
+        import threading
+
+        me = "/api/v1/users/me"
+        path = f"/api/v1/apps/{self.app['id']}/credentials/secrets"
+        admin("POST", "faults", {"rules": [{"method": "POST", "path": path + "$", "delay": 1.5, "skip": 1, "times": 1}]})
+        t0 = time.time()
+        self.assertEqual(call("POST", path, self.admin_token, body={})[0], 201)  # skipped: at once
+        self.assertLess(time.time() - t0, 1.0)
+        self.assertEqual(call("DELETE", f"{path}/{self.app['secrets'][0]['id']}", self.admin_token)[0], 400)  # active
+        # Two secrets now; the delayed POST still acts (and is refused: a third).
+        done = {}
+
+        def slow():
+            done["status"] = call("POST", path, self.admin_token, body={})[0]
+            done["t"] = time.time()
+
+        t0 = time.time()
+        th = threading.Thread(target=slow)
+        th.start()
+        time.sleep(0.3)
+        self.assertEqual(call("GET", me, self.admin_token)[0], 200)  # not held up by the delayed one
+        self.assertNotIn("status", done)
+        th.join(5)
+        self.assertEqual(done["status"], 400)
+        self.assertGreaterEqual(done["t"] - t0, 1.5)
+        log = admin("GET", "log")
+        self.assertEqual([e.get("delayed") for e in log if e["method"] == "POST" and e["path"] == path], [None, 1.5])
+        # times: 1 spent, and a deactivated secret is deleted at once.
+        t0 = time.time()
+        secrets = [x["id"] for x in admin("GET", "state")["apps"][0]["secrets"]]
+        self.assertEqual(call("POST", f"{path}/{secrets[1]}/lifecycle/deactivate", self.admin_token)[0], 200)
+        self.assertEqual(call("DELETE", f"{path}/{secrets[1]}", self.admin_token)[0], 204)
+        self.assertEqual(call("POST", path, self.admin_token, body={})[0], 201)
+        self.assertLess(time.time() - t0, 1.0)
+
     # ------------------------------------------------ no secret in the open
     def test_state_and_log_hold_no_secret_value(self):
         issued = admin("POST", "issue_token", {"user": "org-admin@example.com", "name": "fresh"})

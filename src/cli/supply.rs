@@ -111,7 +111,9 @@ pub async fn run(a: Args) -> Result<i32> {
 /// working the credential now owns its pending slot (`Ok(Err(why))`); a
 /// failed run's claim that holds nothing (phase `claimed`: it was waiting for
 /// this value, or refused a wrong one) is released first, and one that got
-/// further is left for `run` to settle.
+/// further is left for `run` to settle. A value supplied earlier that no run
+/// has taken yet (staged under the supplied nonce, with no claim of a run
+/// beside it) is replaced: the person corrects what they gave.
 pub async fn stage(store: &dyn Store, primary: &StoreLocation, id: &str, value: SecretString) -> Result<Result<(), String>> {
     stage_delivered(store, primary, id, Delivered { value, fields: Default::default() }).await
 }
@@ -124,13 +126,19 @@ pub async fn stage_delivered(store: &dyn Store, primary: &StoreLocation, id: &st
                 let until = cl.lease_until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                 return Ok(Err(format!("`{id}` is being worked by {} (until {until}); supply the value after that run ends", cl.holder)));
             }
-            if cl.phase != ClaimPhase::Claimed {
+            // An entry a supply staged holds no claim; it reads as an
+            // abandoned `staged` one under the supplied nonce (no run uses it).
+            let supplied = cl.nonce == crate::engine::supplied_nonce(id);
+            if supplied {
+                tracing::warn!(credential = id, store = %primary, "replacing the value supplied earlier (no run has taken it yet)");
+            } else if cl.phase != ClaimPhase::Claimed {
                 return Ok(Err(format!(
                     "an unfinished rotation of `{id}` by {} ({:?}) is recorded at {primary}; `keysweep run` finishes or clears it first",
                     cl.holder, cl.phase
                 )));
+            } else {
+                store.release(primary, &cl.nonce).await.with_context(|| format!("releasing the ended claim on {primary}"))?;
             }
-            store.release(primary, &cl.nonce).await.with_context(|| format!("releasing the ended claim on {primary}"))?;
         }
     }
     store.stage(primary, &d, &crate::engine::supplied_nonce(id)).await.with_context(|| format!("staging the value for `{id}` at {primary}"))?;

@@ -479,7 +479,22 @@ impl Engine {
                 false => None,
             };
             let first_write_claims = matches!(early_pending, Some(None));
-            if !first_write_claims {
+            // A resumed stage whose own claim says a mint was under way keeps
+            // saying so, with when it was sent, until that mint's orphans have
+            // been looked for: a `claimed` record would leave no run able to
+            // find them if this one fails (or dies) before that.
+            let own_mint = match self.claim_loc(c) {
+                Some((cs, cl)) if resumed && caps.mints && !first_write_claims => {
+                    cs.read_claim(&cl).await.map_err(|e| fail(Step::Stage, e))?.filter(|m| m.nonce == nonce && m.phase == ClaimPhase::Minting)
+                }
+                _ => None,
+            };
+            if let (Some(m), Some((cs, cl))) = (&own_mint, self.claim_loc(c)) {
+                let again = Claim { since: m.since, ..self.claim_record(c, &nonce, ClaimPhase::Minting, &old, old_version.as_deref()) };
+                if let Some(other) = cs.write_claim(&cl, &again, None).await.map_err(|e| fail(Step::Stage, e))? {
+                    return Err(held_by(&other));
+                }
+            } else if !first_write_claims {
                 // Take the slot (check-and-set): from here no other run works this credential.
                 self.claim(c, &nonce, ClaimPhase::Claimed, &old, old_version.as_deref(), foreign.as_ref().map(|f| f.nonce.as_str())).await?;
             }
@@ -487,7 +502,22 @@ impl Engine {
             if caps.mints {
                 if let Some(f) = foreign.as_ref().filter(|f| matches!(f.phase, ClaimPhase::Minting | ClaimPhase::Staged)) {
                     let since = f.since.filter(|_| f.phase == ClaimPhase::Minting);
-                    let n = p.cleanup_minted_since(&c.target, &f.old, &f.nonce, None, since).await.map_err(|e| fail(Step::Stage, e))?;
+                    let n = match p.cleanup_minted_since(&c.target, &f.old, &f.nonce, None, since).await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            // That claim is the only record of the mint (its
+                            // nonce, when it was sent): put it back, abandoned
+                            // as it was, so the next run looks for its orphans
+                            // again rather than finding only this run's claim.
+                            if let Some((cs, cl)) = self.claim_loc(c) {
+                                let back = Claim { lease_until: f.lease_until.min(chrono::Utc::now()), ..f.clone() };
+                                if let Err(we) = cs.write_claim(&cl, &back, Some(&nonce)).await {
+                                    tracing::warn!(credential = id, error = %we, "could not put back the claim of run `{}`; its orphans may outlive it", f.nonce);
+                                }
+                            }
+                            return Err(fail(Step::Stage, format!("looking for orphans of run `{}`'s mint: {e}; nothing was minted", f.nonce)));
+                        }
+                    };
                     if n > 0 {
                         tracing::warn!(credential = id, retired = n, "retired orphan secrets minted by abandoned run `{}`", f.nonce);
                     }
