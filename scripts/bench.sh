@@ -6,9 +6,11 @@
 #      in front of the same OpenBao), in one run: a sequential script doing
 #      the same rotate+verify of a token (examples/rotate_baseline, one at a
 #      time, on a sample, extrapolated), the same calls at high concurrency
-#      (what server and proxy sustain), and `keysweep run` with no setting
-#      (default concurrency); with the ratios keysweep/sequential and
-#      keysweep/concurrent baseline,
+#      (what server and proxy sustain), the 15 calls keysweep's own token
+#      lifecycle makes at the same concurrency (what they sustain for
+#      keysweep's calls, without keysweep), and `keysweep run` with no
+#      setting (default concurrency); with the ratios keysweep/sequential
+#      and keysweep/each concurrent baseline,
 #   4. `keysweep run` of 20,000 credentials in the in-process `memory` system
 #      (no latency, journal on): keysweep's own overhead per lifecycle.
 # Uses a release build and GNU time. Numbers depend on the machine; they are
