@@ -56,7 +56,11 @@ impl ProviderError {
 
 impl fmt::Display for ProviderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {:?}: {}", self.operation, self.kind, crate::secret::redact(&self.message))
+        // `op (Kind): message`: an operation named `…_secret` or `…_token`
+        // followed by `:` read as a `secret: value` echo to the scrubber the
+        // engine runs over failure reasons, which ate the kind and left
+        // "okta.create_[REDACTED] creating…" in reports.
+        write!(f, "{} ({:?}): {}", self.operation, self.kind, crate::secret::redact(&self.message))
     }
 }
 
@@ -79,5 +83,15 @@ mod tests {
         let e = ProviderError::new(ErrorKind::Other, "op", "late: lateValue42");
         crate::secret::register_str("lateValue42");
         assert!(!e.to_string().contains("lateValue42"), "{e}");
+    }
+
+    #[test]
+    fn an_operation_named_after_a_secret_survives_the_scrubber_whole() {
+        let e = ProviderError::new(ErrorKind::Other, "okta.create_secret", "creating a client secret for app 0oa1: HTTP 400");
+        let reason = crate::secret::scrub(&e.to_string());
+        assert_eq!(reason, "okta.create_secret (Other): creating a client secret for app 0oa1: HTTP 400");
+        // A real echo after it is still caught.
+        let e = ProviderError::new(ErrorKind::Other, "okta.create_token", format!("echo client_secret={}", "Zq".repeat(6)));
+        assert!(!crate::secret::scrub(&e.to_string()).contains(&"Zq".repeat(6)), "{e}");
     }
 }
