@@ -339,7 +339,9 @@ async fn execute(
         }
     }
     engine.providers.close().await;
-    let states = states?;
+    // The engine fails only when it cannot read the journal back: say so,
+    // and which file (SQLite's own words name neither).
+    let states = states.with_context(|| format!("reading the journal {}", journal.path().display()))?;
     let interrupted = stop.load(Ordering::SeqCst);
 
     let rows = common::rows(&plan, &states, &run_id).into_iter().map(|r| Row { due: due_notes.get(&r.id).cloned(), ..r }).collect();
