@@ -212,6 +212,8 @@ impl Engine {
             per_provider.insert(name.clone(), self.room(name));
         }
 
+        // Credentials left alone once the journal could no longer be written.
+        let not_started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for (w, wave) in plan.waves.iter().enumerate() {
             let mut tasks = tokio::task::JoinSet::new();
             for &i in wave {
@@ -227,7 +229,7 @@ impl Engine {
                 });
                 let global = global.clone();
                 let prov = per_provider.get(&item.cred.provider).cloned();
-                let (me, plan) = (self.clone(), plan.clone());
+                let (me, plan, not_started) = (self.clone(), plan.clone(), not_started.clone());
                 tasks.spawn(async move {
                     let item = &plan.items[i];
                     if let Some(reason) = blocked {
@@ -241,6 +243,13 @@ impl Engine {
                     let _g = global.acquire().await.expect("semaphore open");
                     if me.stop.load(Ordering::SeqCst) {
                         return; // left without outcome: a resume continues it
+                    }
+                    if me.journal.is_broken() {
+                        // Nothing it did could be recorded: not started,
+                        // left for the run that resumes once the journal
+                        // is mended (or, without it, the store's claims).
+                        not_started.fetch_add(1, Ordering::SeqCst);
+                        return;
                     }
                     if let Some(o) = me.process(item, st).await {
                         me.finish(item, o).await;
@@ -260,9 +269,17 @@ impl Engine {
             if w + 1 < plan.waves.len() {
                 states = self.states()?;
             }
-            if self.stop.load(Ordering::SeqCst) {
+            if self.stop.load(Ordering::SeqCst) || self.journal.is_broken() {
                 break;
             }
+        }
+        if self.journal.is_broken() {
+            let n = not_started.load(Ordering::SeqCst);
+            tracing::error!(
+                journal = %self.journal.path().display(),
+                "the journal cannot be written: {n} credential(s) of this wave were not started, nor any later wave; \
+                 mend the journal and run again to resume (or, if it is lost, run afresh: the claims in the stores carry on)"
+            );
         }
         let mut states = self.states()?;
         // keysweep's own logins, last and one at a time: each switches the
@@ -270,7 +287,7 @@ impl Engine {
         self.own_logins.last_wave.store(true, Ordering::SeqCst);
         let deferred = std::mem::take(&mut *self.own_logins.deferred.lock().unwrap_or_else(|e| e.into_inner()));
         for id in deferred {
-            if self.stop.load(Ordering::SeqCst) {
+            if self.stop.load(Ordering::SeqCst) || self.journal.is_broken() {
                 break;
             }
             let Some(item) = plan.items.iter().find(|w| w.cred.id == id) else { continue };

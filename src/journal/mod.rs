@@ -61,6 +61,18 @@ pub struct Journal {
     path: PathBuf,
     tx: Mutex<mpsc::Sender<(Vec<Cmd>, Reply)>>,
     reader: Mutex<Connection>,
+    /// Raised by the writer at the first write that failed (every later one is refused).
+    broken: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The journal file's identity (device, inode), to see it removed or
+/// replaced under the writer: SQLite goes on writing to an unlinked file,
+/// so a state directory deleted mid-run would otherwise lose every record
+/// while the run carried on as if they were kept.
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
 }
 
 fn open_conn(path: &Path) -> Result<Connection> {
@@ -192,8 +204,12 @@ impl Journal {
         let mut writer = open_conn(path)?;
         writer.execute_batch(SCHEMA).context("creating journal schema")?;
         let reader = open_conn(path)?;
+        let identity = file_id(path).with_context(|| format!("reading {}", path.display()))?;
         let (tx, rx) = mpsc::channel::<(Vec<Cmd>, Reply)>();
         let mut crash = crash;
+        let broken_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let raise = broken_flag.clone();
+        let file = path.to_path_buf();
         std::thread::Builder::new()
             .name("keysweep-journal".into())
             .spawn(move || {
@@ -220,10 +236,17 @@ impl Journal {
                     }
                     let res = match &broken {
                         Some(e) => Err(format!("an earlier journal write failed ({e}); nothing more is written")),
-                        None => write_batch(&mut writer, &batch).map_err(|e| format!("{e:#}")),
+                        None => match file_id(&file) {
+                            Ok(id) if id == identity => write_batch(&mut writer, &batch).map_err(|e| format!("{e:#}")),
+                            _ => Err(format!(
+                                "the journal {} was removed or replaced while this run was writing it (was the state directory deleted?)",
+                                file.display()
+                            )),
+                        },
                     };
                     if let (None, Err(e)) = (&broken, &res) {
                         broken = Some(e.clone());
+                        raise.store(true, std::sync::atomic::Ordering::SeqCst);
                     }
                     let crash_now = res.is_ok() && crash.as_mut().is_some_and(|c| c.reached(&batch));
                     if crash_now {
@@ -243,11 +266,17 @@ impl Journal {
                 }
             })
             .context("starting journal writer")?;
-        Ok(Journal { path: path.to_path_buf(), tx: Mutex::new(tx), reader: Mutex::new(reader) })
+        Ok(Journal { path: path.to_path_buf(), tx: Mutex::new(tx), reader: Mutex::new(reader), broken: broken_flag })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether a write has failed: from then on nothing more is written,
+    /// so nothing more should be started.
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn submit(&self, cmds: Vec<Cmd>) -> Result<()> {
@@ -512,6 +541,7 @@ mod tests {
         other.execute_batch("ALTER TABLE events RENAME TO events_gone; ").unwrap();
         j.note("r1", "a", "stage", "done", json!({})).unwrap();
         j.sync().await.expect_err("the note's write failed");
+        assert!(j.is_broken());
         // Back in place: the writer still refuses, so the journal never
         // holds a later record without the one that failed.
         other.execute_batch("ALTER TABLE events_gone RENAME TO events;").unwrap();
@@ -519,6 +549,24 @@ mod tests {
         assert!(format!("{e:#}").contains("an earlier journal write failed"), "{e:#}");
         let n: i64 = other.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 1, "only the record written before the failure");
+    }
+
+    #[tokio::test]
+    async fn a_journal_file_removed_under_the_writer_refuses_every_later_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state").join("j.db");
+        let j = Journal::open(&p).unwrap();
+        j.record("r1", "a", "stage", "started", json!({})).await.unwrap();
+        assert!(!j.is_broken());
+        // The operator deletes the state directory mid-run.
+        std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+        let e = j.record("r1", "a", "promote", "started", json!({})).await.expect_err("a record into a deleted file");
+        assert!(format!("{e:#}").contains("was removed or replaced"), "{e:#}");
+        assert!(j.is_broken());
+        // A new file at the same path is not this journal either.
+        std::fs::create_dir_all(dir.path().join("state")).unwrap();
+        drop(Journal::open(&p).unwrap());
+        j.record("r1", "a", "promote", "started", json!({})).await.expect_err("refused after the file was replaced");
     }
 
     #[tokio::test]
