@@ -84,6 +84,9 @@ enum Fault {
     /// The `events` table renamed away: the journal's reads fail as well as
     /// its writes (as on an I/O error or a damaged file).
     Unreadable,
+    /// The operator deletes the state directory mid-run. SQLite would go on
+    /// writing to the unlinked file; the writer sees the file gone.
+    Deleted,
 }
 
 impl Fault {
@@ -97,6 +100,15 @@ impl Fault {
                 return;
             }
             Fault::Unreadable => format!("ALTER TABLE events RENAME TO {GONE};"),
+            Fault::Deleted => {
+                // SQLite may add its -wal or -shm while the tree is removed.
+                for _ in 0..100 {
+                    if std::fs::remove_dir_all(state).is_ok() {
+                        return;
+                    }
+                }
+                panic!("could not delete {}", state.display());
+            }
         };
         let sql = match self {
             Fault::Unreadable => sql,
@@ -121,6 +133,7 @@ impl Fault {
                 return;
             }
             Fault::Unreadable => format!("ALTER TABLE {GONE} RENAME TO events;"),
+            Fault::Deleted => panic!("a deleted journal is not repaired: the next run starts afresh"),
             _ => "DROP TRIGGER test_fault;".to_string(),
         };
         let c = rusqlite::Connection::open(state.join("journal.db")).unwrap();
@@ -134,6 +147,7 @@ impl Fault {
         match self {
             Fault::DiskFull => ["journal write failed", "database or disk is full"],
             Fault::Unreadable => ["reading the journal", "no such table: events"],
+            Fault::Deleted => ["journal write failed", "was removed or replaced while this run was writing it"],
             _ => ["journal write failed", CAUSE],
         }
     }
@@ -411,7 +425,9 @@ impl Faulted {
         let (b, prefix, fault, estate, state) = (bao(), self.prefix.as_str(), self.fault, &self.estate, &self.state);
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
         let total = self.ids();
-        let outcomes = journal_outcomes(&state.join("journal.db"));
+        // With the journal deleted, what the run said is all there is to read.
+        let deleted = matches!(fault, Fault::Deleted);
+        let outcomes = if deleted { told(&stderr) } else { journal_outcomes(&state.join("journal.db")) };
         eprintln!("{prefix}: exit {:?}; {} outcome(s) in the journal, of {total}: {:?}", out.status.code(), outcomes.len(), count_values(&outcomes));
         assert!(outcomes.len() < total, "{prefix}: every outcome was written: the fault came too late to prove anything");
 
@@ -517,7 +533,12 @@ impl Faulted {
         eprintln!("{prefix}: the rotations as OpenBao has them after the failure: {tally:?}");
 
         // No secret value anywhere the run wrote or printed.
-        assert_no_secret(&secrets, state, &stdout, &stderr);
+        if deleted {
+            assert!(!state.join("journal.db").exists(), "{prefix}: a journal appeared again where the deleted one was");
+            Canary::new(&secrets).assert_clean(&[], &[("stdout", stdout.as_bytes()), ("stderr", stderr.as_bytes())]);
+        } else {
+            assert_no_secret(&secrets, state, &stdout, &stderr);
+        }
         self.seen = seen;
         self.secrets = secrets;
     }
@@ -711,6 +732,16 @@ fn unreadable_mid_run_then_repaired_and_resumed() {
     let f = faulted_run("jfu", Fault::Unreadable);
     f.fault.repair(&f.state);
     run_to_correct_end(&f, true);
+}
+
+/// The operator deletes the state directory mid-run: the run stops
+/// starting credentials and exits 3 naming it (before, SQLite wrote on into
+/// the unlinked file and the run ended 0 with its journal gone); a fresh run
+/// then ends correct from what the stores' claims say.
+#[test]
+fn state_dir_deleted_mid_run_then_run_afresh() {
+    let f = faulted_run("jfx", Fault::Deleted);
+    run_to_correct_end(&f, false);
 }
 
 /// A real full disk: the state directory is on a small tmpfs, filled up
