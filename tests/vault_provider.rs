@@ -194,6 +194,77 @@ async fn keysweep_logs_in_with_approle() {
     assert!(!e.to_string().contains("not-the-secret-id"), "{e}");
 }
 
+/// A run longer than the TTL of the session keysweep's login opened keeps
+/// it alive: the session is renewed (`renew-self`) before half its TTL has
+/// passed, so keysweep's requests 9 s into a 5 s session still work, and
+/// OpenBao itself shows the session alive past its first TTL.
+#[tokio::test]
+async fn keysweeps_own_session_is_renewed_through_a_run_longer_than_its_ttl() {
+    let (rid, sid) = tokio::task::spawn_blocking(|| {
+        let b = common::bao();
+        b.call(
+            "PUT",
+            "sys/policies/acl/keysweep-admin",
+            Some(json!({ "policy": "path \"*\" { capabilities = [\"create\",\"read\",\"update\",\"delete\",\"list\",\"sudo\"] }" })),
+        );
+        b.call(
+            "POST",
+            "auth/approle/role/keysweep-short",
+            Some(json!({ "token_policies": ["keysweep-admin"], "token_ttl": "5s", "token_max_ttl": "10m" })),
+        );
+        let (_, r) = b.call("GET", "auth/approle/role/keysweep-short/role-id", None);
+        let (_, s) = b.call("POST", "auth/approle/role/keysweep-short/secret-id", Some(json!({})));
+        let sid = s["data"]["secret_id"].as_str().unwrap().to_string();
+        common::canary(&sid);
+        (r["data"]["role_id"].as_str().unwrap().to_string(), sid)
+    })
+    .await
+    .unwrap();
+    let cfg = VaultProviderConfig {
+        address: Some(common::bao().addr.clone()),
+        namespace: None,
+        auth: Some(VaultAuth::Approle { mount: "approle".into(), role_id: SecretRef::Env("R".into()), secret_id: SecretRef::Env("S".into()) }),
+        pending_prefix: "keysweep-pending".into(),
+        limits: Default::default(),
+        tls: Default::default(),
+        allow_plaintext: false,
+    };
+    let p =
+        VaultProvider::connect("bao", &cfg, &|r| Ok(SecretString::from(if *r == SecretRef::Env("R".into()) { rid.clone() } else { sid.clone() })))
+            .await
+            .unwrap();
+    p.check_login().await.unwrap();
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(9) {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        p.check_login().await.unwrap_or_else(|e| panic!("{:.1} s into a 5 s session: {e}", start.elapsed().as_secs_f64()));
+    }
+    // From OpenBao directly: the role's session, issued more than 5 s ago,
+    // is alive with TTL left.
+    let sessions = tokio::task::spawn_blocking(|| {
+        let b = common::bao();
+        let (_, l) = b.call("LIST", "auth/token/accessors", None);
+        l["data"]["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| {
+                let (st, d) = b.call("POST", "auth/token/lookup-accessor", Some(json!({ "accessor": a })));
+                (st == 200 && d["data"]["meta"]["role_name"] == "keysweep-short").then(|| d["data"].clone())
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(sessions.len(), 1, "one session of the role: {sessions:?}");
+    let s = &sessions[0];
+    assert_eq!(s["creation_ttl"], 5, "{s}");
+    assert!(s["ttl"].as_u64().unwrap() > 0, "{s}");
+    let issued = chrono::DateTime::parse_from_rfc3339(s["issue_time"].as_str().unwrap()).unwrap();
+    assert!(chrono::Utc::now().signed_duration_since(issued).num_seconds() >= 8, "{s}");
+    keysweep::provider::Provider::close(&p).await;
+}
+
 #[tokio::test]
 async fn the_declared_rate_limit_is_never_exceeded() {
     // 20/s with the default burst, measured at a proxy in front of OpenBao: no

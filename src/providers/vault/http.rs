@@ -138,7 +138,15 @@ pub struct VaultHttp {
     /// The limits layer: rate, timeout and the retry bound.
     gate: crate::provider::limits::Gate,
     requests: AtomicU64,
+    /// When keysweep's own session token is due for `renew-self` (half its
+    /// remaining TTL); `None` when it is not renewed (a token the operator
+    /// gave, one that is not renewable, or one at its maximum TTL).
+    renew_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// A session token with less TTL left than this after a renewal is at its
+/// maximum TTL: renewing again would only shorten the interval.
+const MIN_RENEWED_TTL: Duration = Duration::from_secs(4);
 
 impl VaultHttp {
     pub fn new(
@@ -171,7 +179,49 @@ impl VaultHttp {
         };
         let http = builder.build().map_err(|e| ProviderError::new(ErrorKind::Config, "vault.client", error_chain(&e)))?;
         let admin_token = std::sync::RwLock::new(std::sync::Arc::new(admin_token));
-        Ok(VaultHttp { base, namespace, http, admin_token, gate, requests: AtomicU64::new(0) })
+        Ok(VaultHttp { base, namespace, http, admin_token, gate, requests: AtomicU64::new(0), renew_at: std::sync::Mutex::new(None) })
+    }
+
+    /// Keeps keysweep's own session alive for a run longer than its TTL:
+    /// from now on, the first request with keysweep's token after half of
+    /// `ttl` has passed renews it first (`auth/token/renew-self`), and so on
+    /// with each renewal's TTL. Only for a session keysweep opened (a login);
+    /// a renewal never goes past the token's own maximum TTL (Vault caps it).
+    pub fn renew_session(&self, ttl: Duration, renewable: bool) {
+        *self.renew_at.lock().unwrap_or_else(|e| e.into_inner()) = (renewable && ttl >= MIN_RENEWED_TTL).then(|| std::time::Instant::now() + ttl / 2);
+    }
+
+    async fn renew_if_due(&self) {
+        let due = {
+            let mut at = self.renew_at.lock().unwrap_or_else(|e| e.into_inner());
+            match *at {
+                // Taken by this request: one renewal at a time.
+                Some(t) if std::time::Instant::now() >= t => at.take().is_some(),
+                _ => false,
+            }
+        };
+        if !due {
+            return;
+        }
+        const OP: &str = "vault.token.renew_self";
+        let token = self.admin_token();
+        match self.send(OP, Method::POST, "auth/token/renew-self", Some(&token), Some(&serde_json::json!({}))).await {
+            Ok(r) if r.ok() => {
+                let ttl = Duration::from_secs(r.body["auth"]["lease_duration"].as_u64().unwrap_or(0));
+                let renewable = r.body["auth"]["renewable"].as_bool().unwrap_or(false);
+                tracing::debug!(ttl_secs = ttl.as_secs(), "renewed keysweep's own Vault session");
+                if renewable && ttl < MIN_RENEWED_TTL {
+                    tracing::warn!(ttl_secs = ttl.as_secs(), "keysweep's own Vault session is at its maximum TTL and ends soon");
+                }
+                self.renew_session(ttl, renewable);
+            }
+            Ok(r) => tracing::warn!(error = %r.describe(), "Vault refused to renew keysweep's own session; it ends at its TTL"),
+            Err(e) => {
+                // Not answered (a timeout, a proxy): tried again shortly.
+                tracing::warn!(error = %e, "could not renew keysweep's own Vault session; trying again in 5 s");
+                *self.renew_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now() + Duration::from_secs(5));
+            }
+        }
     }
 
     fn admin_token(&self) -> std::sync::Arc<SecretString> {
@@ -265,6 +315,7 @@ impl VaultHttp {
     /// One request with keysweep's own token, not retried (for calls that must
     /// not be repeated blindly, such as minting).
     pub async fn send_admin(&self, operation: &'static str, method: Method, path: &str, body: Option<&Value>) -> Result<Resp, ProviderError> {
+        self.renew_if_due().await;
         let token = self.admin_token();
         self.send(operation, method, path, Some(&token), body).await
     }
@@ -272,6 +323,7 @@ impl VaultHttp {
     /// A request with keysweep's own token, retried on 429/5xx/network errors
     /// within the retry policy. 4xx answers are returned for the caller to read.
     pub async fn admin(&self, operation: &'static str, method: Method, path: &str, body: Option<Value>) -> Result<Resp, ProviderError> {
+        self.renew_if_due().await;
         retry(self.gate.retry_policy(), || async {
             let token = self.admin_token();
             let r = self.send(operation, method.clone(), path, Some(&token), body.as_ref()).await?;

@@ -149,7 +149,16 @@ impl VaultProvider {
         if self.approle.is_some() {
             own.approle_role = d["meta"]["role_name"].as_str().map(str::to_string);
         }
-        own.token_accessor = d["accessor"].as_str().filter(|a| !a.is_empty()).map(str::to_string);
+        let accessor = d["accessor"].as_str().filter(|a| !a.is_empty()).map(str::to_string);
+        let new_session = own.token_accessor != accessor;
+        own.token_accessor = accessor;
+        if self.session && new_session {
+            // A session keysweep opened is kept alive for as long as the run
+            // needs it (within its maximum TTL), from its first check on (a
+            // login again with a rotated secret-id is a new session); a token
+            // the operator gave is left as it is.
+            self.http.renew_session(std::time::Duration::from_secs(d["ttl"].as_u64().unwrap_or(0)), d["renewable"].as_bool().unwrap_or(false));
+        }
         Ok(())
     }
 
