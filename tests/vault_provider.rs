@@ -146,19 +146,23 @@ async fn a_policy_403_is_not_taken_for_a_dead_token() {
     assert!(matches!(v, keysweep::provider::Verdict::Alive(_)), "{v:?}");
 }
 
-#[tokio::test]
-async fn keysweep_logs_in_with_approle() {
-    let role_id_and_secret = tokio::task::spawn_blocking(|| {
+/// An AppRole `role` (with `settings`) whose tokens may do anything, one
+/// secret-id of it, and a provider configuration that logs in with them
+/// (`R` and `S` resolve to the role-id and secret-id).
+async fn approle_login(role: &'static str, settings: serde_json::Value) -> (VaultProviderConfig, String, String) {
+    let (rid, sid) = tokio::task::spawn_blocking(move || {
         let b = common::bao();
         b.call(
             "PUT",
             "sys/policies/acl/keysweep-admin",
             Some(json!({ "policy": "path \"*\" { capabilities = [\"create\",\"read\",\"update\",\"delete\",\"list\",\"sudo\"] }" })),
         );
-        b.call("POST", "auth/approle/role/keysweep-admin", Some(json!({ "token_policies": ["keysweep-admin"] })));
-        let (_, r) = b.call("GET", "auth/approle/role/keysweep-admin/role-id", None);
-        let (_, s) = b.call("POST", "auth/approle/role/keysweep-admin/secret-id", Some(json!({})));
-        (r["data"]["role_id"].as_str().unwrap().to_string(), s["data"]["secret_id"].as_str().unwrap().to_string())
+        b.call("POST", &format!("auth/approle/role/{role}"), Some(settings));
+        let (_, r) = b.call("GET", &format!("auth/approle/role/{role}/role-id"), None);
+        let (_, s) = b.call("POST", &format!("auth/approle/role/{role}/secret-id"), Some(json!({})));
+        let sid = s["data"]["secret_id"].as_str().unwrap().to_string();
+        common::canary(&sid);
+        (r["data"]["role_id"].as_str().unwrap().to_string(), sid)
     })
     .await
     .unwrap();
@@ -171,7 +175,12 @@ async fn keysweep_logs_in_with_approle() {
         tls: Default::default(),
         allow_plaintext: false,
     };
-    let (rid, sid) = role_id_and_secret;
+    (cfg, rid, sid)
+}
+
+#[tokio::test]
+async fn keysweep_logs_in_with_approle() {
+    let (cfg, rid, sid) = approle_login("keysweep-admin", json!({ "token_policies": ["keysweep-admin"] })).await;
     let p =
         VaultProvider::connect("bao", &cfg, &|r| Ok(SecretString::from(if *r == SecretRef::Env("R".into()) { rid.clone() } else { sid.clone() })))
             .await
@@ -200,35 +209,8 @@ async fn keysweep_logs_in_with_approle() {
 /// OpenBao itself shows the session alive past its first TTL.
 #[tokio::test]
 async fn keysweeps_own_session_is_renewed_through_a_run_longer_than_its_ttl() {
-    let (rid, sid) = tokio::task::spawn_blocking(|| {
-        let b = common::bao();
-        b.call(
-            "PUT",
-            "sys/policies/acl/keysweep-admin",
-            Some(json!({ "policy": "path \"*\" { capabilities = [\"create\",\"read\",\"update\",\"delete\",\"list\",\"sudo\"] }" })),
-        );
-        b.call(
-            "POST",
-            "auth/approle/role/keysweep-short",
-            Some(json!({ "token_policies": ["keysweep-admin"], "token_ttl": "5s", "token_max_ttl": "10m" })),
-        );
-        let (_, r) = b.call("GET", "auth/approle/role/keysweep-short/role-id", None);
-        let (_, s) = b.call("POST", "auth/approle/role/keysweep-short/secret-id", Some(json!({})));
-        let sid = s["data"]["secret_id"].as_str().unwrap().to_string();
-        common::canary(&sid);
-        (r["data"]["role_id"].as_str().unwrap().to_string(), sid)
-    })
-    .await
-    .unwrap();
-    let cfg = VaultProviderConfig {
-        address: Some(common::bao().addr.clone()),
-        namespace: None,
-        auth: Some(VaultAuth::Approle { mount: "approle".into(), role_id: SecretRef::Env("R".into()), secret_id: SecretRef::Env("S".into()) }),
-        pending_prefix: "keysweep-pending".into(),
-        limits: Default::default(),
-        tls: Default::default(),
-        allow_plaintext: false,
-    };
+    let settings = json!({ "token_policies": ["keysweep-admin"], "token_ttl": "5s", "token_max_ttl": "10m" });
+    let (cfg, rid, sid) = approle_login("keysweep-short", settings).await;
     let p =
         VaultProvider::connect("bao", &cfg, &|r| Ok(SecretString::from(if *r == SecretRef::Env("R".into()) { rid.clone() } else { sid.clone() })))
             .await
