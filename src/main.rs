@@ -1,12 +1,5 @@
 use clap::Parser;
 
-// mimalloc instead of glibc's malloc: a run allocates and frees many small
-// values on every worker thread at once, where glibc's arenas spent a fifth
-// of the run's CPU (free-list consolidation, locks). Secrets are zeroized by
-// their own types before they are freed, whichever allocator holds them.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     // Everything keysweep writes (state dir, journal and its -wal/-shm, reports,
     // drafts, the lock file) is for the invoking user only: files 0600,
