@@ -77,6 +77,71 @@ async fn front(
     watcher.abort();
 }
 
+/// The TLS front of [`front`], which switches by itself: once the answer to
+/// the first request whose bytes hold `trigger` has been relayed to the
+/// client, every connection is cut and the rogue certificate presented from
+/// then on. Lands the switch between two requests of one lifecycle.
+async fn front_switching_after(
+    listener: TcpListener,
+    upstream: String,
+    real: Arc<rustls::ServerConfig>,
+    rogue: Arc<rustls::ServerConfig>,
+    trigger: &'static [u8],
+    switched: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (cut, _) = tokio::sync::broadcast::channel::<()>(1);
+    let cut = Arc::new(cut);
+    loop {
+        let Ok((client, _)) = listener.accept().await else { break };
+        let config = if switched.load(Ordering::SeqCst) { rogue.clone() } else { real.clone() };
+        let (upstream, cut, switched) = (upstream.clone(), cut.clone(), switched.clone());
+        let mut cut_rx = cut.subscribe();
+        tokio::spawn(async move {
+            let Ok(tls) = tokio_rustls::TlsAcceptor::from(config).accept(client).await else { return };
+            let Ok(up) = TcpStream::connect(&upstream).await else { return };
+            let (mut cr, mut cw) = tokio::io::split(tls);
+            let (mut ur, mut uw) = up.into_split();
+            let armed = Arc::new(AtomicBool::new(false));
+            let arm = armed.clone();
+            let to_server = async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match cr.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if buf[..n].windows(trigger.len()).any(|w| w == trigger) {
+                        arm.store(true, Ordering::SeqCst);
+                    }
+                    if uw.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            };
+            let to_client = async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match ur.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if cw.write_all(&buf[..n]).await.is_err() || cw.flush().await.is_err() {
+                        return;
+                    }
+                    if armed.load(Ordering::SeqCst) && !switched.swap(true, Ordering::SeqCst) {
+                        let _ = cut.send(());
+                    }
+                }
+            };
+            tokio::select! {
+                _ = async { tokio::join!(to_server, to_client) } => {}
+                _ = cut_rx.recv() => {}
+            }
+        });
+    }
+}
+
 fn outcome_times(journal: &Path) -> Vec<(String, String, chrono::DateTime<chrono::Utc>)> {
     let c = rusqlite::Connection::open_with_flags(journal, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let mut st = c.prepare("SELECT cred_id, json_extract(detail, '$.outcome.outcome'), at FROM events WHERE step = 'outcome'").unwrap();
@@ -175,6 +240,88 @@ async fn an_interceptor_with_another_ca_mid_run_is_never_taken_for_an_answer() {
             assert!(b.token_works(v), "{id} ({outcome}): the value its store says is current does not work");
         }
     }
+    for s in &estate.secrets {
+        assert!(!stderr.contains(s.as_str()), "a secret in stderr");
+    }
+}
+
+/// The interceptor appears exactly between a credential's retirement and its
+/// proof of death: the old token is revoked (the answer came back through
+/// the trusted front), and every request of the proof meets the rogue
+/// certificate. The proof cannot be had, so that credential ends
+/// `unverified`, never `rotated`; no later credential is touched; the run
+/// exits non-zero. Checked from OpenBao directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interceptor_during_the_proof_of_death_leaves_it_unverified() {
+    let b = bao();
+    let certs = tempfile::tempdir().unwrap();
+    let (real_dir, rogue_dir) = (certs.path().join("real"), certs.path().join("rogue"));
+    for d in [&real_dir, &rogue_dir] {
+        std::fs::create_dir_all(d).unwrap();
+        common::certs::server(d, &["IP:127.0.0.1", "localhost"]);
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let switched = Arc::new(AtomicBool::new(false));
+    let upstream = b.addr.trim_start_matches("http://").to_string();
+    let front = tokio::spawn(front_switching_after(
+        listener,
+        upstream,
+        server_config(&real_dir),
+        server_config(&rogue_dir),
+        b"/v1/auth/token/revoke-accessor",
+        switched.clone(),
+    ));
+
+    let estate = Estate::seed(b, "mitmv", 4, 0, 0, false);
+    let yaml = estate.yaml.replace(
+        "    address: ${env:VAULT_ADDR}\n",
+        &format!("    address: https://127.0.0.1:{port}\n    tls: {{ ca_cert: \"{}\" }}\n", real_dir.join("ca.pem").display()),
+    );
+    assert!(yaml.contains(&format!("127.0.0.1:{port}")), "the playbook was not pointed at the front");
+    let dir = tempfile::tempdir().unwrap();
+    let pb = dir.path().join("playbook.yaml");
+    std::fs::write(&pb, yaml).unwrap();
+    let state = dir.path().join("state");
+    let out = tokio::task::spawn_blocking({
+        let (state, pb) = (state.clone(), pb.clone());
+        move || keysweep(&state).args(["run", pb.to_str().unwrap(), "--concurrency", "1", "--quiet"]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    front.abort();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(switched.load(Ordering::SeqCst), "no revocation went through the front: {stderr}");
+    assert_ne!(out.status.code(), Some(0), "exit 0 without a proof of death: {stderr}");
+    let r = report_json(&state);
+    let rows = r["rows"].as_array().unwrap();
+    eprintln!("totals: {}", r["totals"]);
+    assert_eq!(r["totals"]["rotated"], 0, "rotated without a proof of death: {}", r["totals"]);
+    // The one retired behind the interceptor: revoked in fact, unverified in the report.
+    let retired: Vec<_> = estate.tokens.iter().filter(|(_, old)| !b.token_works(old)).collect();
+    assert_eq!(retired.len(), 1, "one old token was revoked before the switch: {retired:?}");
+    let (id, _) = retired[0];
+    let row = rows.iter().find(|row| row["id"] == id.as_str()).unwrap();
+    assert_eq!(row["outcome"], "unverified", "{row}");
+    let text = serde_json::to_string(row).unwrap();
+    assert!(text.contains("tls.ca_cert") || text.to_lowercase().contains("certificate"), "the reason does not name the certificate: {row}");
+    // Its new token is current in its store and works: nobody is locked out.
+    // (Some of the estate's tokens have no store: their consumers hold the old one.)
+    let mut stored = 0;
+    for (id, old) in &estate.tokens {
+        let Some(cur) = b.kv_get(&format!("mitmv/tokens/{id}")) else {
+            assert!(b.token_works(old), "{id}: no store and its old token is dead: locked out");
+            continue;
+        };
+        stored += 1;
+        let v = cur["value"].as_str().unwrap();
+        assert!(b.token_works(v), "{id}: the value its store says is current does not work");
+        if b.token_works(old) {
+            // Never started (or stopped at stage behind the interceptor): untouched.
+            assert_eq!(v, old.as_str(), "{id}: its old token works but the store holds another");
+        }
+    }
+    assert!(stored > 0, "no token of the estate has a store to check");
     for s in &estate.secrets {
         assert!(!stderr.contains(s.as_str()), "a secret in stderr");
     }
