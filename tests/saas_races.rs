@@ -325,23 +325,6 @@ fn two_runs_on_two_machines_mint_one_okta_client_secret() {
 
 // ----------------------------------------------------------------- Slack
 
-/// Registers every secret a Slack seed answered (tokens, refresh tokens,
-/// client secrets) with the canary scan.
-fn canary_all(v: &Value) {
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m {
-                match (k.as_str(), x) {
-                    ("token" | "refresh_token" | "client_secret", Value::String(s)) => common::canary(s),
-                    _ => canary_all(x),
-                }
-            }
-        }
-        Value::Array(a) => a.iter().for_each(canary_all),
-        _ => {}
-    }
-}
-
 /// The same race on a Slack app with token rotation: there a second mint is
 /// worse than a second secret — a refresh spends the stored refresh token,
 /// and the loser's refresh would spend the winner's. The winner's refresh is
@@ -359,7 +342,7 @@ fn two_runs_on_two_machines_refresh_a_slack_rotating_token_once() {
     let admin = s(&out["users"][0]["token"]);
     let app = out["apps"][0].clone();
     let mut secrets = vec![admin.clone(), s(&app["token"]), s(&app["refresh_token"]), s(&app["client_secret"])];
-    canary_all(&out);
+    sim::canary_secrets(&out);
     let path = format!("slack/{}", unique("deploy-bot"));
     common::bao().kv_put(&path, json!({ "value": s(&app["token"]), "refresh_token": s(&app["refresh_token"]) }));
     let dir = tempfile::tempdir().unwrap();

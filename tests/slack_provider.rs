@@ -27,22 +27,6 @@ use serde_json::{json, Value};
 
 use common::sim::{self, Sim};
 
-/// Records every secret a seed answered (tokens, refresh tokens, client secrets).
-fn canary_secrets(v: &Value) {
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m {
-                match (k.as_str(), x) {
-                    ("token" | "refresh_token" | "client_secret", Value::String(s)) => common::canary(s),
-                    _ => canary_secrets(x),
-                }
-            }
-        }
-        Value::Array(a) => a.iter().for_each(canary_secrets),
-        _ => {}
-    }
-}
-
 /// A seeded workspace whose first user is keysweep's admin.
 struct Seeded {
     out: Value,
@@ -67,7 +51,7 @@ fn seed(s: &Sim, mut spec: Value) -> Seeded {
     all.extend(users);
     spec["users"] = Value::Array(all);
     let out = s.admin("POST", "seed", Some(spec));
-    canary_secrets(&out);
+    sim::canary_secrets(&out);
     let admin = out["users"][0]["token"].as_str().unwrap().to_string();
     Seeded { out, admin }
 }

@@ -142,6 +142,35 @@ async fn front_switching_after(
     }
 }
 
+/// What both interceptor tests start from: two CAs, each with a
+/// certificate for the same names (the playbook trusts `real_dir`'s), the
+/// TLS configurations presenting them, a listener for the front, and the
+/// OpenBao it relays to.
+struct Fronts {
+    _certs: tempfile::TempDir,
+    real_dir: std::path::PathBuf,
+    real: Arc<rustls::ServerConfig>,
+    rogue: Arc<rustls::ServerConfig>,
+    listener: TcpListener,
+    port: u16,
+    upstream: String,
+    switched: Arc<AtomicBool>,
+}
+
+async fn fronts(b: &Bao) -> Fronts {
+    let certs = tempfile::tempdir().unwrap();
+    let (real_dir, rogue_dir) = (certs.path().join("real"), certs.path().join("rogue"));
+    for d in [&real_dir, &rogue_dir] {
+        std::fs::create_dir_all(d).unwrap();
+        common::certs::server(d, &["IP:127.0.0.1", "localhost"]);
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (real, rogue) = (server_config(&real_dir), server_config(&rogue_dir));
+    let upstream = b.addr.trim_start_matches("http://").to_string();
+    Fronts { _certs: certs, real_dir, real, rogue, listener, port, upstream, switched: Arc::new(AtomicBool::new(false)) }
+}
+
 fn outcome_times(journal: &Path) -> Vec<(String, String, chrono::DateTime<chrono::Utc>)> {
     let c = rusqlite::Connection::open_with_flags(journal, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let mut st = c.prepare("SELECT cred_id, json_extract(detail, '$.outcome.outcome'), at FROM events WHERE step = 'outcome'").unwrap();
@@ -164,17 +193,8 @@ fn outcome_count(journal: &Path) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interceptor_with_another_ca_mid_run_is_never_taken_for_an_answer() {
     let b = bao();
-    let certs = tempfile::tempdir().unwrap();
-    let (real_dir, rogue_dir) = (certs.path().join("real"), certs.path().join("rogue"));
-    for d in [&real_dir, &rogue_dir] {
-        std::fs::create_dir_all(d).unwrap();
-        common::certs::server(d, &["IP:127.0.0.1", "localhost"]);
-    }
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let switched = Arc::new(AtomicBool::new(false));
-    let upstream = b.addr.trim_start_matches("http://").to_string();
-    let front = tokio::spawn(front(listener, upstream, server_config(&real_dir), server_config(&rogue_dir), switched.clone()));
+    let Fronts { _certs, real_dir, real, rogue, listener, port, upstream, switched } = fronts(b).await;
+    let front = tokio::spawn(front(listener, upstream, real, rogue, switched.clone()));
 
     let n = 60;
     let estate = Estate::seed(b, "mitm", n, 0, 0, false);
@@ -254,24 +274,8 @@ async fn an_interceptor_with_another_ca_mid_run_is_never_taken_for_an_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interceptor_during_the_proof_of_death_leaves_it_unverified() {
     let b = bao();
-    let certs = tempfile::tempdir().unwrap();
-    let (real_dir, rogue_dir) = (certs.path().join("real"), certs.path().join("rogue"));
-    for d in [&real_dir, &rogue_dir] {
-        std::fs::create_dir_all(d).unwrap();
-        common::certs::server(d, &["IP:127.0.0.1", "localhost"]);
-    }
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let switched = Arc::new(AtomicBool::new(false));
-    let upstream = b.addr.trim_start_matches("http://").to_string();
-    let front = tokio::spawn(front_switching_after(
-        listener,
-        upstream,
-        server_config(&real_dir),
-        server_config(&rogue_dir),
-        b"/v1/auth/token/revoke-accessor",
-        switched.clone(),
-    ));
+    let Fronts { _certs, real_dir, real, rogue, listener, port, upstream, switched } = fronts(b).await;
+    let front = tokio::spawn(front_switching_after(listener, upstream, real, rogue, b"/v1/auth/token/revoke-accessor", switched.clone()));
 
     let estate = Estate::seed(b, "mitmv", 4, 0, 0, false);
     let yaml = estate.yaml.replace(

@@ -121,3 +121,20 @@ impl Drop for Sim {
         let _ = self.child.wait();
     }
 }
+
+/// Records every secret a simulator's seed answered (tokens, refresh
+/// tokens, client secrets, at any depth) with the canary scan.
+pub fn canary_secrets(v: &Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("token" | "refresh_token" | "client_secret", Value::String(s)) => super::canary(s),
+                    _ => canary_secrets(x),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(canary_secrets),
+        _ => {}
+    }
+}
